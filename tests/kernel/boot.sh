@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Boot the test kernel + initramfs in QEMU/TCG and return the guest script's exit status.
+#
+#   tests/kernel/boot.sh --kernel bzImage --initrd initramfs.cpio.gz
+#                        [--viommu vtd|none] [--timeout SECONDS] [--log FILE]
+#                        [--append "KERNEL ARGS"] [--qemu-arg ARG]...
+#
+# The QEMU command line (no KVM on the hosts this runs on, so TCG):
+#
+#   qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024 \
+#       [vtd:  -device intel-iommu,intremap=on,x-scalable-mode=on -device e1000e] \
+#       -kernel bzImage -initrd initramfs.cpio.gz \
+#       -append "console=ttyS0 panic=-1 ifb.viommu=<vtd|none> [--append args]" \
+#       -serial stdio -display none -no-reboot
+#
+#   --viommu vtd   emulated Intel VT-d (scalable mode, interrupt remapping) and one e1000e NIC
+#                  behind it, which the guest binds to vfio-pci (the default).
+#   --viommu none  no vIOMMU and no NIC: the kernel's IOMMUFD selftest mock device only works
+#                  on x86 when no Intel/AMD IOMMU is present.
+#   q35's kernel-irqchip=split is not needed (and means nothing) under TCG: QEMU 10 accepts
+#   intremap=on with accel=tcg as is.
+#
+# The serial console goes to --log (default: ./boot-<viommu>.log) and to stdout, each line
+# prefixed with "[guest-<viommu>] ". The guest /init prints IFB-GUEST-EXIT=<n> when its script
+# ends and powers off; boot.sh exits with <n>. A panic (panic=-1 + -no-reboot ends QEMU), a
+# missing marker or the timeout (default 300 s) exit 1 with a message saying which.
+set -euo pipefail
+IFB_TAG=boot
+. "$(dirname "$0")/lib.sh"
+
+usage() {
+    echo "usage: $0 --kernel bzImage --initrd X [--viommu vtd|none] [--timeout S] [--log FILE] [--append ARGS] [--qemu-arg ARG]..." >&2
+    exit 2
+}
+kernel=""; initrd=""; viommu=vtd; timeout=300; log=""; append=""; extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel)   [ $# -ge 2 ] || usage; kernel=$2; shift 2 ;;
+        --initrd)   [ $# -ge 2 ] || usage; initrd=$2; shift 2 ;;
+        --viommu)   [ $# -ge 2 ] || usage; viommu=$2; shift 2 ;;
+        --timeout)  [ $# -ge 2 ] || usage; timeout=$2; shift 2 ;;
+        --log)      [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
+        --append)   [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
+        --qemu-arg) [ $# -ge 2 ] || usage; extra+=("$2"); shift 2 ;;
+        -h|--help)  usage ;;
+        *) usage ;;
+    esac
+done
+[ -n "$kernel" ] && [ -n "$initrd" ] || usage
+[ -f "$kernel" ] || die "--kernel $kernel: no such file"
+[ -f "$initrd" ] || die "--initrd $initrd: no such file"
+case "$viommu" in vtd|none) ;; *) die "--viommu must be vtd or none, not '$viommu'" ;; esac
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
+[ -n "$log" ] || log=$PWD/boot-$viommu.log
+mkdir -p "$(dirname "$log")"
+
+qemu=(qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024)
+if [ "$viommu" = vtd ]; then
+    qemu+=(-device intel-iommu,intremap=on,x-scalable-mode=on -device e1000e)
+fi
+qemu+=(-kernel "$kernel" -initrd "$initrd"
+       -append "console=ttyS0 panic=-1 ifb.viommu=$viommu${append:+ $append}"
+       -serial stdio -display none -no-reboot)
+qemu+=("${extra[@]}")
+
+tag="guest-$viommu"
+say "$tag: ${qemu[*]}"
+say "$tag: console log: $log (timeout ${timeout}s)"
+t0=$(date +%s%N)
+set +e
+timeout -k 10 "$timeout" "${qemu[@]}" </dev/null 2>&1 |
+    tr -d '\r' | tee "$log" | sed -u "s/^/[$tag] /"
+st=("${PIPESTATUS[@]}")
+set -e
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wall=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
+qrc=${st[0]}
+
+start_up=$(grep -ao 'IFB-GUEST-START uptime=[0-9.]*' "$log" | head -n1 | cut -d= -f2 || true)
+end_up=$(grep -ao 'IFB-GUEST-END uptime=[0-9.]*' "$log" | tail -n1 | cut -d= -f2 || true)
+marker=$(grep -aoE 'IFB-GUEST-EXIT=[0-9]+' "$log" | tail -n1 | cut -d= -f2 || true)
+timing="wall ${wall}s; guest uptime at /init ${start_up:-?}s, at script end ${end_up:-?}s"
+
+if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+    say "$tag: FAILED: timed out after ${timeout}s (QEMU killed; ${marker:+marker $marker seen, }see $log)"
+    exit 1
+fi
+if [ -z "$marker" ]; then
+    if grep -aq 'Kernel panic' "$log"; then
+        say "$tag: FAILED: guest kernel panicked before the script finished ($timing):"
+        grep -a -A3 'Kernel panic' "$log" | sed 's/^/    /' >&2
+    else
+        say "$tag: FAILED: QEMU exited $qrc without an IFB-GUEST-EXIT marker ($timing); see $log"
+    fi
+    exit 1
+fi
+[ "$qrc" = 0 ] || say "$tag: note: QEMU itself exited $qrc"
+if [ "$marker" = 0 ]; then
+    say "$tag: guest script passed (IFB-GUEST-EXIT=0); $timing"
+else
+    say "$tag: FAILED: guest script exited $marker; $timing"
+fi
+exit "$marker"

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Build (or fetch from cache) the test kernel for the kernel suite.
+#
+#   tests/kernel/build-kernel.sh            -> prints the path of bzImage on stdout
+#
+# Source: Debian's linux-source-6.12 (/usr/src/linux-source-6.12.tar.xz), config =
+# `allnoconfig` + tests/kernel/config.fragment (KCONFIG_ALLCONFIG). Every CONFIG_*=y of the
+# fragment is checked in the final .config; a symbol that did not stick fails the build by name.
+#
+# Cache (outside the clone):
+#   ${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}/<key>/{bzImage,config,build.log,info}
+#   key = first 16 hex of sha256(config.fragment + linux-source-6.12 package version + recipe rev)
+# A second run with the same key returns at once. Builds are serialised with flock on
+# <cache>/.build.lock (waiters re-check the cache after the lock is theirs).
+#
+# Env: IFB_KERNEL_CACHE, IFB_KERNEL_JOBS (default: 2), IFB_PROGRESS_SECS (default: 30).
+set -euo pipefail
+IFB_TAG=build-kernel
+. "$(dirname "$0")/lib.sh"
+
+RECIPE_REV=1   # bump when this script changes how the kernel is built
+CACHE=${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}
+JOBS=${IFB_KERNEL_JOBS:-2}
+EVERY=${IFB_PROGRESS_SECS:-30}
+FRAGMENT=$KDIR/config.fragment
+TARBALL=/usr/src/linux-source-6.12.tar.xz
+
+ensure_deps
+[ -f "$TARBALL" ] || die "$TARBALL missing after installing linux-source-6.12"
+srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
+key=$( { cat "$FRAGMENT"; echo "linux-source-6.12=$srcver"; echo "recipe=$RECIPE_REV"; } |
+       sha256sum | cut -c1-16)
+out=$CACHE/$key
+
+if [ -s "$out/bzImage" ]; then
+    say "cached: $out/bzImage (linux-source-6.12 $srcver)"
+    echo "$out/bzImage"
+    exit 0
+fi
+
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+    say "another kernel build holds $CACHE/.build.lock; waiting for it"
+    flock 9
+fi
+if [ -s "$out/bzImage" ]; then       # built by the holder of the lock meanwhile
+    say "cached: $out/bzImage (built by a concurrent run)"
+    echo "$out/bzImage"
+    exit 0
+fi
+
+work=$CACHE/$key.partial
+log=$work/build.log
+rm -rf "$work"
+mkdir -p "$work/src"
+t0=$(date +%s)
+elapsed() { fmt_secs $(( $(date +%s) - t0 )); }
+say "building kernel $key (linux-source-6.12 $srcver, make -j$JOBS); full log: $log"
+
+fail() {
+    say "FAILED after $(elapsed): $*"
+    if [ -f "$log" ]; then
+        say "last 40 lines of $log:"
+        tail -n 40 "$log" | sed 's/^/    /' >&2
+    fi
+    exit 1
+}
+
+say "[$(elapsed)] extracting $TARBALL"
+tar -xJf "$TARBALL" -C "$work/src" --strip-components=1 >>"$log" 2>&1 || fail "extracting sources"
+cd "$work/src"
+
+say "[$(elapsed)] configuring: allnoconfig + config.fragment"
+cp "$FRAGMENT" "$work/config.fragment"
+make ARCH=x86_64 KCONFIG_ALLCONFIG="$work/config.fragment" allnoconfig >>"$log" 2>&1 || fail "allnoconfig"
+
+# Every symbol the fragment sets =y must be =y in the final .config.
+missing=()
+while IFS= read -r line; do
+    sym=${line%%=*}
+    grep -qx "$sym=y" .config || missing+=("$sym")
+done < <(grep -E '^CONFIG_[A-Za-z0-9_]+=y$' "$FRAGMENT")
+if [ ${#missing[@]} -gt 0 ]; then
+    for s in "${missing[@]}"; do
+        say "config symbol did not stick: $s ($(grep -E "^$s=|^# $s is not set" .config || echo 'absent from .config'))"
+    done
+    fail "${#missing[@]} fragment symbol(s) missing from .config: ${missing[*]}"
+fi
+say "[$(elapsed)] config ok: all $(grep -cE '^CONFIG_[A-Za-z0-9_]+=y$' "$FRAGMENT") fragment symbols are =y"
+
+say "[$(elapsed)] make -j$JOBS bzImage (progress every ${EVERY}s)"
+make ARCH=x86_64 -j"$JOBS" bzImage >>"$log" 2>&1 &
+mpid=$!
+trap 'kill $mpid 2>/dev/null || true' EXIT INT TERM
+while kill -0 $mpid 2>/dev/null; do
+    for _ in $(seq "$EVERY"); do
+        kill -0 $mpid 2>/dev/null || break
+        sleep 1
+    done
+    kill -0 $mpid 2>/dev/null || break
+    n=$(grep -cE '^  (CC|AS|LD|AR)' "$log" || true)
+    last=$(grep -E '^  [A-Z]' "$log" | tail -n 1 | sed 's/^ *//;s/  */ /g')
+    say "[$(elapsed)] compiling: $n objects done; now: $last"
+done
+rc=0; wait $mpid || rc=$?
+trap - EXIT INT TERM
+[ $rc = 0 ] || fail "make bzImage exited $rc"
+[ -s arch/x86/boot/bzImage ] || fail "make succeeded but arch/x86/boot/bzImage is missing"
+
+kver=$(cat include/config/kernel.release 2>/dev/null || echo unknown)
+new=$CACHE/$key.new
+rm -rf "$new"
+mkdir -p "$new"
+cp arch/x86/boot/bzImage "$new/bzImage"
+cp .config "$new/config"
+cp "$work/config.fragment" "$new/config.fragment"
+cp "$log" "$new/build.log"
+cat > "$new/info" <<EOF
+key=$key
+kernel_release=$kver
+linux_source_version=$srcver
+recipe_rev=$RECIPE_REV
+build_seconds=$(( $(date +%s) - t0 ))
+jobs=$JOBS
+built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+EOF
+rm -rf "$out"
+mv -T "$new" "$out"
+cd /
+rm -rf "$work"
+say "[$(elapsed)] done: $out/bzImage (kernel $kver, $(stat -c %s "$out/bzImage") bytes)"
+echo "$out/bzImage"
