@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The emulated host root: a private copy of the template tree (tests/fixtures/emulated,
+ * installed as IFB_EMUL_TEMPLATE) holding sys/ for device discovery and dev/ for the emulated
+ * /dev/iommu and device cdevs.
+ */
+#pragma once
+
+/*
+ * Make runtime_dirfd/name a copy of template_dir unless it already exists (the copy persists
+ * across daemon restarts so device fds kept in the fd store keep pointing at the same files),
+ * and return an O_PATH-free directory fd of it. name is a single path component.
+ * Returns 0 or -errno; *ret_rootfd untouched on failure.
+ */
+int ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *name, int *ret_rootfd);

@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The backend-independent half of the uAPI layer: typed operations that fill the kernel's
+ * structs and go through one backend's ioctl entry, string tables, and the reading of raw
+ * IOMMU registers (can this IOMMU nest? track dirty pages?) that both the typed layer and the
+ * emulator rely on. No ioctl number or struct layout is defined here (iommufd-defs.h is).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "iommufd-defs.h"
+#include "uapi-private.h"
+
+static const char *const iommu_type_names[_IFB_IOMMU_TYPE_MAX] = {
+  [IFB_IOMMU_TYPE_NONE] = "none",
+  [IFB_IOMMU_TYPE_INTEL_VTD] = "intel-vtd",
+  [IFB_IOMMU_TYPE_ARM_SMMUV3] = "arm-smmuv3",
+  [IFB_IOMMU_TYPE_SELFTEST] = "selftest",
+};
+
+const char *
+ifb_iommu_type_to_string (IfbIommuType t)
+{
+  if (t < 0 || t >= _IFB_IOMMU_TYPE_MAX)
+    return NULL;
+  return iommu_type_names[t];
+}
+
+IfbIommuType
+ifb_iommu_type_from_string (const char *s)
+{
+  if (!s)
+    return IFB_IOMMU_TYPE_INVALID;
+  for (int i = 0; i < _IFB_IOMMU_TYPE_MAX; i++)
+    if (strcmp (s, iommu_type_names[i]) == 0)
+      return (IfbIommuType) i;
+  return IFB_IOMMU_TYPE_INVALID;
+}
+
+bool
+ifb_uapi_cdev_name_valid (const char *cdev_name)
+{
+  size_t n;
+
+  if (!cdev_name || strncmp (cdev_name, "vfio", 4) != 0)
+    return false;
+  n = strlen (cdev_name + 4);
+  if (n < 1 || n > 6)
+    return false;
+  for (const char *p = cdev_name + 4; *p; p++)
+    if (*p < '0' || *p > '9')
+      return false;
+  return true;
+}
+
+/* intel-iommu's nested_supported(): scalable mode and ECAP.NEST. */
+bool
+ifb_uapi_vtd_can_nest (uint64_t ecap)
+{
+  return (ecap & IFB_VTD_ECAP_NEST) && (ecap & IFB_VTD_ECAP_SMTS);
+}
+
+/* intel-iommu's ssads_supported(): scalable mode, second-stage A/D bits, page-walk coherency. */
+bool
+ifb_uapi_vtd_dirty (uint64_t ecap)
+{
+  return (ecap & IFB_VTD_ECAP_SMTS) && (ecap & IFB_VTD_ECAP_SLADS) && (ecap & IFB_VTD_ECAP_SMPWC);
+}
+
+/* arm-smmu-v3's ARM_SMMU_FEAT_NESTING: both stages implemented. */
+bool
+ifb_uapi_smmuv3_can_nest (const uint32_t idr[6])
+{
+  return (idr[0] & IFB_SMMU_IDR0_S1P) && (idr[0] & IFB_SMMU_IDR0_S2P);
+}
+
+/* arm-smmu-v3's ARM_SMMU_FEAT_HD: hardware access and dirty flag updates. */
+bool
+ifb_uapi_smmuv3_dirty (const uint32_t idr[6])
+{
+  return ((idr[0] & IFB_SMMU_IDR0_HTTU_MASK) >> IFB_SMMU_IDR0_HTTU_SHIFT) == IFB_SMMU_IDR0_HTTU_AD;
+}
+
+/* ---- backends ------------------------------------------------------------------------ */
+
+static const IfbUapiBackend emulated_backend = {
+  .name = "emulated",
+  .emulated = true,
+  .open_iommufd = ifb_emul_open_iommufd,
+  .open_device = ifb_emul_open_device,
+  .ioctl = ifb_emul_ioctl,
+};
+
+const IfbUapiBackend *
+ifb_uapi_backend_emulated (void)
+{
+  return &emulated_backend;
+}
+
+const IfbUapiBackend *
+ifb_uapi_backend_for_fd (int fd)
+{
+  return ifb_emul_fd_kind (fd) ? &emulated_backend : ifb_uapi_backend_kernel ();
+}
+
+const char *
+ifb_uapi_backend_name (const IfbUapiBackend *b)
+{
+  return b->name;
+}
+
+bool
+ifb_uapi_backend_is_emulated (const IfbUapiBackend *b)
+{
+  return b->emulated;
+}
+
+int
+ifb_uapi_open_iommufd (const IfbUapiBackend *b, int dev_dirfd, int *ret_fd)
+{
+  return b->open_iommufd (dev_dirfd, ret_fd);
+}
+
+int
+ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd)
+{
+  return b->open_device (dev_dirfd, cdev_name, ret_fd);
+}
+
+int
+ifb_uapi_ioctl (const IfbUapiBackend *b, int fd, unsigned long request, void *arg)
+{
+  return b->ioctl (fd, request, arg);
+}
+
+/* ---- typed operations ---------------------------------------------------------------- */
+
+int
+ifb_uapi_ioas_alloc (const IfbUapiBackend *b, int iommufd, uint32_t *ret_ioas_id)
+{
+  struct ifb_iommu_ioas_alloc cmd = { .size = sizeof cmd };
+  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_IOAS_ALLOC, &cmd);
+
+  if (r < 0)
+    return r;
+  *ret_ioas_id = cmd.out_ioas_id;
+  return 0;
+}
+
+int
+ifb_uapi_destroy (const IfbUapiBackend *b, int iommufd, uint32_t id)
+{
+  struct ifb_iommu_destroy cmd = { .size = sizeof cmd, .id = id };
+
+  return ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_DESTROY, &cmd);
+}
+
+int
+ifb_uapi_set_rlimit_mode (const IfbUapiBackend *b, int iommufd, bool per_process)
+{
+  struct ifb_iommu_option cmd = {
+    .size = sizeof cmd,
+    .option_id = IFB_IOMMU_OPTION_RLIMIT_MODE,
+    .op = IFB_IOMMU_OPTION_OP_SET,
+    .val64 = per_process,
+  };
+
+  return ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_OPTION, &cmd);
+}
+
+int
+ifb_uapi_get_rlimit_mode (const IfbUapiBackend *b, int iommufd, bool *ret_per_process)
+{
+  struct ifb_iommu_option cmd = {
+    .size = sizeof cmd,
+    .option_id = IFB_IOMMU_OPTION_RLIMIT_MODE,
+    .op = IFB_IOMMU_OPTION_OP_GET,
+  };
+  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_OPTION, &cmd);
+
+  if (r < 0)
+    return r;
+  *ret_per_process = cmd.val64 != 0;
+  return 0;
+}
+
+int
+ifb_uapi_device_bind (const IfbUapiBackend *b, int device_fd, int iommufd, uint32_t *ret_dev_id)
+{
+  struct ifb_vfio_device_bind_iommufd cmd = { .argsz = sizeof cmd, .iommufd = iommufd };
+  int r = ifb_uapi_ioctl (b, device_fd, IFB_VFIO_DEVICE_BIND_IOMMUFD, &cmd);
+
+  if (r < 0)
+    return r;
+  *ret_dev_id = cmd.out_devid;
+  return 0;
+}
+
+int
+ifb_uapi_device_attach (const IfbUapiBackend *b, int device_fd, uint32_t pt_id)
+{
+  /* argsz covers the v1 struct only: the pasid word is not ours to send. */
+  struct ifb_vfio_device_attach_iommufd_pt cmd = { .argsz = IFB_VFIO_DEVICE_ATTACH_MIN_SIZE, .pt_id = pt_id };
+
+  return ifb_uapi_ioctl (b, device_fd, IFB_VFIO_DEVICE_ATTACH_IOMMUFD_PT, &cmd);
+}
+
+int
+ifb_uapi_device_detach (const IfbUapiBackend *b, int device_fd)
+{
+  struct ifb_vfio_device_detach_iommufd_pt cmd = { .argsz = IFB_VFIO_DEVICE_DETACH_MIN_SIZE };
+
+  return ifb_uapi_ioctl (b, device_fd, IFB_VFIO_DEVICE_DETACH_IOMMUFD_PT, &cmd);
+}
+
+int
+ifb_uapi_get_hw_info (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, IfbHwInfo *ret_info)
+{
+  union {
+    struct ifb_iommu_hw_info_vtd vtd;
+    struct ifb_iommu_hw_info_arm_smmuv3 smmu;
+    struct ifb_iommu_test_hw_info test;
+    uint8_t raw[64];
+  } data;
+  struct ifb_iommu_hw_info cmd = {
+    .size = sizeof cmd,
+    .dev_id = dev_id,
+    .data_len = sizeof data,
+    .data_uptr = (uintptr_t) &data,
+  };
+  IfbHwInfo info = { 0 };
+  int r;
+
+  memset (&data, 0, sizeof data);
+  r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_GET_HW_INFO, &cmd);
+  if (r < 0)
+    return r;
+  info.capabilities = cmd.out_capabilities;
+  info.dirty_tracking = (cmd.out_capabilities & IFB_IOMMU_HW_CAP_DIRTY_TRACKING) != 0;
+  switch (cmd.out_data_type) {
+  case IFB_IOMMU_HW_INFO_TYPE_INTEL_VTD:
+    info.type = IFB_IOMMU_TYPE_INTEL_VTD;
+    info.raw.vtd.cap_reg = data.vtd.cap_reg;
+    info.raw.vtd.ecap_reg = data.vtd.ecap_reg;
+    info.can_nest = ifb_uapi_vtd_can_nest (data.vtd.ecap_reg);
+    break;
+  case IFB_IOMMU_HW_INFO_TYPE_ARM_SMMUV3:
+    info.type = IFB_IOMMU_TYPE_ARM_SMMUV3;
+    memcpy (info.raw.smmuv3.idr, data.smmu.idr, sizeof info.raw.smmuv3.idr);
+    info.raw.smmuv3.iidr = data.smmu.iidr;
+    info.raw.smmuv3.aidr = data.smmu.aidr;
+    info.can_nest = ifb_uapi_smmuv3_can_nest (data.smmu.idr);
+    break;
+  case IFB_IOMMU_HW_INFO_TYPE_SELFTEST:
+    /* The mock driver implements NEST_PARENT and nested domains. */
+    info.type = IFB_IOMMU_TYPE_SELFTEST;
+    info.can_nest = true;
+    break;
+  default:
+    info.type = IFB_IOMMU_TYPE_NONE;
+    break;
+  }
+  *ret_info = info;
+  return 0;
+}
+
+int
+ifb_uapi_hwpt_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t pt_id, uint32_t flags,
+                     uint32_t *ret_hwpt_id)
+{
+  struct ifb_iommu_hwpt_alloc cmd = { .size = sizeof cmd, .dev_id = dev_id, .pt_id = pt_id };
+  int r;
+
+  if (flags & ~(uint32_t) (IFB_HWPT_NEST_PARENT | IFB_HWPT_DIRTY_TRACKING))
+    return -EINVAL;
+  if (flags & IFB_HWPT_NEST_PARENT)
+    cmd.flags |= IFB_IOMMU_HWPT_ALLOC_NEST_PARENT;
+  if (flags & IFB_HWPT_DIRTY_TRACKING)
+    cmd.flags |= IFB_IOMMU_HWPT_ALLOC_DIRTY_TRACKING;
+  r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_HWPT_ALLOC, &cmd);
+  if (r < 0)
+    return r;
+  *ret_hwpt_id = cmd.out_hwpt_id;
+  return 0;
+}
+
+/*
+ * The stage-1 data is a placeholder a VMM would replace with the guest's table: an empty VT-d
+ * stage-1 (4-level, 48 bits), an SMMUv3 STE in abort configuration (pt_id must then be a
+ * vIOMMU), or the selftest's default IOTLB tag.
+ */
+int
+ifb_uapi_hwpt_alloc_nested (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t parent_id,
+                            uint32_t *ret_hwpt_id)
+{
+  union {
+    struct ifb_iommu_hwpt_vtd_s1 vtd;
+    struct ifb_iommu_hwpt_arm_smmuv3 smmu;
+    struct ifb_iommu_hwpt_selftest test;
+  } data;
+  struct ifb_iommu_hwpt_alloc cmd = {
+    .size = sizeof cmd,
+    .dev_id = dev_id,
+    .pt_id = parent_id,
+    .data_uptr = (uintptr_t) &data,
+  };
+  IfbHwInfo info;
+  int r;
+
+  r = ifb_uapi_get_hw_info (b, iommufd, dev_id, &info);
+  if (r < 0)
+    return r;
+  memset (&data, 0, sizeof data);
+  switch (info.type) {
+  case IFB_IOMMU_TYPE_INTEL_VTD:
+    data.vtd.addr_width = 48;
+    cmd.data_type = IFB_IOMMU_HWPT_DATA_VTD_S1;
+    cmd.data_len = sizeof data.vtd;
+    break;
+  case IFB_IOMMU_TYPE_ARM_SMMUV3:
+    data.smmu.ste[0] = 1;       /* V=1, Config=abort */
+    cmd.data_type = IFB_IOMMU_HWPT_DATA_ARM_SMMUV3;
+    cmd.data_len = sizeof data.smmu;
+    break;
+  case IFB_IOMMU_TYPE_SELFTEST:
+    data.test.iotlb = IFB_IOMMU_TEST_IOTLB_DEFAULT;
+    cmd.data_type = IFB_IOMMU_HWPT_DATA_SELFTEST;
+    cmd.data_len = sizeof data.test;
+    break;
+  default:
+    return -EOPNOTSUPP;
+  }
+  r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_HWPT_ALLOC, &cmd);
+  if (r < 0)
+    return r;
+  *ret_hwpt_id = cmd.out_hwpt_id;
+  return 0;
+}
+
+int
+ifb_uapi_ioas_map (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, void *va, uint64_t length,
+                   uint64_t *iova_inout, bool fixed_iova)
+{
+  struct ifb_iommu_ioas_map cmd = {
+    .size = sizeof cmd,
+    .flags = IFB_IOMMU_IOAS_MAP_READABLE | IFB_IOMMU_IOAS_MAP_WRITEABLE |
+             (fixed_iova ? IFB_IOMMU_IOAS_MAP_FIXED_IOVA : 0),
+    .ioas_id = ioas_id,
+    .user_va = (uintptr_t) va,
+    .length = length,
+    .iova = fixed_iova ? *iova_inout : 0,
+  };
+  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_IOAS_MAP, &cmd);
+
+  if (r < 0)
+    return r;
+  *iova_inout = cmd.iova;
+  return 0;
+}
+
+int
+ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length)
+{
+  struct ifb_iommu_ioas_unmap cmd = { .size = sizeof cmd, .ioas_id = ioas_id, .iova = iova, .length = length };
+
+  return ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_IOAS_UNMAP, &cmd);
+}
+
+int
+ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
+                       uint32_t *ret_viommu_id)
+{
+  struct ifb_iommu_viommu_alloc cmd = {
+    .size = sizeof cmd,
+    .type = IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
+    .dev_id = dev_id,
+    .hwpt_id = hwpt_id,
+  };
+  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_VIOMMU_ALLOC, &cmd);
+
+  if (r < 0)
+    return r;
+  *ret_viommu_id = cmd.out_viommu_id;
+  return 0;
+}
+
+int
+ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint32_t *ret_stdev_id,
+                               uint32_t *ret_hwpt_id, uint32_t *ret_dev_id)
+{
+  struct ifb_iommu_test_cmd cmd = { .size = sizeof cmd, .op = IFB_IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas_id };
+  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_TEST_CMD, &cmd);
+
+  if (r < 0)
+    return r;
+  if (ret_stdev_id)
+    *ret_stdev_id = cmd.mock_domain.out_stdev_id;
+  if (ret_hwpt_id)
+    *ret_hwpt_id = cmd.mock_domain.out_hwpt_id;
+  if (ret_dev_id)
+    *ret_dev_id = cmd.mock_domain.out_idev_id;
+  return 0;
+}

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The broker's view of the IOMMUFD and VFIO-cdev uAPI.
+ *
+ * This directory is the only code that knows ioctl numbers and uAPI structs (iommufd-defs.h).
+ * Two backends sit behind one constant table of operations:
+ *   - kernel:   ioctl(2) on real /dev/iommu and /dev/vfio/devices/vfioN fds;
+ *   - emulated: the same ioctl numbers and structs, validated as the kernel does, on a memfd
+ *               holding a fixed-layout object table (emul.c), so any process holding the fd (a
+ *               worker in another cgroup, a VMM, the daemon after a restart) sees one state.
+ * Callers above pick a backend once (ifb_uapi_backend_*()) and hold no #ifdefs; a process that
+ * only received fds (a VMM) finds the backend with ifb_uapi_backend_for_fd().
+ *
+ * Contract: every function returns 0 or -errno, leaves ret_* untouched on failure, and makes
+ * every fd close-on-exec. Functions are async-signal-safe in practice (no malloc, no stdio), so a
+ * forked worker may call them between fork and _exit.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct IfbUapiBackend IfbUapiBackend;
+
+typedef enum {
+  IFB_IOMMU_TYPE_NONE,
+  IFB_IOMMU_TYPE_INTEL_VTD,
+  IFB_IOMMU_TYPE_ARM_SMMUV3,
+  IFB_IOMMU_TYPE_SELFTEST,      /* the kernel's IOMMUFD_TEST mock, kernel tier only */
+  _IFB_IOMMU_TYPE_MAX,
+  IFB_IOMMU_TYPE_INVALID = -1,
+} IfbIommuType;
+
+const char *ifb_iommu_type_to_string (IfbIommuType t);   /* "intel-vtd", "arm-smmuv3", ... */
+IfbIommuType ifb_iommu_type_from_string (const char *s);
+
+typedef enum {
+  IFB_HWPT_NEST_PARENT    = 1 << 0,
+  IFB_HWPT_DIRTY_TRACKING = 1 << 1,
+} IfbHwptFlags;
+
+typedef struct {
+  IfbIommuType type;
+  bool can_nest;                /* the IOMMU can be a NEST_PARENT (derived from the raw data) */
+  bool dirty_tracking;          /* IOMMU_HW_CAP_DIRTY_TRACKING */
+  uint64_t capabilities;        /* raw out_capabilities */
+  union {
+    struct { uint64_t cap_reg, ecap_reg; } vtd;
+    struct { uint32_t idr[6], iidr, aidr; } smmuv3;
+  } raw;
+} IfbHwInfo;
+
+/* The backends. */
+const IfbUapiBackend *ifb_uapi_backend_kernel (void);
+const IfbUapiBackend *ifb_uapi_backend_emulated (void);
+/* The backend an fd belongs to (an emulated context or device fd, or else the kernel). */
+const IfbUapiBackend *ifb_uapi_backend_for_fd (int fd);
+const char *ifb_uapi_backend_name (const IfbUapiBackend *b);   /* "kernel" / "emulated" */
+bool ifb_uapi_backend_is_emulated (const IfbUapiBackend *b);
+
+/*
+ * Opening. dev_dirfd is the directory fd standing for /dev (the real /dev, or the emulated
+ * root's dev/ directory). The emulated iommufd is a fresh memfd; dev_dirfd is only checked.
+ */
+int ifb_uapi_open_iommufd (const IfbUapiBackend *b, int dev_dirfd, int *ret_fd);
+int ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd);
+
+/* The raw entry point: ioctl(2) semantics with the kernel's request numbers and structs. */
+int ifb_uapi_ioctl (const IfbUapiBackend *b, int fd, unsigned long request, void *arg);
+
+/* Typed operations, built on ifb_uapi_ioctl(). */
+int ifb_uapi_ioas_alloc (const IfbUapiBackend *b, int iommufd, uint32_t *ret_ioas_id);
+int ifb_uapi_destroy (const IfbUapiBackend *b, int iommufd, uint32_t id);
+int ifb_uapi_set_rlimit_mode (const IfbUapiBackend *b, int iommufd, bool per_process);
+int ifb_uapi_get_rlimit_mode (const IfbUapiBackend *b, int iommufd, bool *ret_per_process);
+int ifb_uapi_device_bind (const IfbUapiBackend *b, int device_fd, int iommufd, uint32_t *ret_dev_id);
+int ifb_uapi_device_attach (const IfbUapiBackend *b, int device_fd, uint32_t pt_id);
+int ifb_uapi_device_detach (const IfbUapiBackend *b, int device_fd);
+int ifb_uapi_get_hw_info (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, IfbHwInfo *ret_info);
+/* A paging HWPT on an IOAS (pt_id), flags from IfbHwptFlags. */
+int ifb_uapi_hwpt_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t pt_id,
+                         uint32_t flags, uint32_t *ret_hwpt_id);
+/* A nested stage-1 HWPT on a NEST_PARENT (parent_id), with driver data (VT-d: stage-1 table). */
+int ifb_uapi_hwpt_alloc_nested (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t parent_id,
+                                uint32_t *ret_hwpt_id);
+int ifb_uapi_ioas_map (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, void *va, uint64_t length,
+                       uint64_t *iova_inout, bool fixed_iova);
+int ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length);
+int ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
+                           uint32_t *ret_viommu_id);
+
+/* Emulated contexts only: their object table, for the audit trail and tests. -ENOTTY on kernel fds. */
+typedef enum {
+  IFB_UAPI_OBJ_IOAS = 1,
+  IFB_UAPI_OBJ_DEVICE,
+  IFB_UAPI_OBJ_HWPT_PAGING,
+  IFB_UAPI_OBJ_HWPT_NESTED,
+  IFB_UAPI_OBJ_VIOMMU,
+  IFB_UAPI_OBJ_VDEVICE,
+} IfbUapiObjType;
+
+typedef struct {
+  uint32_t id;
+  IfbUapiObjType type;
+  uint32_t flags;               /* HWPT alloc flags as given */
+  uint32_t parent_id;           /* IOAS or parent HWPT; 0 when none */
+  int32_t creator_pid;
+  char cgroup[256];             /* cgroup2 path of the allocating process, "/..." */
+} IfbUapiObject;
+
+/* Fill up to max objects; *ret_n = number of live objects (may exceed max). */
+int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
+
+/*
+ * Kernel tier only: the IOMMUFD_TEST mock device (IOMMU_TEST_CMD / IOMMU_TEST_OP_MOCK_DOMAIN),
+ * attached to ioas_id. Returns the selftest device object (destroy it to unbind), the auto HWPT
+ * and the iommufd device id usable as dev_id. -ENOTTY without CONFIG_IOMMUFD_TEST and on the
+ * emulated backend.
+ */
+int ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
+                                   uint32_t *ret_stdev_id, uint32_t *ret_hwpt_id, uint32_t *ret_dev_id);
