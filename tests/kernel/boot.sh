@@ -3,36 +3,38 @@
 #
 #   tests/kernel/boot.sh --kernel bzImage --initrd initramfs.cpio.gz
 #                        [--viommu vtd|none] [--timeout SECONDS] [--log FILE]
-#                        [--append "KERNEL ARGS"] [--qemu-arg ARG]...
+#                        [--append "KERNEL ARGS"] [--qemu-arg ARG]... [--name NAME]
 #
 # The QEMU command line (no KVM on the hosts this runs on, so TCG):
 #
 #   qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024 \
 #       [vtd:  -device intel-iommu,intremap=on,x-scalable-mode=on -device e1000e] \
 #       -kernel bzImage -initrd initramfs.cpio.gz \
-#       -append "console=ttyS0 panic=-1 ifb.viommu=<vtd|none> [--append args]" \
+#       -append "console=ttyS0 loglevel=4 panic=-1 ifb.viommu=<vtd|none> [--append args]" \
 #       -serial stdio -display none -no-reboot
 #
 #   --viommu vtd   emulated Intel VT-d (scalable mode, interrupt remapping) and one e1000e NIC
 #                  behind it, which the guest binds to vfio-pci (the default).
 #   --viommu none  no vIOMMU and no NIC: the kernel's IOMMUFD selftest mock device only works
 #                  on x86 when no Intel/AMD IOMMU is present.
+#   loglevel=4 keeps the kernel's boot chatter off the console (it stays in the guest's dmesg);
+#   --append loglevel=8 brings it back.
 #   q35's kernel-irqchip=split is not needed (and means nothing) under TCG: QEMU 10 accepts
 #   intremap=on with accel=tcg as is.
 #
-# The serial console goes to --log (default: ./boot-<viommu>.log) and to stdout, each line
-# prefixed with "[guest-<viommu>] ". The guest /init prints IFB-GUEST-EXIT=<n> when its script
-# ends and powers off; boot.sh exits with <n>. A panic (panic=-1 + -no-reboot ends QEMU), a
+# The serial console goes to --log (default: ./boot-<name>.log) and to stdout, each line
+# prefixed with "[guest-<name>] " (--name defaults to the --viommu value). The guest /init
+# prints IFB-GUEST-EXIT=<n> when its script ends and powers off; boot.sh exits with <n>. A panic (panic=-1 + -no-reboot ends QEMU), a
 # missing marker or the timeout (default 300 s) exit 1 with a message saying which.
 set -euo pipefail
 IFB_TAG=boot
 . "$(dirname "$0")/lib.sh"
 
 usage() {
-    echo "usage: $0 --kernel bzImage --initrd X [--viommu vtd|none] [--timeout S] [--log FILE] [--append ARGS] [--qemu-arg ARG]..." >&2
+    echo "usage: $0 --kernel bzImage --initrd X [--viommu vtd|none] [--timeout S] [--log FILE] [--append ARGS] [--qemu-arg ARG]... [--name NAME]" >&2
     exit 2
 }
-kernel=""; initrd=""; viommu=vtd; timeout=300; log=""; append=""; extra=()
+kernel=""; initrd=""; viommu=vtd; timeout=300; log=""; append=""; extra=(); name=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel)   [ $# -ge 2 ] || usage; kernel=$2; shift 2 ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
         --log)      [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
         --append)   [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
         --qemu-arg) [ $# -ge 2 ] || usage; extra+=("$2"); shift 2 ;;
+        --name)     [ $# -ge 2 ] || usage; name=$2; shift 2 ;;
         -h|--help)  usage ;;
         *) usage ;;
     esac
@@ -51,7 +54,8 @@ done
 [ -f "$initrd" ] || die "--initrd $initrd: no such file"
 case "$viommu" in vtd|none) ;; *) die "--viommu must be vtd or none, not '$viommu'" ;; esac
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
-[ -n "$log" ] || log=$PWD/boot-$viommu.log
+[ -n "$name" ] || name=$viommu
+[ -n "$log" ] || log=$PWD/boot-$name.log
 mkdir -p "$(dirname "$log")"
 
 qemu=(qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024)
@@ -59,11 +63,11 @@ if [ "$viommu" = vtd ]; then
     qemu+=(-device intel-iommu,intremap=on,x-scalable-mode=on -device e1000e)
 fi
 qemu+=(-kernel "$kernel" -initrd "$initrd"
-       -append "console=ttyS0 panic=-1 ifb.viommu=$viommu${append:+ $append}"
+       -append "console=ttyS0 loglevel=4 panic=-1 ifb.viommu=$viommu${append:+ $append}"
        -serial stdio -display none -no-reboot)
 qemu+=("${extra[@]}")
 
-tag="guest-$viommu"
+tag="guest-$name"
 say "$tag: ${qemu[*]}"
 say "$tag: console log: $log (timeout ${timeout}s)"
 t0=$(date +%s%N)

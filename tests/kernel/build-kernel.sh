@@ -2,13 +2,17 @@
 # Build (or fetch from cache) the test kernel for the kernel suite.
 #
 #   tests/kernel/build-kernel.sh            -> prints the path of bzImage on stdout
+#   tests/kernel/build-kernel.sh --headers  -> prints the uAPI header dir of that kernel
+#     (`make headers_install` output plus drivers/iommu/iommufd/iommufd_test.h, the selftest
+#     mock-device ABI), for guest programs: cc -I"$(build-kernel.sh --headers)" ...
 #
 # Source: Debian's linux-source-6.12 (/usr/src/linux-source-6.12.tar.xz), config =
 # `allnoconfig` + tests/kernel/config.fragment (KCONFIG_ALLCONFIG). Every CONFIG_*=y of the
 # fragment is checked in the final .config; a symbol that did not stick fails the build by name.
 #
 # Cache (outside the clone):
-#   ${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}/<key>/{bzImage,config,build.log,info}
+#   ${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}/<key>/{bzImage,config,build.log,info,
+#                                                               headers/include/}
 #   key = first 16 hex of sha256(config.fragment + linux-source-6.12 package version + recipe rev)
 # A second run with the same key returns at once. Builds are serialised with flock on
 # <cache>/.build.lock (waiters re-check the cache after the lock is theirs).
@@ -25,6 +29,13 @@ EVERY=${IFB_PROGRESS_SECS:-30}
 FRAGMENT=$KDIR/config.fragment
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 
+want=bzImage
+case "${1:-}" in
+    "") ;;
+    --headers) want=headers ;;
+    *) echo "usage: $0 [--headers]" >&2; exit 2 ;;
+esac
+
 ensure_deps
 [ -f "$TARBALL" ] || die "$TARBALL missing after installing linux-source-6.12"
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
@@ -32,9 +43,37 @@ key=$( { cat "$FRAGMENT"; echo "linux-source-6.12=$srcver"; echo "recipe=$RECIPE
        sha256sum | cut -c1-16)
 out=$CACHE/$key
 
-if [ -s "$out/bzImage" ]; then
+# install_headers SRCDIR DEST: sanitized uAPI headers + the iommufd selftest ABI header
+install_headers() {
+    make -C "$1" ARCH=x86_64 INSTALL_HDR_PATH="$2" headers_install >>"$3" 2>&1 || return 1
+    cp "$1/drivers/iommu/iommufd/iommufd_test.h" "$2/include/iommufd_test.h"
+}
+
+result() {
+    if [ "$want" = headers ]; then echo "$out/headers/include"; else echo "$out/bzImage"; fi
+}
+
+# Entries built before the headers were saved get them from the source tarball (~40 s, once).
+backfill_headers() {
+    [ -f "$out/headers/include/iommufd_test.h" ] && return 0
+    local tmp
+    tmp=$(mktemp -d "$CACHE/headers.XXXXXX")
+    say "saving the kernel uAPI headers to $out/headers"
+    tar -xJf "$TARBALL" -C "$tmp" --strip-components=1 ||
+        { rm -rf "$tmp"; die "extracting headers from $TARBALL failed"; }
+    if ! install_headers "$tmp" "$out/headers.new" "$out/headers.log"; then
+        tail -n 20 "$out/headers.log" >&2
+        rm -rf "$tmp" "$out/headers.new"
+        die "make headers_install failed (log: $out/headers.log)"
+    fi
+    rm -rf "$out/headers"
+    mv "$out/headers.new" "$out/headers"
+    rm -rf "$tmp"
+}
+
+if [ -s "$out/bzImage" ] && [ -f "$out/headers/include/iommufd_test.h" ]; then
     say "cached: $out/bzImage (linux-source-6.12 $srcver)"
-    echo "$out/bzImage"
+    result
     exit 0
 fi
 
@@ -44,9 +83,10 @@ if ! flock -n 9; then
     say "another kernel build holds $CACHE/.build.lock; waiting for it"
     flock 9
 fi
-if [ -s "$out/bzImage" ]; then       # built by the holder of the lock meanwhile
-    say "cached: $out/bzImage (built by a concurrent run)"
-    echo "$out/bzImage"
+if [ -s "$out/bzImage" ]; then       # built meanwhile, or built before headers were kept
+    say "cached: $out/bzImage"
+    backfill_headers
+    result
     exit 0
 fi
 
@@ -112,6 +152,8 @@ kver=$(cat include/config/kernel.release 2>/dev/null || echo unknown)
 new=$CACHE/$key.new
 rm -rf "$new"
 mkdir -p "$new"
+say "[$(elapsed)] make headers_install"
+install_headers "$work/src" "$new/headers" "$log" || fail "make headers_install"
 cp arch/x86/boot/bzImage "$new/bzImage"
 cp .config "$new/config"
 cp "$work/config.fragment" "$new/config.fragment"
@@ -130,4 +172,4 @@ mv -T "$new" "$out"
 cd /
 rm -rf "$work"
 say "[$(elapsed)] done: $out/bzImage (kernel $kver, $(stat -c %s "$out/bzImage") bytes)"
-echo "$out/bzImage"
+result

@@ -4,8 +4,9 @@
 #
 # 1. build-kernel.sh: the test kernel (installs prerequisites; cached outside the clone, so only
 #    the first run on a machine takes ~10 min).
-# 2. Builds tests/kernel/libprobe.c (the broker's library set + kernel features, checked in the
-#    guest) into BUILD_DIR/tests/kernel/.
+# 2. Builds two guest probes into BUILD_DIR/tests/kernel/: libprobe.c (the broker's library
+#    set + kernel features) and iommufd-probe.c (raw IOMMUFD uAPI: VT-d hw info, NEST_PARENT,
+#    mock device + nested child, the page-table charge to the caller's cgroup).
 # 3. mkinitramfs.sh: one initramfs per boot with busybox, the broker binaries found in BUILD_DIR
 #    (daemon/iommufd-brokerd, client/iommufdctl, tests/uapi/ifb-uapi-scenarios; each only if
 #    built) with their shared libraries, guest-lib.sh and the boot's guest script.
@@ -35,9 +36,14 @@ pkgs="glib-2.0 json-c libsystemd libvirt libvirt-glib-1.0 libxml-2.0"
 flags=$(pkg-config --cflags --libs $pkgs) ||
     die "pkg-config cannot find the broker's libraries ($pkgs): run 'tools/install-deps build'"
 gcc -O1 -Wall -Werror -o "$out/libprobe" "$KDIR/libprobe.c" $flags || die "building libprobe failed"
+# iommufd-probe: against the uAPI headers of the booted kernel (saved next to bzImage)
+uapi=$(dirname "$kernel")/headers/include
+[ -f "$uapi/linux/iommufd.h" ] && [ -f "$uapi/iommufd_test.h" ] || die "$uapi: kernel uAPI headers missing"
+gcc -O1 -Wall -Werror -I"$uapi" -o "$out/iommufd-probe" "$KDIR/iommufd-probe.c" ||
+    die "building iommufd-probe failed"
 
 # -- 3. initramfs
-bins=("$out/libprobe")
+bins=("$out/libprobe" "$out/iommufd-probe")
 for b in daemon/iommufd-brokerd client/iommufdctl tests/uapi/ifb-uapi-scenarios; do
     if [ -x "$build/$b" ]; then
         bins+=("$build/$b")
@@ -61,7 +67,7 @@ for boot in vtd mock; do
     # -- 4. boot
     t=$(date +%s%N)
     rc=0
-    "$KDIR/boot.sh" --kernel "$kernel" --initrd "$out/initramfs-$boot.cpio.gz" --viommu "$viommu" \
+    "$KDIR/boot.sh" --kernel "$kernel" --initrd "$out/initramfs-$boot.cpio.gz" --viommu "$viommu" --name "$boot" \
         --timeout "${IFB_BOOT_TIMEOUT:-600}" --log "$out/boot-$boot.log" || rc=$?
     t_boot=$(( ($(date +%s%N) - t) / 1000000 ))
     result[$boot]=$rc
