@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "ifb-cgroup"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "errors.h"
+#include "util.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+struct IfbCgroupRoot {
+  char *mount;
+  int dirfd;
+  bool has_memory;
+};
+
+IfbCgroupRoot *
+ifb_cgroup_root_open (GError **error)
+{
+  g_autofree char *mounts = NULL;
+  g_auto (GStrv) lines = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autofree char *controllers = NULL;
+  IfbCgroupRoot *r;
+  char *mount = NULL;
+
+  if (!g_file_get_contents ("/proc/self/mounts", &mounts, NULL, &local))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Reading /proc/self/mounts: %s", local->message), NULL;
+  lines = g_strsplit (mounts, "\n", -1);
+  for (char **l = lines; *l && !mount; l++) {
+    g_auto (GStrv) f = g_strsplit (*l, " ", 4);
+    if (g_strv_length (f) >= 3 && strcmp (f[2], "cgroup2") == 0)
+      mount = g_strcompress (f[1]);   /* undo \040 escapes */
+  }
+  if (!mount)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy is mounted"), NULL;
+
+  r = g_new0 (IfbCgroupRoot, 1);
+  r->mount = mount;
+  r->dirfd = open (mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r->dirfd < 0) {
+    int e = errno;
+    ifb_cgroup_root_free (r);
+    return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -e, "Opening cgroup2 mount '%s'", mount), NULL;
+  }
+  {
+    g_autofree char *p = g_build_filename (mount, "cgroup.controllers", NULL);
+    if (g_file_get_contents (p, &controllers, NULL, NULL)) {
+      g_auto (GStrv) names = g_strsplit_set (g_strstrip (controllers), " ", -1);
+      r->has_memory = g_strv_contains ((const char *const *) names, "memory");
+    }
+  }
+  return r;
+}
+
+IfbCgroupRoot *
+ifb_cgroup_root_free (IfbCgroupRoot *r)
+{
+  if (!r)
+    return NULL;
+  ifb_close (r->dirfd);
+  g_free (r->mount);
+  g_free (r);
+  return NULL;
+}
+
+const char *
+ifb_cgroup_root_mount (const IfbCgroupRoot *r)
+{
+  return r->mount;
+}
+
+bool
+ifb_cgroup_root_has_memory (const IfbCgroupRoot *r)
+{
+  return r->has_memory;
+}
+
+gboolean
+ifb_cgroup_path_validate (const char *path, GError **error)
+{
+  g_auto (GStrv) parts = NULL;
+
+  if (!path || path[0] != '/')
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cgroup path '%s' must be absolute within the cgroup2 hierarchy", path ? path : ""), FALSE;
+  if (strlen (path) > 4096)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Cgroup path is too long"), FALSE;
+  if (strcmp (path, "/") == 0)
+    return TRUE;
+  for (const char *p = path; *p; p++)
+    if ((unsigned char) *p < 0x20 || *p == 0x7f)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                          "Cgroup path contains a control character"), FALSE;
+  parts = g_strsplit (path + 1, "/", -1);
+  for (char **c = parts; *c; c++)
+    if (!**c || strcmp (*c, ".") == 0 || strcmp (*c, "..") == 0)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                          "Cgroup path '%s' is not normalised (empty, '.' or '..' component)", path), FALSE;
+  return TRUE;
+}
+
+gboolean
+ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dirfd, GError **error)
+{
+  g_auto (GStrv) parts = NULL;
+  ifb_autofd int fd = -1;
+  struct statfs sfs;
+
+  if (!ifb_cgroup_path_validate (path, error))
+    return FALSE;
+  fd = fcntl (r->dirfd, F_DUPFD_CLOEXEC, 3);
+  if (fd < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "dup"), FALSE;
+  parts = g_strsplit (path + 1, "/", -1);
+  for (char **c = parts; *c && **c; c++) {
+    int next = openat (fd, *c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (next < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_CGROUP_INVALID, -errno,
+                                  "Cgroup '%s' (component '%s') cannot be opened", path, *c), FALSE;
+    ifb_close (fd);
+    fd = next;
+  }
+  if (fstatfs (fd, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "'%s' is not a directory of the cgroup2 hierarchy", path), FALSE;
+  *ret_dirfd = ifb_steal_fd (&fd);
+  return TRUE;
+}
+
+static gboolean
+parse_cgroup_file (const char *text, char **ret_path)
+{
+  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
+  for (char **l = lines; *l; l++)
+    if (g_str_has_prefix (*l, "0::")) {
+      *ret_path = g_strdup (*l + 3);
+      return TRUE;
+    }
+  return FALSE;
+}
+
+gboolean
+ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error)
+{
+  g_autofree char *file = g_strdup_printf ("/proc/%d/cgroup", (int) pid);
+  g_autofree char *text = NULL;
+  char *path = NULL;
+
+  if (!g_file_get_contents (file, &text, NULL, NULL))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
+  /* The pidfd pins the pid number: while it still refers to a live process, /proc/PID was it. */
+  if (syscall (SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
+  if (!parse_cgroup_file (text, &path))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Process %d is in no cgroup2 cgroup", (int) pid), FALSE;
+  *ret_path = path;
+  return TRUE;
+}
+
+gboolean
+ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error)
+{
+  ifb_autofd int pidfd = -1;
+
+  if (pid <= 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "Invalid pid %d", (int) pid), FALSE;
+  pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
+  if (pidfd < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_CGROUP_INVALID, -errno, "Process %d", (int) pid), FALSE;
+  return ifb_cgroup_of_pidfd (pidfd, pid, ret_path, error);
+}
+
+int
+ifb_cgroup_self (char *buf, size_t size)
+{
+  char text[4096];
+  ssize_t n;
+  int fd = open ("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  n = read (fd, text, sizeof (text) - 1);
+  close (fd);
+  if (n < 0)
+    return -errno;
+  text[n] = 0;
+  for (char *l = text; l && *l;) {
+    char *nl = strchr (l, '\n');
+    if (nl)
+      *nl = 0;
+    if (l[0] == '0' && l[1] == ':' && l[2] == ':') {
+      size_t len = strlen (l + 3);
+      if (len >= size)
+        return -ENAMETOOLONG;
+      memcpy (buf, l + 3, len + 1);
+      return 0;
+    }
+    l = nl ? nl + 1 : NULL;
+  }
+  return -ENOENT;
+}
+
+bool
+ifb_cgroup_is_within (const char *path, const char *base)
+{
+  size_t n;
+  if (!path || !base)
+    return false;
+  if (strcmp (base, "/") == 0)
+    return path[0] == '/';
+  n = strlen (base);
+  return strncmp (path, base, n) == 0 && (path[n] == 0 || path[n] == '/');
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbCgroupRoot: the cgroup2 hierarchy as the broker sees it. Paths are always relative to the
+ * cgroup2 mount ("/machine/qemu-1-vm.libvirt-qemu"), found in /proc/mounts — never assumed to be
+ * /sys/fs/cgroup (hybrid hosts mount it at /sys/fs/cgroup/unified).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <glib.h>
+
+typedef struct IfbCgroupRoot IfbCgroupRoot;
+
+/* Find and open the cgroup2 mount. */
+IfbCgroupRoot *ifb_cgroup_root_open (GError **error);
+IfbCgroupRoot *ifb_cgroup_root_free (IfbCgroupRoot *r);
+const char *ifb_cgroup_root_mount (const IfbCgroupRoot *r);
+/* Whether the memory controller is enabled on cgroup2 (else it sits on v1, or nowhere). */
+bool ifb_cgroup_root_has_memory (const IfbCgroupRoot *r);
+
+/*
+ * Check a guest cgroup path's syntax: absolute, normalised (no empty, "." or ".." component),
+ * printable, at most 4096 bytes. Does not touch the filesystem.
+ */
+gboolean ifb_cgroup_path_validate (const char *path, GError **error);
+
+/*
+ * Open the cgroup directory at path (validated as above) component by component with
+ * O_NOFOLLOW beneath the mount, and check it is a cgroup2 directory. *ret_dirfd is O_PATH-free
+ * (O_DIRECTORY|O_RDONLY) so it can be used with CLONE_INTO_CGROUP and openat("cgroup.procs").
+ * -ENOENT style failures name the path.
+ */
+gboolean ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dirfd, GError **error);
+
+/* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us. */
+gboolean ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error);
+/* pidfd_open() + the above. */
+gboolean ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error);
+/* The calling process's cgroup2 path into buf (async-signal-safe: open/read/close only). */
+int ifb_cgroup_self (char *buf, size_t size);
+
+/* Whether path is base or below it. */
+bool ifb_cgroup_is_within (const char *path, const char *base);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbCgroupRoot, ifb_cgroup_root_free)

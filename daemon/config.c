@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "ifb-config"
+
+#include <errno.h>
+#include <grp.h>
+#include <string.h>
+
+#include "config.h"
+#include "errors.h"
+#include "ifb-config.h"
+
+static const char *const backend_names[_IFB_BACKEND_CHOICE_MAX] = {
+  [IFB_BACKEND_CHOICE_AUTO] = "auto",
+  [IFB_BACKEND_CHOICE_KERNEL] = "kernel",
+  [IFB_BACKEND_CHOICE_EMULATED] = "emulated",
+};
+
+const char *
+ifb_backend_choice_to_string (IfbBackendChoice c)
+{
+  return (unsigned) c < _IFB_BACKEND_CHOICE_MAX ? backend_names[c] : NULL;
+}
+
+IfbBackendChoice
+ifb_backend_choice_from_string (const char *s)
+{
+  for (int i = 0; s && i < _IFB_BACKEND_CHOICE_MAX; i++)
+    if (strcmp (backend_names[i], s) == 0)
+      return (IfbBackendChoice) i;
+  return IFB_BACKEND_CHOICE_INVALID;
+}
+
+typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND } KeyType;
+
+typedef struct {
+  const char *group;
+  const char *key;
+  KeyType type;
+  size_t offset;
+  guint min, max;       /* for KEY_UINT */
+} KeySpec;
+
+#define S(g, k, f) { g, k, KEY_STRING, G_STRUCT_OFFSET (IfbConfig, f), 0, 0 }
+#define U(g, k, f, lo, hi) { g, k, KEY_UINT, G_STRUCT_OFFSET (IfbConfig, f), lo, hi }
+#define B(g, k, f) { g, k, KEY_BOOL, G_STRUCT_OFFSET (IfbConfig, f), 0, 0 }
+
+static const KeySpec keys[] = {
+  S ("broker", "socket", socket_path),
+  S ("broker", "runtime-dir", runtime_dir),
+  { "broker", "backend", KEY_BACKEND, G_STRUCT_OFFSET (IfbConfig, backend), 0, 0 },
+  S ("broker", "emulated-template", emulated_template),
+  S ("broker", "dev-root", dev_root),
+  S ("broker", "sys-root", sys_root),
+  U ("broker", "worker-timeout-ms", worker_timeout_ms, 100, 600000),
+  U ("limits", "max-frame", max_frame, 1024, 64u << 20),
+  U ("limits", "max-depth", max_depth, 4, 64),
+  U ("limits", "max-connections", max_connections, 1, 65536),
+  U ("limits", "max-connections-per-uid", max_connections_per_uid, 1, 65536),
+  U ("limits", "max-pending", max_pending, 1, 4096),
+  U ("limits", "max-batch", max_batch, 1, 4096),
+  U ("limits", "max-vms", max_vms, 1, 65536),
+  U ("limits", "max-devices-per-vm", max_devices_per_vm, 1, 64),
+  S ("access", "admin-group", admin_group),
+  S ("access", "read-group", read_group),
+  B ("accounting", "rlimit-per-process", rlimit_per_process),
+  S ("libvirt", "uri", libvirt_uri),
+  B ("kernel", "allow-selftest", allow_selftest),
+  { NULL },
+};
+
+static IfbConfig *
+config_new_defaults (void)
+{
+  IfbConfig *c = g_new0 (IfbConfig, 1);
+  c->socket_path = g_strdup (IFB_DEFAULT_SOCKET);
+  c->runtime_dir = g_strdup (IFB_DEFAULT_RUNTIME_DIR);
+  c->backend = IFB_BACKEND_CHOICE_AUTO;
+  c->emulated_template = g_strdup (IFB_EMUL_TEMPLATE);
+  c->dev_root = g_strdup ("/dev");
+  c->sys_root = g_strdup ("/sys");
+  c->worker_timeout_ms = 10000;
+  c->max_frame = 1u << 20;
+  c->max_depth = 16;
+  c->max_connections = 4096;
+  c->max_connections_per_uid = 2048;
+  c->max_pending = 128;
+  c->max_batch = 64;
+  c->max_vms = 4096;
+  c->max_devices_per_vm = 16;
+  c->admin_group = NULL;
+  c->read_group = NULL;
+  c->admin_gid = (gid_t) -1;
+  c->read_gid = (gid_t) -1;
+  c->rlimit_per_process = true;
+  c->libvirt_uri = NULL;
+  c->allow_selftest = false;
+  return c;
+}
+
+IfbConfig *
+ifb_config_free (IfbConfig *c)
+{
+  if (!c)
+    return NULL;
+  g_free (c->socket_path);
+  g_free (c->runtime_dir);
+  g_free (c->emulated_template);
+  g_free (c->dev_root);
+  g_free (c->sys_root);
+  g_free (c->admin_group);
+  g_free (c->read_group);
+  g_free (c->libvirt_uri);
+  g_free (c);
+  return NULL;
+}
+
+static gboolean
+resolve_group (const char *name, gid_t *ret, const char *key, GError **error)
+{
+  struct group *g;
+  if (!name || !*name) {
+    *ret = (gid_t) -1;
+    return TRUE;
+  }
+  g = getgrnam (name);
+  if (!g)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "[access] %s: no such group '%s'", key, name), FALSE;
+  *ret = g->gr_gid;
+  return TRUE;
+}
+
+static gboolean
+apply_file (IfbConfig *c, GKeyFile *kf, const char *path, GError **error)
+{
+  g_auto (GStrv) groups = g_key_file_get_groups (kf, NULL);
+
+  for (char **g = groups; *g; g++) {
+    g_auto (GStrv) names = g_key_file_get_keys (kf, *g, NULL, NULL);
+    for (char **k = names; k && *k; k++) {
+      const KeySpec *s = keys;
+      g_autoptr (GError) local = NULL;
+      char *field;
+
+      while (s->group && !(strcmp (s->group, *g) == 0 && strcmp (s->key, *k) == 0))
+        s++;
+      if (!s->group)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                            "%s: unknown key '%s' in group [%s]", path, *k, *g), FALSE;
+      field = (char *) c + s->offset;
+      switch (s->type) {
+      case KEY_STRING: {
+        char *v = g_key_file_get_string (kf, *g, *k, &local);
+        if (!v)
+          break;
+        g_free (*(char **) field);
+        *(char **) field = *v ? v : (g_free (v), NULL);
+        break;
+      }
+      case KEY_UINT: {
+        guint64 v = g_key_file_get_uint64 (kf, *g, *k, &local);
+        if (!local && (v < s->min || v > s->max))
+          return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                              "%s: [%s] %s=%" G_GUINT64_FORMAT " is out of range %u..%u",
+                              path, *g, *k, v, s->min, s->max), FALSE;
+        *(guint *) field = (guint) v;
+        break;
+      }
+      case KEY_BOOL: {
+        gboolean v = g_key_file_get_boolean (kf, *g, *k, &local);
+        *(bool *) field = v;
+        break;
+      }
+      case KEY_BACKEND: {
+        g_autofree char *v = g_key_file_get_string (kf, *g, *k, &local);
+        IfbBackendChoice b = ifb_backend_choice_from_string (v);
+        if (!local && b == IFB_BACKEND_CHOICE_INVALID)
+          return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                              "%s: [broker] backend='%s' is not one of auto, kernel, emulated", path, v), FALSE;
+        *(IfbBackendChoice *) field = b;
+        break;
+      }
+      }
+      if (local)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                            "%s: [%s] %s: %s", path, *g, *k, local->message), FALSE;
+    }
+  }
+  return TRUE;
+}
+
+IfbConfig *
+ifb_config_load (const char *path, gboolean path_explicit, GError **error)
+{
+  g_autoptr (IfbConfig) c = config_new_defaults ();
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) local = NULL;
+
+  if (path && !g_key_file_load_from_file (kf, path, G_KEY_FILE_NONE, &local)) {
+    if (path_explicit || !g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                          "Cannot read config file '%s': %s", path, local->message), NULL;
+  } else if (path && !apply_file (c, kf, path, error)) {
+    return NULL;
+  }
+  if (!resolve_group (c->admin_group, &c->admin_gid, "admin-group", error) ||
+      !resolve_group (c->read_group, &c->read_gid, "read-group", error))
+    return NULL;
+  return g_steal_pointer (&c);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbConfig: the broker's settings, from /etc/iommufd-broker/broker.conf (GKeyFile) and then the
+ * command line. Every limit on what a peer controls is here, with its key.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <glib.h>
+
+typedef enum {
+  IFB_BACKEND_CHOICE_AUTO,
+  IFB_BACKEND_CHOICE_KERNEL,
+  IFB_BACKEND_CHOICE_EMULATED,
+  _IFB_BACKEND_CHOICE_MAX,
+  IFB_BACKEND_CHOICE_INVALID = -1,
+} IfbBackendChoice;
+
+const char *ifb_backend_choice_to_string (IfbBackendChoice c);
+IfbBackendChoice ifb_backend_choice_from_string (const char *s);
+
+typedef struct {
+  /* [broker] */
+  char *socket_path;
+  char *runtime_dir;
+  IfbBackendChoice backend;
+  char *emulated_template;      /* template tree copied into the runtime dir */
+  char *dev_root;               /* kernel backend: where /dev is (tests may redirect) */
+  char *sys_root;               /* kernel backend: where /sys is */
+  guint worker_timeout_ms;
+  /* [limits] */
+  guint max_frame;
+  guint max_depth;
+  guint max_connections;
+  guint max_connections_per_uid;
+  guint max_pending;            /* unanswered requests per connection before we stop reading */
+  guint max_batch;
+  guint max_vms;
+  guint max_devices_per_vm;
+  /* [access] */
+  char *admin_group;
+  char *read_group;
+  gid_t admin_gid;              /* (gid_t) -1 when unset */
+  gid_t read_gid;
+  /* [accounting] */
+  bool rlimit_per_process;      /* IOMMU_OPTION_RLIMIT_MODE = per-process */
+  /* [libvirt] */
+  char *libvirt_uri;            /* NULL: no event watching */
+  /* [kernel] */
+  bool allow_selftest;          /* accept the kernel's IOMMUFD_TEST mock device (test kernels only) */
+} IfbConfig;
+
+/* Defaults, then the file at path if it exists (a missing default file is fine; a missing
+ * explicitly given one is an error). Unknown groups or keys are errors naming them. */
+IfbConfig *ifb_config_load (const char *path, gboolean path_explicit, GError **error);
+IfbConfig *ifb_config_free (IfbConfig *c);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbConfig, ifb_config_free)

@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * Each connection has one GLib fd source. While the reply queue is short it watches for input;
+ * each wake-up reads a bounded number of chunks so one busy client cannot starve the others,
+ * and dispatches every complete line. When more than [limits] max-pending replies are waiting
+ * to be sent, it stops reading until the peer drains them: a client that pipelines without
+ * reading only stalls itself. A frame over [limits] max-frame is answered with a limit error and
+ * the connection is closed; so is a truncated control message (too many fds) or ancillary data
+ * other than SCM_RIGHTS.
+ */
+#define G_LOG_DOMAIN "ifb-connection"
+
+#include <errno.h>
+#include <glib-unix.h>
+
+#include "connection.h"
+#include "dispatch.h"
+#include "errors.h"
+#include "frame.h"
+#include "json.h"
+#include "jsonrpc.h"
+#include "server.h"
+#include "util.h"
+
+#define READS_PER_WAKEUP 8
+#define MAX_QUEUED_BYTES (16u << 20)   /* a subscriber that never reads is dropped past this */
+
+struct IfbConnection {
+  IfbManager *manager;
+  IfbServer *server;
+  int fd;
+  IfbPeer *peer;
+  IfbFrameReader *reader;
+  IfbFrameWriter *writer;
+  guint source;
+  GIOCondition watching;
+  guint queued_replies;
+  gboolean subscribed;
+  gboolean closing;             /* flush what is queued, then close */
+};
+
+static void update_watch (IfbConnection *c);
+
+static void
+close_now (IfbConnection *c)
+{
+  ifb_server_connection_closed (c->server, c);   /* frees c */
+}
+
+void
+ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
+{
+  size_t len;
+  const char *line = ifb_json_to_line (msg, &len);
+  ifb_frame_writer_queue (c->writer, line, len, fds);
+  c->queued_replies++;
+  update_watch (c);
+}
+
+static gboolean
+flush (IfbConnection *c)
+{
+  int r = ifb_frame_writer_flush (c->writer, c->fd);
+  if (r == 0)
+    c->queued_replies = 0;
+  if (r < 0 && r != -EAGAIN) {
+    g_debug ("connection of pid %d: send failed: %s", (int) c->peer->pid, g_strerror (-r));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void
+reject_frame (IfbConnection *c, IfbError code, const char *msg)
+{
+  g_autoptr (GError) e = g_error_new_literal (IFB_ERROR, code, msg);
+  g_autoptr (json_object) reply = ifb_jsonrpc_error_new (NULL, e);
+  ifb_connection_send (c, reply, NULL);
+  c->closing = TRUE;
+}
+
+static void
+dispatch_frames (IfbConnection *c)
+{
+  char *line;
+  size_t len;
+  IfbFdList *fds;
+
+  while (c->queued_replies < c->manager->config->max_pending &&
+         ifb_frame_reader_pop (c->reader, &line, &len, &fds)) {
+    g_autoptr (json_object) reply = NULL;
+    IfbFdList *out_fds = NULL;
+
+    if (len == 0 || (len == 1 && line[0] == '\r')) {   /* blank line: nothing to answer */
+      g_free (line);
+      ifb_fd_list_free (fds);
+      continue;
+    }
+    ifb_dispatch_line (c->manager, c, c->peer, line, len, fds, &reply, &out_fds);
+    g_free (line);
+    if (reply)
+      ifb_connection_send (c, reply, out_fds);
+    else
+      ifb_fd_list_free (out_fds);
+  }
+}
+
+static gboolean
+on_io (int fd, GIOCondition cond, gpointer data)
+{
+  IfbConnection *c = data;
+
+  if (cond & G_IO_OUT) {
+    if (!flush (c)) {
+      close_now (c);
+      return G_SOURCE_REMOVE;
+    }
+  }
+  if ((cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !c->closing) {
+    for (int i = 0; i < READS_PER_WAKEUP && c->queued_replies < c->manager->config->max_pending; i++) {
+      ssize_t n = ifb_frame_reader_recv (c->reader, c->fd);
+      if (n == -EAGAIN)
+        break;
+      if (n == 0 || (n < 0 && n != -EMSGSIZE && n != -EPROTO)) {
+        close_now (c);
+        return G_SOURCE_REMOVE;
+      }
+      if (n == -EPROTO) {
+        g_message ("Closing connection of pid %d: truncated or unexpected control message (more than %d fds?)",
+                   (int) c->peer->pid, IFB_FRAME_MAX_FDS);
+        close_now (c);
+        return G_SOURCE_REMOVE;
+      }
+      if (n == -EMSGSIZE) {
+        g_autofree char *msg = g_strdup_printf ("Limit exceeded: frame larger than %u bytes ([limits] max-frame)",
+                                                c->manager->config->max_frame);
+        dispatch_frames (c);   /* complete lines before the oversized one still count */
+        reject_frame (c, IFB_ERROR_LIMIT_EXCEEDED, msg);
+        break;
+      }
+      dispatch_frames (c);
+    }
+    dispatch_frames (c);
+    if (!flush (c)) {
+      close_now (c);
+      return G_SOURCE_REMOVE;
+    }
+  } else if ((cond & (G_IO_HUP | G_IO_ERR)) && c->closing) {
+    close_now (c);
+    return G_SOURCE_REMOVE;
+  }
+
+  if (c->closing && ifb_frame_writer_is_empty (c->writer)) {
+    close_now (c);
+    return G_SOURCE_REMOVE;
+  }
+  if (ifb_frame_writer_queued_bytes (c->writer) > MAX_QUEUED_BYTES) {
+    g_message ("Closing connection of pid %d: it does not read its replies", (int) c->peer->pid);
+    close_now (c);
+    return G_SOURCE_REMOVE;
+  }
+  update_watch (c);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+update_watch (IfbConnection *c)
+{
+  GIOCondition want = 0;
+
+  if (!c->closing && c->queued_replies < c->manager->config->max_pending)
+    want |= G_IO_IN;
+  if (!ifb_frame_writer_is_empty (c->writer))
+    want |= G_IO_OUT;
+  if (want == c->watching && c->source)
+    return;
+  /* GUnixFDSource's condition is fixed at creation: replace the source. Removing the source that
+   * is being dispatched is allowed; its callback's return value is then ignored. */
+  if (c->source)
+    g_source_remove (c->source);
+  c->watching = want;
+  c->source = g_unix_fd_add (c->fd, want, on_io, c);
+}
+
+IfbConnection *
+ifb_connection_new (IfbManager *m, IfbServer *s, int fd, IfbPeer *peer)
+{
+  IfbConnection *c = g_new0 (IfbConnection, 1);
+  c->manager = m;
+  c->server = s;
+  c->fd = fd;
+  c->peer = peer;
+  c->reader = ifb_frame_reader_new (m->config->max_frame);
+  c->writer = ifb_frame_writer_new ();
+  update_watch (c);
+  return c;
+}
+
+IfbConnection *
+ifb_connection_free (IfbConnection *c)
+{
+  if (!c)
+    return NULL;
+  if (c->source)
+    g_source_remove (c->source);
+  ifb_close (c->fd);
+  ifb_peer_free (c->peer);
+  ifb_frame_reader_free (c->reader);
+  ifb_frame_writer_free (c->writer);
+  g_free (c);
+  return NULL;
+}
+
+const IfbPeer *
+ifb_connection_get_peer (IfbConnection *c)
+{
+  return c->peer;
+}
+
+void
+ifb_connection_set_subscribed (IfbConnection *c, gboolean on)
+{
+  c->subscribed = on;
+}
+
+gboolean
+ifb_connection_is_subscribed (IfbConnection *c)
+{
+  return c->subscribed;
+}

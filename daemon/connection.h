@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbConnection: one client. Reads frames (with their fds), hands each to the dispatcher, queues
+ * the replies, and applies the per-connection limits: frame size, requests in flight (we stop
+ * reading while too many replies are unsent), and the depth of the parser.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "fdlist.h"
+#include "manager.h"
+#include "peer.h"
+
+typedef struct IfbConnection IfbConnection;
+
+IfbConnection *ifb_connection_new (IfbManager *m, IfbServer *s, int fd, IfbPeer *peer);
+IfbConnection *ifb_connection_free (IfbConnection *c);
+
+const IfbPeer *ifb_connection_get_peer (IfbConnection *c);
+void ifb_connection_set_subscribed (IfbConnection *c, gboolean on);
+gboolean ifb_connection_is_subscribed (IfbConnection *c);
+/* Queue a line and its fds (taken). */
+void ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds);

@@ -1,0 +1,561 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * A guest goes through: created (context + IOAS, or "pending" when its cgroup will only appear
+ * later, as under libvirt where the hook runs before QEMU's cgroup exists), devices attached
+ * (each "reserved" by ownership at once, and "ready" once bound with its HWPT), destroyed.
+ *
+ * Every allocation goes through run_batch(): one worker in the guest's cgroup per request
+ * (worker.c). The order of effects is chosen so a crash or failure at any point leaves a state
+ * that restore() can make whole without guessing:
+ *   1. the worker allocates (and undoes its own work if a step fails);
+ *   2. the new fds go to the fd store (FDSTORE=1);
+ *   3. the registry is written (ifb_manager_commit());
+ *   4. the reply is sent.
+ * A failure in 2 or 3 is undone here (detach, destroy, close, FDSTOREREMOVE). A crash after 2
+ * leaves fds in the store that the registry does not know: restore() closes them, which unbinds
+ * the devices, and on the emulated backend destroys the HWPTs nobody references. A crash after 3
+ * but before 4 leaves a complete guest the client was not told about; asking again says it
+ * exists.
+ */
+#define G_LOG_DOMAIN "ifb-lifecycle"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "errors.h"
+#include "fault.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "notify.h"
+#include "pci-device.h"
+#include "util.h"
+#include "worker.h"
+
+/* Undo the allocations of devices (detach, destroy HWPT, close fd = unbind). */
+static void
+release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
+{
+  if (d->fd >= 0 && d->hwpt_id) {
+    int r = ifb_uapi_device_detach (m->backend, d->fd);
+    if (r < 0)
+      ifb_log_vm (G_LOG_LEVEL_DEBUG, vm, d->bdf, "detach failed: %s", g_strerror (-r));
+    r = ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
+    if (r < 0)
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "HWPT %u not destroyed (%s): it goes with the context",
+                  d->hwpt_id, g_strerror (-r));
+  }
+  if (in_store) {
+    g_autofree char *name = ifb_vm_fdname_device (vm, d);
+    ifb_notify_fdstore_remove (name);
+  }
+  d->fd = ifb_close (d->fd);
+  d->hwpt_id = 0;
+  d->dev_id = 0;
+  d->state = IFB_VM_DEVICE_RESERVED;
+}
+
+static void
+release_context (IfbManager *m, IfbVm *vm, gboolean in_store)
+{
+  if (vm->iommufd >= 0 && vm->ioas_id) {
+    int r = ifb_uapi_destroy (m->backend, vm->iommufd, vm->ioas_id);
+    if (r < 0)
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "IOAS %u not destroyed (%s): it goes with the context",
+                  vm->ioas_id, g_strerror (-r));
+  }
+  if (in_store) {
+    g_autofree char *name = ifb_vm_fdname_iommufd (vm);
+    ifb_notify_fdstore_remove (name);
+  }
+  vm->iommufd = ifb_close (vm->iommufd);
+  vm->ioas_id = 0;
+  g_clear_pointer (&vm->ioas_cgroup, g_free);
+}
+
+static gboolean
+worker_error (IfbVm *vm, IfbWorkerBatch *b, IfbVmDevice **devs, GError **error)
+{
+  IfbWorkerDevice *wd;
+  IfbVmDevice *d;
+
+  if (b->failed_index < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, b->ioas_err,
+                                "Guest '%s': allocating its IOAS (IOMMU_IOAS_ALLOC) failed", vm->name);
+  wd = &b->devices[b->failed_index];
+  d = devs[b->failed_index];
+  if (wd->failed_step == IFB_WORKER_STEP_HWPT_ALLOC && wd->err == -EOPNOTSUPP && (wd->want_flags & IFB_HWPT_NEST_PARENT))
+    return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err,
+                                "Device %s: its IOMMU (%s) cannot be a nesting parent; IOMMU_HWPT_ALLOC with "
+                                "NEST_PARENT was refused (option allow_plain gives a plain HWPT instead)",
+                                d->bdf, ifb_iommu_type_to_string (wd->info.type));
+  if (wd->failed_step == IFB_WORKER_STEP_BIND && wd->err == -EBUSY)
+    return ifb_error_set_errno (error, IFB_ERROR_DEVICE_BUSY, wd->err,
+                                "Device %s is bound to another IOMMUFD context outside the broker "
+                                "(VFIO_DEVICE_BIND_IOMMUFD)", d->bdf);
+  return ifb_error_set_errno (error, IFB_ERROR_KERNEL, wd->err, "Device %s: step %s failed",
+                              d->bdf, ifb_worker_step_to_string (wd->failed_step));
+}
+
+/*
+ * Allocate, in one worker in the guest's cgroup, the context (if the guest has none yet) and the
+ * given devices. On success the fds are in the fd store and the devices are ready; on failure
+ * nothing of this call remains.
+ */
+static gboolean
+run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
+{
+  g_autoptr (IfbWorkerBatch) b = ifb_worker_batch_new ();
+  ifb_autofd int cgfd = -1;
+  gboolean new_ctx = vm->iommufd < 0;
+  guint pushed = 0;
+  gboolean ctx_pushed = FALSE;
+  int r;
+
+  if (!b)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
+  if (n > IFB_WORKER_MAX_DEVICES)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many devices in one request"), FALSE;
+  if (!m->cgroups)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers"), FALSE;
+  if (!ifb_cgroup_open (m->cgroups, vm->cgroup, &cgfd, error))
+    return g_prefix_error (error, "Guest '%s': ", vm->name), FALSE;
+
+  if (new_ctx) {
+    if ((r = ifb_fault_check ("open-iommufd")) < 0 ||
+        (r = ifb_uapi_open_iommufd (m->backend, m->dev_dirfd, &vm->iommufd)) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Guest '%s': opening /dev/iommu", vm->name);
+    if (vm->rlimit_per_process &&
+        ((r = ifb_fault_check ("rlimit")) < 0 || (r = ifb_uapi_set_rlimit_mode (m->backend, vm->iommufd, true)) < 0)) {
+      vm->iommufd = ifb_close (vm->iommufd);
+      return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r,
+                                  "Guest '%s': setting IOMMU_OPTION_RLIMIT_MODE to per-process "
+                                  "(needs CAP_SYS_RESOURCE; [accounting] rlimit-per-process=false to skip)", vm->name);
+    }
+  }
+
+  for (guint i = 0; i < n; i++) {
+    IfbVmDevice *d = devs[i];
+    if ((r = ifb_fault_check ("open-device")) < 0 ||
+        (r = ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &d->fd)) < 0) {
+      ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening its cdev %s", d->bdf, d->cdev);
+      goto fail;
+    }
+    b->devices[i] = (IfbWorkerDevice) {
+      .device_fd = d->fd,
+      .want_flags = (vm->options.nest_parent ? IFB_HWPT_NEST_PARENT : 0) |
+                    (vm->options.dirty_tracking ? IFB_HWPT_DIRTY_TRACKING : 0),
+      .allow_plain = vm->options.allow_plain,
+    };
+  }
+  b->backend = m->backend;
+  b->iommufd = vm->iommufd;
+  b->alloc_ioas = new_ctx;
+  b->ioas_id = vm->ioas_id;
+  b->n_devices = n;
+
+  if (!ifb_worker_run (b, cgfd, m->worker_mode, m->config->worker_timeout_ms, error)) {
+    g_prefix_error (error, "Guest '%s': ", vm->name);
+    goto fail;
+  }
+  if (b->ioas_err || b->failed_index >= 0) {
+    worker_error (vm, b, devs, error);
+    goto fail;
+  }
+
+  if (new_ctx) {
+    vm->ioas_id = b->ioas_id;
+    g_free (vm->ioas_cgroup);
+    vm->ioas_cgroup = g_strdup (b->cgroup);
+  }
+  for (guint i = 0; i < n; i++) {
+    IfbVmDevice *d = devs[i];
+    IfbWorkerDevice *wd = &b->devices[i];
+    d->dev_id = wd->dev_id;
+    d->hwpt_id = wd->hwpt_id;
+    d->hwpt_flags = wd->hwpt_flags;
+    d->hw = wd->info;
+    g_free (d->cgroup);
+    d->cgroup = g_strdup (b->cgroup);
+    d->worker_pid = b->pid;
+    d->state = IFB_VM_DEVICE_READY;
+  }
+
+  if (new_ctx) {
+    g_autofree char *name = ifb_vm_fdname_iommufd (vm);
+    if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
+      ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Guest '%s': storing its iommufd in the fd store", vm->name);
+      goto fail;
+    }
+    ctx_pushed = TRUE;
+  }
+  for (; pushed < n; pushed++) {
+    g_autofree char *name = ifb_vm_fdname_device (vm, devs[pushed]);
+    if ((r = ifb_notify_fdstore_add (name, devs[pushed]->fd)) < 0) {
+      ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Device %s: storing its fd in the fd store", devs[pushed]->bdf);
+      goto fail;
+    }
+  }
+  return TRUE;
+
+fail:
+  for (guint i = 0; i < n; i++)
+    release_device (m, vm, devs[i], i < pushed);
+  if (new_ctx)
+    release_context (m, vm, ctx_pushed);
+  return FALSE;
+}
+
+static gboolean
+resolve_cgroup (IfbManager *m, const IfbVmCreateArgs *a, char **ret_cgroup, GError **error)
+{
+  int given = (a->cgroup != NULL) + (a->pid > 0) + (a->pidfd >= 0);
+
+  if (given != 1)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: give exactly one of 'cgroup', 'pid' or 'pidfd'"), FALSE;
+  if (a->cgroup) {
+    if (!ifb_cgroup_path_validate (a->cgroup, error))
+      return FALSE;
+    *ret_cgroup = g_strdup (a->cgroup);
+    return TRUE;
+  }
+  if (a->pid > 0)
+    return ifb_cgroup_of_pid (a->pid, ret_cgroup, error);
+  {
+    /* A pidfd from the caller: its pid is in fdinfo; the pidfd itself pins it. */
+    g_autofree char *path = g_strdup_printf ("/proc/self/fdinfo/%d", a->pidfd);
+    g_autofree char *info = NULL;
+    const char *p;
+    if (!g_file_get_contents (path, &info, NULL, NULL) || !(p = strstr (info, "\nPid:")))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: 'pidfd' is not a pidfd"), FALSE;
+    return ifb_cgroup_of_pidfd (a->pidfd, (pid_t) atoi (p + 5), ret_cgroup, error);
+  }
+}
+
+gboolean
+ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, GError **error)
+{
+  g_autofree char *cgroup = NULL;
+  g_autofree char *uuid = NULL;
+  g_autoptr (IfbVm) vm = NULL;
+  gboolean exists;
+
+  if (!ifb_vm_name_validate (a->name, error))
+    return FALSE;
+  if (a->uuid && !g_uuid_string_is_valid (a->uuid))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: member 'uuid' is not a UUID: '%s'", a->uuid), FALSE;
+  uuid = a->uuid ? g_ascii_strdown (a->uuid, -1) : g_uuid_string_random ();
+  if (!resolve_cgroup (m, a, &cgroup, error))
+    return FALSE;
+  if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already",
+                        a->name, uuid), FALSE;
+  if (ifb_registry_n_vms (m->registry) >= m->config->max_vms)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                        "Limit reached: at most %u guests ([limits] max-vms)", m->config->max_vms), FALSE;
+
+  vm = ifb_vm_new (a->name, uuid, cgroup);
+  vm->options = a->options;
+  vm->rlimit_per_process = a->rlimit_per_process < 0 ? m->config->rlimit_per_process : a->rlimit_per_process;
+
+  {
+    ifb_autofd int fd = -1;
+    g_autoptr (GError) local = NULL;
+    exists = m->cgroups && ifb_cgroup_open (m->cgroups, cgroup, &fd, &local);
+    if (!exists && !vm->options.defer) {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return g_prefix_error (error, "Guest '%s': ", a->name), FALSE;
+    }
+  }
+  if (exists && !run_batch (m, vm, NULL, 0, error))
+    return FALSE;
+
+  if (!ifb_registry_add (m->registry, vm, error) || !ifb_manager_commit (m, error)) {
+    if (ifb_registry_lookup (m->registry, vm->name) == vm)
+      ifb_registry_remove (m->registry, vm);
+    release_context (m, vm, TRUE);
+    return FALSE;
+  }
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' created (cgroup %s, %s)", vm->name, vm->cgroup,
+              vm->iommufd >= 0 ? "context ready" : "pending until its cgroup exists");
+  ifb_manager_emit (m, "vm.created", ifb_vm_to_json (vm, FALSE));
+  *ret_vm = g_steal_pointer (&vm);
+  return TRUE;
+}
+
+/* Checks of one device for attach; fills *ret_cdev. */
+static gboolean
+check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError **error)
+{
+  g_autoptr (IfbPciDevice) dev = NULL;
+  const char *driver;
+  IfbVm *owner;
+
+  if (!ifb_pci_device_lookup (m->sys_dirfd, bdf, &dev, error))
+    return FALSE;
+  driver = ifb_pci_device_get_driver (dev);
+  if (g_strcmp0 (driver, "vfio-pci") != 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
+                        "Device %s is %s%s%s, not to vfio-pci", bdf,
+                        driver ? "bound to '" : "not bound to any driver", driver ? driver : "", driver ? "'" : ""), FALSE;
+  if (!ifb_pci_device_get_vfio_cdev (dev))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
+                        "Device %s has no VFIO device cdev (no vfio-dev/vfioN: kernel without VFIO_DEVICE_CDEV?)", bdf), FALSE;
+  owner = ifb_registry_device_owner (m->registry, bdf);
+  if (owner == vm)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is attached to guest '%s' already", bdf, vm->name), FALSE;
+  if (owner)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s belongs to guest '%s'", bdf, owner->name), FALSE;
+  *ret_cdev = g_strdup (ifb_pci_device_get_vfio_cdev (dev));
+  return TRUE;
+}
+
+gboolean
+ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, GError **error)
+{
+  g_autoptr (GPtrArray) devs = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
+  gboolean allocate;
+
+  if (n == 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: no device given"), FALSE;
+  if (vm->devices->len + n > m->config->max_devices_per_vm)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                        "Limit reached: guest '%s' may have at most %u devices ([limits] max-devices-per-vm)",
+                        vm->name, m->config->max_devices_per_vm), FALSE;
+  for (guint i = 0; i < n; i++) {
+    g_autofree char *cdev = NULL;
+    for (guint j = 0; j < i; j++)
+      if (strcmp (bdfs[i], bdfs[j]) == 0)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                            "Invalid params: device %s is listed twice", bdfs[i]), FALSE;
+    if (!check_device (m, vm, bdfs[i], &cdev, error))
+      return FALSE;
+    g_ptr_array_add (devs, ifb_vm_device_new (bdfs[i], cdev));
+  }
+
+  /* A ready guest allocates now; a pending one only reserves until its cgroup exists. */
+  allocate = vm->iommufd >= 0;
+  if (!allocate && vm->cgroup) {
+    ifb_autofd int fd = -1;
+    allocate = m->cgroups && ifb_cgroup_open (m->cgroups, vm->cgroup, &fd, NULL);
+  }
+  if (allocate) {
+    /* A pending guest becoming ready takes its earlier reservations along, in the same worker. */
+    g_autoptr (GPtrArray) batch = g_ptr_array_new ();
+    for (guint i = 0; vm->iommufd < 0 && i < vm->devices->len; i++)
+      g_ptr_array_add (batch, g_ptr_array_index (vm->devices, i));
+    for (guint i = 0; i < devs->len; i++)
+      g_ptr_array_add (batch, g_ptr_array_index (devs, i));
+    if (!run_batch (m, vm, (IfbVmDevice **) batch->pdata, batch->len, error))
+      return FALSE;
+  }
+
+  for (guint i = 0; i < devs->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (devs, i);
+    ifb_registry_claim_device (m->registry, d->bdf, vm);
+    g_ptr_array_add (vm->devices, d);
+  }
+  g_ptr_array_steal (devs, NULL);
+  for (guint i = 0; i < n; i++) {
+    IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
+                d->state == IFB_VM_DEVICE_READY ? "attached to" : "reserved for", vm->name,
+                d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
+                  ? " with a plain HWPT (its IOMMU cannot nest)" : "");
+  }
+  if (!ifb_manager_commit (m, error)) {
+    for (guint i = 0; i < n; i++) {
+      IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
+      release_device (m, vm, d, TRUE);
+      ifb_registry_release_device (m->registry, d->bdf);
+      g_ptr_array_remove (vm->devices, d);
+    }
+    return FALSE;
+  }
+  for (guint i = 0; i < n; i++) {
+    json_object *ev = json_object_new_object ();
+    json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+    json_object_object_add (ev, "device", json_object_new_string (bdfs[i]));
+    ifb_manager_emit (m, "device.attached", ev);
+  }
+  return TRUE;
+}
+
+gboolean
+ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error)
+{
+  IfbVmDevice *d = ifb_vm_find_device (vm, bdf);
+  json_object *ev;
+
+  if (!d)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED, "Device %s is not attached to guest '%s'", bdf, vm->name), FALSE;
+  release_device (m, vm, d, TRUE);
+  ifb_registry_release_device (m->registry, bdf);
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, bdf, "Device %s detached from guest '%s'", bdf, vm->name);
+  g_ptr_array_remove (vm->devices, d);
+  if (!ifb_manager_commit (m, error))
+    return FALSE;   /* the device is free either way; the next commit writes it */
+  ev = json_object_new_object ();
+  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+  json_object_object_add (ev, "device", json_object_new_string (bdf));
+  ifb_manager_emit (m, "device.detached", ev);
+  return TRUE;
+}
+
+void
+ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
+{
+  g_autoptr (IfbVm) vm = ifb_registry_remove (m->registry, vm_);
+  g_autoptr (GError) error = NULL;
+  json_object *ev;
+
+  /* Kernel order: every HWPT (after detaching its device) before the IOAS they sit on. */
+  for (guint i = 0; i < vm->devices->len; i++)
+    release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
+  release_context (m, vm, TRUE);
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
+  if (!ifb_manager_commit (m, &error))
+    g_warning ("Writing the registry after destroying '%s': %s", vm->name, error->message);
+  ev = json_object_new_object ();
+  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
+  ifb_manager_emit (m, "vm.destroyed", ev);
+}
+
+gboolean
+ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error)
+{
+  g_autoptr (GPtrArray) pending = g_ptr_array_new ();
+
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    if (d->state == IFB_VM_DEVICE_RESERVED)
+      g_ptr_array_add (pending, d);
+  }
+  if (vm->iommufd >= 0 && pending->len == 0)
+    return TRUE;
+  if (!run_batch (m, vm, (IfbVmDevice **) pending->pdata, pending->len, error))
+    return FALSE;
+  if (!ifb_manager_commit (m, error)) {
+    for (guint i = 0; i < pending->len; i++)
+      release_device (m, vm, g_ptr_array_index (pending, i), TRUE);
+    return FALSE;
+  }
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
+  ifb_manager_emit (m, "vm.ready", ifb_vm_to_json (vm, FALSE));
+  return TRUE;
+}
+
+static int
+take_fd (GHashTable *by_name, const char *name)
+{
+  gpointer v;
+  if (!g_hash_table_steal_extended (by_name, name, NULL, &v))
+    return -1;
+  return GPOINTER_TO_INT (v) - 1;
+}
+
+/* Emulated backend only: destroy paging HWPTs on the guest's IOAS that the registry does not
+ * reference and nothing uses (left by a crash between allocation and commit). */
+static void
+reap_orphans (IfbManager *m, IfbVm *vm)
+{
+  IfbUapiObject objs[256];
+  size_t n = 0;
+
+  if (!ifb_uapi_backend_is_emulated (m->backend) || vm->iommufd < 0)
+    return;
+  if (ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+    return;
+  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
+    gboolean known = FALSE;
+    if (objs[i].type != IFB_UAPI_OBJ_HWPT_PAGING || objs[i].parent_id != vm->ioas_id)
+      continue;
+    for (guint j = 0; j < vm->devices->len && !known; j++)
+      known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
+    if (!known && ifb_uapi_destroy (m->backend, vm->iommufd, objs[i].id) == 0)
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
+                  objs[i].id, vm->name);
+  }
+}
+
+void
+ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, guint n_fds)
+{
+  g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GPtrArray) kept = g_ptr_array_new ();
+  GHashTableIter it;
+  gpointer k, v;
+
+  for (guint i = 0; i < n_fds; i++) {
+    if (g_hash_table_contains (by_name, names[i])) {
+      g_message ("fd store: duplicate entry '%s', closing it", names[i]);
+      ifb_close (fds[i]);
+      continue;
+    }
+    g_hash_table_insert (by_name, g_strdup (names[i]), GINT_TO_POINTER (fds[i] + 1));
+  }
+
+  /* 1. give each saved guest its fds back */
+  for (guint i = 0; i < saved->len; i++) {
+    IfbVm *vm = g_steal_pointer (&g_ptr_array_index (saved, i));
+    g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
+
+    vm->iommufd = take_fd (by_name, ctx_name);
+    if (vm->iommufd < 0 && vm->ioas_id) {
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
+                  vm->name);
+      for (guint j = 0; j < vm->devices->len; j++) {
+        g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
+        ifb_close (take_fd (by_name, dn));
+      }
+      ifb_vm_free (vm);
+      continue;
+    }
+    for (guint j = 0; j < vm->devices->len;) {
+      IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
+      g_autofree char *dn = ifb_vm_fdname_device (vm, d);
+      d->fd = take_fd (by_name, dn);
+      if (d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
+        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, d->bdf, "Device %s of guest '%s' lost its fd; detaching it", d->bdf, vm->name);
+        if (vm->iommufd >= 0 && d->hwpt_id)
+          ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
+        g_ptr_array_remove_index (vm->devices, j);
+        continue;
+      }
+      if (d->state == IFB_VM_DEVICE_RESERVED)
+        d->fd = ifb_close (d->fd);
+      j++;
+    }
+    g_ptr_array_add (kept, vm);
+  }
+
+  /* 2. whatever is left matches nothing: close it (unbinding such devices) */
+  g_hash_table_iter_init (&it, by_name);
+  while (g_hash_table_iter_next (&it, &k, &v)) {
+    g_message ("fd store: entry '%s' matches no guest in the registry; closing it", (const char *) k);
+    ifb_notify_fdstore_remove (k);
+    ifb_close (GPOINTER_TO_INT (v) - 1);
+  }
+
+  /* 3. tidy each context and register the guest */
+  for (guint i = 0; i < kept->len; i++) {
+    IfbVm *vm = g_ptr_array_index (kept, i);
+    g_autoptr (GError) error = NULL;
+
+    reap_orphans (m, vm);
+    if (!ifb_registry_add (m->registry, vm, &error)) {
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
+      ifb_vm_free (vm);
+      continue;
+    }
+    m->n_restored_vms++;
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
+  }
+}

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The life of a guest: create, attach, detach, destroy, realize (allocate what was deferred until
+ * the guest's cgroup existed), and restore after a restart. Every operation either completes or
+ * leaves nothing behind — no object, fd, fd-store entry or device ownership.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "manager.h"
+#include "vm.h"
+
+typedef struct {
+  const char *name;
+  const char *uuid;             /* NULL: generate */
+  const char *cgroup;           /* guest cgroup path, or NULL when pid/pidfd is given */
+  pid_t pid;                    /* 0: none */
+  int pidfd;                    /* -1: none (a pidfd passed by the caller) */
+  IfbVmOptions options;
+  int rlimit_per_process;       /* -1: the configured default */
+} IfbVmCreateArgs;
+
+gboolean ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *args, IfbVm **ret_vm, GError **error);
+gboolean ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, GError **error);
+gboolean ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error);
+/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices. vm is freed. */
+void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
+/* Allocate what is still pending: the context and IOAS, and reserved devices. */
+gboolean ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error);
+
+/* Re-associate saved guests (taken) with fds handed back by the service manager (taken).
+ * Unmatched fds are logged and closed; guests whose context is gone are dropped and logged. */
+void ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved_vms, int *fds, char **names, guint n_fds);

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * Start-up, in order: choose the backend (kernel when /dev/iommu is a character device, unless
+ * told otherwise; the emulated one gets a private copy of its device tree in the runtime dir),
+ * open /dev and /sys (or their emulated stand-ins) as directory fds, find cgroup2 and check where
+ * the memory controller lives, load the saved registry, take the fds systemd hands back
+ * (LISTEN_FDS: the listening socket when socket-activated, and the fd store), re-associate them
+ * with the saved guests, write the registry back, start listening, and only then READY=1.
+ */
+#define G_LOG_DOMAIN "ifb-manager"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <glib-unix.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "emul-root.h"
+#include "errors.h"
+#include "jsonrpc.h"
+#include "lifecycle.h"
+#include "libvirt-watch.h"
+#include "manager.h"
+#include "notify.h"
+#include "server.h"
+#include "state.h"
+#include "util.h"
+
+IfbManager *
+ifb_manager_new (IfbConfig *config, GError **error)
+{
+  IfbManager *m = g_new0 (IfbManager, 1);
+  m->config = config;
+  m->dev_dirfd = m->sys_dirfd = m->runtime_dirfd = -1;
+  m->registry = ifb_registry_new (config->max_vms);
+  m->hw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  m->loop = g_main_loop_new (NULL, FALSE);
+  m->worker_mode = g_strcmp0 (g_getenv ("IFB_WORKER_MODE"), "fork") == 0 ? IFB_WORKER_MODE_FORK : IFB_WORKER_MODE_AUTO;
+  m->started_usec = g_get_monotonic_time ();
+  return m;
+}
+
+IfbManager *
+ifb_manager_free (IfbManager *m)
+{
+  if (!m)
+    return NULL;
+  m->libvirt = ifb_libvirt_watch_free (m->libvirt);
+  m->server = ifb_server_free (m->server);
+  ifb_registry_free (m->registry);
+  g_hash_table_unref (m->hw_cache);
+  ifb_cgroup_root_free (m->cgroups);
+  ifb_close (m->dev_dirfd);
+  ifb_close (m->sys_dirfd);
+  ifb_close (m->runtime_dirfd);
+  g_free (m->emulated_root);
+  g_free (m->backend_reason);
+  g_free (m->self_cgroup);
+  g_main_loop_unref (m->loop);
+  ifb_config_free (m->config);
+  g_free (m);
+  return NULL;
+}
+
+static int
+open_dir (int at, const char *path)
+{
+  int fd = openat (at, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+static gboolean
+choose_backend (IfbManager *m, GError **error)
+{
+  IfbConfig *c = m->config;
+  IfbBackendChoice choice = c->backend;
+  int r;
+
+  if (choice == IFB_BACKEND_CHOICE_AUTO) {
+    g_autofree char *iommu = g_build_filename (c->dev_root, "iommu", NULL);
+    struct stat st;
+    if (stat (iommu, &st) == 0 && S_ISCHR (st.st_mode)) {
+      choice = IFB_BACKEND_CHOICE_KERNEL;
+      m->backend_reason = g_strdup_printf ("auto: %s is present", iommu);
+    } else {
+      choice = IFB_BACKEND_CHOICE_EMULATED;
+      m->backend_reason = g_strdup_printf ("auto: %s is absent, so devices and IOMMUFD are emulated", iommu);
+    }
+  } else {
+    m->backend_reason = g_strdup_printf ("configured: backend=%s", ifb_backend_choice_to_string (choice));
+  }
+
+  if (choice == IFB_BACKEND_CHOICE_KERNEL) {
+    m->backend = ifb_uapi_backend_kernel ();
+    if ((m->dev_dirfd = open_dir (AT_FDCWD, c->dev_root)) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, m->dev_dirfd, "Opening '%s'", c->dev_root);
+    if ((m->sys_dirfd = open_dir (AT_FDCWD, c->sys_root)) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, m->sys_dirfd, "Opening '%s'", c->sys_root);
+    return TRUE;
+  }
+
+  m->backend = ifb_uapi_backend_emulated ();
+  {
+    ifb_autofd int root = -1;
+    r = ifb_emul_root_prepare (c->emulated_template, m->runtime_dirfd, "emulated", &root);
+    if (r < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, r,
+                                  "Preparing the emulated device tree from '%s'", c->emulated_template);
+    m->emulated_root = g_build_filename (c->runtime_dir, "emulated", NULL);
+    if ((m->dev_dirfd = open_dir (root, "dev")) < 0 || (m->sys_dirfd = open_dir (root, "sys")) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -errno, "Opening the emulated root '%s'", m->emulated_root);
+  }
+  return TRUE;
+}
+
+static bool
+have_cap_sys_resource (void)
+{
+  struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+  struct __user_cap_data_struct data[2] = { { 0 } };
+  if (syscall (SYS_capget, &hdr, data) < 0)
+    return false;
+  return (data[CAP_SYS_RESOURCE / 32].effective >> (CAP_SYS_RESOURCE % 32)) & 1;
+}
+
+static gboolean
+on_signal (gpointer data)
+{
+  IfbManager *m = data;
+  g_message ("Shutting down on signal");
+  g_main_loop_quit (m->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static char *
+status_line (IfbManager *m)
+{
+  return g_strdup_printf ("%u guests, %u devices, %s backend", ifb_registry_n_vms (m->registry),
+                          ifb_registry_n_devices (m->registry), ifb_uapi_backend_name (m->backend));
+}
+
+gboolean
+ifb_manager_start (IfbManager *m, GError **error)
+{
+  IfbConfig *c = m->config;
+  g_autoptr (GPtrArray) saved = NULL;
+  g_autoptr (GError) local = NULL;
+  g_autofree char *status = NULL;
+  char **names = NULL;
+  int listen_fd = -1, n;
+  g_autofree int *stored = NULL;
+  g_autoptr (GPtrArray) stored_names = g_ptr_array_new ();
+  char self[512];
+
+  if (g_mkdir_with_parents (c->runtime_dir, 0755) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -errno, "Creating runtime dir '%s'", c->runtime_dir);
+  if ((m->runtime_dirfd = open_dir (AT_FDCWD, c->runtime_dir)) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, m->runtime_dirfd, "Opening runtime dir '%s'", c->runtime_dir);
+  if (!choose_backend (m, error))
+    return FALSE;
+  g_message ("Backend: %s (%s)", ifb_uapi_backend_name (m->backend), m->backend_reason);
+
+  m->cgroups = ifb_cgroup_root_open (&local);
+  if (!m->cgroups)
+    g_warning ("%s: guests cannot be given workers in their cgroups, ignoring", local->message);
+  else if (!ifb_cgroup_root_has_memory (m->cgroups))
+    g_warning ("The memory controller is not enabled on cgroup2 (%s): workers run in the guests' cgroups, "
+               "but their kernel memory cannot be charged there (memory sits on cgroup v1 or is off), ignoring",
+               ifb_cgroup_root_mount (m->cgroups));
+  if (ifb_cgroup_self (self, sizeof (self)) == 0)
+    m->self_cgroup = g_strdup (self);
+  if (c->rlimit_per_process && !have_cap_sys_resource ()) {
+    g_warning ("Without CAP_SYS_RESOURCE the per-process IOMMU_OPTION_RLIMIT_MODE cannot be set: guests keep the "
+               "kernel's per-user accounting ([accounting] rlimit-per-process), ignoring");
+    c->rlimit_per_process = false;
+  }
+  m->clone3_works = !(syscall (SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
+  if (!m->clone3_works)
+    g_message ("clone3() is unavailable (seccomp?): workers are forked and then moved into the guest's cgroup");
+
+  if (!ifb_state_load (m->runtime_dirfd, &saved, error))
+    return FALSE;
+
+  n = sd_listen_fds_with_names (TRUE, &names);
+  if (n < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, n, "Reading LISTEN_FDS");
+  stored = g_new0 (int, MAX (n, 1));
+  for (int i = 0; i < n; i++) {
+    int fd = SD_LISTEN_FDS_START + i;
+    fcntl (fd, F_SETFD, FD_CLOEXEC);
+    if (listen_fd < 0 && sd_is_socket_unix (fd, SOCK_STREAM, 1, NULL, 0) > 0) {
+      listen_fd = fd;
+      continue;
+    }
+    stored[stored_names->len] = fd;
+    g_ptr_array_add (stored_names, names && names[i] ? names[i] : (char *) "unknown");
+  }
+  ifb_lifecycle_restore (m, saved, stored, (char **) stored_names->pdata, stored_names->len);
+  g_strfreev (names);
+  if (!ifb_manager_commit (m, error))
+    return FALSE;
+
+  m->server = ifb_server_new (m, listen_fd, c->socket_path, error);
+  if (!m->server)
+    return FALSE;
+  if (c->libvirt_uri)
+    m->libvirt = ifb_libvirt_watch_new (m, c->libvirt_uri);
+
+  g_unix_signal_add (SIGTERM, on_signal, m);
+  g_unix_signal_add (SIGINT, on_signal, m);
+  signal (SIGPIPE, SIG_IGN);
+
+  status = status_line (m);
+  g_message ("Ready on %s: %s (%" G_GUINT64_FORMAT " restored)", listen_fd >= 0 ? "socket-activated fd" : c->socket_path,
+             status, m->n_restored_vms);
+  ifb_notify_ready (status);
+  ifb_notify_watchdog_start ();
+  return TRUE;
+}
+
+void
+ifb_manager_run (IfbManager *m)
+{
+  g_main_loop_run (m->loop);
+  ifb_notify_stopping ();
+}
+
+gboolean
+ifb_manager_commit (IfbManager *m, GError **error)
+{
+  g_autofree char *status = NULL;
+
+  if (!ifb_state_save (m->registry, m->runtime_dirfd, error))
+    return FALSE;
+  status = status_line (m);
+  ifb_notify_status (status);
+  return TRUE;
+}
+
+void
+ifb_manager_emit (IfbManager *m, const char *type, json_object *params)
+{
+  g_autoptr (json_object) msg = json_object_new_object ();
+
+  json_object_object_add (params, "event", json_object_new_string (type));
+  json_object_object_add (msg, "jsonrpc", json_object_new_string ("2.0"));
+  json_object_object_add (msg, "method", json_object_new_string ("event"));
+  json_object_object_add (msg, "params", params);
+  if (m->server)
+    ifb_server_broadcast (m->server, msg);
+}

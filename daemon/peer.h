@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbPeer: who is on the other end of a connection (SO_PEERCRED, SO_PEERGROUPS and a pidfd from
+ * SO_PEERPIDFD or pidfd_open), and the access rules applied on every call.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+#include <glib.h>
+
+#include "config.h"
+
+typedef enum {
+  IFB_ACCESS_ANY,               /* rpc.discover */
+  IFB_ACCESS_READ,              /* root, admin group, read group */
+  IFB_ACCESS_ADMIN,             /* root, admin group */
+  IFB_ACCESS_VM_FDS,            /* admin, or a peer inside that guest's cgroup (checked by the method) */
+} IfbAccess;
+
+typedef struct {
+  pid_t pid;
+  uid_t uid;
+  gid_t gid;
+  gid_t *groups;
+  int n_groups;
+  int pidfd;                    /* -1 if neither SO_PEERPIDFD nor pidfd_open worked */
+} IfbPeer;
+
+gboolean ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error);
+IfbPeer *ifb_peer_free (IfbPeer *p);
+
+bool ifb_peer_is_admin (const IfbPeer *p, const IfbConfig *c);
+bool ifb_peer_can_read (const IfbPeer *p, const IfbConfig *c);
+/* Check access; the error names the peer and what it lacks. */
+gboolean ifb_peer_check (const IfbPeer *p, const IfbConfig *c, IfbAccess access, const char *method, GError **error);
+/* The peer process's current cgroup2 path, read through its pidfd. */
+gboolean ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbPeer, ifb_peer_free)

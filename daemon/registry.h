@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbRegistry: every guest by name and UUID, and which guest owns which device.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "vm.h"
+
+typedef struct IfbRegistry IfbRegistry;
+
+IfbRegistry *ifb_registry_new (guint max_vms);
+IfbRegistry *ifb_registry_free (IfbRegistry *r);
+
+/* Look a guest up by name or UUID; NULL when unknown. */
+IfbVm *ifb_registry_lookup (IfbRegistry *r, const char *name_or_uuid);
+/* Same, as an error naming the guest. */
+IfbVm *ifb_registry_get (IfbRegistry *r, const char *name_or_uuid, GError **error);
+/* Add vm (taken on success only): refuses a duplicate name or UUID, or beyond max_vms. */
+gboolean ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error);
+/* Remove vm and release its devices; returns it, owned by the caller. */
+IfbVm *ifb_registry_remove (IfbRegistry *r, IfbVm *vm);
+
+/* The guest owning device bdf, or NULL. */
+IfbVm *ifb_registry_device_owner (IfbRegistry *r, const char *bdf);
+void ifb_registry_claim_device (IfbRegistry *r, const char *bdf, IfbVm *vm);
+void ifb_registry_release_device (IfbRegistry *r, const char *bdf);
+
+/* All guests, sorted by name (borrowed pointers). */
+GPtrArray *ifb_registry_list (IfbRegistry *r);
+guint ifb_registry_n_vms (IfbRegistry *r);
+guint ifb_registry_n_devices (IfbRegistry *r);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbRegistry, ifb_registry_free)

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* rpc.discover and broker.info. */
+#define G_LOG_DOMAIN "ifb-rpc"
+
+#include "errors.h"
+#include "util.h"
+#include "ifb-config.h"
+#include "json.h"
+#include "libvirt-watch.h"
+#include "params.h"
+#include "rpc.h"
+#include "server.h"
+#include "worker.h"
+
+static const IfbParamSpec no_params[] = { { NULL } };
+
+gboolean
+ifb_rpc_discover (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  json_object *doc;
+  if (!ifb_params_parse (params, no_params, NULL, error))
+    return FALSE;
+  doc = json_tokener_parse (ifb_openrpc_json);
+  if (!doc)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INTERNAL, "The embedded OpenRPC document does not parse"), FALSE;
+  *ret = doc;
+  return TRUE;
+}
+
+static json_object *
+limits_json (const IfbConfig *c)
+{
+  json_object *o = json_object_new_object ();
+  json_object_object_add (o, "max_frame", json_object_new_int64 (c->max_frame));
+  json_object_object_add (o, "max_depth", json_object_new_int64 (c->max_depth));
+  json_object_object_add (o, "max_connections", json_object_new_int64 (c->max_connections));
+  json_object_object_add (o, "max_connections_per_uid", json_object_new_int64 (c->max_connections_per_uid));
+  json_object_object_add (o, "max_pending", json_object_new_int64 (c->max_pending));
+  json_object_object_add (o, "max_batch", json_object_new_int64 (c->max_batch));
+  json_object_object_add (o, "max_vms", json_object_new_int64 (c->max_vms));
+  json_object_object_add (o, "max_devices_per_vm", json_object_new_int64 (c->max_devices_per_vm));
+  json_object_object_add (o, "max_fds_per_message", json_object_new_int64 (32));
+  return o;
+}
+
+gboolean
+ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  IfbManager *m = call->manager;
+  json_object *o, *counts, *acct, *workers;
+  gboolean mem;
+
+  if (!ifb_params_parse (params, no_params, NULL, error))
+    return FALSE;
+  o = json_object_new_object ();
+  json_object_object_add (o, "version", json_object_new_string (IFB_VERSION));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
+  json_object_object_add (o, "backend_reason", json_object_new_string (m->backend_reason));
+  json_object_object_add (o, "emulated_root", m->emulated_root ? json_object_new_string (m->emulated_root) : NULL);
+  json_object_object_add (o, "selftest_devices", json_object_new_boolean (m->selftest_available));
+
+  mem = m->cgroups && ifb_cgroup_root_has_memory (m->cgroups);
+  acct = json_object_new_object ();
+  json_object_object_add (acct, "cgroup2_mount", m->cgroups ? json_object_new_string (ifb_cgroup_root_mount (m->cgroups)) : NULL);
+  json_object_object_add (acct, "memory_controller_on_cgroup2", json_object_new_boolean (mem));
+  json_object_object_add (acct, "charged_to_guest", json_object_new_boolean (mem));
+  json_object_object_add (acct, "note", json_object_new_string (
+      !m->cgroups ? "no cgroup2 hierarchy: workers cannot be placed" :
+      mem ? "IOMMU page tables are charged to each guest's cgroup" :
+            "workers run in each guest's cgroup2 directory, but the memory controller is not on cgroup2 "
+            "(hybrid or v1 host): the kernel cannot charge the guest"));
+  json_object_object_add (acct, "daemon_cgroup", m->self_cgroup ? json_object_new_string (m->self_cgroup) : NULL);
+  json_object_object_add (acct, "rlimit_per_process_default", json_object_new_boolean (m->config->rlimit_per_process));
+  json_object_object_add (o, "accounting", acct);
+
+  workers = json_object_new_object ();
+  json_object_object_add (workers, "placement", json_object_new_string (
+      m->worker_mode == IFB_WORKER_MODE_FORK || !m->clone3_works ? "fork+cgroup.procs" : "clone3-into-cgroup"));
+  json_object_object_add (workers, "spawned", json_object_new_int64 ((int64_t) ifb_worker_count ()));
+  json_object_object_add (o, "workers", workers);
+
+  counts = json_object_new_object ();
+  json_object_object_add (counts, "vms", json_object_new_int64 (ifb_registry_n_vms (m->registry)));
+  json_object_object_add (counts, "devices", json_object_new_int64 (ifb_registry_n_devices (m->registry)));
+  json_object_object_add (counts, "connections", json_object_new_int64 (m->server ? ifb_server_n_connections (m->server) : 0));
+  json_object_object_add (counts, "restored_vms", json_object_new_int64 ((int64_t) m->n_restored_vms));
+  json_object_object_add (o, "counts", counts);
+  json_object_object_add (o, "limits", limits_json (m->config));
+  json_object_object_add (o, "libvirt", m->config->libvirt_uri ? json_object_new_string (m->config->libvirt_uri) : NULL);
+  json_object_object_add (o, "libvirt_connected", json_object_new_boolean (m->libvirt && ifb_libvirt_watch_is_connected (m->libvirt)));
+  json_object_object_add (o, "uptime_usec", json_object_new_int64 (g_get_monotonic_time () - m->started_usec));
+  *ret = o;
+  return TRUE;
+}

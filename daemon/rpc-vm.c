@@ -1,0 +1,349 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* vm.* methods: parameter tables, access rules beyond the method table, and result shapes. The
+ * work itself is lifecycle.c. */
+#define G_LOG_DOMAIN "ifb-rpc"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "cgroup.h"
+#include "connection.h"
+#include "errors.h"
+#include "util.h"
+#include "json.h"
+#include "lifecycle.h"
+#include "params.h"
+#include "rpc.h"
+
+typedef struct {
+  const char *name, *uuid, *cgroup;
+  gint64 pid, pidfd;
+  json_object *options;
+} CreateParams;
+
+typedef struct {
+  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process;
+} CreateOptions;
+
+gboolean
+ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  static const IfbParamSpec specs[] = {
+    { "name", IFB_PARAM_STRING, offsetof (CreateParams, name), IFB_PARAM_REQUIRED },
+    { "uuid", IFB_PARAM_STRING, offsetof (CreateParams, uuid), 0 },
+    { "cgroup", IFB_PARAM_STRING, offsetof (CreateParams, cgroup), 0 },
+    { "pid", IFB_PARAM_INT, offsetof (CreateParams, pid), 0 },
+    { "pidfd", IFB_PARAM_INT, offsetof (CreateParams, pidfd), 0 },
+    { "options", IFB_PARAM_OBJECT, offsetof (CreateParams, options), 0 },
+    { NULL },
+  };
+  static const IfbParamSpec option_specs[] = {
+    { "nest_parent", IFB_PARAM_BOOL, offsetof (CreateOptions, nest_parent), 0 },
+    { "allow_plain", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_plain), 0 },
+    { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
+    { "defer", IFB_PARAM_BOOL, offsetof (CreateOptions, defer), 0 },
+    { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (CreateOptions, rlimit_per_process), 0 },
+    { NULL },
+  };
+  CreateParams p = { .pidfd = -1 };
+  CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
+  IfbVmCreateArgs a;
+  IfbVm *vm = NULL;
+
+  if (!ifb_params_parse (params, specs, &p, error))
+    return FALSE;
+  if (p.options && !ifb_params_parse (p.options, option_specs, &o, error))
+    return g_prefix_error (error, "In 'options': "), FALSE;
+  if (p.pid < 0 || p.pid > G_MAXINT32)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
+  if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: member 'pidfd' is fd index %" G_GINT64_FORMAT " but %u fds came with the request",
+                        p.pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
+  a = (IfbVmCreateArgs) {
+    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = (pid_t) p.pid,
+    .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
+    .options = { .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
+                 .dirty_tracking = o.dirty_tracking, .defer = o.defer },
+    .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
+  };
+  if (!ifb_lifecycle_create (call->manager, &a, &vm, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, FALSE);
+  return TRUE;
+}
+
+typedef struct {
+  const char *vm, *device;
+  json_object *devices;
+} DeviceParams;
+
+static const IfbParamSpec attach_specs[] = {
+  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+  { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), 0 },
+  { "devices", IFB_PARAM_ARRAY, offsetof (DeviceParams, devices), 0 },
+  { NULL },
+};
+
+gboolean
+ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  DeviceParams p = { 0 };
+  g_autoptr (GPtrArray) bdfs = g_ptr_array_new ();
+  IfbVm *vm;
+
+  if (!ifb_params_parse (params, attach_specs, &p, error))
+    return FALSE;
+  if (!!p.device == !!p.devices)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: give either 'device' or 'devices'"), FALSE;
+  if (p.device)
+    g_ptr_array_add (bdfs, (gpointer) p.device);
+  for (size_t i = 0; p.devices && i < json_object_array_length (p.devices); i++) {
+    json_object *e = json_object_array_get_idx (p.devices, i);
+    if (!json_object_is_type (e, json_type_string))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                          "Invalid params: member 'devices' must be an array of strings"), FALSE;
+    if (bdfs->len >= call->manager->config->max_devices_per_vm)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                          "Limit reached: at most %u devices per guest ([limits] max-devices-per-vm)",
+                          call->manager->config->max_devices_per_vm), FALSE;
+    g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
+  }
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm || !ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, TRUE);
+  return TRUE;
+}
+
+gboolean
+ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  static const IfbParamSpec specs[] = {
+    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+    { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), IFB_PARAM_REQUIRED },
+    { NULL },
+  };
+  DeviceParams p = { 0 };
+  IfbVm *vm;
+
+  if (!ifb_params_parse (params, specs, &p, error))
+    return FALSE;
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm || !ifb_lifecycle_detach (call->manager, vm, p.device, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, FALSE);
+  return TRUE;
+}
+
+typedef struct {
+  const char *vm;
+  gint64 pid;
+} VmParams;
+
+static const IfbParamSpec vm_specs[] = {
+  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+  { NULL },
+};
+
+gboolean
+ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  VmParams p = { 0 };
+  IfbVm *vm;
+  json_object *o;
+
+  if (!ifb_params_parse (params, vm_specs, &p, error))
+    return FALSE;
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm)
+    return FALSE;
+  o = json_object_new_object ();
+  json_object_object_add (o, "name", json_object_new_string (vm->name));
+  json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
+  json_object_object_add (o, "devices_freed", json_object_new_int (vm->devices->len));
+  ifb_lifecycle_destroy (call->manager, vm);
+  *ret = o;
+  return TRUE;
+}
+
+gboolean
+ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  static const IfbParamSpec specs[] = { { NULL } };
+  g_autoptr (GPtrArray) vms = NULL;
+  json_object *arr, *o;
+
+  if (!ifb_params_parse (params, specs, NULL, error))
+    return FALSE;
+  vms = ifb_registry_list (call->manager->registry);
+  arr = json_object_new_array_ext ((int) vms->len);
+  for (guint i = 0; i < vms->len; i++)
+    json_object_array_add (arr, ifb_vm_to_json (g_ptr_array_index (vms, i), FALSE));
+  o = json_object_new_object ();
+  json_object_object_add (o, "vms", arr);
+  *ret = o;
+  return TRUE;
+}
+
+static const char *const obj_type_names[] = {
+  [IFB_UAPI_OBJ_IOAS] = "ioas", [IFB_UAPI_OBJ_DEVICE] = "device", [IFB_UAPI_OBJ_HWPT_PAGING] = "hwpt-paging",
+  [IFB_UAPI_OBJ_HWPT_NESTED] = "hwpt-nested", [IFB_UAPI_OBJ_VIOMMU] = "viommu", [IFB_UAPI_OBJ_VDEVICE] = "vdevice",
+};
+
+/* The context's own object table (emulated backend): each object with the cgroup it was made in. */
+static json_object *
+context_objects (IfbVm *vm)
+{
+  IfbUapiObject objs[128];
+  size_t n = 0;
+  json_object *arr;
+
+  if (vm->iommufd < 0 || ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+    return NULL;
+  arr = json_object_new_array ();
+  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
+    json_object *o = json_object_new_object ();
+    json_object_object_add (o, "id", json_object_new_int64 (objs[i].id));
+    json_object_object_add (o, "type", json_object_new_string (
+        (size_t) objs[i].type < G_N_ELEMENTS (obj_type_names) && obj_type_names[objs[i].type] ? obj_type_names[objs[i].type] : "unknown"));
+    json_object_object_add (o, "parent_id", json_object_new_int64 (objs[i].parent_id));
+    json_object_object_add (o, "creator_pid", json_object_new_int64 (objs[i].creator_pid));
+    json_object_object_add (o, "cgroup", json_object_new_string (objs[i].cgroup));
+    json_object_array_add (arr, o);
+  }
+  return arr;
+}
+
+gboolean
+ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  VmParams p = { 0 };
+  IfbVm *vm;
+  json_object *o, *objs;
+
+  if (!ifb_params_parse (params, vm_specs, &p, error))
+    return FALSE;
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm)
+    return FALSE;
+  o = ifb_vm_to_json (vm, TRUE);
+  if ((objs = context_objects (vm)))
+    json_object_object_add (o, "context_objects", objs);
+  *ret = o;
+  return TRUE;
+}
+
+/* vm.fds is for admins, and for a peer running inside that guest's cgroup (its VMM). */
+static gboolean
+check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
+{
+  g_autofree char *peer_cgroup = NULL;
+
+  if (ifb_peer_is_admin (call->peer, call->manager->config))
+    return TRUE;
+  if (!ifb_peer_get_cgroup (call->peer, &peer_cgroup, error))
+    return g_prefix_error (error, "Permission denied: vm.fds: "), FALSE;
+  if (vm->cgroup && ifb_cgroup_is_within (peer_cgroup, vm->cgroup))
+    return TRUE;
+  return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                      "Permission denied: vm.fds for guest '%s' needs root, the admin group, or a peer inside "
+                      "the guest's cgroup %s (peer uid %u pid %d is in %s)",
+                      vm->name, vm->cgroup ? vm->cgroup : "(none)", (unsigned) call->peer->uid,
+                      (int) call->peer->pid, peer_cgroup), FALSE;
+}
+
+gboolean
+ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  VmParams p = { 0 };
+  IfbVm *vm;
+  json_object *o, *devs;
+  int idx;
+
+  if (!ifb_params_parse (params, vm_specs, &p, error))
+    return FALSE;
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm || !check_fds_access (call, vm, error))
+    return FALSE;
+  if (!ifb_lifecycle_realize (call->manager, vm, error))
+    return FALSE;
+  if (ifb_fd_list_len (call->out_fds) + 1 + vm->devices->len > 32)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
+
+  o = json_object_new_object ();
+  json_object_object_add (o, "vm", json_object_new_string (vm->name));
+  if ((idx = ifb_fd_list_push_dup (call->out_fds, vm->iommufd)) < 0)
+    return json_object_put (o), ifb_error_set_errno (error, IFB_ERROR_FAILED, idx, "dup");
+  json_object_object_add (o, "iommufd", json_object_new_int (idx));
+  json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (call->manager->backend)));
+  devs = json_object_new_array ();
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    json_object *dj = json_object_new_object ();
+    if ((idx = ifb_fd_list_push_dup (call->out_fds, d->fd)) < 0) {
+      json_object_put (dj);
+      json_object_put (devs);
+      json_object_put (o);
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, idx, "dup");
+    }
+    json_object_object_add (dj, "device", json_object_new_string (d->bdf));
+    json_object_object_add (dj, "fd", json_object_new_int (idx));
+    json_object_object_add (dj, "dev_id", json_object_new_int64 (d->dev_id));
+    json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
+    json_object_object_add (dj, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
+    json_object_object_add (dj, "iommu", json_object_new_string (ifb_iommu_type_to_string (d->hw.type)));
+    json_object_array_add (devs, dj);
+  }
+  json_object_object_add (o, "devices", devs);
+  *ret = o;
+  return TRUE;
+}
+
+gboolean
+ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  static const IfbParamSpec specs[] = {
+    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+    { "pid", IFB_PARAM_INT, offsetof (VmParams, pid), IFB_PARAM_REQUIRED },
+    { NULL },
+  };
+  VmParams p = { 0 };
+  g_autofree char *cgroup = NULL;
+  IfbVm *vm;
+
+  if (!ifb_params_parse (params, specs, &p, error))
+    return FALSE;
+  if (p.pid <= 0 || p.pid > G_MAXINT32)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
+  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  if (!vm || !ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
+    return FALSE;
+  if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
+                        p.pid, cgroup, vm->name, vm->cgroup), FALSE;
+  vm->vmm_pid = (pid_t) p.pid;
+  if (!ifb_lifecycle_realize (call->manager, vm, error) || !ifb_manager_commit (call->manager, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, FALSE);
+  return TRUE;
+}
+
+gboolean
+ifb_rpc_events_subscribe (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  static const IfbParamSpec specs[] = { { NULL } };
+  json_object *o;
+
+  if (!ifb_params_parse (params, specs, NULL, error))
+    return FALSE;
+  if (call->connection)
+    ifb_connection_set_subscribed (call->connection, TRUE);
+  o = json_object_new_object ();
+  json_object_object_add (o, "subscribed", json_object_new_boolean (TRUE));
+  *ret = o;
+  return TRUE;
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The listener. Accepts with SOCK_CLOEXEC|SOCK_NONBLOCK, reads the peer's credentials once, and
+ * refuses a connection beyond [limits] max-connections or max-connections-per-uid by closing it
+ * straight away (the peer sees EOF; the journal says why).
+ */
+#define G_LOG_DOMAIN "ifb-server"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "errors.h"
+#include "server.h"
+#include "util.h"
+
+struct IfbServer {
+  IfbManager *manager;
+  int listen_fd;
+  char *path;                   /* bound by us: unlinked on exit */
+  guint source;
+  GHashTable *connections;      /* IfbConnection* set (owned) */
+  GHashTable *per_uid;          /* uid -> count */
+};
+
+static gboolean
+on_accept (int fd, GIOCondition cond, gpointer data)
+{
+  IfbServer *s = data;
+
+  for (int i = 0; i < 64; i++) {
+    g_autoptr (GError) error = NULL;
+    IfbPeer *peer = NULL;
+    guint uid_count;
+    int cfd = accept4 (s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+    if (cfd < 0) {
+      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+        g_warning ("accept: %s", g_strerror (errno));
+      break;
+    }
+    if (!ifb_peer_from_socket (cfd, &peer, &error)) {
+      g_message ("Refusing connection: %s", error->message);
+      ifb_close (cfd);
+      continue;
+    }
+    uid_count = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (peer->uid)));
+    if (g_hash_table_size (s->connections) >= s->manager->config->max_connections ||
+        uid_count >= s->manager->config->max_connections_per_uid) {
+      g_message ("Refusing connection of uid %u pid %d: connection limit reached ([limits] max-connections%s)",
+                 (unsigned) peer->uid, (int) peer->pid,
+                 uid_count >= s->manager->config->max_connections_per_uid ? "-per-uid" : "");
+      ifb_peer_free (peer);
+      ifb_close (cfd);
+      continue;
+    }
+    g_hash_table_insert (s->per_uid, GUINT_TO_POINTER (peer->uid), GUINT_TO_POINTER (uid_count + 1));
+    g_hash_table_add (s->connections, ifb_connection_new (s->manager, s, cfd, peer));
+  }
+  return G_SOURCE_CONTINUE;
+}
+
+void
+ifb_server_connection_closed (IfbServer *s, IfbConnection *c)
+{
+  uid_t uid = ifb_connection_get_peer (c)->uid;
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (uid)));
+
+  if (n <= 1)
+    g_hash_table_remove (s->per_uid, GUINT_TO_POINTER (uid));
+  else
+    g_hash_table_insert (s->per_uid, GUINT_TO_POINTER (uid), GUINT_TO_POINTER (n - 1));
+  g_hash_table_remove (s->connections, c);
+}
+
+static int
+bind_path (const char *path, GError **error)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  ifb_autofd int fd = -1;
+  mode_t old;
+  int r;
+
+  if (strlen (path) >= sizeof (sa.sun_path))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "Socket path '%s' is too long", path), -1;
+  strcpy (sa.sun_path, path);
+  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "socket()"), -1;
+  unlink (path);
+  old = umask (0117);
+  r = bind (fd, (struct sockaddr *) &sa, sizeof (sa));
+  umask (old);
+  if (r < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Binding '%s'", path), -1;
+  if (listen (fd, SOMAXCONN) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "listen on '%s'", path), -1;
+  return ifb_steal_fd (&fd);
+}
+
+IfbServer *
+ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
+{
+  IfbServer *s;
+
+  if (listen_fd < 0) {
+    listen_fd = bind_path (path, error);
+    if (listen_fd < 0)
+      return NULL;
+  } else {
+    int fl = fcntl (listen_fd, F_GETFL);
+    fcntl (listen_fd, F_SETFL, fl | O_NONBLOCK);
+    fcntl (listen_fd, F_SETFD, FD_CLOEXEC);
+    path = NULL;
+  }
+  s = g_new0 (IfbServer, 1);
+  s->manager = m;
+  s->listen_fd = listen_fd;
+  s->path = g_strdup (path);
+  s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
+  s->per_uid = g_hash_table_new (g_direct_hash, g_direct_equal);
+  s->source = g_unix_fd_add (listen_fd, G_IO_IN, on_accept, s);
+  return s;
+}
+
+IfbServer *
+ifb_server_free (IfbServer *s)
+{
+  if (!s)
+    return NULL;
+  g_source_remove (s->source);
+  g_hash_table_unref (s->connections);
+  g_hash_table_unref (s->per_uid);
+  ifb_close (s->listen_fd);
+  if (s->path)
+    unlink (s->path);
+  g_free (s->path);
+  g_free (s);
+  return NULL;
+}
+
+guint
+ifb_server_n_connections (IfbServer *s)
+{
+  return g_hash_table_size (s->connections);
+}
+
+void
+ifb_server_broadcast (IfbServer *s, json_object *notification)
+{
+  GHashTableIter it;
+  gpointer key;
+
+  g_hash_table_iter_init (&it, s->connections);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (ifb_connection_is_subscribed (key))
+      ifb_connection_send (key, notification, NULL);
+}

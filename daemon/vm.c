@@ -1,0 +1,291 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "ifb-vm"
+
+#include <string.h>
+
+#include "errors.h"
+#include "json.h"
+#include "util.h"
+#include "vm.h"
+
+static const char *const device_state_names[_IFB_VM_DEVICE_STATE_MAX] = {
+  [IFB_VM_DEVICE_RESERVED] = "reserved",
+  [IFB_VM_DEVICE_READY] = "ready",
+};
+
+const char *
+ifb_vm_device_state_to_string (IfbVmDeviceState s)
+{
+  return (unsigned) s < _IFB_VM_DEVICE_STATE_MAX ? device_state_names[s] : NULL;
+}
+
+IfbVmDeviceState
+ifb_vm_device_state_from_string (const char *s)
+{
+  for (int i = 0; s && i < _IFB_VM_DEVICE_STATE_MAX; i++)
+    if (strcmp (device_state_names[i], s) == 0)
+      return (IfbVmDeviceState) i;
+  return IFB_VM_DEVICE_STATE_INVALID;
+}
+
+IfbVm *
+ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
+{
+  IfbVm *vm = g_new0 (IfbVm, 1);
+  vm->name = g_strdup (name);
+  vm->uuid = g_strdup (uuid);
+  vm->cgroup = g_strdup (cgroup);
+  vm->options.nest_parent = true;
+  vm->rlimit_per_process = true;
+  vm->iommufd = -1;
+  vm->created_usec = g_get_real_time ();
+  vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
+  return vm;
+}
+
+IfbVm *
+ifb_vm_free (IfbVm *vm)
+{
+  if (!vm)
+    return NULL;
+  g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
+  ifb_close (vm->iommufd);
+  g_free (vm->name);
+  g_free (vm->uuid);
+  g_free (vm->cgroup);
+  g_free (vm->ioas_cgroup);
+  g_free (vm);
+  return NULL;
+}
+
+IfbVmDevice *
+ifb_vm_device_new (const char *bdf, const char *cdev)
+{
+  IfbVmDevice *d = g_new0 (IfbVmDevice, 1);
+  d->bdf = g_strdup (bdf);
+  d->cdev = g_strdup (cdev);
+  d->state = IFB_VM_DEVICE_RESERVED;
+  d->fd = -1;
+  return d;
+}
+
+IfbVmDevice *
+ifb_vm_device_free (IfbVmDevice *d)
+{
+  if (!d)
+    return NULL;
+  ifb_close (d->fd);
+  g_free (d->bdf);
+  g_free (d->cdev);
+  g_free (d->cgroup);
+  g_free (d);
+  return NULL;
+}
+
+IfbVmDevice *
+ifb_vm_find_device (IfbVm *vm, const char *bdf)
+{
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    if (strcmp (d->bdf, bdf) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+gboolean
+ifb_vm_name_validate (const char *name, GError **error)
+{
+  size_t n = name ? strlen (name) : 0;
+  if (n == 0 || n > 64 || !g_ascii_isalnum (name[0]))
+    goto bad;
+  for (size_t i = 0; i < n; i++)
+    if (!g_ascii_isalnum (name[i]) && !strchr ("._-", name[i]))
+      goto bad;
+  return TRUE;
+bad:
+  return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                      "Invalid params: member 'name' must be 1-64 characters of A-Z a-z 0-9 . _ - "
+                      "starting with a letter or digit"), FALSE;
+}
+
+json_object *
+ifb_hw_info_to_json (const IfbHwInfo *hw)
+{
+  json_object *o = json_object_new_object ();
+  json_object_object_add (o, "iommu", json_object_new_string (ifb_iommu_type_to_string (hw->type)));
+  json_object_object_add (o, "nest_parent_capable", json_object_new_boolean (hw->can_nest));
+  json_object_object_add (o, "dirty_tracking", json_object_new_boolean (hw->dirty_tracking));
+  json_object_object_add (o, "capabilities", json_object_new_int64 ((int64_t) hw->capabilities));
+  if (hw->type == IFB_IOMMU_TYPE_INTEL_VTD) {
+    char buf[32];
+    g_snprintf (buf, sizeof (buf), "0x%016" G_GINT64_MODIFIER "x", (guint64) hw->raw.vtd.cap_reg);
+    json_object_object_add (o, "cap_reg", json_object_new_string (buf));
+    g_snprintf (buf, sizeof (buf), "0x%016" G_GINT64_MODIFIER "x", (guint64) hw->raw.vtd.ecap_reg);
+    json_object_object_add (o, "ecap_reg", json_object_new_string (buf));
+  } else if (hw->type == IFB_IOMMU_TYPE_ARM_SMMUV3) {
+    json_object *idr = json_object_new_array ();
+    for (int i = 0; i < 6; i++)
+      json_object_array_add (idr, json_object_new_int64 (hw->raw.smmuv3.idr[i]));
+    json_object_object_add (o, "idr", idr);
+    json_object_object_add (o, "iidr", json_object_new_int64 (hw->raw.smmuv3.iidr));
+    json_object_object_add (o, "aidr", json_object_new_int64 (hw->raw.smmuv3.aidr));
+  }
+  return o;
+}
+
+static void
+hw_info_from_json (json_object *o, IfbHwInfo *hw)
+{
+  const char *s;
+  json_object *a;
+  gint64 v;
+
+  memset (hw, 0, sizeof (*hw));
+  hw->type = ifb_iommu_type_from_string (ifb_json_get_string (o, "iommu"));
+  if (hw->type == IFB_IOMMU_TYPE_INVALID)
+    hw->type = IFB_IOMMU_TYPE_NONE;
+  hw->can_nest = json_object_get_boolean (ifb_json_get (o, "nest_parent_capable"));
+  hw->dirty_tracking = json_object_get_boolean (ifb_json_get (o, "dirty_tracking"));
+  if (ifb_json_get_int (o, "capabilities", &v))
+    hw->capabilities = (uint64_t) v;
+  if ((s = ifb_json_get_string (o, "cap_reg")))
+    hw->raw.vtd.cap_reg = g_ascii_strtoull (s, NULL, 16);
+  if ((s = ifb_json_get_string (o, "ecap_reg")))
+    hw->raw.vtd.ecap_reg = g_ascii_strtoull (s, NULL, 16);
+  if ((a = ifb_json_get (o, "idr")) && json_object_is_type (a, json_type_array))
+    for (size_t i = 0; i < 6 && i < json_object_array_length (a); i++)
+      hw->raw.smmuv3.idr[i] = (uint32_t) json_object_get_int64 (json_object_array_get_idx (a, i));
+  if (ifb_json_get_int (o, "iidr", &v))
+    hw->raw.smmuv3.iidr = (uint32_t) v;
+  if (ifb_json_get_int (o, "aidr", &v))
+    hw->raw.smmuv3.aidr = (uint32_t) v;
+}
+
+static json_object *
+string_or_null (const char *s)
+{
+  return s ? json_object_new_string (s) : NULL;
+}
+
+static json_object *
+device_to_json (const IfbVmDevice *d, gboolean verbose)
+{
+  json_object *o = json_object_new_object ();
+  json_object_object_add (o, "device", json_object_new_string (d->bdf));
+  json_object_object_add (o, "cdev", json_object_new_string (d->cdev));
+  json_object_object_add (o, "state", json_object_new_string (ifb_vm_device_state_to_string (d->state)));
+  if (d->state == IFB_VM_DEVICE_READY) {
+    json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
+    json_object_object_add (o, "hwpt_id", json_object_new_int64 (d->hwpt_id));
+    json_object_object_add (o, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
+    json_object_object_add (o, "dirty_tracking", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_DIRTY_TRACKING));
+    json_object_object_add (o, "hwpt_kind", json_object_new_string (d->hwpt_flags & IFB_HWPT_NEST_PARENT ? "nest-parent" : "plain"));
+    json_object_object_add (o, "cgroup", string_or_null (d->cgroup));
+    json_object_object_add (o, "worker_pid", json_object_new_int64 (d->worker_pid));
+    if (verbose)
+      json_object_object_add (o, "hw_info", ifb_hw_info_to_json (&d->hw));
+  }
+  return o;
+}
+
+json_object *
+ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
+{
+  json_object *o = json_object_new_object ();
+  json_object *opts = json_object_new_object ();
+  json_object *devs = json_object_new_array ();
+
+  json_object_object_add (o, "name", json_object_new_string (vm->name));
+  json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
+  json_object_object_add (o, "cgroup", string_or_null (vm->cgroup));
+  json_object_object_add (o, "state", json_object_new_string (vm->iommufd >= 0 ? "ready" : "pending"));
+  json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
+  json_object_object_add (o, "ioas_cgroup", string_or_null (vm->ioas_cgroup));
+  json_object_object_add (o, "vmm_pid", json_object_new_int64 (vm->vmm_pid));
+  json_object_object_add (o, "created_usec", json_object_new_int64 (vm->created_usec));
+  json_object_object_add (opts, "nest_parent", json_object_new_boolean (vm->options.nest_parent));
+  json_object_object_add (opts, "allow_plain", json_object_new_boolean (vm->options.allow_plain));
+  json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
+  json_object_object_add (opts, "defer", json_object_new_boolean (vm->options.defer));
+  json_object_object_add (opts, "rlimit_per_process", json_object_new_boolean (vm->rlimit_per_process));
+  json_object_object_add (o, "options", opts);
+  for (guint i = 0; i < vm->devices->len; i++)
+    json_object_array_add (devs, device_to_json (g_ptr_array_index (vm->devices, i), verbose));
+  json_object_object_add (o, "devices", devs);
+  return o;
+}
+
+static gboolean
+get_bool (json_object *o, const char *key)
+{
+  json_object *v = ifb_json_get (o, key);
+  return v && json_object_get_boolean (v);
+}
+
+IfbVm *
+ifb_vm_from_json (json_object *o, GError **error)
+{
+  const char *name = ifb_json_get_string (o, "name");
+  const char *uuid = ifb_json_get_string (o, "uuid");
+  json_object *opts = ifb_json_get (o, "options");
+  json_object *devs = ifb_json_get (o, "devices");
+  g_autoptr (IfbVm) vm = NULL;
+  gint64 v;
+
+  if (!name || !uuid || !devs || !json_object_is_type (devs, json_type_array))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry lacks name, uuid or devices"), NULL;
+  vm = ifb_vm_new (name, uuid, ifb_json_get_string (o, "cgroup"));
+  vm->options.nest_parent = get_bool (opts, "nest_parent");
+  vm->options.allow_plain = get_bool (opts, "allow_plain");
+  vm->options.dirty_tracking = get_bool (opts, "dirty_tracking");
+  vm->options.defer = get_bool (opts, "defer");
+  vm->rlimit_per_process = get_bool (opts, "rlimit_per_process");
+  if (ifb_json_get_int (o, "ioas_id", &v))
+    vm->ioas_id = (uint32_t) v;
+  vm->ioas_cgroup = g_strdup (ifb_json_get_string (o, "ioas_cgroup"));
+  if (ifb_json_get_int (o, "vmm_pid", &v))
+    vm->vmm_pid = (pid_t) v;
+  if (ifb_json_get_int (o, "created_usec", &v))
+    vm->created_usec = v;
+  for (size_t i = 0; i < json_object_array_length (devs); i++) {
+    json_object *d = json_object_array_get_idx (devs, i);
+    const char *bdf = ifb_json_get_string (d, "device");
+    const char *cdev = ifb_json_get_string (d, "cdev");
+    IfbVmDevice *dev;
+
+    if (!bdf || !cdev)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has a device without bdf/cdev", name), NULL;
+    dev = ifb_vm_device_new (bdf, cdev);
+    dev->state = ifb_vm_device_state_from_string (ifb_json_get_string (d, "state"));
+    if (dev->state == IFB_VM_DEVICE_STATE_INVALID)
+      dev->state = IFB_VM_DEVICE_RESERVED;
+    if (ifb_json_get_int (d, "dev_id", &v))
+      dev->dev_id = (uint32_t) v;
+    if (ifb_json_get_int (d, "hwpt_id", &v))
+      dev->hwpt_id = (uint32_t) v;
+    dev->hwpt_flags = (get_bool (d, "nest_parent") ? IFB_HWPT_NEST_PARENT : 0) |
+                      (get_bool (d, "dirty_tracking") ? IFB_HWPT_DIRTY_TRACKING : 0);
+    dev->cgroup = g_strdup (ifb_json_get_string (d, "cgroup"));
+    if (ifb_json_get_int (d, "worker_pid", &v))
+      dev->worker_pid = (pid_t) v;
+    if (ifb_json_get (d, "hw_info"))
+      hw_info_from_json (ifb_json_get (d, "hw_info"), &dev->hw);
+    g_ptr_array_add (vm->devices, dev);
+  }
+  return g_steal_pointer (&vm);
+}
+
+char *
+ifb_vm_fdname_iommufd (const IfbVm *vm)
+{
+  return g_strdup_printf ("%s.iommufd", vm->uuid);
+}
+
+char *
+ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d)
+{
+  g_autofree char *bdf = g_strdup (d->bdf);
+  g_strdelimit (bdf, ":", '_');
+  return g_strdup_printf ("%s.dev.%s", vm->uuid, bdf);
+}

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbVm: one guest as the broker holds it — its IOMMUFD context (fd + IOAS), its devices with
+ * their bound fds and HWPTs, its cgroup, options, and the audit trail of where each object was
+ * allocated. Plain data plus (de)serialisation; the lifecycle lives in lifecycle.c.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "uapi.h"
+
+typedef enum {
+  IFB_VM_DEVICE_RESERVED,       /* owned, not yet bound (the guest's cgroup does not exist yet) */
+  IFB_VM_DEVICE_READY,          /* bound, HWPT allocated and attached */
+  _IFB_VM_DEVICE_STATE_MAX,
+  IFB_VM_DEVICE_STATE_INVALID = -1,
+} IfbVmDeviceState;
+
+const char *ifb_vm_device_state_to_string (IfbVmDeviceState s);
+IfbVmDeviceState ifb_vm_device_state_from_string (const char *s);
+
+typedef struct {
+  char *bdf;
+  char *cdev;                   /* "vfio3" */
+  IfbVmDeviceState state;
+  int fd;                       /* bound device fd, -1 while reserved */
+  uint32_t dev_id;
+  uint32_t hwpt_id;
+  uint32_t hwpt_flags;          /* IfbHwptFlags the HWPT really has */
+  IfbHwInfo hw;
+  char *cgroup;                 /* where the worker that allocated the HWPT ran */
+  pid_t worker_pid;
+} IfbVmDevice;
+
+typedef struct {
+  bool nest_parent;             /* allocate HWPTs as NEST_PARENT (default true) */
+  bool allow_plain;             /* NEST_PARENT refused -> a plain HWPT, reported as such */
+  bool dirty_tracking;          /* where the IOMMU supports it */
+  bool defer;                   /* the cgroup may not exist yet: allocate when it does */
+} IfbVmOptions;
+
+typedef struct {
+  char *name;
+  char *uuid;
+  char *cgroup;                 /* guest cgroup, relative to the cgroup2 mount */
+  IfbVmOptions options;
+  bool rlimit_per_process;
+  int iommufd;                  /* -1 until realized */
+  uint32_t ioas_id;             /* 0 until realized */
+  char *ioas_cgroup;
+  pid_t vmm_pid;                /* from the libvirt "started" hook, 0 when unknown */
+  gint64 created_usec;          /* wall clock */
+  GPtrArray *devices;           /* of IfbVmDevice* */
+} IfbVm;
+
+IfbVm *ifb_vm_new (const char *name, const char *uuid, const char *cgroup);
+IfbVm *ifb_vm_free (IfbVm *vm);   /* closes every fd it holds */
+
+IfbVmDevice *ifb_vm_device_new (const char *bdf, const char *cdev);
+IfbVmDevice *ifb_vm_device_free (IfbVmDevice *d);
+IfbVmDevice *ifb_vm_find_device (IfbVm *vm, const char *bdf);
+
+/* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+gboolean ifb_vm_name_validate (const char *name, GError **error);
+
+/* JSON for vm.show / vm.list (verbose = objects and hw info) and for the state file. */
+json_object *ifb_vm_to_json (const IfbVm *vm, gboolean verbose);
+json_object *ifb_hw_info_to_json (const IfbHwInfo *hw);
+/* Rebuild from the state file; fds stay -1 (they come back from the fd store). */
+IfbVm *ifb_vm_from_json (json_object *o, GError **error);
+
+/* fd store names: "<uuid>.iommufd", "<uuid>.dev.<bdf with ':' as '_'>"; never contain ':'. */
+char *ifb_vm_fdname_iommufd (const IfbVm *vm);
+char *ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbVm, ifb_vm_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbVmDevice, ifb_vm_device_free)

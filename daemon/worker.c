@@ -1,0 +1,299 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * The kernel charges IOMMUFD allocations (GFP_KERNEL_ACCOUNT) to the memory cgroup of the task
+ * that issues the ioctl. To charge a guest, the daemon does not allocate itself: it starts a
+ * short-lived worker directly inside the guest's cgroup and lets it issue the whole batch of one
+ * request (IOAS, then per device BIND, GET_HW_INFO, HWPT_ALLOC, ATTACH).
+ *
+ *  - Preferred: clone3(CLONE_INTO_CGROUP | CLONE_PIDFD). The child is born in the target cgroup:
+ *    no window in which it allocates elsewhere, no cgroup.procs write.
+ *  - Fallback, when clone3 is refused with ENOSYS (systemd's RestrictNamespaces= installs a
+ *    seccomp filter that answers ENOSYS to clone3, because its flags cannot be inspected): fork()
+ *    a child that blocks on a pipe until the parent has written its pid into the target's
+ *    cgroup.procs, then proceeds.
+ *
+ * The child has fork semantics (its own copy of memory), so it only touches the batch, which
+ * lives in a MAP_SHARED anonymous mapping: that is how results come back. Between fork and
+ * _exit the child calls only async-signal-safe functions (the uAPI layer does no malloc/stdio).
+ * If a step fails the child undoes what it did (detach, destroy HWPTs, destroy a fresh IOAS);
+ * binding is undone by the parent closing the device fds, as the kernel unbinds on close.
+ *
+ * The parent waits on the child's pidfd with a timeout (config worker-timeout-ms) and kills it if
+ * it hangs. This suspends the main loop for the duration of the batch — a few ioctls, measured in
+ * tens of microseconds — which is simpler and cheaper than a state machine around the wait.
+ */
+#define G_LOG_DOMAIN "ifb-worker"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "errors.h"
+#include "fault.h"
+#include "util.h"
+#include "worker.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* Layout of clone3's argument (CLONE_ARGS_SIZE_VER2, Linux 5.7+). */
+struct ifb_clone_args {
+  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+  uint64_t set_tid, set_tid_size, cgroup;
+};
+
+static guint64 n_workers;
+
+static const char *const step_names[_IFB_WORKER_STEP_MAX] = {
+  [IFB_WORKER_STEP_NONE] = "none",
+  [IFB_WORKER_STEP_IOAS_ALLOC] = "ioas-alloc",
+  [IFB_WORKER_STEP_BIND] = "bind",
+  [IFB_WORKER_STEP_HW_INFO] = "hw-info",
+  [IFB_WORKER_STEP_HWPT_ALLOC] = "hwpt-alloc",
+  [IFB_WORKER_STEP_ATTACH] = "attach",
+};
+
+const char *
+ifb_worker_step_to_string (IfbWorkerStep s)
+{
+  return (unsigned) s < _IFB_WORKER_STEP_MAX ? step_names[s] : "unknown";
+}
+
+guint64
+ifb_worker_count (void)
+{
+  return n_workers;
+}
+
+IfbWorkerBatch *
+ifb_worker_batch_new (void)
+{
+  void *p = mmap (NULL, sizeof (IfbWorkerBatch), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  IfbWorkerBatch *b;
+  if (p == MAP_FAILED)
+    return NULL;
+  b = p;
+  b->iommufd = -1;
+  b->failed_index = -1;
+  return b;
+}
+
+IfbWorkerBatch *
+ifb_worker_batch_free (IfbWorkerBatch *b)
+{
+  if (b)
+    munmap (b, sizeof (IfbWorkerBatch));
+  return NULL;
+}
+
+/* Each step goes through the fault hook first, so tests can fail any one of them. */
+static int
+step (const char *name, int r)
+{
+  int f = ifb_fault_check (name);
+  return f ? f : r;
+}
+
+static void
+undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
+{
+  for (size_t i = 0; i < upto; i++) {
+    IfbWorkerDevice *d = &b->devices[i];
+    if (d->hwpt_id) {
+      ifb_uapi_device_detach (b->backend, d->device_fd);
+      ifb_uapi_destroy (b->backend, b->iommufd, d->hwpt_id);
+      d->hwpt_id = 0;
+    }
+  }
+  if (ioas_is_new && b->ioas_id) {
+    ifb_uapi_destroy (b->backend, b->iommufd, b->ioas_id);
+    b->ioas_id = 0;
+  }
+}
+
+/* The worker's body. Async-signal-safe only. */
+static void
+worker_main (IfbWorkerBatch *b)
+{
+  ifb_cgroup_self (b->cgroup, sizeof (b->cgroup));
+
+  if (b->alloc_ioas) {
+    b->ioas_err = ifb_fault_check ("ioas-alloc");
+    if (!b->ioas_err)
+      b->ioas_err = ifb_uapi_ioas_alloc (b->backend, b->iommufd, &b->ioas_id);
+    if (b->ioas_err)
+      return;
+  }
+
+  for (size_t i = 0; i < b->n_devices; i++) {
+    IfbWorkerDevice *d = &b->devices[i];
+    uint32_t flags = d->want_flags;
+    int r;
+
+    d->failed_step = IFB_WORKER_STEP_BIND;
+    r = step ("bind", ifb_uapi_device_bind (b->backend, d->device_fd, b->iommufd, &d->dev_id));
+    if (r == 0) {
+      d->failed_step = IFB_WORKER_STEP_HW_INFO;
+      r = step ("hw-info", ifb_uapi_get_hw_info (b->backend, b->iommufd, d->dev_id, &d->info));
+    }
+    if (r == 0) {
+      d->failed_step = IFB_WORKER_STEP_HWPT_ALLOC;
+      if ((flags & IFB_HWPT_DIRTY_TRACKING) && !d->info.dirty_tracking)
+        flags &= ~IFB_HWPT_DIRTY_TRACKING;   /* asked for "where supported" */
+      r = step ("hwpt-alloc", ifb_uapi_hwpt_alloc (b->backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id));
+      if (r == -EOPNOTSUPP && (flags & IFB_HWPT_NEST_PARENT) && d->allow_plain) {
+        flags &= ~IFB_HWPT_NEST_PARENT;
+        r = ifb_uapi_hwpt_alloc (b->backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id);
+      }
+    }
+    if (r == 0) {
+      d->hwpt_flags = flags;
+      d->failed_step = IFB_WORKER_STEP_ATTACH;
+      r = step ("attach", ifb_uapi_device_attach (b->backend, d->device_fd, d->hwpt_id));
+      if (r < 0) {
+        ifb_uapi_destroy (b->backend, b->iommufd, d->hwpt_id);
+        d->hwpt_id = 0;
+      }
+    }
+    if (r < 0) {
+      d->err = r;
+      b->failed_index = (int) i;
+      undo (b, i, b->alloc_ioas);
+      return;
+    }
+    d->failed_step = IFB_WORKER_STEP_NONE;
+  }
+}
+
+static pid_t
+spawn_clone3 (int cgroup_dirfd, int *ret_pidfd)
+{
+  struct ifb_clone_args args = {
+    .flags = CLONE_INTO_CGROUP | CLONE_PIDFD,
+    .pidfd = (uint64_t) (uintptr_t) ret_pidfd,
+    .exit_signal = SIGCHLD,
+    .cgroup = (uint64_t) cgroup_dirfd,
+  };
+  long pid = syscall (SYS_clone3, &args, sizeof (args));
+  return pid < 0 ? -errno : (pid_t) pid;
+}
+
+static gboolean
+wait_child (int pidfd, pid_t pid, guint timeout_ms, GError **error)
+{
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  siginfo_t si = { 0 };
+  int r;
+
+  do
+    r = poll (&p, 1, (int) timeout_ms);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) {
+    syscall (SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    waitid (P_PIDFD, (id_t) pidfd, &si, WEXITED);
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_WORKER_FAILED,
+                        "Worker %d did not finish within %u ms and was killed", (int) pid, timeout_ms), FALSE;
+  }
+  if (waitid (P_PIDFD, (id_t) pidfd, &si, WEXITED) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "Waiting for worker %d", (int) pid);
+  if (si.si_code != CLD_EXITED || si.si_status != 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_WORKER_FAILED,
+                        "Worker %d died (%s %d)", (int) pid,
+                        si.si_code == CLD_EXITED ? "exit status" : "signal", si.si_status), FALSE;
+  return TRUE;
+}
+
+static gboolean
+run_fork_and_move (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms, GError **error)
+{
+  ifb_autofd int go_r = -1, go_w = -1, procs = -1, pidfd = -1;
+  int pipefd[2];
+  char pidbuf[32];
+  pid_t pid;
+  int n;
+
+  if (pipe2 (pipefd, O_CLOEXEC) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "pipe2");
+  go_r = pipefd[0];
+  go_w = pipefd[1];
+  procs = openat (cgroup_dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (procs < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "Opening the guest's cgroup.procs");
+
+  pid = fork ();
+  if (pid < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "fork");
+  if (pid == 0) {
+    char go = 0;
+    close (go_w);
+    if (read (go_r, &go, 1) != 1 || go != 'g')
+      _exit (3);
+    worker_main (b);
+    _exit (0);
+  }
+  n_workers++;
+  b->pid = pid;
+  b->used_fallback = true;
+  pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
+  n = g_snprintf (pidbuf, sizeof (pidbuf), "%d\n", (int) pid);
+  if (write (procs, pidbuf, (size_t) n) != n) {
+    int e = errno;
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -e, "Moving worker %d into the guest's cgroup", (int) pid);
+  }
+  if (write (go_w, "g", 1) != 1 || pidfd < 0) {
+    int e = errno;
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -e, "Starting worker %d", (int) pid);
+  }
+  return wait_child (pidfd, pid, timeout_ms, error);
+}
+
+gboolean
+ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms, GError **error)
+{
+  ifb_autofd int pidfd = -1;
+  pid_t pid;
+  int f;
+
+  b->failed_index = -1;
+  b->cgroup[0] = 0;
+  if ((f = ifb_fault_check ("worker-spawn")))
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, f, "Starting a worker");
+
+  if (mode == IFB_WORKER_MODE_FORK)
+    return run_fork_and_move (b, cgroup_dirfd, timeout_ms, error);
+
+  pid = spawn_clone3 (cgroup_dirfd, &pidfd);
+  if (pid == -ENOSYS)
+    return run_fork_and_move (b, cgroup_dirfd, timeout_ms, error);
+  if (pid < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "clone3 into the guest's cgroup");
+  if (pid == 0) {
+    worker_main (b);
+    _exit (0);
+  }
+  n_workers++;
+  b->pid = pid;
+  b->used_fallback = false;
+  return wait_child (pidfd, pid, timeout_ms, error);
+}

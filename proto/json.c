@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * json-c 0.16 (Debian 12) is lenient in ways a protocol must not be, even in strict mode: it
+ * accepts single-quoted strings, raw control characters inside strings, NaN and Infinity; it
+ * stops at an embedded NUL and reports success; its UTF-8 check lets overlong sequences through;
+ * duplicate object keys are silently last-wins; and integers outside int64 clamp without error.
+ *
+ * So before json-c sees a line, a small lexical pass checks what json-c does not: the text is
+ * valid UTF-8 by GLib's stricter definition (no overlongs, no surrogates), has no NUL, no raw
+ * control character inside a string, no single quote and no bare word other than true, false and
+ * null outside strings, and no integer literal too large for int64. json-c then parses with a
+ * depth limit and must consume the whole text (only whitespace may follow). Duplicate keys are
+ * found afterwards by walking the tree: json-c keeps one entry per key, so the lexical pass
+ * counts members per object and the walk compares (see count_members()).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "util.h"
+#include "json.h"
+
+static gboolean
+parse_fail (GError **error, const char *what)
+{
+  g_set_error (error, IFB_ERROR, IFB_ERROR_PARSE, "Parse error: %s", what);
+  return FALSE;
+}
+
+/* Check an integer literal's magnitude: json-c clamps silently. */
+static gboolean
+int_literal_fits (const char *p, size_t n)
+{
+  char buf[32];
+  char *end;
+  if (n >= sizeof (buf))
+    return FALSE;
+  memcpy (buf, p, n);
+  buf[n] = 0;
+  errno = 0;
+  (void) strtoll (buf, &end, 10);
+  return errno != ERANGE;
+}
+
+/*
+ * Lexical pre-check. Also records, in object order, how many members each object literal has
+ * so duplicates can be detected after json-c collapsed them.
+ */
+static gboolean
+lex_check (const char *s, size_t len, GArray *member_counts, GError **error)
+{
+  GArray *stack = g_array_new (FALSE, FALSE, sizeof (guint));   /* index into member_counts or G_MAXUINT for arrays */
+  gboolean ok = FALSE;
+  size_t i = 0;
+
+  if (!g_utf8_validate_len (s, len, NULL)) {
+    parse_fail (error, "invalid UTF-8");
+    goto out;
+  }
+
+  while (i < len) {
+    unsigned char c = (unsigned char) s[i];
+    if (c == '"') {
+      i++;
+      while (i < len && s[i] != '"') {
+        if ((unsigned char) s[i] < 0x20) {
+          parse_fail (error, "control character inside a string");
+          goto out;
+        }
+        if (s[i] == '\\')
+          i++;
+        i++;
+      }
+      if (i >= len) {
+        parse_fail (error, "unterminated string");
+        goto out;
+      }
+      i++;
+      continue;
+    }
+    if (c == '{') {
+      guint idx = member_counts->len, zero = 0;
+      g_array_append_val (member_counts, zero);
+      g_array_append_val (stack, idx);
+    } else if (c == '[') {
+      guint marker = G_MAXUINT;
+      g_array_append_val (stack, marker);
+    } else if (c == '}' || c == ']') {
+      if (stack->len > 0)
+        g_array_set_size (stack, stack->len - 1);
+    } else if (c == ':') {
+      if (stack->len > 0) {
+        guint idx = g_array_index (stack, guint, stack->len - 1);
+        if (idx != G_MAXUINT)
+          g_array_index (member_counts, guint, idx)++;
+      }
+    } else if (c == '-' || g_ascii_isdigit (c)) {
+      size_t start = i;
+      gboolean integer = TRUE;
+      i++;
+      while (i < len && (g_ascii_isdigit (s[i]) || strchr (".eE+-", s[i]))) {
+        if (!g_ascii_isdigit (s[i]))
+          integer = FALSE;
+        i++;
+      }
+      if (integer && !int_literal_fits (s + start, i - start)) {
+        parse_fail (error, "integer out of range");
+        goto out;
+      }
+      continue;
+    } else if (g_ascii_isalpha (c)) {
+      size_t start = i;
+      while (i < len && g_ascii_isalpha (s[i]))
+        i++;
+      size_t n = i - start;
+      if (!((n == 4 && memcmp (s + start, "true", 4) == 0) ||
+            (n == 5 && memcmp (s + start, "false", 5) == 0) ||
+            (n == 4 && memcmp (s + start, "null", 4) == 0))) {
+        parse_fail (error, "unexpected word (only true, false and null are allowed)");
+        goto out;
+      }
+      continue;
+    } else if (c == '\'') {
+      parse_fail (error, "single quotes are not JSON");
+      goto out;
+    } else if (c == 0) {
+      parse_fail (error, "NUL byte");
+      goto out;
+    }
+    i++;
+  }
+  ok = TRUE;
+out:
+  g_array_unref (stack);
+  return ok;
+}
+
+/* Walk objects in document order, comparing json-c's member count with the literal's. */
+static gboolean
+count_members (json_object *o, GArray *member_counts, guint *next)
+{
+  if (json_object_is_type (o, json_type_object)) {
+    guint idx = (*next)++;
+    if (idx >= member_counts->len || (guint) json_object_object_length (o) != g_array_index (member_counts, guint, idx))
+      return FALSE;
+    json_object_object_foreach (o, key, val) {
+      (void) key;
+      if (!count_members (val, member_counts, next))
+        return FALSE;
+    }
+  } else if (json_object_is_type (o, json_type_array)) {
+    size_t n = json_object_array_length (o);
+    for (size_t i = 0; i < n; i++)
+      if (!count_members (json_object_array_get_idx (o, i), member_counts, next))
+        return FALSE;
+  }
+  return TRUE;
+}
+
+json_object *
+ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
+{
+  g_autoptr (GArray) member_counts = g_array_new (FALSE, FALSE, sizeof (guint));
+  struct json_tokener *tok;
+  json_object *obj;
+  enum json_tokener_error jerr;
+  size_t end;
+  guint next = 0;
+
+  if (!lex_check (text, len, member_counts, error))
+    return NULL;
+
+  tok = json_tokener_new_ex (max_depth);
+  if (!tok) {
+    parse_fail (error, "out of memory");
+    return NULL;
+  }
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  obj = json_tokener_parse_ex (tok, text, (int) len);
+  jerr = json_tokener_get_error (tok);
+  end = json_tokener_get_parse_end (tok);
+  json_tokener_free (tok);
+
+  if (!obj) {
+    if (jerr == json_tokener_error_depth)
+      parse_fail (error, "nesting too deep");
+    else if (jerr == json_tokener_continue || jerr == json_tokener_success)
+      parse_fail (error, "incomplete JSON text");
+    else
+      parse_fail (error, json_tokener_error_desc (jerr));
+    return NULL;
+  }
+  for (; end < len; end++) {
+    if (!strchr (" \t\r", text[end])) {
+      json_object_put (obj);
+      parse_fail (error, "trailing data after the JSON text");
+      return NULL;
+    }
+  }
+  /* An object literal inside a string was counted by the lexer only if outside strings. */
+  if (!count_members (obj, member_counts, &next) || next != member_counts->len) {
+    json_object_put (obj);
+    parse_fail (error, "duplicate key in object");
+    return NULL;
+  }
+  return obj;
+}
+
+const char *
+ifb_json_to_line (json_object *obj, size_t *ret_len)
+{
+  return json_object_to_json_string_length (obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, ret_len);
+}
+
+json_object *
+ifb_json_get (json_object *obj, const char *key)
+{
+  json_object *v = NULL;
+  if (!obj || !json_object_is_type (obj, json_type_object))
+    return NULL;
+  if (!json_object_object_get_ex (obj, key, &v))
+    return NULL;
+  return v;
+}
+
+const char *
+ifb_json_get_string (json_object *obj, const char *key)
+{
+  json_object *v = ifb_json_get (obj, key);
+  return v && json_object_is_type (v, json_type_string) ? json_object_get_string (v) : NULL;
+}
+
+gboolean
+ifb_json_get_int (json_object *obj, const char *key, gint64 *ret)
+{
+  json_object *v = ifb_json_get (obj, key);
+  if (!v || !json_object_is_type (v, json_type_int))
+    return FALSE;
+  *ret = json_object_get_int64 (v);
+  return TRUE;
+}
