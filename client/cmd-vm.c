@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* iommufdctl vm list|show|create|attach|detach|destroy|fds */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "json.h"
+#include "table.h"
+#include "util.h"
+
+static void
+vm_usage (FILE *f)
+{
+  fprintf (f,
+           "Usage: iommufdctl vm list\n"
+           "       iommufdctl vm show NAME\n"
+           "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--no-nest-parent]\n"
+           "                                 [--allow-plain] [--dirty-tracking] [--defer] [--rlimit-per-process=yes|no]\n"
+           "       iommufdctl vm attach NAME BDF [BDF...]\n"
+           "       iommufdctl vm detach NAME BDF\n"
+           "       iommufdctl vm destroy NAME\n"
+           "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n");
+}
+
+static int
+print_or_json (IfbCtl *ctl, json_object *r, void (*print) (json_object *))
+{
+  if (ctl->json)
+    ifb_ctl_print_json (r);
+  else
+    print (r);
+  return IFB_EXIT_OK;
+}
+
+static void
+print_list (json_object *r)
+{
+  g_autoptr (IfbTable) t = ifb_table_new ("NAME", "UUID", "STATE", "CGROUP", "IOAS", "DEVICES", NULL);
+  json_object *vms = ifb_json_get (r, "vms");
+  for (size_t i = 0; vms && i < json_object_array_length (vms); i++) {
+    json_object *v = json_object_array_get_idx (vms, i);
+    json_object *devs = ifb_json_get (v, "devices");
+    g_autofree char *n = g_strdup_printf ("%zu", devs ? json_object_array_length (devs) : 0);
+    ifb_table_add_row (t, ifb_ctl_text (v, "name"), ifb_ctl_text (v, "uuid"), ifb_ctl_text (v, "state"),
+                       ifb_ctl_text (v, "cgroup"), ifb_ctl_text (v, "ioas_id"), n);
+  }
+  ifb_table_print (t);
+}
+
+static void
+print_vm (json_object *v)
+{
+  json_object *opts = ifb_json_get (v, "options");
+  json_object *devs = ifb_json_get (v, "devices");
+  json_object *objs = ifb_json_get (v, "context_objects");
+
+  printf ("Name:      %s\n", ifb_ctl_text (v, "name"));
+  printf ("UUID:      %s\n", ifb_ctl_text (v, "uuid"));
+  printf ("State:     %s\n", ifb_ctl_text (v, "state"));
+  printf ("Cgroup:    %s\n", ifb_ctl_text (v, "cgroup"));
+  printf ("IOAS:      %s (allocated in %s)\n", ifb_ctl_text (v, "ioas_id"), ifb_ctl_text (v, "ioas_cgroup"));
+  printf ("Options:   nest_parent=%s allow_plain=%s dirty_tracking=%s defer=%s rlimit_per_process=%s\n",
+          ifb_ctl_text (opts, "nest_parent"), ifb_ctl_text (opts, "allow_plain"), ifb_ctl_text (opts, "dirty_tracking"),
+          ifb_ctl_text (opts, "defer"), ifb_ctl_text (opts, "rlimit_per_process"));
+  if (devs && json_object_array_length (devs) > 0) {
+    g_autoptr (IfbTable) t = ifb_table_new ("DEVICE", "STATE", "DEV_ID", "HWPT_ID", "HWPT", "DIRTY", "IOMMU", "ALLOCATED IN", NULL);
+    printf ("\n");
+    for (size_t i = 0; i < json_object_array_length (devs); i++) {
+      json_object *d = json_object_array_get_idx (devs, i);
+      ifb_table_add_row (t, ifb_ctl_text (d, "device"), ifb_ctl_text (d, "state"), ifb_ctl_text (d, "dev_id"),
+                         ifb_ctl_text (d, "hwpt_id"), ifb_ctl_text (d, "hwpt_kind"), ifb_ctl_text (d, "dirty_tracking"),
+                         ifb_ctl_text (ifb_json_get (d, "hw_info"), "iommu"), ifb_ctl_text (d, "cgroup"));
+    }
+    ifb_table_print (t);
+  }
+  if (objs && json_object_array_length (objs) > 0) {
+    g_autoptr (IfbTable) t = ifb_table_new ("OBJECT", "TYPE", "PARENT", "CREATOR PID", "CGROUP (recorded by the context)", NULL);
+    printf ("\n");
+    for (size_t i = 0; i < json_object_array_length (objs); i++) {
+      json_object *o = json_object_array_get_idx (objs, i);
+      ifb_table_add_row (t, ifb_ctl_text (o, "id"), ifb_ctl_text (o, "type"), ifb_ctl_text (o, "parent_id"),
+                         ifb_ctl_text (o, "creator_pid"), ifb_ctl_text (o, "cgroup"));
+    }
+    ifb_table_print (t);
+  }
+}
+
+static int
+simple_call (IfbCtl *ctl, const char *method, json_object *params, void (*print) (json_object *))
+{
+  g_autoptr (IfbRpcClient) c = ifb_ctl_connect (ctl);
+  g_autoptr (json_object) r = NULL;
+  if (!c) {
+    json_object_put (params);
+    return IFB_EXIT_FAILED;
+  }
+  if (!ifb_ctl_call (ctl, c, method, params, &r, NULL))
+    return IFB_EXIT_FAILED;
+  return print_or_json (ctl, r, print);
+}
+
+static json_object *
+vm_param (const char *vm)
+{
+  json_object *p = json_object_new_object ();
+  json_object_object_add (p, "vm", json_object_new_string (vm));
+  return p;
+}
+
+static void
+print_destroyed (json_object *r)
+{
+  printf ("Destroyed guest '%s' (%s device(s) freed)\n", ifb_ctl_text (r, "name"), ifb_ctl_text (r, "devices_freed"));
+}
+
+static int
+cmd_create (IfbCtl *ctl, int argc, char **argv)
+{
+  json_object *p, *o;
+  const char *name = NULL;
+
+  p = json_object_new_object ();
+  o = json_object_new_object ();
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if ((strcmp (a, "--cgroup") == 0 || strcmp (a, "--uuid") == 0 || strcmp (a, "--pid") == 0) && i + 1 < argc) {
+      if (strcmp (a, "--pid") == 0) {
+        char *end;
+        long pid = strtol (argv[i + 1], &end, 10);
+        if (*end || pid <= 0) {
+          json_object_put (p), json_object_put (o);
+          return ifb_ctl_usage_error ("--pid needs a process id, not '%s'", argv[i + 1]);
+        }
+        json_object_object_add (p, "pid", json_object_new_int64 (pid));
+      } else {
+        json_object_object_add (p, a + 2, json_object_new_string (argv[i + 1]));
+      }
+      i++;
+    } else if (strcmp (a, "--no-nest-parent") == 0) {
+      json_object_object_add (o, "nest_parent", json_object_new_boolean (FALSE));
+    } else if (strcmp (a, "--allow-plain") == 0) {
+      json_object_object_add (o, "allow_plain", json_object_new_boolean (TRUE));
+    } else if (strcmp (a, "--dirty-tracking") == 0) {
+      json_object_object_add (o, "dirty_tracking", json_object_new_boolean (TRUE));
+    } else if (strcmp (a, "--defer") == 0) {
+      json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
+    } else if (g_str_has_prefix (a, "--rlimit-per-process=")) {
+      json_object_object_add (o, "rlimit_per_process", json_object_new_boolean (strcmp (a + 21, "yes") == 0));
+    } else if (a[0] != '-' && !name) {
+      name = a;
+    } else {
+      json_object_put (p), json_object_put (o);
+      vm_usage (stderr);
+      return ifb_ctl_usage_error ("vm create: unexpected argument '%s'", a);
+    }
+  }
+  if (!name) {
+    json_object_put (p), json_object_put (o);
+    vm_usage (stderr);
+    return ifb_ctl_usage_error ("vm create: missing NAME");
+  }
+  json_object_object_add (p, "name", json_object_new_string (name));
+  json_object_object_add (p, "options", o);
+  return simple_call (ctl, "vm.create", p, print_vm);
+}
+
+static int
+cmd_fds (IfbCtl *ctl, const char *vm)
+{
+  g_autoptr (IfbRpcClient) c = ifb_ctl_connect (ctl);
+  g_autoptr (json_object) r = NULL;
+  g_autoptr (IfbFdList) fds = NULL;
+  g_autoptr (IfbTable) t = NULL;
+  json_object *devs;
+  gint64 idx;
+
+  if (!c || !ifb_ctl_call (ctl, c, "vm.fds", vm_param (vm), &r, &fds))
+    return IFB_EXIT_FAILED;
+  if (ctl->json)
+    return print_or_json (ctl, r, NULL);
+  t = ifb_table_new ("OBJECT", "FD", "POINTS TO", "DEV_ID", "HWPT_ID", "NEST_PARENT", NULL);
+  if (ifb_json_get_int (r, "iommufd", &idx)) {
+    g_autofree char *fdtext = g_strdup_printf ("%d", ifb_fd_list_get (fds, (guint) idx));
+    g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", ifb_fd_list_get (fds, (guint) idx));
+    g_autofree char *target = g_file_read_link (link, NULL);
+    g_autofree char *ioas = g_strdup_printf ("ioas %s", ifb_ctl_text (r, "ioas_id"));
+    ifb_table_add_row (t, "iommufd", fdtext, target, ioas, NULL, NULL);
+  }
+  devs = ifb_json_get (r, "devices");
+  for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
+    json_object *d = json_object_array_get_idx (devs, i);
+    int fd = ifb_json_get_int (d, "fd", &idx) ? ifb_fd_list_get (fds, (guint) idx) : -1;
+    g_autofree char *fdtext = g_strdup_printf ("%d", fd);
+    g_autofree char *link = g_strdup_printf ("/proc/self/fd/%d", fd);
+    g_autofree char *target = g_file_read_link (link, NULL);
+    ifb_table_add_row (t, ifb_ctl_text (d, "device"), fdtext, target, ifb_ctl_text (d, "dev_id"),
+                       ifb_ctl_text (d, "hwpt_id"), ifb_ctl_text (d, "nest_parent"));
+  }
+  printf ("Received %u fds over SCM_RIGHTS for guest '%s' (backend %s):\n", ifb_fd_list_len (fds), vm,
+          ifb_ctl_text (r, "backend"));
+  ifb_table_print (t);
+  return IFB_EXIT_OK;
+}
+
+int
+ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
+{
+  const char *sub = argc > 1 ? argv[1] : NULL;
+
+  if (!sub || strcmp (sub, "--help") == 0 || strcmp (sub, "-h") == 0) {
+    vm_usage (sub ? stdout : stderr);
+    return sub ? IFB_EXIT_OK : IFB_EXIT_USAGE;
+  }
+  if (strcmp (sub, "list") == 0 && argc == 2)
+    return simple_call (ctl, "vm.list", NULL, print_list);
+  if (strcmp (sub, "show") == 0 && argc == 3)
+    return simple_call (ctl, "vm.show", vm_param (argv[2]), print_vm);
+  if (strcmp (sub, "destroy") == 0 && argc == 3)
+    return simple_call (ctl, "vm.destroy", vm_param (argv[2]), print_destroyed);
+  if (strcmp (sub, "fds") == 0 && argc == 3)
+    return cmd_fds (ctl, argv[2]);
+  if (strcmp (sub, "create") == 0)
+    return cmd_create (ctl, argc - 1, argv + 1);
+  if (strcmp (sub, "attach") == 0 && argc >= 4) {
+    json_object *p = vm_param (argv[2]);
+    json_object *a = json_object_new_array ();
+    for (int i = 3; i < argc; i++)
+      json_object_array_add (a, json_object_new_string (argv[i]));
+    json_object_object_add (p, "devices", a);
+    return simple_call (ctl, "vm.attach", p, print_vm);
+  }
+  if (strcmp (sub, "detach") == 0 && argc == 4) {
+    json_object *p = vm_param (argv[2]);
+    json_object_object_add (p, "device", json_object_new_string (argv[3]));
+    return simple_call (ctl, "vm.detach", p, print_vm);
+  }
+  vm_usage (stderr);
+  return ifb_ctl_usage_error ("vm %s: wrong arguments", sub);
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iommufdctl's shared pieces: the global options, the command table type, and calling the
+ * broker with errors printed the same way everywhere. Exit codes: 0 ok, 1 the call failed,
+ * 2 usage.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "fdlist.h"
+#include "rpc-client.h"
+
+#define IFB_EXIT_OK 0
+#define IFB_EXIT_FAILED 1
+#define IFB_EXIT_USAGE 2
+
+typedef struct {
+  const char *socket_path;
+  gboolean json;
+} IfbCtl;
+
+typedef int (*IfbCtlFunc) (IfbCtl *ctl, int argc, char **argv);
+
+typedef struct {
+  const char *name;
+  const char *args;
+  const char *help;
+  IfbCtlFunc func;
+} IfbCtlCommand;
+
+/* Print "iommufdctl: <msg>" on stderr and return IFB_EXIT_USAGE. */
+int ifb_ctl_usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* Connect; on failure print the error and return NULL. */
+IfbRpcClient *ifb_ctl_connect (IfbCtl *ctl);
+/* Call method; on failure print "iommufdctl: <method>: <message> [name, errno]" and return FALSE. */
+gboolean ifb_ctl_call (IfbCtl *ctl, IfbRpcClient *c, const char *method, json_object *params,
+                       json_object **ret_result, IfbFdList **ret_fds);
+/* Print a result as pretty JSON (for --json). */
+void ifb_ctl_print_json (json_object *o);
+/* A JSON value as display text ("-" for null/absent). Returned string is owned by a static pool
+ * freed at exit: convenient for tables. */
+const char *ifb_ctl_text (json_object *o, const char *key);
+
+int ifb_ctl_cmd_status (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_devices (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv);
