@@ -1,0 +1,282 @@
+"""Shared harness for the integration tests: the real daemon binary on a private socket, raw
+JSON-RPC clients with fd passing, the real CLI, temporary cgroup2 directories, and a tiny test
+runner whose closing line is 'N passed, N failed, N skipped'.
+
+Paths come from the environment meson sets: IFB_BUILD_DIR, IFB_SOURCE_DIR."""
+import array
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+BUILD = os.environ.get("IFB_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SOURCE = os.environ.get("IFB_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+DAEMON = os.path.join(BUILD, "daemon", "iommufd-brokerd")
+CTL = os.path.join(BUILD, "client", "iommufdctl")
+TEMPLATE = os.path.join(SOURCE, "tests", "fixtures", "emulated")
+
+NEST_VTD = ["0000:65:00.0", "0000:66:00.0"]   # VT-d that can nest
+NO_NEST_VTD = "0000:67:00.0"
+SMMU = "0000:0a:00.0"
+NOT_VFIO = "0000:00:19.0"
+
+
+class Skip(Exception):
+    pass
+
+
+def cgroup2_mount():
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "cgroup2":
+                return parts[1]
+    raise Skip("no cgroup2 hierarchy mounted")
+
+
+class Cgroup:
+    """A temporary cgroup2 directory; path is relative to the cgroup2 mount."""
+
+    def __init__(self, name=None):
+        self.mount = cgroup2_mount()
+        self.path = "/ifbtest-%d-%s" % (os.getpid(), name or "%x" % int(time.monotonic_ns()))
+        self.full = self.mount + self.path
+        os.mkdir(self.full)
+
+    def child(self, name):
+        c = Cgroup.__new__(Cgroup)
+        c.mount, c.path, c.full = self.mount, self.path + "/" + name, self.full + "/" + name
+        os.mkdir(c.full)
+        return c
+
+    def procs(self):
+        with open(self.full + "/cgroup.procs") as f:
+            return [int(x) for x in f.read().split()]
+
+    def remove(self):
+        for root, dirs, _ in os.walk(self.full, topdown=False):
+            for d in dirs:
+                _rmcg(os.path.join(root, d))
+        _rmcg(self.full)
+
+
+def _rmcg(path):
+    try:
+        with open(path + "/cgroup.procs") as f:
+            for pid in f.read().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    except FileNotFoundError:
+        return
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+class Client:
+    """A raw JSON-RPC client on the broker's socket."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.fds = []
+        self.next_id = 1
+
+    def close(self):
+        self.sock.close()
+
+    def send_raw(self, data, fds=()):
+        if fds:
+            socket.send_fds(self.sock, [data[:1]], list(fds))
+            data = data[1:]
+        if data:
+            self.sock.sendall(data)
+
+    def recv_line(self):
+        """One reply line: (text, [fds])."""
+        while b"\n" not in self.buf:
+            data, fds, flags, _ = socket.recv_fds(self.sock, 65536, 64)
+            if not data:
+                raise EOFError("broker closed the connection")
+            self.buf += data
+            self.fds += fds
+        line, self.buf = self.buf.split(b"\n", 1)
+        fds, self.fds = self.fds, []
+        return line.decode(), fds
+
+    def recv(self):
+        line, fds = self.recv_line()
+        return json.loads(line), fds
+
+    def request(self, method, params=None, id=None, fds=()):
+        if id is None:
+            id = self.next_id
+            self.next_id += 1
+        msg = {"jsonrpc": "2.0", "method": method, "id": id}
+        if params is not None:
+            msg["params"] = params
+        self.send_raw((json.dumps(msg) + "\n").encode(), fds)
+        return id
+
+    def call_full(self, method, params=None, fds=()):
+        self.request(method, params, fds=fds)
+        return self.recv()
+
+    def call(self, method, params=None, fds=()):
+        """The result; raises RpcError on an error reply. Received fds are closed."""
+        reply, rfds = self.call_full(method, params, fds)
+        for fd in rfds:
+            os.close(fd)
+        if "error" in reply:
+            raise RpcError(reply["error"])
+        return reply["result"]
+
+    def error(self, method, params=None, fds=()):
+        """The error object of a call expected to fail."""
+        reply, rfds = self.call_full(method, params, fds)
+        for fd in rfds:
+            os.close(fd)
+        assert "error" in reply, "%s unexpectedly succeeded: %r" % (method, reply)
+        return reply["error"]
+
+
+class RpcError(Exception):
+    def __init__(self, err):
+        super().__init__("%s (%s)" % (err.get("message"), err.get("data", {}).get("name")))
+        self.err = err
+        self.name = err.get("data", {}).get("name")
+        self.errno = err.get("data", {}).get("errno")
+
+
+class Broker:
+    """The real daemon on a private socket and runtime dir."""
+
+    def __init__(self, backend="emulated", config="", env=None, args=(), runtime_dir=None, preexec=None):
+        self.tmp = tempfile.mkdtemp(prefix="ifbtest-")
+        self.socket = os.path.join(self.tmp, "rpc.sock")
+        self.runtime_dir = runtime_dir or os.path.join(self.tmp, "run")
+        self.config = os.path.join(self.tmp, "broker.conf")
+        with open(self.config, "w") as f:
+            f.write(config)
+        self.log = os.path.join(self.tmp, "daemon.log")
+        self.backend = backend
+        self.env = dict(os.environ, **(env or {}))
+        self.args = list(args)
+        self.preexec = preexec
+        self.proc = None
+
+    def command(self):
+        return [DAEMON, "--socket", self.socket, "--runtime-dir", self.runtime_dir, "--backend", self.backend,
+                "--emulated-template", TEMPLATE, "--config", self.config] + self.args
+
+    def start(self, wait=True, pass_fds=()):
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
+                                     pass_fds=pass_fds, preexec_fn=self.preexec)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("daemon exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
+            try:
+                c = Client(self.socket)
+                c.close()
+                return
+            except OSError:
+                time.sleep(0.01)
+        raise AssertionError("daemon did not listen within %ss:\n%s" % (timeout, self.read_log()))
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def client(self):
+        return Client(self.socket)
+
+    def call(self, method, params=None):
+        c = self.client()
+        try:
+            return c.call(method, params)
+        finally:
+            c.close()
+
+    def ctl(self, *args, check=None, user=None, env=None):
+        """Run the real CLI; check=N asserts the exit status."""
+        cmd = [CTL, "--socket", self.socket] + list(args)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=env,
+                           preexec_fn=(lambda: as_user(user)) if user else None)
+        if check is not None and r.returncode != check:
+            raise AssertionError("%s exited %d (wanted %d)\nstdout: %s\nstderr: %s"
+                                 % (" ".join(args), r.returncode, check, r.stdout, r.stderr))
+        return r
+
+    def open_fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode if self.proc else None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop(signal.SIGKILL if exc[0] else signal.SIGTERM)
+        if exc[0]:
+            sys.stderr.write("---- daemon log ----\n%s\n" % self.read_log()[-4000:])
+
+
+def as_user(uid, gid=None):
+    os.setgroups([])
+    os.setgid(gid if gid is not None else uid)
+    os.setuid(uid)
+
+
+def run(tests):
+    """Run test functions; print one line each and the closing tally. Exit non-zero on failure."""
+    only = sys.argv[1:]
+    passed = failed = skipped = 0
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        start = time.monotonic()
+        try:
+            t()
+            passed += 1
+            print("ok      %s (%.2fs)" % (t.__name__, time.monotonic() - start), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP    %s: %s" % (t.__name__, e), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL    %s" % t.__name__, flush=True)
+            traceback.print_exc()
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed else (77 if skipped and not passed else 0))
