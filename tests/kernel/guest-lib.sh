@@ -3,13 +3,16 @@
 #
 #   step NAME CMD [ARG]...   run CMD (a program or a function of this file/the script) in the
 #                            current shell, its output indented under
-#                            "[guest] step NAME: ok|FAIL (exit N)". A failing step ends the
-#                            script at once (later steps usually depend on it), unless
-#                            IFB_KEEP_GOING=1. Variables a function sets stay set.
+#                            "[guest] step NAME: ok|FAIL (exit N)". A failed step is recorded
+#                            (the script then exits 1 in `finish`) and the script goes on.
+#                            Variables a function sets stay set.
+#   need NAME CMD [ARG]...   the same, but a failure ends the script at once: for
+#                            prerequisites later steps depend on (/dev/iommu, the vfio cdev).
 #   note TEXT                print "[guest] TEXT".
 #   finish                   print the summary and exit 0 if every step passed.
 #
-# Adding a scenario step is one line: `step daemon-start start_daemon` etc.
+# Adding a scenario step is one line: `step device-list iommufdctl ... device list`.
+# IFB_KEEP_GOING=1 (kernel command line ifb.keep_going=1) makes `need` go on as well.
 
 IFB_STEPS_OK=0
 IFB_STEPS_FAILED=""
@@ -17,8 +20,11 @@ IFB_OUT=/tmp/ifb-step.out
 
 note() { echo "[guest] $*"; }
 
-step() {
-    _name=$1; shift
+step() { _run_step continue "$@"; }
+need() { _run_step stop "$@"; }
+
+_run_step() {
+    _mode=$1; _name=$2; shift 2
     _t0=$(cut -d' ' -f1 /proc/uptime)
     "$@" >"$IFB_OUT" 2>&1
     _rc=$?
@@ -32,7 +38,8 @@ step() {
         IFB_STEPS_FAILED="$IFB_STEPS_FAILED $_name"
     fi
     sed 's/^/[guest]   | /' "$IFB_OUT"
-    if [ $_rc != 0 ] && [ "${IFB_KEEP_GOING:-0}" != 1 ]; then
+    if [ $_rc != 0 ] && [ $_mode = stop ] && [ "${IFB_KEEP_GOING:-0}" != 1 ]; then
+        note "prerequisite '$_name' failed: stopping here"
         finish
     fi
     return 0
@@ -43,7 +50,7 @@ finish() {
         echo "[guest] RESULT: PASS ($IFB_STEPS_OK steps ok)"
         exit 0
     fi
-    echo "[guest] RESULT: FAIL (failed:$IFB_STEPS_FAILED; $IFB_STEPS_OK steps ok before)"
+    echo "[guest] RESULT: FAIL (failed:$IFB_STEPS_FAILED; $IFB_STEPS_OK steps ok)"
     exit 1
 }
 
@@ -108,6 +115,46 @@ cg_setup() {
         echo "$_cg/$_g: memory.current=$(cat "$_cg/$_g/memory.current")"
     done
     echo "subtree_control: $(cat "$_cg/cgroup.subtree_control")"
+}
+
+# ---- the broker daemon --------------------------------------------------------------------
+IFB_SOCKET=/run/iommufd-broker/rpc.sock
+IFB_DAEMON_LOG=/tmp/iommufd-brokerd.log
+IFB_DAEMON_PID=""
+
+# daemon_start [EXTRA ARGS]: start iommufd-brokerd on the kernel backend inside the daemon's
+# cgroup (/sys/fs/cgroup/daemon, made by cg_setup) and wait for its socket.
+daemon_start() {
+    mkdir -p /run/iommufd-broker
+    sh -c 'echo $$ > /sys/fs/cgroup/daemon/cgroup.procs && exec "$@"' sh \
+        iommufd-brokerd --backend kernel --socket "$IFB_SOCKET" --runtime-dir /run/iommufd-broker "$@" \
+        >"$IFB_DAEMON_LOG" 2>&1 &
+    IFB_DAEMON_PID=$!
+    _i=0
+    while [ ! -S "$IFB_SOCKET" ]; do
+        if ! kill -0 "$IFB_DAEMON_PID" 2>/dev/null; then
+            wait "$IFB_DAEMON_PID"; _rc=$?
+            IFB_DAEMON_PID=""
+            fail "iommufd-brokerd exited $_rc before listening; its log:"; cat "$IFB_DAEMON_LOG" >&2
+            return 1
+        fi
+        _i=$((_i + 1))
+        [ $_i -gt 100 ] && { fail "no socket $IFB_SOCKET after 10s; log:"; cat "$IFB_DAEMON_LOG" >&2; return 1; }
+        sleep 0.1
+    done
+    echo "iommufd-brokerd pid $IFB_DAEMON_PID listening on $IFB_SOCKET, cgroup $(cat /proc/$IFB_DAEMON_PID/cgroup)"
+}
+
+# daemon_stop: SIGTERM, wait, show the log; fails if the daemon was gone or exited non-zero
+daemon_stop() {
+    [ -n "$IFB_DAEMON_PID" ] || { fail "daemon not running"; return 1; }
+    kill -0 "$IFB_DAEMON_PID" 2>/dev/null || { fail "daemon died earlier; log:"; cat "$IFB_DAEMON_LOG" >&2; return 1; }
+    kill -TERM "$IFB_DAEMON_PID"
+    wait "$IFB_DAEMON_PID"; _rc=$?
+    IFB_DAEMON_PID=""
+    echo "iommufd-brokerd exited $_rc after SIGTERM; log:"
+    sed 's/^/  /' "$IFB_DAEMON_LOG"
+    [ $_rc = 0 ]
 }
 
 # have PROGRAM: is it in the initramfs?

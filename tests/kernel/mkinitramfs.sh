@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Pack a gzip'd newc initramfs for the kernel suite.
+# Pack a newc initramfs for the kernel suite.
 #
-#   tests/kernel/mkinitramfs.sh OUT.cpio.gz [--bin PATH]... [--file SRC:DEST]... --init SCRIPT
+#   tests/kernel/mkinitramfs.sh OUT.cpio[.gz] [--bin PATH]... [--file SRC:DEST]... --init SCRIPT
 #
+#   OUT ending in .gz is gzip'd (-1); otherwise the cpio is left uncompressed, which boots
+#   ~1 s faster under TCG (no in-guest gunzip of ~70 MB) and packs ~2 s faster.
 #   --bin PATH       an ELF executable, installed as /usr/bin/<basename>; its shared libraries
 #                    (resolved with ldd on the host) are copied to the same paths in the image,
 #                    the dynamic loader included (/lib64/ld-linux-x86-64.so.2).
@@ -21,7 +23,7 @@ set -euo pipefail
 IFB_TAG=mkinitramfs
 . "$(dirname "$0")/lib.sh"
 
-usage() { echo "usage: $0 OUT.cpio.gz [--bin PATH]... [--file SRC:DEST]... --init SCRIPT" >&2; exit 2; }
+usage() { echo "usage: $0 OUT.cpio[.gz] [--bin PATH]... [--file SRC:DEST]... --init SCRIPT" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 out=$1; shift
 bins=(); files=(); init=""
@@ -150,8 +152,10 @@ EOF
 chmod 0755 "$stage/init"
 
 mkdir -p "$(dirname "$out")"
+compress=cat
+case "$out" in *.gz) compress="gzip -1" ;; esac
 (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc -R 0:0 --quiet) |
-    gzip -1 > "$out.tmp"
+    $compress > "$out.tmp"
 mv "$out.tmp" "$out"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 say "$out: $(du -sh --apparent-size "$stage" | cut -f1) unpacked, $(stat -c %s "$out") bytes packed;" \
