@@ -17,7 +17,8 @@
 # A second run with the same key returns at once. Builds are serialised with flock on
 # <cache>/.build.lock (waiters re-check the cache after the lock is theirs).
 #
-# Env: IFB_KERNEL_CACHE, IFB_KERNEL_JOBS (default: 2), IFB_PROGRESS_SECS (default: 30).
+# Env: IFB_KERNEL_CACHE, IFB_KERNEL_JOBS (default: 2), IFB_PROGRESS_SECS (default: 30),
+#      IFB_KERNEL_FRAGMENT (default: tests/kernel/config.fragment; for trying a fragment out).
 set -euo pipefail
 IFB_TAG=build-kernel
 . "$(dirname "$0")/lib.sh"
@@ -26,7 +27,7 @@ RECIPE_REV=1   # bump when this script changes how the kernel is built
 CACHE=${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}
 JOBS=${IFB_KERNEL_JOBS:-2}
 EVERY=${IFB_PROGRESS_SECS:-30}
-FRAGMENT=$KDIR/config.fragment
+FRAGMENT=${IFB_KERNEL_FRAGMENT:-$KDIR/config.fragment}
 TARBALL=/usr/src/linux-source-6.12.tar.xz
 
 want=bzImage
@@ -124,6 +125,9 @@ done < <(grep -E '^CONFIG_[A-Za-z0-9_]+=y$' "$FRAGMENT")
 if [ ${#missing[@]} -gt 0 ]; then
     for s in "${missing[@]}"; do
         say "config symbol did not stick: $s ($(grep -E "^$s=|^# $s is not set" .config || echo 'absent from .config'))"
+        # where it is defined and what it depends on (the usual reason: a dependency is off)
+        grep -rn --include='Kconfig*' -A12 -E "^(menu)?config ${s#CONFIG_}\$" . 2>/dev/null |
+            grep -E "(menu)?config ${s#CONFIG_}\$|^[^ ]*-[0-9]+-\s+(depends on|select) " | head -n 8 | sed 's/^/      /' >&2 || true
     done
     fail "${#missing[@]} fragment symbol(s) missing from .config: ${missing[*]}"
 fi
