@@ -30,7 +30,7 @@ ifb_backend_choice_from_string (const char *s)
   return IFB_BACKEND_CHOICE_INVALID;
 }
 
-typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND } KeyType;
+typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND, KEY_MODE } KeyType;
 
 typedef struct {
   const char *group;
@@ -46,6 +46,7 @@ typedef struct {
 
 static const KeySpec keys[] = {
   S ("broker", "socket", socket_path),
+  { "broker", "socket-mode", KEY_MODE, G_STRUCT_OFFSET (IfbConfig, socket_mode), 0, 0777 },
   S ("broker", "runtime-dir", runtime_dir),
   { "broker", "backend", KEY_BACKEND, G_STRUCT_OFFSET (IfbConfig, backend), 0, 0 },
   S ("broker", "emulated-template", emulated_template),
@@ -73,6 +74,7 @@ config_new_defaults (void)
 {
   IfbConfig *c = g_new0 (IfbConfig, 1);
   c->socket_path = g_strdup (IFB_DEFAULT_SOCKET);
+  c->socket_mode = 0660;
   c->runtime_dir = g_strdup (IFB_DEFAULT_RUNTIME_DIR);
   c->backend = IFB_BACKEND_CHOICE_AUTO;
   c->emulated_template = g_strdup (IFB_EMUL_TEMPLATE);
@@ -169,6 +171,16 @@ apply_file (IfbConfig *c, GKeyFile *kf, const char *path, GError **error)
       case KEY_BOOL: {
         gboolean v = g_key_file_get_boolean (kf, *g, *k, &local);
         *(bool *) field = v;
+        break;
+      }
+      case KEY_MODE: {
+        g_autofree char *v = g_key_file_get_string (kf, *g, *k, &local);
+        char *end = NULL;
+        guint64 mode = v ? g_ascii_strtoull (v, &end, 8) : 0;
+        if (!local && (!v || !*v || *end || mode > s->max))
+          return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                              "%s: [%s] %s='%s' is not an octal mode", path, *g, *k, v ? v : ""), FALSE;
+        *(guint *) field = (guint) mode;
         break;
       }
       case KEY_BACKEND: {

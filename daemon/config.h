@@ -23,6 +23,7 @@ IfbBackendChoice ifb_backend_choice_from_string (const char *s);
 typedef struct {
   /* [broker] */
   char *socket_path;
+  guint socket_mode;             /* of a socket we bind ourselves (not socket-activated) */
   char *runtime_dir;
   IfbBackendChoice backend;
   char *emulated_template;      /* template tree copied into the runtime dir */

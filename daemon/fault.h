@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Failure injection for tests: IFB_FAULT=<step>[,<step>...] in the daemon's environment makes
- * each named step fail with EIO, so a test can prove that nothing half-made stays behind.
+ * Failure injection for tests: IFB_FAULT=<step>[@N][,...] in the daemon's environment makes
+ * each named step fail with EIO (or only its N-th time), so a test can prove that nothing
+ * half-made stays behind.
  * Steps: open-iommufd, rlimit, ioas-alloc, open-device, bind, hw-info, hwpt-alloc, attach,
  * worker-spawn, state-write, fdstore.
  */

@@ -80,7 +80,7 @@ ifb_server_connection_closed (IfbServer *s, IfbConnection *c)
 }
 
 static int
-bind_path (const char *path, GError **error)
+bind_path (const char *path, guint mode, GError **error)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   ifb_autofd int fd = -1;
@@ -99,6 +99,9 @@ bind_path (const char *path, GError **error)
   umask (old);
   if (r < 0)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Binding '%s'", path), -1;
+  /* Access is decided per call from the peer's credentials; the mode only narrows who may ask. */
+  if (chmod (path, mode) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "chmod '%s'", path), -1;
   if (listen (fd, SOMAXCONN) < 0)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "listen on '%s'", path), -1;
   return ifb_steal_fd (&fd);
@@ -110,7 +113,7 @@ ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
   IfbServer *s;
 
   if (listen_fd < 0) {
-    listen_fd = bind_path (path, error);
+    listen_fd = bind_path (path, m->config->socket_mode, error);
     if (listen_fd < 0)
       return NULL;
   } else {

@@ -103,13 +103,9 @@ ifb_worker_batch_free (IfbWorkerBatch *b)
   return NULL;
 }
 
-/* Each step goes through the fault hook first, so tests can fail any one of them. */
-static int
-step (const char *name, int r)
-{
-  int f = ifb_fault_check (name);
-  return f ? f : r;
-}
+/* Each step goes through the fault hook first (and then is not carried out), so tests can fail
+ * any one of them. */
+#define STEP(name, call) (ifb_fault_check (name) ?: (call))
 
 static void
 undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
@@ -148,16 +144,16 @@ worker_main (IfbWorkerBatch *b)
     int r;
 
     d->failed_step = IFB_WORKER_STEP_BIND;
-    r = step ("bind", ifb_uapi_device_bind (b->backend, d->device_fd, b->iommufd, &d->dev_id));
+    r = STEP ("bind", ifb_uapi_device_bind (b->backend, d->device_fd, b->iommufd, &d->dev_id));
     if (r == 0) {
       d->failed_step = IFB_WORKER_STEP_HW_INFO;
-      r = step ("hw-info", ifb_uapi_get_hw_info (b->backend, b->iommufd, d->dev_id, &d->info));
+      r = STEP ("hw-info", ifb_uapi_get_hw_info (b->backend, b->iommufd, d->dev_id, &d->info));
     }
     if (r == 0) {
       d->failed_step = IFB_WORKER_STEP_HWPT_ALLOC;
       if ((flags & IFB_HWPT_DIRTY_TRACKING) && !d->info.dirty_tracking)
         flags &= ~IFB_HWPT_DIRTY_TRACKING;   /* asked for "where supported" */
-      r = step ("hwpt-alloc", ifb_uapi_hwpt_alloc (b->backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id));
+      r = STEP ("hwpt-alloc", ifb_uapi_hwpt_alloc (b->backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id));
       if (r == -EOPNOTSUPP && (flags & IFB_HWPT_NEST_PARENT) && d->allow_plain) {
         flags &= ~IFB_HWPT_NEST_PARENT;
         r = ifb_uapi_hwpt_alloc (b->backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id);
@@ -166,7 +162,7 @@ worker_main (IfbWorkerBatch *b)
     if (r == 0) {
       d->hwpt_flags = flags;
       d->failed_step = IFB_WORKER_STEP_ATTACH;
-      r = step ("attach", ifb_uapi_device_attach (b->backend, d->device_fd, d->hwpt_id));
+      r = STEP ("attach", ifb_uapi_device_attach (b->backend, d->device_fd, d->hwpt_id));
       if (r < 0) {
         ifb_uapi_destroy (b->backend, b->iommufd, d->hwpt_id);
         d->hwpt_id = 0;

@@ -165,10 +165,13 @@ class Broker:
 
     def __init__(self, backend="emulated", config="", env=None, args=(), runtime_dir=None, preexec=None):
         self.tmp = tempfile.mkdtemp(prefix="ifbtest-")
+        os.chmod(self.tmp, 0o755)   # peers run as other uids too; the socket's mode decides
         self.socket = os.path.join(self.tmp, "rpc.sock")
         self.runtime_dir = runtime_dir or os.path.join(self.tmp, "run")
         self.config = os.path.join(self.tmp, "broker.conf")
         with open(self.config, "w") as f:
+            if "socket-mode" not in config:
+                f.write("[broker]\nsocket-mode=0666\n")
             f.write(config)
         self.log = os.path.join(self.tmp, "daemon.log")
         self.backend = backend
@@ -232,7 +235,15 @@ class Broker:
         return r
 
     def open_fds(self):
-        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+        """The daemon's open fds, once the count has been stable for a while (connections that
+        clients closed are only reaped when the daemon sees their EOF)."""
+        last, stable = -1, 0
+        while stable < 4:
+            n = len(os.listdir("/proc/%d/fd" % self.proc.pid))
+            stable = stable + 1 if n == last else 0
+            last = n
+            time.sleep(0.02)
+        return last
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A VMM stand-in for tests: fetch a guest's fds with vm.fds and use them as a VMM would —
+ * allocate a nested stage-1 HWPT on each NEST_PARENT HWPT, map memory into the IOAS — through
+ * the same uAPI layer (the backend is found from the fd: emulated context or real /dev/iommu).
+ * Prints one JSON object on stdout; exit 0 when everything asked for worked, 1 otherwise.
+ *
+ *   vmm-peer SOCKET VM [--nested] [--map BYTES] [--hold SECONDS]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "json.h"
+#include "rpc-client.h"
+#include "uapi.h"
+#include "util.h"
+
+static int
+fail (json_object *out, const char *what, const char *name, const char *message)
+{
+  json_object_object_add (out, "ok", json_object_new_boolean (FALSE));
+  json_object_object_add (out, "failed", json_object_new_string (what));
+  json_object_object_add (out, "error", json_object_new_string (name));
+  json_object_object_add (out, "message", json_object_new_string (message));
+  printf ("%s\n", json_object_to_json_string_ext (out, JSON_C_TO_STRING_PLAIN));
+  json_object_put (out);
+  return 1;
+}
+
+int
+main (int argc, char **argv)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (IfbRpcClient) c = NULL;
+  g_autoptr (json_object) r = NULL;
+  g_autoptr (IfbFdList) fds = NULL;
+  json_object *out = json_object_new_object (), *devs, *nested = json_object_new_array ();
+  gboolean want_nested = FALSE;
+  guint64 map_bytes = 0;
+  int hold = 0, iommufd;
+  gint64 idx, ioas;
+  const IfbUapiBackend *b;
+
+  if (argc < 3) {
+    fprintf (stderr, "usage: vmm-peer SOCKET VM [--nested] [--map BYTES] [--hold SECONDS]\n");
+    return 2;
+  }
+  for (int i = 3; i < argc; i++) {
+    if (strcmp (argv[i], "--nested") == 0)
+      want_nested = TRUE;
+    else if (strcmp (argv[i], "--map") == 0 && i + 1 < argc)
+      map_bytes = g_ascii_strtoull (argv[++i], NULL, 10);
+    else if (strcmp (argv[i], "--hold") == 0 && i + 1 < argc)
+      hold = atoi (argv[++i]);
+  }
+
+  json_object_object_add (out, "pid", json_object_new_int (getpid ()));
+  if (!(c = ifb_rpc_client_connect (argv[1], &error)))
+    return fail (out, "connect", "unavailable", error->message);
+  {
+    json_object *p = json_object_new_object ();
+    json_object_object_add (p, "vm", json_object_new_string (argv[2]));
+    if (!ifb_rpc_client_call (c, "vm.fds", p, NULL, &r, &fds, &error))
+      return fail (out, "vm.fds", error->domain == IFB_ERROR ? ifb_error_to_name (error->code) : "failed", error->message);
+  }
+  if (!ifb_json_get_int (r, "iommufd", &idx) || !ifb_json_get_int (r, "ioas_id", &ioas))
+    return fail (out, "vm.fds", "bad-reply", "no iommufd/ioas_id in the reply");
+  iommufd = ifb_fd_list_get (fds, (guint) idx);
+  b = ifb_uapi_backend_for_fd (iommufd);
+  json_object_object_add (out, "backend", json_object_new_string (ifb_uapi_backend_name (b)));
+  json_object_object_add (out, "n_fds", json_object_new_int ((int) ifb_fd_list_len (fds)));
+  json_object_object_add (out, "ioas_id", json_object_new_int64 (ioas));
+
+  devs = ifb_json_get (r, "devices");
+  for (size_t i = 0; want_nested && devs && i < json_object_array_length (devs); i++) {
+    json_object *d = json_object_array_get_idx (devs, i);
+    json_object *n = json_object_new_object ();
+    gint64 dev_id = 0, hwpt_id = 0;
+    uint32_t child = 0;
+    int rc;
+
+    ifb_json_get_int (d, "dev_id", &dev_id);
+    ifb_json_get_int (d, "hwpt_id", &hwpt_id);
+    rc = ifb_uapi_hwpt_alloc_nested (b, iommufd, (uint32_t) dev_id, (uint32_t) hwpt_id, &child);
+    json_object_object_add (n, "device", json_object_new_string (ifb_json_get_string (d, "device")));
+    json_object_object_add (n, "parent", json_object_new_int64 (hwpt_id));
+    json_object_object_add (n, "result", json_object_new_string (rc == 0 ? "ok" : ifb_errno_to_name (-rc)));
+    json_object_object_add (n, "nested_id", json_object_new_int64 (child));
+    json_object_array_add (nested, n);
+    if (rc < 0) {
+      json_object_object_add (out, "nested", nested);
+      return fail (out, "nested", ifb_errno_to_name (-rc), "IOMMU_HWPT_ALLOC of a nested child failed");
+    }
+  }
+  json_object_object_add (out, "nested", nested);
+
+  if (map_bytes) {
+    void *mem = mmap (NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t iova = 0;
+    int rc;
+    if (mem == MAP_FAILED)
+      return fail (out, "mmap", "ENOMEM", "mmap failed");
+    memset (mem, 1, map_bytes);
+    rc = ifb_uapi_ioas_map (b, iommufd, (uint32_t) ioas, mem, map_bytes, &iova, FALSE);
+    if (rc < 0)
+      return fail (out, "ioas_map", ifb_errno_to_name (-rc), "IOMMU_IOAS_MAP failed");
+    json_object_object_add (out, "mapped_iova", json_object_new_int64 ((int64_t) iova));
+    json_object_object_add (out, "mapped_bytes", json_object_new_int64 ((int64_t) map_bytes));
+  }
+  json_object_object_add (out, "ok", json_object_new_boolean (TRUE));
+  printf ("%s\n", json_object_to_json_string_ext (out, JSON_C_TO_STRING_PLAIN));
+  fflush (stdout);
+  json_object_put (out);
+  if (hold)
+    sleep ((unsigned) hold);
+  return 0;
+}
