@@ -10,8 +10,10 @@
  *
  * fds: recvmsg() with MSG_CMSG_CLOEXEC into a control buffer sized for IFB_FRAME_MAX_FDS. A
  * larger batch makes the kernel set MSG_CTRUNC (and close the fds that did not fit), which is a
- * protocol error. fds that arrive are attached to the frame that the first byte of the same
- * read belongs to.
+ * protocol error. A stream read that returns fds ends with the segment that carried them, but
+ * may start with bytes of earlier fd-less writes, so fds are attached to the last line that
+ * begins in that read (a sender puts the fds on a line's first byte and starts no second line
+ * in the same sendmsg, as the writer below does).
  *
  * The writer queues lines with their fds and sends each line's fds with its first byte; a
  * partially sent line keeps its offset. Sent fds are closed (the peer has its own copies).
@@ -158,7 +160,27 @@ ifb_frame_reader_recv (IfbFrameReader *r, int sockfd)
     return 0;
   }
 
-  rc = ifb_frame_reader_feed (r, data, (size_t) n, fds, n_fds);
+  /* The kernel joins the segments of earlier fd-less writes into the read that ends with the
+   * segment carrying fds (it stops after that one, never before it), so the fds belong to the
+   * last line that begins in this read, not to the first byte of the read. */
+  if (n_fds > 0) {
+    size_t start = r->buf->len == 0 ? 0 : (size_t) n;
+    for (size_t i = (size_t) n; i-- > 1;)
+      if (data[i - 1] == '\n') {
+        start = i;
+        break;
+      }
+    if (start == (size_t) n)   /* no line begins here: fds in mid-line stay with that line */
+      start = 0;
+    if (start > 0 && (rc = ifb_frame_reader_feed (r, data, start, NULL, 0)) < 0) {
+      for (size_t i = 0; i < n_fds; i++)
+        ifb_close (fds[i]);
+      return rc;
+    }
+    rc = ifb_frame_reader_feed (r, data + start, (size_t) n - start, fds, n_fds);
+  } else {
+    rc = ifb_frame_reader_feed (r, data, (size_t) n, NULL, 0);
+  }
   if (rc < 0)
     return rc;
   return n;

@@ -3,8 +3,8 @@
  * Line framing with fd passing, shared by daemon and clients.
  *
  * One JSON text per line ('\n'). File descriptors ride with SCM_RIGHTS on the first byte of the
- * line they belong to; the reader attaches every fd that arrives to the frame being assembled
- * when it arrives. Frame size and fds per message are limited and checked before anything is
+ * line they belong to (a sendmsg that carries fds starts at most one line); the reader attaches
+ * them to the line that starts with the segment that carried them. Frame size and fds per message are limited and checked before anything is
  * buffered past the limit; a truncated control message (MSG_CTRUNC) is a protocol error.
  */
 #pragma once
