@@ -10,8 +10,8 @@
  * So before json-c sees a line, a small lexical pass checks what json-c does not: the text is
  * valid UTF-8 by GLib's stricter definition (no overlongs, no surrogates), has no NUL, no raw
  * control character inside a string, no single quote and no bare word other than true, false and
- * null outside strings, and no integer literal too large for int64. json-c then parses with a
- * depth limit and must consume the whole text (only whitespace may follow). Duplicate keys are
+ * null outside strings, no integer literal too large for int64, and no more than max_depth
+ * nested objects and arrays. json-c then parses and must consume the whole text (only whitespace may follow). Duplicate keys are
  * found afterwards by walking the tree: json-c keeps one entry per key, so the lexical pass
  * counts members per object and the walk compares (see count_members()).
  */
@@ -50,7 +50,7 @@ int_literal_fits (const char *p, size_t n)
  * so duplicates can be detected after json-c collapsed them.
  */
 static gboolean
-lex_check (const char *s, size_t len, GArray *member_counts, GError **error)
+lex_check (const char *s, size_t len, int max_depth, GArray *member_counts, GError **error)
 {
   GArray *stack = g_array_new (FALSE, FALSE, sizeof (guint));   /* index into member_counts or G_MAXUINT for arrays */
   gboolean ok = FALSE;
@@ -80,6 +80,10 @@ lex_check (const char *s, size_t len, GArray *member_counts, GError **error)
       }
       i++;
       continue;
+    }
+    if ((c == '{' || c == '[') && stack->len >= (guint) max_depth) {
+      parse_fail (error, "nesting too deep");
+      goto out;
     }
     if (c == '{') {
       guint idx = member_counts->len, zero = 0;
@@ -170,10 +174,12 @@ ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
   size_t end;
   guint next = 0;
 
-  if (!lex_check (text, len, member_counts, error))
+  if (!lex_check (text, len, max_depth, member_counts, error))
     return NULL;
 
-  tok = json_tokener_new_ex (max_depth);
+  /* The lexer enforces max_depth as the number of nested objects and arrays. json-c's own count
+   * also charges a scalar inside the innermost container one level, so give it room. */
+  tok = json_tokener_new_ex (max_depth + 2);
   if (!tok) {
     parse_fail (error, "out of memory");
     return NULL;
@@ -182,8 +188,22 @@ ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
   obj = json_tokener_parse_ex (tok, text, (int) len);
   jerr = json_tokener_get_error (tok);
   end = json_tokener_get_parse_end (tok);
+  if (!obj && jerr == json_tokener_continue && end == len && len > 0) {
+    /* A top-level number ("1") is a complete JSON text, but json-c waits for more digits until
+     * it sees a terminator: feed it the end of input. */
+    obj = json_tokener_parse_ex (tok, "", 1);
+    jerr = json_tokener_get_error (tok);
+    end = len;
+  }
   json_tokener_free (tok);
 
+  if (!obj && jerr == json_tokener_success) {
+    /* The text was a valid 'null', which json-c represents as NULL: well-formed, but never a
+     * message, so no parse error. */
+    g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_REQUEST,
+                 "Invalid Request: a message must be an object or an array, not null");
+    return NULL;
+  }
   if (!obj) {
     if (jerr == json_tokener_error_depth)
       parse_fail (error, "nesting too deep");

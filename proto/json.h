@@ -10,7 +10,9 @@
 
 #define IFB_JSON_DEFAULT_DEPTH 16
 
-/* Parse exactly one JSON text of len bytes. Fails with IFB_ERROR_PARSE naming the problem. */
+/* Parse exactly one JSON text of len bytes, at most max_depth nested objects/arrays deep. Fails
+ * with IFB_ERROR_PARSE naming the problem; a text that is just `null` (json-c has no object for
+ * it) fails with IFB_ERROR_INVALID_REQUEST instead, since it is well-formed. */
 json_object *ifb_json_parse (const char *text, size_t len, int max_depth, GError **error);
 
 /* Serialize compactly (no newlines, so the result is one protocol line). Owned by obj. */
