@@ -1,0 +1,285 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * The hook gets the live domain XML on stdin. We read the few things we need with libxml2's
+ * tree API (no XPath, no network, no entity expansion: XML_PARSE_NONET, and libxml2 2.9 does not
+ * substitute entities unless asked). The broker's block is
+ *
+ *   <metadata>
+ *     <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
+ *       <ifb:options nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
+ *       <ifb:device address="0000:65:00.0"/>
+ *     </ifb:broker>
+ *   </metadata>
+ *
+ * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
+ * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
+ * give a guest fewer devices.
+ *
+ * The cgroup naming mirrors libvirt 9.0 (src/hypervisor/domain_driver.c
+ * virDomainDriverGenerateMachineName, src/util/vircgroup.c virCgroupNewDomainPartition /
+ * virCgroupSetPartitionSuffix / virCgroupPartitionEscape) for the case measured here: no
+ * systemd-machined, privileged daemon.
+ */
+#include <string.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "domain-xml.h"
+#include "errors.h"
+
+#define MAX_DEVICES 64
+
+IfbDomainXml *
+ifb_domain_xml_free (IfbDomainXml *d)
+{
+  if (!d)
+    return NULL;
+  g_free (d->name);
+  g_free (d->uuid);
+  g_free (d->partition);
+  if (d->devices)
+    g_ptr_array_unref (d->devices);
+  g_free (d);
+  return NULL;
+}
+
+static gboolean
+is_element (xmlNode *n, const char *name)
+{
+  return n->type == XML_ELEMENT_NODE && strcmp ((const char *) n->name, name) == 0 &&
+         (!n->ns || !n->ns->href);
+}
+
+static gboolean
+is_ours (xmlNode *n)
+{
+  return n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
+         strcmp ((const char *) n->ns->href, IFB_DOMAIN_XMLNS) == 0;
+}
+
+static char *
+node_text (xmlNode *n)
+{
+  xmlChar *c = xmlNodeGetContent (n);
+  char *s = g_strstrip (g_strdup ((const char *) c));
+  xmlFree (c);
+  return s;
+}
+
+static gboolean
+parse_yes_no (xmlNode *n, const char *attr, IfbTri *ret, GError **error)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) attr);
+  gboolean ok = TRUE;
+
+  if (!v)
+    return TRUE;
+  if (strcmp ((const char *) v, "yes") == 0)
+    *ret = IFB_TRI_YES;
+  else if (strcmp ((const char *) v, "no") == 0)
+    *ret = IFB_TRI_NO;
+  else
+    ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                       "broker metadata: <options %s='%s'> must be 'yes' or 'no'", attr, (const char *) v), FALSE);
+  xmlFree (v);
+  return ok;
+}
+
+static gboolean
+check_attrs (xmlNode *n, const char *const *allowed, GError **error)
+{
+  for (xmlAttr *a = n->properties; a; a = a->next) {
+    gboolean ok = FALSE;
+    for (const char *const *k = allowed; *k && !ok; k++)
+      ok = strcmp ((const char *) a->name, *k) == 0;
+    if (!ok)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                          "broker metadata: unknown attribute '%s' on <%s>", (const char *) a->name,
+                          (const char *) n->name), FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
+{
+  static const char *const options_attrs[] = { "nest-parent", "allow-plain", "dirty-tracking", NULL };
+  static const char *const device_attrs[] = { "address", NULL };
+
+  d->has_broker = TRUE;
+  for (xmlNode *c = broker->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    if (!is_ours (c))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                          "broker metadata: unexpected element <%s> outside the broker's namespace",
+                          (const char *) c->name), FALSE;
+    if (strcmp ((const char *) c->name, "options") == 0) {
+      if (!check_attrs (c, options_attrs, error) ||
+          !parse_yes_no (c, "nest-parent", &d->nest_parent, error) ||
+          !parse_yes_no (c, "allow-plain", &d->allow_plain, error) ||
+          !parse_yes_no (c, "dirty-tracking", &d->dirty_tracking, error))
+        return FALSE;
+    } else if (strcmp ((const char *) c->name, "device") == 0) {
+      xmlChar *addr;
+      if (!check_attrs (c, device_attrs, error))
+        return FALSE;
+      addr = xmlGetProp (c, (const xmlChar *) "address");
+      if (!addr || !*addr) {
+        xmlFree (addr);
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                            "broker metadata: <device> needs an address='DDDD:BB:DD.F'"), FALSE;
+      }
+      if (d->devices->len >= MAX_DEVICES) {
+        xmlFree (addr);
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                            "broker metadata: more than %d devices", MAX_DEVICES), FALSE;
+      }
+      g_ptr_array_add (d->devices, g_ascii_strdown ((const char *) addr, -1));
+      xmlFree (addr);
+    } else {
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                          "broker metadata: unknown element <%s> (expected <options> or <device>)",
+                          (const char *) c->name), FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
+ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error)
+{
+  g_autoptr (IfbDomainXml) d = g_new0 (IfbDomainXml, 1);
+  xmlDoc *doc;
+  xmlNode *root;
+  xmlChar *id;
+  gboolean ok = TRUE;
+
+  if (len > G_MAXINT)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML too large"), FALSE;
+  d->id = -1;
+  d->nest_parent = d->allow_plain = d->dirty_tracking = IFB_TRI_DEFAULT;
+  d->devices = g_ptr_array_new_with_free_func (g_free);
+  doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  if (!doc) {
+    const xmlError *e = xmlGetLastError ();
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML is not well-formed: %s",
+                        e && e->message ? g_strstrip (e->message) : "parse error"), FALSE;
+  }
+  root = xmlDocGetRootElement (doc);
+  if (!root || !is_element (root, "domain")) {
+    xmlFreeDoc (doc);
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "the XML's root is not <domain>"), FALSE;
+  }
+  if ((id = xmlGetProp (root, (const xmlChar *) "id"))) {
+    char *end;
+    gint64 v = g_ascii_strtoll ((const char *) id, &end, 10);
+    d->id = (*end || v < 0 || v > G_MAXINT) ? -1 : (int) v;
+    xmlFree (id);
+  }
+  for (xmlNode *n = root->children; n && ok; n = n->next) {
+    if (is_element (n, "name")) {
+      g_free (d->name);
+      d->name = node_text (n);
+    } else if (is_element (n, "uuid")) {
+      g_free (d->uuid);
+      d->uuid = node_text (n);
+    } else if (is_element (n, "resource")) {
+      for (xmlNode *c = n->children; c; c = c->next)
+        if (is_element (c, "partition")) {
+          g_free (d->partition);
+          d->partition = node_text (c);
+        }
+    } else if (is_element (n, "metadata")) {
+      for (xmlNode *c = n->children; c && ok; c = c->next)
+        if (is_ours (c)) {
+          if (strcmp ((const char *) c->name, "broker") != 0 || d->has_broker)
+            ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                               "broker metadata: expected exactly one <broker> element, found <%s>",
+                               (const char *) c->name), FALSE);
+          else
+            ok = parse_broker (d, c, error);
+        }
+    }
+  }
+  xmlFreeDoc (doc);
+  if (!ok)
+    return FALSE;
+  if (!d->name || !*d->name)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML has no <name>"), FALSE;
+  *ret = g_steal_pointer (&d);
+  return TRUE;
+}
+
+char *
+ifb_domain_machine_name (int id, const char *name)
+{
+  static const char valid[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
+  GString *s = g_string_new (NULL);
+  gboolean skip = TRUE;
+
+  g_string_append_printf (s, "qemu-%d-", id);
+  for (const char *p = name; *p; p++) {
+    if (s->len >= 64)
+      break;
+    if (*p == '.' || *p == '-') {
+      if (!skip)
+        g_string_append_c (s, *p);
+      skip = TRUE;
+      continue;
+    }
+    skip = FALSE;
+    if (!strchr (valid, *p))
+      continue;
+    g_string_append_c (s, *p);
+  }
+  while (s->len > 0 && (s->str[s->len - 1] == '-' || s->str[s->len - 1] == '.'))
+    g_string_truncate (s, s->len - 1);
+  return g_string_free (s, FALSE);
+}
+
+/* virCgroupPartitionEscape: a leading '_' for names that could clash with cgroup files. */
+static void
+append_escaped (GString *s, const char *comp)
+{
+  static const char *const controllers[] = { "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
+                                             "blkio", "net_cls", "perf_event", "name=systemd", NULL };
+  gboolean esc = comp[0] == '_' || comp[0] == '.' || g_str_has_prefix (comp, "cgroup.") ||
+                 strcmp (comp, "tasks") == 0 || strcmp (comp, "release_agent") == 0;
+  for (const char *const *c = controllers; *c && !esc; c++)
+    esc = g_str_has_prefix (comp, *c) && comp[strlen (*c)] == '.';
+  if (esc)
+    g_string_append_c (s, '_');
+  g_string_append (s, comp);
+}
+
+char *
+ifb_domain_cgroup (const IfbDomainXml *d)
+{
+  const char *partition = d->partition && *d->partition ? d->partition : "/machine";
+  g_autofree char *machine = NULL;
+  g_autofree char *group = NULL;
+  g_auto (GStrv) comps = NULL;
+  GString *s;
+
+  if (d->id < 0)
+    return NULL;
+  s = g_string_new (NULL);
+  comps = g_strsplit (partition, "/", -1);
+  for (char **c = comps; *c; c++) {
+    g_autofree char *comp = NULL;
+    if (!**c)
+      continue;
+    comp = strcmp (partition, "/machine") == 0 || g_str_has_suffix (*c, ".partition")
+           ? g_strdup (*c) : g_strconcat (*c, ".partition", NULL);
+    g_string_append_c (s, '/');
+    append_escaped (s, comp);
+  }
+  machine = ifb_domain_machine_name (d->id, d->name);
+  group = g_strconcat (machine, ".libvirt-qemu", NULL);
+  g_string_append_c (s, '/');
+  append_escaped (s, group);
+  return g_string_free (s, FALSE);
+}

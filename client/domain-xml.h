@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * IfbDomainXml: what the libvirt hook needs from a domain's XML — name, UUID, libvirt's id, the
+ * resource partition, and the broker's own block in <metadata> (devices + options) — and the
+ * cgroup2 path libvirt 9.0 gives that domain's QEMU.
+ */
+#pragma once
+
+#include <glib.h>
+
+/* The broker's XML namespace inside a domain's <metadata>. Never change it: domains carry it. */
+#define IFB_DOMAIN_XMLNS "https://iommufd-broker.example/xmlns/1"
+
+typedef enum { IFB_TRI_DEFAULT = -1, IFB_TRI_NO = 0, IFB_TRI_YES = 1 } IfbTri;
+
+typedef struct {
+  char *name;
+  char *uuid;
+  int id;                       /* libvirt's domain id, -1 when the XML has none (inactive) */
+  char *partition;              /* <resource><partition>, NULL when absent */
+  gboolean has_broker;          /* a <ifb:broker> element is in <metadata> */
+  GPtrArray *devices;           /* of char*: PCI addresses, in document order */
+  IfbTri nest_parent, allow_plain, dirty_tracking;
+} IfbDomainXml;
+
+/* Parse a domain XML document (len bytes). FALSE with a message on malformed XML or broker
+ * metadata that does not follow the schema (tests/libvirt/README.md). */
+gboolean ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error);
+IfbDomainXml *ifb_domain_xml_free (IfbDomainXml *d);
+
+/* libvirt's machine name: "qemu-<id>-<name with only [A-Za-z0-9-] and single . or ->", at most
+ * 64 characters, no trailing '-' or '.' (virDomainDriverGenerateMachineName). */
+char *ifb_domain_machine_name (int id, const char *name);
+/* The cgroup (relative to the cgroup2 mount) libvirt 9.0 creates for the domain without
+ * systemd-machined: "<partition>/<machine>.libvirt-qemu", partition "/machine" by default,
+ * other partitions with ".partition" appended to each component. NULL when id < 0. */
+char *ifb_domain_cgroup (const IfbDomainXml *d);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbDomainXml, ifb_domain_xml_free)

@@ -1,0 +1,281 @@
+"""The libvirt hook and `iommufdctl exec` against the real daemon (emulated backend), fed with
+domain XML that libvirtd 9.0 really produced (tests/libvirt/fixtures, captured by the hook
+stand-in of the real-libvirtd suite). No libvirtd needed here."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, run  # noqa: E402
+
+HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
+CTL = os.path.join(BUILD, "client", "iommufdctl")
+FIX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+NAME = "ifb-capture"
+UUID = "6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e01"
+CGROUP = "/machine/qemu-1-ifb-capture.libvirt-qemu"
+
+
+def fixture(name):
+    with open(os.path.join(FIX, name), "rb") as f:
+        return f.read()
+
+
+def hook(broker, op, xml, subop="begin", env=None, name=NAME):
+    e = {"PATH": os.environ["PATH"], "LC_ALL": "C"}   # what libvirtd passes
+    if broker:
+        e["IOMMUFD_BROKER_SOCKET"] = broker.socket
+    else:
+        e["IOMMUFD_BROKER_SOCKET"] = "/nonexistent/ifb.sock"
+    e.update(env or {})
+    return subprocess.run([HOOK, name, op, subop, "-"], input=xml, capture_output=True, env=e, timeout=10)
+
+
+def with_devices(xml, devices):
+    """The captured XML with other devices in the broker block."""
+    s = xml.decode()
+    start, end = s.index("<ifb:device"), s.rindex("</ifb:broker>")
+    devs = "".join('<ifb:device address="%s"/>\n      ' % d for d in devices)
+    return (s[:start] + devs + s[end:]).encode()
+
+
+def test_no_metadata_untouched():
+    """A domain without broker metadata: exit 0, nothing printed, the broker is never contacted."""
+    for op in ("prepare", "started", "release", "reconnect"):
+        r = hook(None, op, fixture("prepare-no-metadata.xml"))
+        assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", (op, r)
+
+
+def test_migrate_restore_pass_through():
+    """migrate and restore print the XML unchanged (byte for byte), with or without metadata."""
+    for f in ("started-begin.xml", "prepare-no-metadata.xml"):
+        for op in ("migrate", "restore"):
+            r = hook(None, op, fixture(f))
+            assert r.returncode == 0 and r.stdout == fixture(f), (op, f, r.stderr)
+
+
+def test_prepare_creates_pending_guest_with_libvirt_cgroup():
+    """prepare creates the guest with the cgroup libvirt 9.0 will create (id from the XML) and
+    reserves the devices; release destroys it, and a second release is fine."""
+    with Broker() as b:
+        r = hook(b, "prepare", fixture("prepare-begin.xml"))
+        assert r.returncode == 0, r.stderr
+        vm = b.call("vm.show", {"vm": NAME})
+        assert vm["uuid"] == UUID and vm["cgroup"] == CGROUP, vm
+        assert vm["options"]["defer"] is True and vm["options"]["nest_parent"] is True, vm
+        assert sorted(d["device"] for d in vm["devices"]) == NEST_VTD, vm
+        assert all(d["state"] == "reserved" for d in vm["devices"]), vm
+        for xml in ("release-end.xml", "release-end.xml"):
+            r = hook(b, "release", fixture(xml), subop="end")
+            assert r.returncode == 0 and r.stderr == b"", r.stderr
+        assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_refused_non_vfio_device():
+    """Metadata naming a device not bound to vfio-pci: exit 1, the broker's reason on stderr, and
+    no guest left behind."""
+    with Broker() as b:
+        r = hook(b, "prepare", with_devices(fixture("prepare-begin.xml"), [NEST_VTD[0], NOT_VFIO]))
+        assert r.returncode == 1, r
+        err = r.stderr.decode()
+        assert err.startswith("iommufd-broker: ifb-capture: ") and NOT_VFIO in err and "vfio-pci" in err, err
+        assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_refused_device_of_another_guest():
+    """A device owned by another guest refuses the start and names the owner."""
+    with Broker() as b:
+        b.call("vm.create", {"name": "other", "cgroup": "/ifb-nonexistent", "options": {"defer": True}})
+        b.call("vm.attach", {"vm": "other", "device": NEST_VTD[1]})
+        r = hook(b, "prepare", fixture("prepare-begin.xml"))
+        assert r.returncode == 1 and b"belongs to guest 'other'" in r.stderr, r
+        assert [v["name"] for v in b.call("vm.list")["vms"]] == ["other"]
+
+
+def test_prepare_replaces_stale_guest_same_uuid():
+    """A guest left from a run whose release was missed (same UUID) is replaced; another guest of
+    the same name but a different UUID refuses the start."""
+    with Broker() as b:
+        b.call("vm.create", {"name": NAME, "uuid": UUID, "cgroup": "/machine/qemu-7-ifb-capture.libvirt-qemu",
+                             "options": {"defer": True}})
+        r = hook(b, "prepare", fixture("prepare-begin.xml"))
+        assert r.returncode == 0 and b"stale" in r.stderr, r
+        assert b.call("vm.show", {"vm": NAME})["cgroup"] == CGROUP
+        b.call("vm.destroy", {"vm": NAME})
+        b.call("vm.create", {"name": NAME, "cgroup": "/x", "options": {"defer": True}})
+        r = hook(b, "prepare", fixture("prepare-begin.xml"))
+        assert r.returncode == 1 and b"already has a guest of that name" in r.stderr, r
+
+
+def test_socket_from_config_file():
+    """Without $IOMMUFD_BROKER_SOCKET (libvirtd does not pass it) the socket comes from the broker's
+    config file, [broker] socket."""
+    with Broker() as b:
+        conf = os.path.join(b.tmp, "hook.conf")
+        with open(conf, "w") as f:
+            f.write("[broker]\nsocket=%s\n" % b.socket)
+        e = {"PATH": os.environ["PATH"], "IOMMUFD_BROKER_CONFIG": conf}
+        r = subprocess.run([HOOK, NAME, "prepare", "begin", "-"], input=fixture("prepare-begin.xml"),
+                           capture_output=True, env=e, timeout=10)
+        assert r.returncode == 0, r.stderr
+        assert b.call("vm.show", {"vm": NAME})["cgroup"] == CGROUP
+
+
+def test_broker_down_refuses_prepare_only():
+    """With the broker unreachable, prepare and started refuse (the guest would start without its
+    devices); release and reconnect never fail."""
+    for op, want in (("prepare", 1), ("started", 1), ("release", 0), ("reconnect", 0)):
+        r = hook(None, op, fixture("started-begin.xml"))
+        assert r.returncode == want and b"Cannot connect to the broker" in r.stderr, (op, r)
+
+
+def make_libvirt_cgroup():
+    """The cgroup libvirt would create for the captured domain, with a process in it."""
+    full = cgroup2_mount() + CGROUP
+    os.makedirs(full, exist_ok=True)
+    p = subprocess.Popen(["sleep", "60"])
+    with open(full + "/cgroup.procs", "w") as f:
+        f.write(str(p.pid))
+    return full, p
+
+
+def remove_cgroup(full, p):
+    p.kill()
+    p.wait()
+    for _ in range(100):
+        try:
+            os.rmdir(full)
+            break
+        except OSError:
+            import time
+            time.sleep(0.02)
+
+
+def test_started_records_pid_and_realizes():
+    """started reads QEMU's pid from NAME.pid, the broker checks it is inside the guest's cgroup
+    and allocates the pending context and devices there."""
+    full, p = make_libvirt_cgroup()
+    try:
+        with Broker() as b:
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            assert hook(b, "prepare", fixture("prepare-begin.xml")).returncode == 0
+            r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["state"] != "pending" and vm.get("vmm_pid") in (p.pid, None), vm
+            assert all(d["state"] == "ready" and d["cgroup"] == CGROUP for d in vm["devices"]), vm
+            # reconnect after a broker that lost the guest: re-created, pid recorded again
+            b.call("vm.destroy", {"vm": NAME})
+            r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0 and b"re-creating" in r.stderr, r
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["cgroup"] == CGROUP and len(vm["devices"]) == 2, vm
+            # reconnect with the guest present: quiet
+            r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0 and r.stderr == b"", r
+    finally:
+        remove_cgroup(full, p)
+
+
+SHOW_FDS = ("import os,sys,json; fds={}\n"
+            "for f in os.listdir('/proc/self/fd'):\n"
+            "  try: fds[f]=os.readlink('/proc/self/fd/'+f)\n"
+            "  except OSError: pass\n"
+            "print(json.dumps({'argv':sys.argv[1:],'fds':fds}))")
+
+
+def ctl_exec(b, *args, env=None, pass_fds=()):
+    r = subprocess.run([CTL, "--socket", b.socket, "exec"] + list(args), capture_output=True, text=True,
+                       timeout=20, env=env, pass_fds=pass_fds)
+    return r
+
+
+def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
+    """exec --vm: placeholders become numbers, the guest's fds are open in the new program, the
+    RPC socket is not, and an inherited fd stays as it was."""
+    with Broker() as b:
+        b.call("vm.create", {"name": "g1", "cgroup": Cgroup("g1").path})
+        b.call("vm.attach", {"vm": "g1", "devices": [NEST_VTD[0], SMMU]})
+        rfd, wfd = os.pipe()
+        r = ctl_exec(b, "--vm", "g1", "--", sys.executable, "-c", SHOW_FDS, "fd=%{iommufd}", "%{ioas}",
+                     "%{dev:" + NEST_VTD[0] + "}", "%{devid:" + SMMU + "},%{hwpt:" + SMMU + "}", "100%%{x}",
+                     pass_fds=(wfd,))
+        os.close(rfd)
+        os.close(wfd)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        fds = b.call("vm.show", {"vm": "g1"})
+        a = out["argv"]
+        assert a[0].startswith("fd=") and out["fds"][a[0][3:]].startswith("/memfd:ifb-emulated-iommufd"), out
+        assert a[1] == str(fds["ioas_id"]), (a, fds)
+        assert "vfio" in out["fds"][a[2]], out
+        smmu = [d for d in fds["devices"] if d["device"] == SMMU][0]
+        assert a[3] == "%d,%d" % (smmu["dev_id"], smmu["hwpt_id"]), (a, smmu)
+        assert a[4] == "100%{x}", a
+        assert str(wfd) in out["fds"], out                       # inherited fd untouched
+        assert not any(t.startswith("socket:") for t in out["fds"].values()), out   # no RPC socket
+        n_vfio = sum(1 for t in out["fds"].values() if "vfio" in t)
+        assert n_vfio == 2, out                                   # both devices, nothing else
+
+
+def test_exec_from_argv_probe_and_unmanaged():
+    """--vm-from-argv: libvirt's capability probe (no -name) and a domain the broker does not know
+    exec the VMM unchanged; a known guest gets its fds; placeholders without a guest refuse."""
+    with Broker() as b:
+        r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-S", "-no-user-config")
+        assert r.returncode == 0 and json.loads(r.stdout)["argv"] == ["-S", "-no-user-config"], r.stderr
+        r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-name", "guest=nobody,debug-threads=on")
+        assert r.returncode == 0, r.stderr
+        r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "x=%{iommufd}")
+        assert r.returncode == 2 and "no guest" in r.stderr, r
+        b.call("vm.create", {"name": "g2", "cgroup": Cgroup("g2").path})
+        r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-name", "guest=g2,debug-threads=on",
+                     "-object", "iommufd,id=ifb0,fd=%{iommufd}")
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        fd = out["argv"][-1].split("fd=")[1]
+        assert out["fds"][fd].startswith("/memfd:ifb-emulated-iommufd"), out
+        r = ctl_exec(b, "--vm", "g2", "--", "true", "%{dev:0000:65:00.0}")
+        assert r.returncode == 2 and "not attached" in r.stderr, r
+        r = ctl_exec(b, "--vm", "g2", "--", "true", "%{bogus}")
+        assert r.returncode == 2 and "unknown placeholder" in r.stderr, r
+        r = ctl_exec(b, "--vm", "nosuch", "--", "true")
+        assert r.returncode == 1 and "nosuch" in r.stderr, r
+
+
+def test_exec_pending_guest_realized_in_its_cgroup():
+    """A pending guest (as after prepare) is allocated when its VMM, running inside the guest's
+    cgroup, asks for the fds — by a worker in that cgroup."""
+    cg = Cgroup("pend")
+    try:
+        with Broker() as b:
+            b.call("vm.create", {"name": "p1", "cgroup": cg.path + "/qemu", "options": {"defer": True}})
+            b.call("vm.attach", {"vm": "p1", "device": NEST_VTD[0]})
+            child = cg.child("qemu")
+
+            def enter():
+                with open(child.full + "/cgroup.procs", "w") as f:
+                    f.write("0")
+                os.setgid(65534)
+                os.setuid(65534)   # not admin: authorized by cgroup only
+            r = subprocess.run([CTL, "--socket", b.socket, "exec", "--vm", "p1", "--", "/bin/sh", "-c",
+                                'readlink /proc/self/fd/$0', "%{dev:" + NEST_VTD[0] + "}"], capture_output=True,
+                               text=True, timeout=20, preexec_fn=enter)
+            assert r.returncode == 0 and "vfio" in r.stdout, (r.stdout, r.stderr)
+            vm = b.call("vm.show", {"vm": "p1"})
+            assert vm["devices"][0]["state"] == "ready" and vm["devices"][0]["cgroup"] == child.path, vm
+    finally:
+        cg.remove()
+
+
+if __name__ == "__main__":
+    run([test_no_metadata_untouched, test_migrate_restore_pass_through,
+         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_non_vfio_device,
+         test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
+         test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
+         test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
+         test_exec_pending_guest_realized_in_its_cgroup])
