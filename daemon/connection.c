@@ -39,6 +39,7 @@ struct IfbConnection {
   guint queued_replies;
   gboolean subscribed;
   gboolean closing;             /* flush what is queued, then close */
+  gboolean in_io;               /* inside on_io(), which flushes and updates the watch at its end */
 };
 
 static void update_watch (IfbConnection *c);
@@ -56,7 +57,12 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
   const char *line = ifb_json_to_line (msg, &len);
   ifb_frame_writer_queue (c->writer, line, len, fds);
   c->queued_replies++;
-  update_watch (c);
+  /* Performance: a reply queued while on_io() runs is flushed by on_io() right after, which then
+   * updates the watch once. Updating it here too replaced the GSource twice per call (G_IO_OUT
+   * added, then dropped), each replacement waking the main context through its eventfd: five
+   * extra syscalls per round trip (tests/bench, issue 9). */
+  if (!c->in_io)
+    update_watch (c);
 }
 
 static gboolean
@@ -107,11 +113,24 @@ dispatch_frames (IfbConnection *c)
   }
 }
 
+static gboolean on_io_inner (IfbConnection *c, GIOCondition cond);
+
 static gboolean
 on_io (int fd, GIOCondition cond, gpointer data)
 {
   IfbConnection *c = data;
+  gboolean keep;
 
+  c->in_io = TRUE;
+  keep = on_io_inner (c, cond);   /* G_SOURCE_REMOVE: c is freed */
+  if (keep)
+    c->in_io = FALSE;
+  return keep;
+}
+
+static gboolean
+on_io_inner (IfbConnection *c, GIOCondition cond)
+{
   if (cond & G_IO_OUT) {
     if (!flush (c)) {
       close_now (c);
@@ -181,7 +200,17 @@ update_watch (IfbConnection *c)
   if (c->source)
     g_source_remove (c->source);
   c->watching = want;
-  c->source = g_unix_fd_add (c->fd, want, on_io, c);
+  {
+    /* Performance: may-recurse, because GLib "blocks" a source that may not while dispatching
+     * it by removing its poll record and adding it back afterwards, and each of the two wakes the
+     * context through its eventfd: two syscalls per call for nothing, as the daemon never runs a
+     * nested main loop (tests/bench, issue 9). */
+    GSource *src = g_unix_fd_source_new (c->fd, want);
+    g_source_set_callback (src, (GSourceFunc) (void (*) (void)) on_io, c, NULL);
+    g_source_set_can_recurse (src, TRUE);
+    c->source = g_source_attach (src, NULL);
+    g_source_unref (src);
+  }
 }
 
 IfbConnection *
