@@ -201,6 +201,22 @@ apply_file (IfbConfig *c, GKeyFile *kf, const char *path, GError **error)
   return TRUE;
 }
 
+/* The same, from text in memory (no group lookups): what the config fuzzer drives. */
+IfbConfig *
+ifb_config_load_data (const char *data, size_t len, GError **error)
+{
+  g_autoptr (IfbConfig) c = config_new_defaults ();
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  g_autoptr (GError) local = NULL;
+
+  if (!g_key_file_load_from_data (kf, data, len, G_KEY_FILE_NONE, &local))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "Cannot parse config data: %s", local->message), NULL;
+  if (!apply_file (c, kf, "(data)", error))
+    return NULL;
+  return g_steal_pointer (&c);
+}
+
 IfbConfig *
 ifb_config_load (const char *path, gboolean path_explicit, GError **error)
 {

@@ -55,6 +55,8 @@ typedef struct {
 /* Defaults, then the file at path if it exists (a missing default file is fine; a missing
  * explicitly given one is an error). Unknown groups or keys are errors naming them. */
 IfbConfig *ifb_config_load (const char *path, gboolean path_explicit, GError **error);
+/* Parse config text (GKeyFile) on top of the defaults; [access] groups are not resolved. */
+IfbConfig *ifb_config_load_data (const char *data, size_t len, GError **error);
 IfbConfig *ifb_config_free (IfbConfig *c);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbConfig, ifb_config_free)

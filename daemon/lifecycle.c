@@ -269,6 +269,10 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, G
     g_autoptr (GError) local = NULL;
     exists = m->cgroups && ifb_cgroup_open (m->cgroups, cgroup, &fd, &local);
     if (!exists && !vm->options.defer) {
+      /* Without a cgroup2 hierarchy nothing set local: say so rather than propagate NULL (found by
+       * tests/fuzz/fuzz-dispatch; the dispatcher would have dereferenced the unset error). */
+      if (!local)
+        local = g_error_new_literal (IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers");
       g_propagate_error (error, g_steal_pointer (&local));
       return g_prefix_error (error, "Guest '%s': ", a->name), FALSE;
     }
@@ -361,7 +365,7 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
     ifb_registry_claim_device (m->registry, d->bdf, vm);
     g_ptr_array_add (vm->devices, d);
   }
-  g_ptr_array_steal (devs, NULL);
+  g_free (g_ptr_array_steal (devs, NULL));   /* the devices are vm's now; the steal returns the old storage (leaked before; found by fuzz-dispatch) */
   for (guint i = 0; i < n; i++) {
     IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
