@@ -25,7 +25,10 @@ fi
 # ---- the broker on the kernel backend (scenario steps go between start and stop) ----------
 if have iommufd-brokerd; then
     need daemon-start daemon_start
-    # step device-list iommufdctl --socket "$IFB_SOCKET" device list   (when the CLI exists)
+    if have iommufdctl; then
+        step cli-status   iommufdctl status
+        step cli-devices  iommufdctl devices
+    fi
     step daemon-stop  daemon_stop
 else
     note "iommufd-brokerd not in the initramfs (not built yet)"
