@@ -1,0 +1,241 @@
+"""The broker under a real libvirtd 9.0 and QEMU 10 (TCG): the hook installed before libvirtd
+starts, `iommufdctl exec` as the domain's <emulator> (through a two-line wrapper script), the
+broker daemon on its default socket with the emulated backend and [libvirt] uri=qemu:///system.
+Run through run.sh (a private mount namespace); every domain is tiny: no disk, 64 MiB."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+sys.path.insert(0, HERE)
+import libvirtenv as L  # noqa: E402
+from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, RpcError, cgroup2_mount, run  # noqa: E402
+
+HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
+CTL = os.path.join(BUILD, "client", "iommufdctl")
+WRAPPER = "/var/lib/libvirt/ifb-qemu-system-x86_64"
+RECORD = "/run/libvirt/ifb-hook-calls"
+QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+
+RECORDER = """#!/bin/sh
+# Records each hook call (and the XML libvirt passed) for the tests; runs before the broker's hook.
+mkdir -p %(d)s
+cat > "%(d)s/$1-$2-$3.xml"
+echo "$1 $2 $3" >> %(d)s/calls
+""" % {"d": RECORD}
+
+WRAPPER_SCRIPT = """#!/bin/sh
+# The domain's <emulator>: QEMU with the guest's fds from iommufd-broker.
+exec %s exec --vm-from-argv -- %s "$@"
+""" % (CTL, QEMU)
+
+DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>%(name)s</name>
+  <metadata>
+    <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
+      <ifb:options nest-parent="yes" allow-plain="yes"/>
+%(devices)s    </ifb:broker>
+  </metadata>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <features><acpi/></features>
+  <devices>
+    <emulator>%(emulator)s</emulator>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>
+    <qemu:arg value='-object'/>
+    <qemu:arg value='iommufd,id=ifb0,fd=%%{iommufd}'/>
+%(fdargs)s  </qemu:commandline>
+</domain>
+"""
+
+
+def domain_xml(name, devices, emulator=WRAPPER, metadata=True):
+    devs = "".join('      <ifb:device address="%s"/>\n' % d for d in devices)
+    # Device fds go into QEMU fd sets: emulated cdevs cannot back a real vfio-pci device, but a
+    # host would write -device vfio-pci,host=BDF,iommufd=ifb0,fd=%{dev:BDF} here.
+    fdargs = "".join("    <qemu:arg value='-add-fd'/>\n    <qemu:arg value='fd=%%{dev:%s},set=%d,opaque=%s'/>\n"
+                     % (d, 10 + i, d) for i, d in enumerate(devices))
+    x = DOMAIN % {"name": name, "devices": devs, "emulator": emulator, "fdargs": fdargs}
+    if not metadata:
+        x = x[:x.index("  <metadata>")] + x[x.index("</metadata>\n") + len("</metadata>\n"):]
+        x = x[:x.index("  <qemu:commandline>")] + x[x.index("</qemu:commandline>\n") + len("</qemu:commandline>\n"):]
+    return x
+
+
+def define(name, xml):
+    path = "/run/libvirt/%s.xml" % name
+    with open(path, "w") as f:
+        f.write(xml)
+    L.virsh("define", path)
+
+
+def calls():
+    try:
+        with open(RECORD + "/calls") as f:
+            return [tuple(l.split()) for l in f]
+    except FileNotFoundError:
+        return []
+
+
+def wait_for(cond, timeout=20, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def guest_names():
+    return [v["name"] for v in broker.call("vm.list")["vms"]]
+
+
+def test_start_gives_qemu_its_fds_and_destroy_frees_them():
+    """A domain with broker metadata starts: prepare created the guest with the cgroup libvirt
+    really gave QEMU, the launcher handed QEMU the iommufd and the device fds (in its
+    /proc/PID/fd), started recorded QEMU's pid; destroy (release hook) frees everything."""
+    name = "ifb-lv1"
+    define(name, domain_xml(name, [NEST_VTD[0], SMMU]))
+    fds_before = broker.open_fds()
+    t = time.monotonic()
+    L.virsh("start", name)
+    started = time.monotonic() - t
+    try:
+        domid = L.virsh("domid", name).stdout.strip()
+        with open("/run/libvirt/qemu/%s.pid" % name) as f:
+            pid = int(f.read())
+        want = "/machine/qemu-%s-%s.libvirt-qemu" % (domid, name)
+        with open("/proc/%d/cgroup" % pid) as f:
+            qemu_cg = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+        assert qemu_cg.startswith(want + "/") or qemu_cg == want, (qemu_cg, want)
+        vm = broker.call("vm.show", {"vm": name})
+        assert vm["cgroup"] == want and vm["state"] == "ready" and vm["vmm_pid"] == pid, vm
+        assert all(d["state"] == "ready" and d["cgroup"].startswith(want) for d in vm["devices"]), vm
+        fds = {}
+        for f in os.listdir("/proc/%d/fd" % pid):
+            try:
+                fds[f] = os.readlink("/proc/%d/fd/%s" % (pid, f))
+            except OSError:
+                pass
+        assert any(t.startswith("/memfd:ifb-emulated-iommufd") for t in fds.values()), fds
+        vfio = [t for t in fds.values() if "/vfio/devices/vfio" in t]
+        assert len(vfio) == 2, fds
+        assert ("%s prepare begin" % name).split() in [list(c) for c in calls()]
+        assert [c[1] for c in calls() if c[0] == name][-3:] == ["prepare", "start", "started"], calls()
+        sys.stdout.write("# start took %.2fs; QEMU %d in %s; fds %s\n" % (started, pid, qemu_cg, sorted(fds.values())))
+    finally:
+        t = time.monotonic()
+        L.virsh("destroy", name)
+        sys.stdout.write("# destroy took %.2fs\n" % (time.monotonic() - t))
+    wait_for(lambda: name not in guest_names(), what="release to destroy the guest")
+    owners = {d["device"]: d.get("owner") for d in broker.call("device.list")["devices"]}
+    assert owners[NEST_VTD[0]] is None and owners[SMMU] is None, owners
+    assert broker.open_fds() == fds_before, (fds_before, broker.open_fds())   # every fd closed
+    assert [c[1] for c in calls() if c[0] == name][-2:] == ["stopped", "release"], calls()
+    L.virsh("undefine", name)
+
+
+def test_refused_prepare_aborts_start_with_broker_message():
+    """Metadata naming a device that is not bound to vfio-pci: the start fails and virsh shows the
+    broker's reason; nothing is left in the broker and the domain is shut off."""
+    name = "ifb-lv-refused"
+    define(name, domain_xml(name, [NEST_VTD[1], NOT_VFIO]))
+    r = L.virsh("start", name, check=False)
+    assert r.returncode != 0, r
+    assert "iommufd-broker: %s:" % name in r.stderr and NOT_VFIO in r.stderr and "vfio-pci" in r.stderr, r.stderr
+    assert name not in guest_names()
+    assert L.virsh("domstate", name).stdout.strip() == "shut off"
+    sys.stdout.write("# virsh: %s\n" % r.stderr.strip().replace("\n", " | "))
+    L.virsh("undefine", name)
+
+
+def test_device_of_another_guest_refused():
+    """A device another guest holds refuses the start, naming that guest."""
+    name = "ifb-lv-busy"
+    broker.call("vm.create", {"name": "holder", "cgroup": "/ifb-holder", "options": {"defer": True}})
+    broker.call("vm.attach", {"vm": "holder", "device": NEST_VTD[1]})
+    try:
+        define(name, domain_xml(name, [NEST_VTD[1]]))
+        r = L.virsh("start", name, check=False)
+        assert r.returncode != 0 and "belongs to guest 'holder'" in r.stderr, r
+        assert name not in guest_names()
+        L.virsh("undefine", name)
+    finally:
+        broker.call("vm.destroy", {"vm": "holder"})
+
+
+def test_domain_without_metadata_untouched():
+    """A domain without broker metadata, even with the launcher as its emulator, starts and stops
+    without the broker knowing about it."""
+    name = "ifb-lv-plain"
+    define(name, domain_xml(name, [], metadata=False))
+    L.virsh("start", name)
+    try:
+        assert guest_names() == []
+    finally:
+        L.virsh("destroy", name)
+    L.virsh("undefine", name)
+
+
+def test_watcher_reconnects_and_reaps_after_libvirtd_restart():
+    """The daemon follows libvirtd across a restart: the connection comes back (with backoff) and
+    the reconcile after it destroys a libvirt guest whose domain does not exist (a missed
+    release), while a guest that is not libvirt's is left alone."""
+    assert broker.call("broker.info")["libvirt_connected"] is True
+    broker.call("vm.create", {"name": "ifb-lv-gone", "cgroup": "/machine/qemu-99-ifb-lv-gone.libvirt-qemu",
+                              "options": {"defer": True}})
+    broker.call("vm.create", {"name": "not-libvirt", "cgroup": "/ifb-other", "options": {"defer": True}})
+    libvirtd.stop_libvirtd()
+    wait_for(lambda: not broker.call("broker.info")["libvirt_connected"], what="the broker to notice")
+    libvirtd.start_libvirtd()
+    wait_for(lambda: broker.call("broker.info")["libvirt_connected"], timeout=60, what="the broker to reconnect")
+    wait_for(lambda: "ifb-lv-gone" not in guest_names(), what="the reconcile")
+    assert "not-libvirt" in guest_names()
+    broker.call("vm.destroy", {"vm": "not-libvirt"})
+    assert "destroying it" in broker.read_log()
+
+
+libvirtd = None
+broker = None
+
+
+def main():
+    global libvirtd, broker
+    L.mount_private_dirs()
+    with open("/run/libvirt-ifb-recorder", "w") as f:
+        f.write(RECORDER)
+    libvirtd = L.Libvirtd(hooks=[("00-ifb-record", "/run/libvirt-ifb-recorder"), ("iommufd-broker-hook", HOOK)])
+    broker = Broker(config="[libvirt]\nuri=qemu:///system\n")
+    broker.socket = "/run/iommufd-broker/rpc.sock"   # the default, which hook and launcher use
+    try:
+        libvirtd.start()
+        os.makedirs("/var/lib/libvirt", exist_ok=True)
+        with open(WRAPPER, "w") as f:
+            f.write(WRAPPER_SCRIPT)
+        os.chmod(WRAPPER, 0o755)
+        broker.start()
+        wait_for(lambda: broker.call("broker.info")["libvirt_connected"], what="the broker's libvirt watch")
+        run([test_start_gives_qemu_its_fds_and_destroy_frees_them,
+             test_refused_prepare_aborts_start_with_broker_message,
+             test_device_of_another_guest_refused,
+             test_domain_without_metadata_untouched,
+             test_watcher_reconnects_and_reaps_after_libvirtd_restart])
+    except SystemExit:
+        raise
+    except BaseException:
+        sys.stderr.write("---- libvirtd log ----\n%s\n---- broker log ----\n%s\n" % (libvirtd.log(), broker.read_log()[-4000:]))
+        raise
+    finally:
+        libvirtd.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
