@@ -13,6 +13,9 @@
 # 4. boot.sh twice: "vtd" (emulated VT-d + e1000e, runs guest-vtd.sh) and "mock" (no vIOMMU,
 #    the kernel's IOMMUFD selftest mock device, runs guest-mock.sh). Both boots always run.
 #
+# 5. When ifb-uapi-scenarios is built: its lines from each boot compared with the emulated
+#    backend's (compare-scenarios.sh); any difference fails the suite.
+#
 # Output: BUILD_DIR/tests/kernel/{initramfs-*.cpio,boot-*.log} (uncompressed cpio: boots faster). Exit 0 only if both pass.
 # Env: IFB_KERNEL_CACHE (see build-kernel.sh), IFB_BOOT_TIMEOUT (seconds per boot, default 600).
 set -euo pipefail
@@ -74,6 +77,19 @@ for boot in vtd mock; do
     timing[$boot]="initramfs $((t_init / 1000)).$(printf %03d $((t_init % 1000)))s, boot+run $((t_boot / 1000)).$(printf %03d $((t_boot % 1000)))s"
 done
 
+# -- 5. the kernel's scenario lines against the emulated backend's, line by line
+declare -A compared=()
+scen=$build/tests/uapi/ifb-uapi-scenarios
+if [ -x "$scen" ]; then
+    "$scen" --backend emulated --template "$REPO/tests/fixtures/emulated" > "$out/scenarios-emulated.txt" 2>&1 || true
+    for boot in vtd mock; do
+        sed -n 's/^\[guest\]   | \(scenario .*\)$/\1/p' "$out/boot-$boot.log" > "$out/scenarios-$boot.txt" 2>/dev/null || true
+        rc=0
+        "$KDIR/compare-scenarios.sh" "$boot" "$out/scenarios-$boot.txt" "$out/scenarios-emulated.txt" >&2 || rc=$?
+        compared[$boot]=$rc
+    done
+fi
+
 say "---- summary (total $(fmt_secs $(( $(date +%s) - tstart ))), kernel step $(fmt_secs $t_kernel))"
 fail=0
 for boot in vtd mock; do
@@ -82,6 +98,14 @@ for boot in vtd mock; do
     else
         say "$boot boot: FAIL, exit ${result[$boot]} (${timing[$boot]}; log $out/boot-$boot.log)"
         fail=1
+    fi
+    if [ -n "${compared[$boot]:-}" ]; then
+        if [ "${compared[$boot]}" = 0 ]; then
+            say "$boot scenarios vs emulated: same ($out/scenarios-$boot.txt)"
+        else
+            say "$boot scenarios vs emulated: DIFFERENT (see [compare $boot] above; $out/scenarios-$boot.txt)"
+            fail=1
+        fi
     fi
 done
 exit $fail
