@@ -87,7 +87,7 @@ config_new_defaults (void)
   c->max_connections_per_uid = 2048;
   c->max_pending = 128;
   c->max_batch = 64;
-  c->max_vms = 4096;
+  c->max_vms = 1024;            /* x (1 + max_devices_per_vm) = the unit's FileDescriptorStoreMax=17408 */
   c->max_devices_per_vm = 16;
   c->admin_group = NULL;
   c->read_group = NULL;

@@ -512,12 +512,22 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
 
     vm->iommufd = take_fd (by_name, ctx_name);
+    if (vm->iommufd >= 0 && !vm->ioas_id) {
+      /* A pending guest whose realize stored its context but crashed before the commit: the
+       * registry says pending, so this context is half-made. Drop it; the next realize redoes it. */
+      ifb_notify_fdstore_remove (ctx_name);
+      vm->iommufd = ifb_close (vm->iommufd);
+    }
     if (vm->iommufd < 0 && vm->ioas_id) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
                   vm->name);
       for (guint j = 0; j < vm->devices->len; j++) {
         g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
-        ifb_close (take_fd (by_name, dn));
+        int dfd = take_fd (by_name, dn);
+        /* Out of the store too: the manager's copy would keep the device bound for ever. */
+        if (dfd >= 0)
+          ifb_notify_fdstore_remove (dn);
+        ifb_close (dfd);
       }
       ifb_vm_free (vm);
       continue;
@@ -533,8 +543,12 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
         g_ptr_array_remove_index (vm->devices, j);
         continue;
       }
-      if (d->state == IFB_VM_DEVICE_RESERVED)
+      if (d->state == IFB_VM_DEVICE_RESERVED && d->fd >= 0) {
+        /* Stored by a realize that crashed before its commit: drop it from the store as well,
+         * or the manager's copy keeps the device bound and the next realize fails. */
+        ifb_notify_fdstore_remove (dn);
         d->fd = ifb_close (d->fd);
+      }
       j++;
     }
     g_ptr_array_add (kept, vm);

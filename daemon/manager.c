@@ -183,6 +183,17 @@ ifb_manager_start (IfbManager *m, GError **error)
     c->rlimit_per_process = false;
   }
   m->clone3_works = !(syscall (SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
+  {
+    /* systemd 254+ tells us the size of our fd store ($FDSTORE = FileDescriptorStoreMax=). A store
+     * smaller than our limits can hold drops fds over it without telling us, and those guests
+     * would not survive the next restart: say so now rather than then. */
+    const char *e = g_getenv ("FDSTORE");
+    guint64 store = e ? g_ascii_strtoull (e, NULL, 10) : 0, need = (guint64) c->max_vms * (1 + c->max_devices_per_vm);
+    if (e && store < need)
+      g_warning ("The fd store holds %" G_GUINT64_FORMAT " fds (FileDescriptorStoreMax=) but [limits] max-vms=%u with "
+                 "max-devices-per-vm=%u may need %" G_GUINT64_FORMAT ": guests beyond it would be lost on restart, ignoring",
+                 store, c->max_vms, c->max_devices_per_vm, need);
+  }
   if (!m->clone3_works)
     g_message ("clone3() is unavailable (seccomp?): workers are forked and then moved into the guest's cgroup");
 

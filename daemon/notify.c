@@ -88,5 +88,15 @@ ifb_notify_fdstore_remove (const char *name)
     return 0;
   msg = g_strdup_printf ("FDSTOREREMOVE=1\nFDNAME=%s", name);
   r = sd_notify (0, msg);
-  return r < 0 ? r : 0;
+  if (r < 0)
+    return r;
+  /* Wait until the service manager has processed the removal, i.e. closed its copy. A device fd
+   * there keeps the device bound to the guest's context (the kernel unbinds on the last close),
+   * so without this a detach followed at once by an attach to another guest fails with EINVAL
+   * (and an IOMMUFD context outlives its destroy) until PID 1 gets round to it. Bounded, so a
+   * busy manager delays us by at most this much; on timeout we go on as before. */
+  r = sd_notify_barrier (0, 2 * G_USEC_PER_SEC);
+  if (r < 0)
+    g_debug ("fd store: no barrier after removing '%s': %s", name, g_strerror (-r));
+  return 0;
 }

@@ -1,0 +1,305 @@
+"""Restart without losing a guest: the daemon under a stand-in for systemd's service manager
+(fdstore.py: NOTIFY_SOCKET, the fd store, LISTEN_FDS on restart), on the emulated backend, with
+workers in real cgroup2 directories. Restarts by SIGTERM, by SIGKILL between operations, and by
+SIGKILL at random moments while a client keeps operating."""
+import json
+import os
+import random
+import signal
+import threading
+import time
+
+from fdstore import ServiceManager
+from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, run
+
+VFIO = NEST_VTD + [NO_NEST_VTD, SMMU]
+
+
+def fdname(vm, bdf=None):
+    return "%s.iommufd" % vm["uuid"] if bdf is None else "%s.dev.%s" % (vm["uuid"], bdf.replace(":", "_"))
+
+
+def snapshot(sm):
+    """Everything a client can see about the guests, by name."""
+    c = Client(sm.broker.socket)
+    try:
+        vms = {v["name"]: c.call("vm.show", {"vm": v["name"]}) for v in c.call("vm.list")["vms"]}
+        owners = {d["device"]: d["owner"] for d in c.call("device.list")["devices"] if d["vfio"]}
+    finally:
+        c.close()
+    return vms, owners
+
+
+def daemon_held_fds(sm):
+    """The guest fds the daemon process holds: emulated contexts (memfds) and device cdevs."""
+    n = 0
+    fd_dir = "/proc/%d/fd" % sm.proc.pid
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except FileNotFoundError:
+            continue
+        if "ifb-emulated-iommufd" in target or "/dev/vfio/devices/" in target:
+            n += 1
+    return n
+
+
+def check_invariants(sm):
+    """Nothing half-made: ownership both ways, no unreferenced paging HWPT, the fd store holds
+    exactly one fd per ready guest and per ready device (and the daemon exactly those), the
+    registry file says what the daemon says. Returns the snapshot."""
+    vms, owners = snapshot(sm)
+    expected_store = set()
+    for name, vm in vms.items():
+        bdfs = [d["device"] for d in vm["devices"]]
+        for bdf in bdfs:
+            assert owners.get(bdf) == name, "device %s listed by %s but owned by %s" % (bdf, name, owners.get(bdf))
+        if vm["state"] == "ready":
+            expected_store.add(fdname(vm))
+            hwpts = {d["hwpt_id"] for d in vm["devices"] if d["state"] == "ready"}
+            for o in vm.get("context_objects", []):
+                if o["type"] == "hwpt-paging":
+                    assert o["id"] in hwpts, "guest %s: HWPT %d referenced by no device: %r" % (name, o["id"], vm)
+            devs = [o for o in vm.get("context_objects", []) if o["type"] == "device"]
+            assert len(devs) == len([d for d in vm["devices"] if d["state"] == "ready"]), vm
+            for d in vm["devices"]:
+                if d["state"] == "ready":
+                    expected_store.add(fdname(vm, d["device"]))
+        else:
+            assert all(d["state"] == "reserved" for d in vm["devices"]), vm
+    for bdf, owner in owners.items():
+        if owner is not None:
+            assert owner in vms and bdf in [d["device"] for d in vms[owner]["devices"]], \
+                "device %s owned by %s, which does not list it" % (bdf, owner)
+    sm.pump()
+    names = sm.names()
+    assert len(names) == len(set(names)), "duplicate fd store entries: %r" % names
+    assert set(names) == expected_store, "fd store %r != expected %r" % (sorted(names), sorted(expected_store))
+    assert not sm.rejected, "notifications systemd would refuse: %r" % sm.rejected
+    assert daemon_held_fds(sm) == len(expected_store), \
+        "daemon holds %d guest fds, registry says %d" % (daemon_held_fds(sm), len(expected_store))
+    with open(os.path.join(sm.broker.runtime_dir, "registry.json")) as f:
+        saved = {v["name"]: v for v in json.load(f)["vms"]}
+    assert set(saved) == set(vms), (sorted(saved), sorted(vms))
+    for name, vm in vms.items():
+        assert saved[name]["uuid"] == vm["uuid"]
+        assert [(d["device"], d["state"]) for d in saved[name]["devices"]] == \
+               [(d["device"], d["state"]) for d in vm["devices"]], (saved[name], vm)
+    return vms, owners
+
+
+def fresh_request_after_ready(sm):
+    """READY=1 means state loaded and socket listening: the very first request is answered."""
+    assert sm.ready
+    c = Client(sm.broker.socket, timeout=5)
+    try:
+        return c.call("vm.list")
+    finally:
+        c.close()
+
+
+def test_ready_only_when_listening():
+    # Not socket-activated: the daemon binds the socket itself. Right after READY=1 a connect must
+    # succeed at the first try, and STATUS= carries the counts; SIGTERM sends STOPPING=1.
+    sm = ServiceManager(socket_activated=False, watchdog_usec=400000)
+    try:
+        sm.start()
+        c = Client(sm.broker.socket, timeout=5)
+        c.call("broker.info")
+        c.close()
+        ready = [f for _, f in sm.messages if f.get("READY") == "1"]
+        assert len(ready) == 1 and "guests" in ready[0].get("STATUS", ""), ready
+        time.sleep(0.6)
+        sm.pump()
+        assert any(f.get("WATCHDOG") == "1" for _, f in sm.messages), "no WATCHDOG=1 with WATCHDOG_USEC set"
+        sm.kill(signal.SIGTERM)
+        assert sm.proc.returncode == 0, sm.proc.returncode
+        assert any(f.get("STOPPING") == "1" for _, f in sm.messages), "no STOPPING=1"
+    finally:
+        sm.close()
+
+
+def test_restart_keeps_every_guest_and_object():
+    root = Cgroup("fdstore")
+    g1, g2 = root.child("g1"), root.child("g2")
+    try:
+        with ServiceManager() as sm:
+            b = sm.broker
+            b.call("vm.create", {"name": "g1", "cgroup": g1.path})
+            b.call("vm.attach", {"vm": "g1", "devices": NEST_VTD})
+            b.call("vm.create", {"name": "g2", "cgroup": g2.path, "options": {"allow_plain": True}})
+            b.call("vm.attach", {"vm": "g2", "device": SMMU})
+            # pending: its cgroup does not exist yet; the device is only reserved
+            b.call("vm.create", {"name": "g3", "cgroup": root.path + "/g3", "options": {"defer": True, "allow_plain": True}})
+            b.call("vm.attach", {"vm": "g3", "device": NO_NEST_VTD})
+            before, owners_before = check_invariants(sm)
+            assert len(sm.store) == 5, sm.names()
+            assert not [p for p, _ in sm.foreign], "workers or others notified: %r" % sm.foreign
+
+            sm.restart(signal.SIGTERM)
+            assert sm.proc.pid != b.proc.pid or True
+            assert len(fresh_request_after_ready(sm)["vms"]) == 3
+            after, owners_after = check_invariants(sm)
+            assert after == before, "guests changed across the restart:\n%r\n%r" % (before, after)
+            assert owners_after == owners_before
+            assert "3 restored" in b.read_log() or "restored" in b.read_log()
+
+            # the handed-back fds work: a fresh vm.fds gives the same objects
+            c = b.client()
+            reply, fds = c.call_full("vm.fds", {"vm": "g1"})
+            c.close()
+            assert "result" in reply, reply
+            assert len(fds) == 3, fds
+            for fd in fds:
+                os.close(fd)
+            assert [d["hwpt_id"] for d in reply["result"]["devices"]] == [d["hwpt_id"] for d in before["g1"]["devices"]]
+
+            # the pending guest becomes ready after the restart, with its reservation
+            g3 = root.child("g3")
+            b.call("vm.detach", {"vm": "g2", "device": SMMU})
+            vm = b.call("vm.attach", {"vm": "g3", "device": SMMU})
+            assert vm["state"] == "ready" and all(d["state"] == "ready" for d in vm["devices"]), vm
+            assert all(d["cgroup"] == g3.path for d in vm["devices"]), vm
+            mid, _ = check_invariants(sm)
+
+            sm.restart(signal.SIGKILL)
+            after, _ = check_invariants(sm)
+            assert after == mid
+    finally:
+        root.remove()
+
+
+def test_kill9_between_operations():
+    # After every acknowledged operation the daemon is killed with SIGKILL and started again
+    # with the fd store: the state is exactly what was acknowledged.
+    root = Cgroup("between")
+    cgs = {n: root.child(n) for n in ("a", "b")}
+    steps = [
+        ("vm.create", {"name": "a", "cgroup": cgs["a"].path}),
+        ("vm.attach", {"vm": "a", "devices": NEST_VTD}),
+        ("vm.create", {"name": "b", "cgroup": cgs["b"].path, "options": {"allow_plain": True}}),
+        ("vm.attach", {"vm": "b", "device": NO_NEST_VTD}),
+        ("vm.detach", {"vm": "a", "device": NEST_VTD[0]}),
+        ("vm.attach", {"vm": "b", "device": NEST_VTD[0]}),
+        ("vm.destroy", {"vm": "a"}),
+        ("vm.attach", {"vm": "b", "device": SMMU}),
+        ("vm.create", {"name": "a", "cgroup": cgs["a"].path}),
+        ("vm.attach", {"vm": "a", "device": NEST_VTD[1]}),
+    ]
+    try:
+        with ServiceManager() as sm:
+            for method, params in steps:
+                sm.broker.call(method, params)
+                want, owners = check_invariants(sm)
+                sm.restart(signal.SIGKILL)
+                got, owners_got = check_invariants(sm)
+                assert got == want, "after %s %r:\nwanted %r\ngot %r" % (method, params, want, got)
+                assert owners_got == owners
+            assert sorted(got) == ["a", "b"] and len(got["b"]["devices"]) == 3
+    finally:
+        root.remove()
+
+
+class Killer(threading.Thread):
+    """SIGKILLs the daemon after a random delay (the main thread keeps operating meanwhile)."""
+
+    def __init__(self, pid, delay):
+        super().__init__(daemon=True)
+        self.pid, self.delay, self.done = pid, delay, threading.Event()
+
+    def run(self):
+        time.sleep(self.delay)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.done.set()
+
+
+def test_kill9_during_operations():
+    # A client creates, attaches, detaches and destroys guests as fast as it can while the daemon
+    # is SIGKILLed at random moments and restarted. Every acknowledged guest and device is there
+    # after each restart; the one operation in flight is either whole or absent; nothing orphaned.
+    rng = random.Random(int(os.environ.get("IFB_SEED", "0")) or int(time.time()))
+    rounds = int(os.environ.get("IFB_KILL_ROUNDS", "12"))
+    root = Cgroup("during")
+    names = ["v%d" % i for i in range(4)]
+    cgs = {n: root.child(n) for n in names}
+    model = {}          # acknowledged: name -> set of devices
+    ops_done = 0
+    try:
+        with ServiceManager() as sm:
+            for rnd in range(rounds):
+                killer = Killer(sm.proc.pid, rng.uniform(0.02, 0.4))
+                killer.start()
+                in_doubt = None
+                while not killer.done.is_set():
+                    free = [d for d in VFIO if all(d not in devs for devs in model.values())]
+                    choice = rng.random()
+                    name = rng.choice(names)
+                    if name not in model:
+                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path, "options": {"allow_plain": True}})
+                    elif choice < 0.45 and free:
+                        picked = rng.sample(free, rng.randint(1, min(2, len(free))))
+                        op = ("vm.attach", {"vm": name, "devices": picked})
+                    elif choice < 0.7 and model[name]:
+                        op = ("vm.detach", {"vm": name, "device": rng.choice(sorted(model[name]))})
+                    else:
+                        op = ("vm.destroy", {"vm": name})
+                    try:
+                        c = Client(sm.broker.socket, timeout=5)
+                        try:
+                            c.call(*op)
+                        finally:
+                            c.close()
+                    except RpcError as e:
+                        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
+                    except (OSError, EOFError, ValueError):
+                        in_doubt = op
+                        break
+                    ops_done += 1
+                    method, p = op
+                    if method == "vm.create":
+                        model[p["name"]] = set()
+                    elif method == "vm.attach":
+                        model[p["vm"]] |= set(p["devices"])
+                    elif method == "vm.detach":
+                        model[p["vm"]].discard(p["device"])
+                    else:
+                        del model[p["vm"]]
+                killer.join()
+                sm.proc.wait()
+                sm.pump()
+                sm.start()
+                vms, _ = check_invariants(sm)
+                got = {n: {d["device"] for d in v["devices"]} for n, v in vms.items()}
+                # everything acknowledged is there, except what the operation in doubt touched
+                doubt_vm = in_doubt and (in_doubt[1].get("name") or in_doubt[1].get("vm"))
+                for n in set(model) | set(got):
+                    if n == doubt_vm:
+                        continue
+                    assert got.get(n) == model.get(n), "round %d: guest %s: acknowledged %r, found %r (in doubt: %r)" \
+                        % (rnd, n, model.get(n), got.get(n), in_doubt)
+                if doubt_vm:
+                    method, p = in_doubt
+                    old = model.get(doubt_vm)
+                    if method == "vm.create":
+                        new = set()
+                    elif method == "vm.attach":
+                        new = old | set(p["devices"])
+                    elif method == "vm.detach":
+                        new = old - {p["device"]}
+                    else:
+                        new = None
+                    assert got.get(doubt_vm) in (old, new), "round %d: %s %r half done: %r" \
+                        % (rnd, method, p, got.get(doubt_vm))
+                model = got
+            assert ops_done > rounds, "too few operations between kills (%d)" % ops_done
+            print("%d operations, %d kills, %d guests at the end" % (ops_done, rounds, len(model)))
+    finally:
+        root.remove()
+
+
+if __name__ == "__main__":
+    run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_kill9_between_operations,
+         test_kill9_during_operations])
