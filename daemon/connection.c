@@ -6,7 +6,9 @@
  * each wake-up reads a bounded number of chunks so one busy client cannot starve the others,
  * and dispatches every complete line. When more than [limits] max-pending replies are waiting
  * to be sent, it stops reading until the peer drains them: a client that pipelines without
- * reading only stalls itself. A frame over [limits] max-frame is answered with a limit error and
+ * reading only stalls itself; lines already read wait in the frame reader and are dispatched as
+ * the replies drain. A peer that shuts down its writing side still gets the replies to what it
+ * sent before the connection is closed. A frame over [limits] max-frame is answered with a limit error and
  * the connection is closed; so is a truncated control message (too many fds) or ancillary data
  * other than SCM_RIGHTS.
  */
@@ -39,6 +41,7 @@ struct IfbConnection {
   guint queued_replies;
   gboolean subscribed;
   gboolean closing;             /* flush what is queued, then close */
+  gboolean eof;                 /* the peer shut down writing: answer what it sent, then close */
   gboolean in_io;               /* inside on_io(), which flushes and updates the watch at its end */
 };
 
@@ -94,7 +97,7 @@ dispatch_frames (IfbConnection *c)
   size_t len;
   IfbFdList *fds;
 
-  while (c->queued_replies < c->manager->config->max_pending &&
+  while (!c->closing && c->queued_replies < c->manager->config->max_pending &&
          ifb_frame_reader_pop (c->reader, &line, &len, &fds)) {
     g_autoptr (json_object) reply = NULL;
     IfbFdList *out_fds = NULL;
@@ -137,12 +140,16 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
       return G_SOURCE_REMOVE;
     }
   }
-  if ((cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !c->closing) {
+  if ((cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !c->closing && !c->eof) {
     for (int i = 0; i < READS_PER_WAKEUP && c->queued_replies < c->manager->config->max_pending; i++) {
       ssize_t n = ifb_frame_reader_recv (c->reader, c->fd);
       if (n == -EAGAIN)
         break;
-      if (n == 0 || (n < 0 && n != -EMSGSIZE && n != -EPROTO)) {
+      if (n == 0) {   /* a half-close (shutdown(SHUT_WR)) still gets its replies */
+        c->eof = TRUE;
+        break;
+      }
+      if (n < 0 && n != -EMSGSIZE && n != -EPROTO) {
         close_now (c);
         return G_SOURCE_REMOVE;
       }
@@ -161,17 +168,24 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
       }
       dispatch_frames (c);
     }
-    dispatch_frames (c);
-    if (!flush (c)) {
-      close_now (c);
-      return G_SOURCE_REMOVE;
-    }
   } else if ((cond & (G_IO_HUP | G_IO_ERR)) && c->closing) {
     close_now (c);
     return G_SOURCE_REMOVE;
   }
 
-  if (c->closing && ifb_frame_writer_is_empty (c->writer)) {
+  /* Lines parked in the reader while max-pending replies waited are dispatched as soon as the
+   * replies drain, whether or not the peer sends anything more. */
+  for (;;) {
+    dispatch_frames (c);
+    if (!flush (c)) {
+      close_now (c);
+      return G_SOURCE_REMOVE;
+    }
+    if (c->closing || !ifb_frame_reader_has_frames (c->reader) || !ifb_frame_writer_is_empty (c->writer))
+      break;
+  }
+
+  if ((c->closing || (c->eof && !ifb_frame_reader_has_frames (c->reader))) && ifb_frame_writer_is_empty (c->writer)) {
     close_now (c);
     return G_SOURCE_REMOVE;
   }
@@ -189,7 +203,7 @@ update_watch (IfbConnection *c)
 {
   GIOCondition want = 0;
 
-  if (!c->closing && c->queued_replies < c->manager->config->max_pending)
+  if (!c->closing && !c->eof && c->queued_replies < c->manager->config->max_pending)
     want |= G_IO_IN;
   if (!ifb_frame_writer_is_empty (c->writer))
     want |= G_IO_OUT;

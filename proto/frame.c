@@ -77,6 +77,12 @@ ifb_frame_reader_pending (const IfbFrameReader *r)
   return r->buf->len;
 }
 
+gboolean
+ifb_frame_reader_has_frames (const IfbFrameReader *r)
+{
+  return r->frames.length > 0;
+}
+
 int
 ifb_frame_reader_feed (IfbFrameReader *r, const char *data, size_t len, const int *fds, size_t n_fds)
 {

@@ -40,6 +40,8 @@ gboolean ifb_frame_reader_pop (IfbFrameReader *r, char **ret_line, size_t *ret_l
 
 /* Bytes buffered that do not yet form a line. */
 size_t ifb_frame_reader_pending (const IfbFrameReader *r);
+/* Complete lines waiting to be popped. */
+gboolean ifb_frame_reader_has_frames (const IfbFrameReader *r);
 
 IfbFrameWriter *ifb_frame_writer_new (void);
 IfbFrameWriter *ifb_frame_writer_free (IfbFrameWriter *w);
