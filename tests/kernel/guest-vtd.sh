@@ -21,7 +21,7 @@ need cgroup-memory    cg_setup
 
 # ---- broker runtime and scenarios ---------------------------------------------------------
 if have libprobe; then step libprobe libprobe; fi
-if have iommufd-probe; then step uapi-probe iommufd-probe --device /dev/vfio/devices/vfio0 --cgroup /sys/fs/cgroup/guest; fi
+if have iommufd-probe; then step uapi-probe iommufd-probe --device /dev/vfio/devices/vfio0 --cgroup /sys/fs/cgroup/guest --daemon-cgroup /sys/fs/cgroup/daemon; fi
 if have ifb-uapi-scenarios; then
     step uapi-scenarios ifb-uapi-scenarios --backend kernel --dev-root /dev --device vfio0
 else

@@ -9,9 +9,12 @@
  *   iommufd-probe --mock                             (mock boot)
  *     IOAS_ALLOC, IOMMU_TEST_OP_MOCK_DOMAIN, HWPT_ALLOC NEST_PARENT (must work), a nested
  *     child (IOMMU_HWPT_DATA_SELFTEST), destroy in kernel order.
- *   --cgroup DIR   move this process into cgroup DIR first; with 64 MiB mapped into the IOAS,
- *                  allocate 8 HWPTs and print the memory.current delta of DIR (the page-table
- *                  charge of HWPT_ALLOC lands in the caller's cgroup).
+ *   --cgroup GUEST_CG [--daemon-cgroup DAEMON_CG]
+ *                  the broker's accounting pattern: this process (in DAEMON_CG) maps 64 MiB into
+ *                  the IOAS, a forked worker joins GUEST_CG and allocates 8 HWPTs on the same
+ *                  iommufd; prints both memory.current deltas. On VT-d the page tables (~1 MiB)
+ *                  must be charged to GUEST_CG and not to DAEMON_CG (asserted); the mock
+ *                  domain's tables are not accounted (printed only).
  * One "iommufd-probe: NAME ok|FAIL ..." line per check; exit 1 on any unexpected result. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -22,6 +25,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/sched.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <linux/iommufd.h>
@@ -101,8 +108,23 @@ static long long memcur(const char *cg)
 /* inside the mock domain's aperture [16 MiB, 2 GiB) and VT-d's */
 #define CHARGE_IOVA (32ull << 20)
 
-/* With 64 MiB mapped into ioas, allocate 8 HWPTs for dev and report the charge to cg. */
-static void charge(const char *cg, uint32_t dev, uint32_t ioas, uint32_t flags)
+static int join_cgroup(const char *cg)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/cgroup.procs", cg);
+    FILE *f = fopen(p, "w");
+    int ok = f && fprintf(f, "%d\n", getpid()) > 0;
+    ok = (f && fclose(f) == 0) && ok;
+    return ok ? 0 : -1;
+}
+
+/* The broker's pattern: this process (the "daemon", in daemon_cg) owns the iommufd and has
+ * 64 MiB mapped in the IOAS; a forked worker moves itself into guest_cg and allocates 8 HWPTs
+ * on the inherited fd, then exits (the objects stay in the context). The page-table charge
+ * must land in guest_cg, not in daemon_cg. With want_kib > 0 the guest delta must reach it and
+ * the daemon delta must stay under a quarter of the guest's (memcg per-CPU batching noise). */
+static void charge(const char *daemon_cg, const char *guest_cg, uint32_t dev, uint32_t ioas,
+                   uint32_t flags, long long want_kib)
 {
     size_t len = 64 << 20;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
@@ -112,24 +134,64 @@ static void charge(const char *cg, uint32_t dev, uint32_t ioas, uint32_t flags)
     }
     int r = map(ioas, p, len, CHARGE_IOVA);
     CHECK("charge-map-64MiB", r == 0, "%s", err(r));
-    long long before = memcur(cg);
+
+    int pfd[2];
     uint32_t h[8];
     int n = 0;
-    for (; n < 8; n++)
-        if (hwpt_alloc(dev, ioas, flags, IOMMU_HWPT_DATA_NONE, NULL, 0, &h[n]))
-            break;
-    long long after = memcur(cg);
-    CHECK("charge-hwpt-alloc-x8", n == 8, "%d allocated%s%s", n, n < 8 ? ": " : "",
-          n < 8 ? strerror(errno) : "");
-    printf("iommufd-probe: charge %s memory.current %lld -> %lld (delta %lld KiB for %d HWPTs over 64 MiB)\n",
-           cg, before, after, (after - before) / 1024, n);
+    if (pipe(pfd)) {
+        CHECK("charge-pipe", 0, "%s", strerror(errno));
+        return;
+    }
+    long long g0 = memcur(guest_cg), d0 = daemon_cg ? memcur(daemon_cg) : -1;
+    /* like the broker: clone3(CLONE_INTO_CGROUP), so the worker is born in the guest's cgroup
+     * and not even its fork-time allocations are charged to the daemon; fork + join otherwise */
+    int cgfd = open(guest_cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct clone_args ca = { .flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cgfd };
+    int joined = 1;
+    pid_t pid = cgfd >= 0 ? (pid_t)syscall(SYS_clone3, &ca, sizeof ca) : -1;
+    if (pid < 0) {
+        joined = 0;
+        pid = fork();
+    }
+    if (pid == 0) {
+        close(pfd[0]);
+        if (!joined && join_cgroup(guest_cg))
+            _exit(3);
+        for (n = 0; n < 8; n++)
+            if (hwpt_alloc(dev, ioas, flags, IOMMU_HWPT_DATA_NONE, NULL, 0, &h[n]))
+                break;
+        if (write(pfd[1], h, n * sizeof h[0]) < 0)
+            _exit(4);
+        _exit(n == 8 ? 0 : 5);
+    }
+    close(pfd[1]);
+    if (cgfd >= 0)
+        close(cgfd);
+    printf("iommufd-probe: charge worker pid %d started with %s\n", (int)pid,
+           joined ? "clone3(CLONE_INTO_CGROUP)" : "fork + cgroup.procs");
+    ssize_t got = read(pfd[0], h, sizeof h);
+    close(pfd[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    n = got > 0 ? (int)(got / sizeof h[0]) : 0;
+    long long g1 = memcur(guest_cg), d1 = daemon_cg ? memcur(daemon_cg) : -1;
+    long long gk = (g1 - g0) / 1024, dk = (d1 - d0) / 1024;
+    CHECK("charge-worker-hwpt-alloc-x8", WIFEXITED(st) && WEXITSTATUS(st) == 0 && n == 8,
+          "worker in %s allocated %d HWPTs (exit %d)", guest_cg, n, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    printf("iommufd-probe: charge guest %s: %lld -> %lld, delta %+lld KiB\n", guest_cg, g0, g1, gk);
+    if (daemon_cg)
+        printf("iommufd-probe: charge daemon %s: %lld -> %lld, delta %+lld KiB\n", daemon_cg, d0, d1, dk);
+    if (want_kib > 0)
+        CHECK("charge-lands-in-guest", gk >= want_kib && (!daemon_cg || dk * 4 < gk),
+              "page tables of %d HWPTs over 64 MiB: guest %+lld KiB (want >= %lld), daemon %+lld KiB", n,
+              gk, want_kib, dk);
     for (int i = 0; i < n; i++)
         destroy(h[i]);
     unmap(ioas, CHARGE_IOVA, len);
     munmap(p, len);
 }
 
-static void vtd(const char *path, const char *cg)
+static void vtd(const char *path, const char *dcg, const char *cg)
 {
     int dfd = open(path, O_RDWR | O_CLOEXEC);
     CHECK("open-cdev", dfd >= 0, "%s: %s", path, dfd < 0 ? strerror(errno) : "fd ok");
@@ -172,7 +234,7 @@ static void vtd(const char *path, const char *cg)
     r = unmap(ioas, 0x100000, 2 << 20);
     CHECK("ioas-unmap", r == 0, "%s", err(r));
     if (cg)
-        charge(cg, b.out_devid, ioas, 0);
+        charge(dcg, cg, b.out_devid, ioas, 0, 512);
     struct vfio_device_detach_iommufd_pt dt = { .argsz = sizeof(dt) };
     r = ioctl(dfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &dt);
     CHECK("detach", r == 0, "%s", err(r));
@@ -186,7 +248,7 @@ static void vtd(const char *path, const char *cg)
     close(dfd);
 }
 
-static void mock(const char *cg)
+static void mock(const char *dcg, const char *cg)
 {
     uint32_t ioas, parent, child;
     int r = ioas_alloc(&ioas);
@@ -208,7 +270,7 @@ static void mock(const char *cg)
     r = hwpt_alloc(idev, parent, 0, IOMMU_HWPT_DATA_SELFTEST, &data, sizeof(data), &child);
     CHECK("hwpt-nested-child", r == 0, "child hwpt=%u of parent %u (%s)", child, parent, err(r));
     if (cg)
-        charge(cg, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT);
+        charge(dcg, cg, idev, ioas, IOMMU_HWPT_ALLOC_NEST_PARENT, 0); /* mock tables: not accounted */
     r = destroy(parent);
     CHECK("destroy-parent-busy", r != 0 && errno == EBUSY, "parent with a child: %s (expected EBUSY)",
           r ? strerror(errno) : "destroyed?!");
@@ -226,39 +288,35 @@ static void mock(const char *cg)
 
 int main(int argc, char **argv)
 {
-    const char *dev = NULL, *cg = NULL;
+    const char *dev = NULL, *cg = NULL, *dcg = NULL;
     int m = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc)
             dev = argv[++i];
         else if (!strcmp(argv[i], "--cgroup") && i + 1 < argc)
             cg = argv[++i];
+        else if (!strcmp(argv[i], "--daemon-cgroup") && i + 1 < argc)
+            dcg = argv[++i];
         else if (!strcmp(argv[i], "--mock"))
             m = 1;
         else {
-            fprintf(stderr, "usage: %s (--device /dev/vfio/devices/vfioN | --mock) [--cgroup DIR]\n", argv[0]);
+            fprintf(stderr, "usage: %s (--device /dev/vfio/devices/vfioN | --mock) [--cgroup GUEST_CG [--daemon-cgroup DAEMON_CG]]\n", argv[0]);
             return 2;
         }
     }
-    if (!dev == !m) {
-        fprintf(stderr, "%s: give exactly one of --device, --mock\n", argv[0]);
+    if (!dev == !m || (dcg && !cg)) {
+        fprintf(stderr, "%s: give exactly one of --device, --mock; --daemon-cgroup needs --cgroup\n", argv[0]);
         return 2;
     }
-    if (cg) {
-        char p[512];
-        snprintf(p, sizeof p, "%s/cgroup.procs", cg);
-        FILE *f = fopen(p, "w");
-        int ok = f && fprintf(f, "%d\n", getpid()) > 0;
-        ok = (f && fclose(f) == 0) && ok;
-        CHECK("join-cgroup", ok, "%s", cg);
-    }
+    if (dcg)
+        CHECK("join-daemon-cgroup", join_cgroup(dcg) == 0, "%s", dcg);
     ifd = open("/dev/iommu", O_RDWR | O_CLOEXEC);
     CHECK("open-iommu", ifd >= 0, "/dev/iommu: %s", ifd < 0 ? strerror(errno) : "fd ok");
     if (ifd < 0)
         return 1;
     if (dev)
-        vtd(dev, cg);
+        vtd(dev, dcg, cg);
     else
-        mock(cg);
+        mock(dcg, cg);
     return failed;
 }
