@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "iommufd-brokerd"
 
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "errors.h"
@@ -40,6 +41,24 @@ apply_arguments (IfbConfig *c, GError **error)
   return TRUE;
 }
 
+/*
+ * Each guest holds 1 + its devices fds, and the daemon keeps them all (4096 guests x 2 devices =
+ * 12288). systemd starts services with a soft RLIMIT_NOFILE of 1024 and a high hard limit, and
+ * expects a program that needs more, and uses no select(), to raise the soft limit itself (as
+ * systemd and dbus-broker do). GLib polls with poll(), not select(). Workers inherit the limit,
+ * and the VMM never sees it (it gets its fds over the socket).
+ */
+static void
+raise_nofile_limit (void)
+{
+  struct rlimit rl;
+  if (getrlimit (RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit (RLIMIT_NOFILE, &rl) < 0)
+      g_message ("Could not raise RLIMIT_NOFILE to %llu, ignoring", (unsigned long long) rl.rlim_max);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -49,6 +68,7 @@ main (int argc, char **argv)
   IfbConfig *config;
 
   ifb_fault_init ();
+  raise_nofile_limit ();
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error)) {
     g_printerr ("iommufd-brokerd: %s\n", error->message);

@@ -8,14 +8,20 @@
  * request (IOAS, then per device BIND, GET_HW_INFO, HWPT_ALLOC, ATTACH).
  *
  *  - Preferred: clone3(CLONE_INTO_CGROUP | CLONE_PIDFD). The child is born in the target cgroup:
- *    no window in which it allocates elsewhere, no cgroup.procs write.
+ *    no window in which it allocates elsewhere, no cgroup.procs write. On x86-64 with
+ *    CLONE_VM | CLONE_VFORK as well, on a stack of its own (as posix_spawn() does): the child
+ *    shares the daemon's memory instead of copying its ~360 mappings and page tables, which made
+ *    a plain-fork worker cost ~2 ms of CPU, most of a guest's setup (tests/bench, issue 9). The
+ *    parent sleeps in clone3() until the child has exited, so the two never run at once; the
+ *    timeout is then the child's own (an ITIMER_REAL whose SIGALRM kills it). Counts of fault
+ *    injection the child touches are put back afterwards (fault.h), as a forked one's were lost.
  *  - Fallback, when clone3 is refused with ENOSYS (systemd's RestrictNamespaces= installs a
  *    seccomp filter that answers ENOSYS to clone3, because its flags cannot be inspected): fork()
  *    a child that blocks on a pipe until the parent has written its pid into the target's
  *    cgroup.procs, then proceeds.
  *
- * The child has fork semantics (its own copy of memory), so it only touches the batch, which
- * lives in a MAP_SHARED anonymous mapping: that is how results come back. Between fork and
+ * The child only touches the batch, which lives in a MAP_SHARED anonymous mapping: that is how
+ * results come back from a child with fork semantics (the fallbacks). Between fork and
  * _exit the child calls only async-signal-safe functions (the uAPI layer does no malloc/stdio).
  * If a step fails the child undoes what it did (detach, destroy HWPTs, destroy a fresh IOAS);
  * binding is undone by the parent closing the device fds, as the kernel unbinds on close.
@@ -34,6 +40,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -191,6 +198,95 @@ spawn_clone3 (int cgroup_dirfd, int *ret_pidfd)
   return pid < 0 ? -errno : (pid_t) pid;
 }
 
+#if defined(__x86_64__)
+#define HAVE_CLONE3_VM 1
+#define WORKER_STACK_SIZE (256u * 1024u)
+#define WORKER_STACK_GUARD 4096u
+
+typedef struct {
+  IfbWorkerBatch *batch;
+  guint timeout_ms;
+} VmChild;
+
+/*
+ * clone3() whose child starts fn(arg) on the stack given in args and exits with its return
+ * value, without ever returning into C code of the parent's stack frames (the same trampoline
+ * as glibc's clone(), which has no clone3 counterpart before glibc 2.39). fn and arg sit in
+ * r8/r9, which the syscall keeps in the child. Returns the pid in the parent, or -errno.
+ */
+static long
+clone3_on_stack (struct ifb_clone_args *args, int (*fn) (void *), void *arg)
+{
+  register int (*r8_fn) (void *) __asm__ ("r8") = fn;
+  register void *r9_arg __asm__ ("r9") = arg;
+  long ret;
+
+  __asm__ volatile ("syscall\n\t"
+                    "test %%rax, %%rax\n\t"
+                    "jnz 1f\n\t"
+                    "xor %%ebp, %%ebp\n\t"     /* child: outermost frame */
+                    "mov %%r9, %%rdi\n\t"
+                    "call *%%r8\n\t"
+                    "mov %%eax, %%edi\n\t"
+                    "mov $60, %%eax\n\t"       /* SYS_exit */
+                    "syscall\n\t"
+                    "ud2\n"
+                    "1:"
+                    : "=a" (ret)
+                    : "0" ((long) SYS_clone3), "D" (args), "S" (sizeof (*args)), "r" (r8_fn), "r" (r9_arg)
+                    : "rcx", "r11", "memory");
+  return ret;
+}
+
+/* The CLONE_VM child. Async-signal-safe only; its timer's SIGALRM (default action) ends it. */
+static int
+vm_child_main (void *data)
+{
+  VmChild *c = data;
+  struct sigaction sa = { .sa_handler = SIG_DFL };
+  struct itimerval it = { .it_value = { .tv_sec = c->timeout_ms / 1000, .tv_usec = (c->timeout_ms % 1000) * 1000 } };
+  sigset_t set;
+
+  sigaction (SIGALRM, &sa, NULL);
+  sigemptyset (&set);
+  sigaddset (&set, SIGALRM);
+  sigprocmask (SIG_UNBLOCK, &set, NULL);
+  setitimer (ITIMER_REAL, &it, NULL);
+  worker_main (c->batch);
+  return 0;
+}
+
+static pid_t
+spawn_clone3_vm (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms, int *ret_pidfd)
+{
+  static uint8_t *stack;        /* one worker at a time (the parent waits in clone3): reused */
+  VmChild c = { .batch = b, .timeout_ms = timeout_ms };
+  struct ifb_clone_args args = {
+    .flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD,
+    .pidfd = (uint64_t) (uintptr_t) ret_pidfd,
+    .exit_signal = SIGCHLD,
+    .cgroup = (uint64_t) cgroup_dirfd,
+  };
+  IfbFaultHits hits;
+  long pid;
+
+  if (!stack) {
+    void *p = mmap (NULL, WORKER_STACK_GUARD + WORKER_STACK_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED)
+      return -errno;
+    mprotect (p, WORKER_STACK_GUARD, PROT_NONE);   /* an overflow faults instead of corrupting */
+    stack = p;
+  }
+  args.stack = (uint64_t) (uintptr_t) (stack + WORKER_STACK_GUARD);
+  args.stack_size = WORKER_STACK_SIZE;
+  ifb_fault_hits_save (&hits);
+  pid = clone3_on_stack (&args, vm_child_main, &c);
+  ifb_fault_hits_restore (&hits);
+  return (pid_t) pid;
+}
+#endif
+
 static gboolean
 wait_child (int pidfd, pid_t pid, guint timeout_ms, GError **error)
 {
@@ -279,6 +375,18 @@ ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint t
   if (mode == IFB_WORKER_MODE_FORK)
     return run_fork_and_move (b, cgroup_dirfd, timeout_ms, error);
 
+#ifdef HAVE_CLONE3_VM
+  pid = spawn_clone3_vm (b, cgroup_dirfd, timeout_ms, &pidfd);
+  if (pid > 0) {
+    n_workers++;
+    b->pid = pid;
+    b->used_fallback = false;
+    return wait_child (pidfd, pid, timeout_ms, error);   /* it has exited: this only reaps */
+  }
+  if (pid != -ENOSYS && pid != -EINVAL)   /* EINVAL: a kernel without CLONE_VM in clone3 here */
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "clone3 into the guest's cgroup");
+  pidfd = -1;
+#endif
   pid = spawn_clone3 (cgroup_dirfd, &pidfd);
   if (pid == -ENOSYS)
     return run_fork_and_move (b, cgroup_dirfd, timeout_ms, error);
