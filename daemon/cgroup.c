@@ -139,6 +139,46 @@ ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dirfd, GErro
   return TRUE;
 }
 
+gboolean
+ifb_cgroup_open_worker_target (int guest_dirfd, int *ret_dirfd, gboolean *ret_leaf, GError **error)
+{
+  char buf[256];
+  ssize_t n = 0;
+  int fd = openat (guest_dirfd, "cgroup.subtree_control", O_RDONLY | O_CLOEXEC);
+  gboolean delegates;
+
+  if (fd >= 0) {
+    n = read (fd, buf, sizeof (buf) - 1);
+    close (fd);
+  }
+  delegates = n > 0 && buf[0] != '\n';
+  if (!delegates) {
+    fd = fcntl (guest_dirfd, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "dup"), FALSE;
+    *ret_dirfd = fd;
+    *ret_leaf = FALSE;
+    return TRUE;
+  }
+  if (mkdirat (guest_dirfd, IFB_CGROUP_WORKER_LEAF, 0755) < 0 && errno != EEXIST)
+    return ifb_error_set_errno (error, IFB_ERROR_CGROUP_INVALID, -errno,
+                                "Creating the worker leaf cgroup '%s'", IFB_CGROUP_WORKER_LEAF), FALSE;
+  fd = openat (guest_dirfd, IFB_CGROUP_WORKER_LEAF, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_CGROUP_INVALID, -errno,
+                                "Opening the worker leaf cgroup '%s'", IFB_CGROUP_WORKER_LEAF), FALSE;
+  *ret_dirfd = fd;
+  *ret_leaf = TRUE;
+  return TRUE;
+}
+
+void
+ifb_cgroup_worker_leaf_remove (int guest_dirfd)
+{
+  if (unlinkat (guest_dirfd, IFB_CGROUP_WORKER_LEAF, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    g_debug ("Removing the worker leaf cgroup: %s", g_strerror (errno));
+}
+
 static gboolean
 parse_cgroup_file (const char *text, char **ret_path)
 {

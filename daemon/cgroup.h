@@ -33,6 +33,18 @@ gboolean ifb_cgroup_path_validate (const char *path, GError **error);
  */
 gboolean ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dirfd, GError **error);
 
+/*
+ * Where a worker for the guest cgroup guest_dirfd goes. cgroup2 keeps processes out of a cgroup
+ * that delegates controllers to children (the "no internal processes" rule: clone3 answers
+ * EBUSY), as a libvirt machine cgroup on a pure cgroup2 host does. Then the worker goes into a
+ * leaf IFB_CGROUP_WORKER_LEAF below it — still inside the guest, so charges land there — which
+ * the caller removes with ifb_cgroup_worker_leaf_remove() once the worker is gone, so the
+ * guest's manager can remove its cgroup. *ret_leaf says whether a leaf is in use.
+ */
+#define IFB_CGROUP_WORKER_LEAF "iommufd-broker-worker"
+gboolean ifb_cgroup_open_worker_target (int guest_dirfd, int *ret_dirfd, gboolean *ret_leaf, GError **error);
+void ifb_cgroup_worker_leaf_remove (int guest_dirfd);
+
 /* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us. */
 gboolean ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error);
 /* pidfd_open() + the above. */

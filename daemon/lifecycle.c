@@ -110,7 +110,8 @@ static gboolean
 run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
 {
   g_autoptr (IfbWorkerBatch) b = ifb_worker_batch_new ();
-  ifb_autofd int cgfd = -1;
+  ifb_autofd int cgfd = -1, target = -1;
+  gboolean leaf = FALSE, ran;
   gboolean new_ctx = vm->iommufd < 0;
   guint pushed = 0;
   gboolean ctx_pushed = FALSE;
@@ -158,7 +159,14 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
   b->ioas_id = vm->ioas_id;
   b->n_devices = n;
 
-  if (!ifb_worker_run (b, cgfd, m->worker_mode, m->config->worker_timeout_ms, error)) {
+  if (!ifb_cgroup_open_worker_target (cgfd, &target, &leaf, error)) {
+    g_prefix_error (error, "Guest '%s': ", vm->name);
+    goto fail;
+  }
+  ran = ifb_worker_run (b, target, m->worker_mode, m->config->worker_timeout_ms, error);
+  if (leaf)
+    ifb_cgroup_worker_leaf_remove (cgfd);
+  if (!ran) {
     g_prefix_error (error, "Guest '%s': ", vm->name);
     goto fail;
   }

@@ -5,7 +5,8 @@ import json
 import os
 import subprocess
 
-from ifbtest import (BUILD, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, RpcError, Skip, as_user, run)
+from ifbtest import (BUILD, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, RpcError, Skip, as_user,
+                     cgroup2_mount, run)
 
 VMM_PEER = os.path.join(BUILD, "tests", "helpers", "vmm-peer")
 NO_CLONE3 = os.path.join(BUILD, "tests", "helpers", "no-clone3")
@@ -315,6 +316,37 @@ def test_deferred_guest_allocates_when_vmm_asks():
         root.remove()
 
 
+def test_delegating_guest_cgroup_gets_a_worker_leaf():
+    # cgroup2 keeps processes out of a cgroup that delegates controllers (libvirt's machine
+    # cgroups on pure cgroup2 hosts): the worker runs in a leaf inside the guest's cgroup, and the
+    # leaf is gone after each batch so the guest's manager can still remove its cgroup.
+    mount_ctl = open(cgroup2_mount() + "/cgroup.controllers").read().split()
+    if not mount_ctl:
+        raise Skip("no controller is available on cgroup2 to delegate")
+    ctl = mount_ctl[0]
+    top = cgroup2_mount() + "/cgroup.subtree_control"
+    enabled_here = ctl not in open(top).read().split()
+    if enabled_here:
+        open(top, "w").write("+" + ctl)
+    root = Cgroup("leaf")
+    try:
+        open(root.full + "/cgroup.subtree_control", "w").write("+" + ctl)
+        guest = root.child("guest")
+        open(guest.full + "/cgroup.subtree_control", "w").write("+" + ctl)
+        with Broker() as b:
+            b.call("vm.create", {"name": "g", "cgroup": guest.path})
+            b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
+            leaf = guest.path + "/iommufd-broker-worker"
+            for o in objects(b, "g"):
+                assert o["cgroup"] == leaf, o
+            assert not os.path.exists(guest.full + "/iommufd-broker-worker")
+            b.call("vm.destroy", {"vm": "g"})
+    finally:
+        root.remove()
+        if enabled_here:
+            open(top, "w").write("-" + ctl)
+
+
 def test_fds_cross_the_socket_and_events():
     # vm.fds delivers real fds (the context memfd and the device files); subscribers get events.
     cg = Cgroup("fds")
@@ -348,4 +380,5 @@ if __name__ == "__main__":
          test_device_refusals_and_ownership, test_cgroup_validation, test_vmm_peer_in_guest_cgroup_gets_fds_and_nests,
          test_unprivileged_uid_changes_nothing, test_failure_injection_leaves_nothing,
          test_fallback_worker_under_seccomp, test_deferred_guest_allocates_when_vmm_asks,
+         test_delegating_guest_cgroup_gets_a_worker_leaf,
          test_fds_cross_the_socket_and_events])
