@@ -6,6 +6,7 @@ Paths come from the environment meson sets: IFB_BUILD_DIR, IFB_SOURCE_DIR."""
 import array
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,6 +20,9 @@ SOURCE = os.environ.get("IFB_SOURCE_DIR", os.path.join(os.path.dirname(__file__)
 DAEMON = os.path.join(BUILD, "daemon", "iommufd-brokerd")
 CTL = os.path.join(BUILD, "client", "iommufdctl")
 TEMPLATE = os.path.join(SOURCE, "tests", "fixtures", "emulated")
+
+# Valgrind makes start-up and shutdown (leak check) slow.
+STOP_TIMEOUT = 120 if os.environ.get("IFB_DAEMON_WRAPPER") else 10
 
 NEST_VTD = ["0000:65:00.0", "0000:66:00.0"]   # VT-d that can nest
 NO_NEST_VTD = "0000:67:00.0"
@@ -105,16 +109,18 @@ class Client:
             self.sock.sendall(data)
 
     def recv_line(self):
-        """One reply line: (text, [fds])."""
+        """One reply line: (text, [fds]). fds belong to the line their chunk's first byte is in."""
         while b"\n" not in self.buf:
             data, fds, flags, _ = socket.recv_fds(self.sock, 65536, 64)
             if not data:
                 raise EOFError("broker closed the connection")
+            if fds:
+                self.fds.append((len(self.buf), fds))
             self.buf += data
-            self.fds += fds
         line, self.buf = self.buf.split(b"\n", 1)
-        fds, self.fds = self.fds, []
-        return line.decode(), fds
+        mine = [f for off, fl in self.fds if off <= len(line) for f in fl]
+        self.fds = [(off - len(line) - 1, fl) for off, fl in self.fds if off > len(line)]
+        return line.decode(), mine
 
     def recv(self):
         line, fds = self.recv_line()
@@ -179,9 +185,13 @@ class Broker:
         self.args = list(args)
         self.preexec = preexec
         self.proc = None
+        self.exit_checked = False
 
     def command(self):
-        return [DAEMON, "--socket", self.socket, "--runtime-dir", self.runtime_dir, "--backend", self.backend,
+        # IFB_DAEMON_WRAPPER (tools/check's valgrind pass) prefixes the daemon, e.g. "valgrind
+        # --error-exitcode=99 ..."; stop() then fails the test on a non-zero exit (see check_exit).
+        wrapper = shlex.split(os.environ.get("IFB_DAEMON_WRAPPER", ""))
+        return wrapper + [DAEMON, "--socket", self.socket, "--runtime-dir", self.runtime_dir, "--backend", self.backend,
                 "--emulated-template", TEMPLATE, "--config", self.config] + self.args
 
     def start(self, wait=True, pass_fds=()):
@@ -194,7 +204,7 @@ class Broker:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout=10):
+    def wait_ready(self, timeout=60 if os.environ.get("IFB_DAEMON_WRAPPER") else 10):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -249,11 +259,22 @@ class Broker:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            if sig == signal.SIGTERM:
+                self.check_exit()
         return self.proc.returncode if self.proc else None
+
+    def check_exit(self):
+        """Under IFB_CHECK_DAEMON_EXIT (tools/check's ASan and valgrind passes) a daemon we stopped
+        with SIGTERM must exit 0: a sanitizer's leak report or valgrind's --error-exitcode
+        otherwise fails the test that ran it, with the report from the daemon's log."""
+        if os.environ.get("IFB_CHECK_DAEMON_EXIT") and self.proc.returncode != 0 and not self.exit_checked:
+            self.exit_checked = True
+            raise AssertionError("daemon exited with %s after SIGTERM (sanitizer/valgrind report?):\n%s"
+                                 % (self.proc.returncode, self.read_log()[-6000:]))
 
     def __enter__(self):
         return self.start()
