@@ -241,6 +241,7 @@ struct ifb_iommu_vdevice_alloc {
 /* IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST): only the mock-domain subset the kernel tier needs. */
 enum {
   IFB_IOMMU_TEST_OP_MOCK_DOMAIN = 2,
+  IFB_IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10,
 };
 
 struct ifb_iommu_test_cmd {
@@ -254,6 +255,9 @@ struct ifb_iommu_test_cmd {
       uint32_t out_hwpt_id;
       uint32_t out_idev_id;
     } mock_domain;
+    struct {
+      uint32_t pt_id;           /* in: the HWPT/IOAS to attach to; out: what it got attached to */
+    } mock_domain_replace;
     /* The largest union member upstream ("dirty"): six 64-bit-aligned words. */
     ifb_aligned_u64 __union_size[6];
   };
@@ -372,6 +376,7 @@ IFB_ASSERT_OFF (ifb_iommu_vdevice_alloc, virt_id, 16);
 IFB_ASSERT_SIZE (ifb_iommu_test_cmd, 72);
 IFB_ASSERT_OFF (ifb_iommu_test_cmd, mock_domain.out_stdev_id, 16);
 IFB_ASSERT_OFF (ifb_iommu_test_cmd, mock_domain.out_idev_id, 24);
+IFB_ASSERT_OFF (ifb_iommu_test_cmd, mock_domain_replace.pt_id, 16);
 IFB_ASSERT_OFF (ifb_iommu_test_cmd, last, 64);
 IFB_ASSERT_SIZE (ifb_vfio_device_bind_iommufd, 16);
 IFB_ASSERT_OFF (ifb_vfio_device_bind_iommufd, iommufd, 8);

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "iommufd-defs.h"
 #include "uapi-private.h"
@@ -400,4 +401,34 @@ ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t io
   if (ret_dev_id)
     *ret_dev_id = cmd.mock_domain.out_idev_id;
   return 0;
+}
+
+int
+ifb_uapi_selftest_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id)
+{
+  struct ifb_iommu_test_cmd cmd = {
+    .size = sizeof cmd,
+    .op = IFB_IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+    .id = stdev_id,
+    .mock_domain_replace.pt_id = pt_id,
+  };
+
+  return ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_TEST_CMD, &cmd);
+}
+
+int
+ifb_uapi_selftest_probe (const IfbUapiBackend *b, int dev_dirfd)
+{
+  /* IOAS id 0 never exists: MOCK_DOMAIN then fails before creating anything. */
+  struct ifb_iommu_test_cmd cmd = { .size = sizeof cmd, .op = IFB_IOMMU_TEST_OP_MOCK_DOMAIN, .id = 0 };
+  int fd, r;
+
+  if (b->emulated)
+    return 0;
+  r = ifb_uapi_open_iommufd (b, dev_dirfd, &fd);
+  if (r < 0)
+    return r;
+  r = ifb_uapi_ioctl (b, fd, IFB_IOMMU_TEST_CMD, &cmd);
+  close (fd);
+  return r == -ENOTTY ? 0 : 1;
 }

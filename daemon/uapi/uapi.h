@@ -120,3 +120,10 @@ int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, si
  */
 int ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
                                    uint32_t *ret_stdev_id, uint32_t *ret_hwpt_id, uint32_t *ret_dev_id);
+/* Move the mock device (stdev_id) to another HWPT or IOAS (IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE);
+ * as iommufd_device_replace(), the old auto-HWPT goes away with its last user. */
+int ifb_uapi_selftest_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id);
+/* Does this backend's kernel offer IOMMU_TEST_CMD? Asks a scratch context (an unknown IOAS id:
+ * a kernel with IOMMUFD_TEST answers ENOENT, one without ENOTTY). 1 yes, 0 no, or -errno when
+ * /dev/iommu cannot be opened. Always 0 on the emulated backend. */
+int ifb_uapi_selftest_probe (const IfbUapiBackend *b, int dev_dirfd);
