@@ -33,6 +33,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pci-device.h"
+#include "selftest-device.h"
 #include "util.h"
 #include "worker.h"
 
@@ -40,7 +41,9 @@
 static void
 release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
 {
-  if (d->fd >= 0 && d->hwpt_id) {
+  if (ifb_selftest_device_name_is (d->bdf))
+    ifb_selftest_device_release (m, vm, d);   /* no device fd to detach: the mock goes first */
+  else if (d->fd >= 0 && d->hwpt_id) {
     int r = ifb_uapi_device_detach (m->backend, d->fd);
     if (r < 0)
       ifb_log_vm (G_LOG_LEVEL_DEBUG, vm, d->bdf, "detach failed: %s", g_strerror (-r));
@@ -141,8 +144,10 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
 
   for (guint i = 0; i < n; i++) {
     IfbVmDevice *d = devs[i];
+    gboolean selftest = ifb_selftest_device_name_is (d->bdf);   /* a dup of the context fd */
     if ((r = ifb_fault_check ("open-device")) < 0 ||
-        (r = ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &d->fd)) < 0) {
+        (r = selftest ? ifb_selftest_device_open (vm, &d->fd)
+                      : ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &d->fd)) < 0) {
       ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening its cdev %s", d->bdf, d->cdev);
       goto fail;
     }
@@ -151,6 +156,7 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
       .want_flags = (vm->options.nest_parent ? IFB_HWPT_NEST_PARENT : 0) |
                     (vm->options.dirty_tracking ? IFB_HWPT_DIRTY_TRACKING : 0),
       .allow_plain = vm->options.allow_plain,
+      .selftest = selftest,
     };
   }
   b->backend = m->backend;
@@ -187,6 +193,7 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
     d->hwpt_id = wd->hwpt_id;
     d->hwpt_flags = wd->hwpt_flags;
     d->hw = wd->info;
+    ifb_selftest_device_adopt (d, wd);
     g_free (d->cgroup);
     d->cgroup = g_strdup (b->cgroup);
     d->worker_pid = b->pid;
@@ -309,6 +316,8 @@ check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError
   const char *driver;
   IfbVm *owner;
 
+  if (ifb_selftest_device_name_is (bdf))
+    return ifb_selftest_device_check (m, vm, bdf, ret_cdev, error);
   if (!ifb_pci_device_lookup (m->sys_dirfd, bdf, &dev, error))
     return FALSE;
   driver = ifb_pci_device_get_driver (dev);

@@ -30,6 +30,7 @@
 #include "libvirt-watch.h"
 #include "manager.h"
 #include "notify.h"
+#include "selftest-device.h"
 #include "server.h"
 #include "state.h"
 #include "util.h"
@@ -167,6 +168,7 @@ ifb_manager_start (IfbManager *m, GError **error)
   if (!choose_backend (m, error))
     return FALSE;
   g_message ("Backend: %s (%s)", ifb_uapi_backend_name (m->backend), m->backend_reason);
+  ifb_selftest_device_probe (m);   /* sets m->selftest_available */
 
   m->cgroups = ifb_cgroup_root_open (&local);
   if (!m->cgroups)

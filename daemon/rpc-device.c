@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* device.list: every PCI device the backend's sysfs shows, with what the IOMMU can do. */
+/* device.list: every PCI device the backend's sysfs shows, with what the IOMMU can do, and the
+ * test-only selftest devices when offered (selftest-device.h). */
 #define G_LOG_DOMAIN "ifb-rpc"
 
 #include "errors.h"
@@ -7,6 +8,7 @@
 #include "params.h"
 #include "pci-device.h"
 #include "rpc.h"
+#include "selftest-device.h"
 #include "util.h"
 #include "vm.h"
 
@@ -89,6 +91,7 @@ ifb_rpc_device_list (IfbCall *call, json_object *params, json_object **ret, GErr
       json_object_object_add (dj, "hw_info_error", json_object_new_string (probe_error));
     json_object_array_add (arr, dj);
   }
+  ifb_selftest_device_list (m, arr);   /* "selftest:N" when offered (test kernels only) */
   o = json_object_new_object ();
   json_object_object_add (o, "devices", arr);
   *ret = o;

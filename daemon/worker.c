@@ -119,8 +119,14 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 {
   for (size_t i = 0; i < upto; i++) {
     IfbWorkerDevice *d = &b->devices[i];
-    if (d->hwpt_id) {
+    if (d->selftest && d->stdev_id) {
+      /* A mock has no fd whose close unbinds it: destroying it detaches and unbinds. */
+      ifb_uapi_destroy (b->backend, b->iommufd, d->stdev_id);
+      d->stdev_id = 0;
+    } else if (d->hwpt_id) {
       ifb_uapi_device_detach (b->backend, d->device_fd);
+    }
+    if (d->hwpt_id) {
       ifb_uapi_destroy (b->backend, b->iommufd, d->hwpt_id);
       d->hwpt_id = 0;
     }
@@ -151,7 +157,10 @@ worker_main (IfbWorkerBatch *b)
     int r;
 
     d->failed_step = IFB_WORKER_STEP_BIND;
-    r = STEP ("bind", ifb_uapi_device_bind (b->backend, d->device_fd, b->iommufd, &d->dev_id));
+    if (d->selftest)   /* MOCK_DOMAIN: the mock, bound and attached to an automatic HWPT on the IOAS */
+      r = STEP ("bind", ifb_uapi_selftest_mock_domain (b->backend, b->iommufd, b->ioas_id, &d->stdev_id, NULL, &d->dev_id));
+    else
+      r = STEP ("bind", ifb_uapi_device_bind (b->backend, d->device_fd, b->iommufd, &d->dev_id));
     if (r == 0) {
       d->failed_step = IFB_WORKER_STEP_HW_INFO;
       r = STEP ("hw-info", ifb_uapi_get_hw_info (b->backend, b->iommufd, d->dev_id, &d->info));
@@ -169,7 +178,8 @@ worker_main (IfbWorkerBatch *b)
     if (r == 0) {
       d->hwpt_flags = flags;
       d->failed_step = IFB_WORKER_STEP_ATTACH;
-      r = STEP ("attach", ifb_uapi_device_attach (b->backend, d->device_fd, d->hwpt_id));
+      r = STEP ("attach", d->selftest ? ifb_uapi_selftest_mock_domain_replace (b->backend, b->iommufd, d->stdev_id, d->hwpt_id)
+                                      : ifb_uapi_device_attach (b->backend, d->device_fd, d->hwpt_id));
       if (r < 0) {
         ifb_uapi_destroy (b->backend, b->iommufd, d->hwpt_id);
         d->hwpt_id = 0;
@@ -177,6 +187,10 @@ worker_main (IfbWorkerBatch *b)
     }
     if (r < 0) {
       d->err = r;
+      if (d->selftest && d->stdev_id) {
+        ifb_uapi_destroy (b->backend, b->iommufd, d->stdev_id);
+        d->stdev_id = 0;
+      }
       b->failed_index = (int) i;
       undo (b, i, b->alloc_ioas);
       return;

@@ -37,7 +37,9 @@ typedef struct {
   int device_fd;
   uint32_t want_flags;          /* IfbHwptFlags */
   bool allow_plain;             /* NEST_PARENT refused -> plain paging HWPT instead */
+  bool selftest;                /* the IOMMUFD_TEST mock instead of device_fd (selftest-device.h) */
   /* out */
+  uint32_t stdev_id;            /* selftest: the mock's object (destroying it unbinds it) */
   int err;                      /* -errno of failed_step */
   IfbWorkerStep failed_step;
   uint32_t dev_id;
