@@ -139,7 +139,7 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 
 /* The worker's body. Async-signal-safe only. */
 static void
-worker_main (IfbWorkerBatch *b)
+worker_steps (IfbWorkerBatch *b)
 {
   ifb_cgroup_self (b->cgroup, sizeof (b->cgroup));
 
@@ -197,6 +197,14 @@ worker_main (IfbWorkerBatch *b)
     }
     d->failed_step = IFB_WORKER_STEP_NONE;
   }
+}
+
+static void
+worker_main (IfbWorkerBatch *b)
+{
+  ifb_uapi_emul_batch_begin ();   /* the emulated backend keeps its table mapped meanwhile */
+  worker_steps (b);
+  ifb_uapi_emul_batch_end ();
 }
 
 static pid_t
@@ -297,6 +305,7 @@ spawn_clone3_vm (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms, int *ret
   ifb_fault_hits_save (&hits);
   pid = clone3_on_stack (&args, vm_child_main, &c);
   ifb_fault_hits_restore (&hits);
+  ifb_uapi_emul_batch_end ();   /* a child killed mid-batch left its mappings in our memory */
   return (pid_t) pid;
 }
 #endif

@@ -399,6 +399,77 @@ ifb_emul_fd_kind (int fd)
 
 static void emul_repair (EmulTable *t);
 
+/*
+ * Performance: a worker issues ~15 ioctls on one context, and mapping the table afresh for each
+ * (mmap, the page faults of a new mapping, munmap with its TLB flush) was about a quarter of a
+ * guest's setup (tests/bench, issue 9). Between ifb_uapi_emul_batch_begin() and _end() the
+ * mapping of each context is kept, keyed by fd and checked by inode so a reused fd number
+ * cannot hit the wrong table. Outside a batch nothing is kept, so the state still dies with the
+ * last fd (a mapping would pin the memfd).
+ */
+static struct {
+  int fd;
+  dev_t dev;
+  ino_t ino;
+  EmulTable *t;
+} emul_maps[4];
+static bool emul_batching;
+
+void
+ifb_uapi_emul_batch_begin (void)
+{
+  emul_batching = true;
+}
+
+void
+ifb_uapi_emul_batch_end (void)
+{
+  emul_batching = false;
+  for (size_t i = 0; i < sizeof emul_maps / sizeof emul_maps[0]; i++)
+    if (emul_maps[i].t) {
+      munmap (emul_maps[i].t, TABLE_SIZE);
+      emul_maps[i].t = NULL;
+    }
+}
+
+static EmulTable *
+emul_map (int fd)
+{
+  struct stat st;
+  size_t i, free_slot = SIZE_MAX;
+  void *p;
+
+  if (!emul_batching || fstat (fd, &st) < 0) {
+    p = mmap (NULL, TABLE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+  }
+  for (i = 0; i < sizeof emul_maps / sizeof emul_maps[0]; i++) {
+    if (emul_maps[i].t && emul_maps[i].fd == fd && emul_maps[i].dev == st.st_dev && emul_maps[i].ino == st.st_ino)
+      return emul_maps[i].t;
+    if (!emul_maps[i].t && free_slot == SIZE_MAX)
+      free_slot = i;
+  }
+  p = mmap (NULL, TABLE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return NULL;
+  if (free_slot != SIZE_MAX) {
+    emul_maps[free_slot].fd = fd;
+    emul_maps[free_slot].dev = st.st_dev;
+    emul_maps[free_slot].ino = st.st_ino;
+    emul_maps[free_slot].t = p;
+  }
+  return p;
+}
+
+static void
+emul_unmap (EmulTable *t)
+{
+  for (size_t i = 0; i < sizeof emul_maps / sizeof emul_maps[0]; i++)
+    if (emul_maps[i].t == t)
+      return;   /* kept until ifb_uapi_emul_batch_end() */
+  munmap (t, TABLE_SIZE);
+}
+
 /* Map the context and take its lock; the caller ends with emul_unlock(). */
 static int
 emul_lock (int fd, EmulTable **ret)
@@ -408,8 +479,8 @@ emul_lock (int fd, EmulTable **ret)
 
   if (!emul_is_context_fd (fd))
     return fcntl (fd, F_GETFD) < 0 ? -EBADF : -ENOTTY;
-  t = mmap (NULL, TABLE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (t == MAP_FAILED)
+  t = emul_map (fd);
+  if (!t)
     return -errno;
   r = pthread_mutex_lock (&t->mutex);
   if (r == EOWNERDEAD) {
@@ -419,7 +490,7 @@ emul_lock (int fd, EmulTable **ret)
     r = 0;
   }
   if (r != 0) {
-    munmap (t, TABLE_SIZE);
+    emul_unmap (t);
     return -r;
   }
   *ret = t;
@@ -430,7 +501,7 @@ static void
 emul_unlock (EmulTable *t)
 {
   pthread_mutex_unlock (&t->mutex);
-  munmap (t, TABLE_SIZE);
+  emul_unmap (t);
 }
 
 int

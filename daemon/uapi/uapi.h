@@ -111,6 +111,10 @@ typedef struct {
 
 /* Fill up to max objects; *ret_n = number of live objects (may exceed max). */
 int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
+/* Emulated backend: keep each context's table mapped from _begin() to _end() (a worker's batch
+ * of ioctls; no fd may be closed and reused in between). Async-signal-safe; no-ops otherwise. */
+void ifb_uapi_emul_batch_begin (void);
+void ifb_uapi_emul_batch_end (void);
 
 /*
  * Kernel tier only: the IOMMUFD_TEST mock device (IOMMU_TEST_CMD / IOMMU_TEST_OP_MOCK_DOMAIN),
