@@ -4,6 +4,7 @@ runner whose closing line is 'N passed, N failed, N skipped'.
 
 Paths come from the environment meson sets: IFB_BUILD_DIR, IFB_SOURCE_DIR."""
 import array
+import glob
 import json
 import os
 import shlex
@@ -191,6 +192,10 @@ class Broker:
         # IFB_DAEMON_WRAPPER (tools/check's valgrind pass) prefixes the daemon, e.g. "valgrind
         # --error-exitcode=99 ..."; stop() then fails the test on a non-zero exit (see check_exit).
         wrapper = shlex.split(os.environ.get("IFB_DAEMON_WRAPPER", ""))
+        if wrapper and os.path.basename(wrapper[0]) == "valgrind":
+            # One log per process: workers fork and _exit() with our heap, so only the daemon's
+            # own log may report leaks (tools/valgrind-check.py, run by check_exit()).
+            wrapper.append("--log-file=%s/valgrind.%%p" % self.tmp)
         return wrapper + [DAEMON, "--socket", self.socket, "--runtime-dir", self.runtime_dir, "--backend", self.backend,
                 "--emulated-template", TEMPLATE, "--config", self.config] + self.args
 
@@ -271,10 +276,17 @@ class Broker:
         """Under IFB_CHECK_DAEMON_EXIT (tools/check's ASan and valgrind passes) a daemon we stopped
         with SIGTERM must exit 0: a sanitizer's leak report or valgrind's --error-exitcode
         otherwise fails the test that ran it, with the report from the daemon's log."""
-        if os.environ.get("IFB_CHECK_DAEMON_EXIT") and self.proc.returncode != 0 and not self.exit_checked:
-            self.exit_checked = True
+        if not os.environ.get("IFB_CHECK_DAEMON_EXIT") or self.exit_checked:
+            return
+        self.exit_checked = True
+        if self.proc.returncode != 0:
             raise AssertionError("daemon exited with %s after SIGTERM (sanitizer/valgrind report?):\n%s"
                                  % (self.proc.returncode, self.read_log()[-6000:]))
+        if glob.glob(os.path.join(self.tmp, "valgrind.*")):
+            r = subprocess.run([sys.executable, os.path.join(SOURCE, "tools", "valgrind-check.py"), self.tmp,
+                                str(self.proc.pid)], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise AssertionError("valgrind reports:\n" + r.stderr[-8000:])
 
     def __enter__(self):
         return self.start()

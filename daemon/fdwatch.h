@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fd watches on one epoll instance, dispatched from a single GSource on the default main context.
+ * A drop-in for g_unix_fd_add()/g_source_remove() where there are thousands of fds: GLib's own
+ * loop polls and checks every source on every iteration (O(connections) per wake-up; with 2000
+ * idle clients the median broker.info latency went from 0.3 to 1.7 ms), epoll only reports the
+ * ready ones. Level-triggered, so a watch behaves exactly like a GUnixFDSource.
+ */
+#pragma once
+
+#include <glib-unix.h>
+
+/* Watch fd for cond (G_IO_IN/G_IO_OUT; HUP and ERR are always reported). The callback returns
+ * G_SOURCE_REMOVE to end the watch. Returns an id > 0, or 0 when epoll refused the fd. */
+guint ifb_fd_watch_add (int fd, GIOCondition cond, GUnixFDSourceFunc func, gpointer data);
+/* Change what a watch waits for (one epoll_ctl). */
+void ifb_fd_watch_update (guint id, GIOCondition cond);
+/* End a watch (also from inside any watch's callback). id 0 is ignored. */
+void ifb_fd_watch_remove (guint id);

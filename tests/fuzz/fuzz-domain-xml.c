@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libFuzzer target: the libvirt hook's domain-XML reader (client/domain-xml.c, libxml2 underneath),
+ * then what the hook derives from it: the machine name and the cgroup path. Oracles beyond
+ * ASan/UBSan: exactly one of a result and an error; a derived cgroup path is absolute.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain-xml.h"
+
+int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (IfbDomainXml) d = NULL;
+  gboolean ok = ifb_domain_xml_parse ((const char *) data, size, &d, &error);
+
+  if (ok != (d != NULL) || ok == (error != NULL))
+    abort ();
+  if (d) {
+    g_autofree char *machine = ifb_domain_machine_name (d->id, d->name ? d->name : "");
+    g_autofree char *cgroup = ifb_domain_cgroup (d);
+    if (machine && strlen (machine) > 64)
+      abort ();
+    if (cgroup && cgroup[0] != '/')
+      abort ();
+  }
+  return 0;
+}
