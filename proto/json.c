@@ -70,6 +70,13 @@ lex_check (const char *s, size_t len, int max_depth, GArray *member_counts, GErr
           parse_fail (error, "control character inside a string");
           goto out;
         }
+        /* json-c turns \u0000 into a NUL inside the string, and every caller reads strings as C
+         * strings: "broker.info\u0000x" ran broker.info and a guest named "a\u0000b" became "a"
+         * (found by tests/integration/test-abuse.py). No protocol string needs a NUL. */
+        if (s[i] == '\\' && len - i >= 6 && memcmp (s + i, "\\u0000", 6) == 0) {
+          parse_fail (error, "\\u0000 (NUL) inside a string");
+          goto out;
+        }
         if (s[i] == '\\')
           i++;
         i++;

@@ -123,6 +123,8 @@ GARBAGE = [
     b'{"jsonrpc":"2.0","method":"broker.info\x01","id":1}',            # raw control character
     b'{"jsonrpc":"2.0","method":"broker.info","id":1}\x00{"x":1}',     # embedded NUL
     b'{"jsonrpc":"2.0","method":"broker.info","id":1} {}',             # trailing data
+    b'{"jsonrpc":"2.0","method":"broker.info\\u0000x","id":1}',        # escaped NUL: ran broker.info
+    b'{"jsonrpc":"2.0","method":"vm.create","params":{"name":"a\\u0000b","cgroup":"/x"},"id":1}',
 ]
 
 
