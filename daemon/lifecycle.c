@@ -11,7 +11,7 @@
  * that restore() can make whole without guessing:
  *   1. the worker allocates (and undoes its own work if a step fails);
  *   2. the new fds go to the fd store (FDSTORE=1);
- *   3. the registry is written (ifb_manager_commit());
+ *   3. the guest's state is written (ifb_manager_commit());
  *   4. the reply is sent.
  * A failure in 2 or 3 is undone here (detach, destroy, close, FDSTOREREMOVE). A crash after 2
  * leaves fds in the store that the registry does not know: restore() closes them, which unbinds
@@ -33,6 +33,7 @@
 #include "log.h"
 #include "notify.h"
 #include "pci-device.h"
+#include "state.h"
 #include "selftest-device.h"
 #include "util.h"
 #include "worker.h"
@@ -295,7 +296,7 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, G
   if (exists && !run_batch (m, vm, NULL, 0, error))
     return FALSE;
 
-  if (!ifb_registry_add (m->registry, vm, error) || !ifb_manager_commit (m, error)) {
+  if (!ifb_registry_add (m->registry, vm, error) || !ifb_manager_commit (m, vm, error)) {
     if (ifb_registry_lookup (m->registry, vm->name) == vm)
       ifb_registry_remove (m->registry, vm);
     release_context (m, vm, TRUE);
@@ -390,7 +391,7 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
                 d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
                   ? " with a plain HWPT (its IOMMU cannot nest)" : "");
   }
-  if (!ifb_manager_commit (m, error)) {
+  if (!ifb_manager_commit (m, vm, error)) {
     for (guint i = 0; i < n; i++) {
       IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
       release_device (m, vm, d, TRUE);
@@ -420,7 +421,7 @@ ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error)
   ifb_registry_release_device (m->registry, bdf);
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, bdf, "Device %s detached from guest '%s'", bdf, vm->name);
   g_ptr_array_remove (vm->devices, d);
-  if (!ifb_manager_commit (m, error))
+  if (!ifb_manager_commit (m, vm, error))
     return FALSE;   /* the device is free either way; the next commit writes it */
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));
@@ -441,7 +442,7 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
     release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
   release_context (m, vm, TRUE);
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
-  if (!ifb_manager_commit (m, &error))
+  if (!ifb_manager_commit_removal (m, vm, &error))
     g_warning ("Writing the registry after destroying '%s': %s", vm->name, error->message);
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));
@@ -463,7 +464,7 @@ ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error)
     return TRUE;
   if (!run_batch (m, vm, (IfbVmDevice **) pending->pdata, pending->len, error))
     return FALSE;
-  if (!ifb_manager_commit (m, error)) {
+  if (!ifb_manager_commit (m, vm, error)) {
     for (guint i = 0; i < pending->len; i++)
       release_device (m, vm, g_ptr_array_index (pending, i), TRUE);
     return FALSE;
@@ -506,6 +507,15 @@ reap_orphans (IfbManager *m, IfbVm *vm)
   }
 }
 
+/* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
+static void
+forget_state (IfbManager *m, IfbVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  if (!ifb_state_remove_vm (m->runtime_dirfd, vm->uuid, &error))
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
+}
+
 void
 ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, guint n_fds)
 {
@@ -513,6 +523,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
   g_autoptr (GPtrArray) kept = g_ptr_array_new ();
   GHashTableIter it;
   gpointer k, v;
+  gboolean changed;
 
   for (guint i = 0; i < n_fds; i++) {
     if (g_hash_table_contains (by_name, names[i])) {
@@ -538,6 +549,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     if (vm->iommufd < 0 && vm->ioas_id) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
                   vm->name);
+      forget_state (m, vm);
       for (guint j = 0; j < vm->devices->len; j++) {
         g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
         int dfd = take_fd (by_name, dn);
@@ -549,6 +561,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
       ifb_vm_free (vm);
       continue;
     }
+    changed = FALSE;
     for (guint j = 0; j < vm->devices->len;) {
       IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
       g_autofree char *dn = ifb_vm_fdname_device (vm, d);
@@ -558,6 +571,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
         if (vm->iommufd >= 0 && d->hwpt_id)
           ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
         g_ptr_array_remove_index (vm->devices, j);
+        changed = TRUE;
         continue;
       }
       if (d->state == IFB_VM_DEVICE_RESERVED && d->fd >= 0) {
@@ -567,6 +581,11 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
         d->fd = ifb_close (d->fd);
       }
       j++;
+    }
+    if (changed) {
+      g_autoptr (GError) error = NULL;
+      if (!ifb_state_save_vm (m->runtime_dirfd, vm, &error))
+        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
     }
     g_ptr_array_add (kept, vm);
   }
@@ -587,6 +606,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     reap_orphans (m, vm);
     if (!ifb_registry_add (m->registry, vm, &error)) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
+      forget_state (m, vm);
       ifb_vm_free (vm);
       continue;
     }

@@ -218,7 +218,7 @@ ifb_manager_start (IfbManager *m, GError **error)
   }
   ifb_lifecycle_restore (m, saved, stored, (char **) stored_names->pdata, stored_names->len);
   g_strfreev (names);
-  if (!ifb_manager_commit (m, error))
+  if (!ifb_manager_commit (m, NULL, error))
     return FALSE;
 
   m->server = ifb_server_new (m, listen_fd, c->socket_path, error);
@@ -247,11 +247,23 @@ ifb_manager_run (IfbManager *m)
 }
 
 gboolean
-ifb_manager_commit (IfbManager *m, GError **error)
+ifb_manager_commit (IfbManager *m, const IfbVm *vm, GError **error)
 {
   g_autofree char *status = NULL;
 
-  if (!ifb_state_save (m->registry, m->runtime_dirfd, error))
+  if (vm && !ifb_state_save_vm (m->runtime_dirfd, vm, error))
+    return FALSE;
+  status = status_line (m);
+  ifb_notify_status (status);
+  return TRUE;
+}
+
+gboolean
+ifb_manager_commit_removal (IfbManager *m, const IfbVm *vm, GError **error)
+{
+  g_autofree char *status = NULL;
+
+  if (!ifb_state_remove_vm (m->runtime_dirfd, vm->uuid, error))
     return FALSE;
   status = status_line (m);
   ifb_notify_status (status);

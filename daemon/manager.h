@@ -51,8 +51,10 @@ gboolean ifb_manager_start (IfbManager *m, GError **error);
 /* Run until SIGTERM/SIGINT. */
 void ifb_manager_run (IfbManager *m);
 
-/* Persist the registry and refresh STATUS=; call after every change. */
-gboolean ifb_manager_commit (IfbManager *m, GError **error);
+/* Persist vm's state (NULL: none changed) and refresh STATUS=; call after every change. */
+gboolean ifb_manager_commit (IfbManager *m, const IfbVm *vm, GError **error);
+/* Forget a destroyed guest's state and refresh STATUS=. */
+gboolean ifb_manager_commit_removal (IfbManager *m, const IfbVm *vm, GError **error);
 /* Send a notification {"method":"event","params":{"event":type,...}} to subscribers. params taken. */
 void ifb_manager_emit (IfbManager *m, const char *type, json_object *params);
 

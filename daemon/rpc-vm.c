@@ -326,7 +326,7 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
                         p.pid, cgroup, vm->name, vm->cgroup), FALSE;
   vm->vmm_pid = (pid_t) p.pid;
-  if (!ifb_lifecycle_realize (call->manager, vm, error) || !ifb_manager_commit (call->manager, error))
+  if (!ifb_lifecycle_realize (call->manager, vm, error) || !ifb_manager_commit (call->manager, vm, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, FALSE);
   return TRUE;

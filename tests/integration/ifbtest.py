@@ -297,6 +297,22 @@ class Broker:
             sys.stderr.write("---- daemon log ----\n%s\n" % self.read_log()[-4000:])
 
 
+def read_state(runtime_dir):
+    """The daemon's saved registry: {"version": N, "vms": [...]} from guests/<uuid>.json, by name;
+    also checks that no temp file of an atomic write is left behind."""
+    d = os.path.join(runtime_dir, "guests")
+    vms, versions = [], set()
+    for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+        assert not name.endswith(".tmp"), "a state write left %s behind" % name
+        with open(os.path.join(d, name)) as f:
+            doc = json.load(f)
+        assert name == doc["vm"]["uuid"] + ".json", name
+        versions.add(doc["version"])
+        vms.append(doc["vm"])
+    return {"version": versions.pop() if len(versions) == 1 else (1 if not versions else versions),
+            "vms": sorted(vms, key=lambda v: v["name"])}
+
+
 def as_user(uid, gid=None):
     os.setgroups([])
     os.setgid(gid if gid is not None else uid)

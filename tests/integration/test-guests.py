@@ -6,7 +6,7 @@ import os
 import subprocess
 
 from ifbtest import (BUILD, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, RpcError, Skip, as_user,
-                     cgroup2_mount, run)
+                     cgroup2_mount, read_state, run)
 
 VMM_PEER = os.path.join(BUILD, "tests", "helpers", "vmm-peer")
 NO_CLONE3 = os.path.join(BUILD, "tests", "helpers", "no-clone3")
@@ -230,20 +230,19 @@ def test_failure_injection_leaves_nothing():
         with Broker() as ref:
             baseline = ref.open_fds()
         for step in CREATE_STEPS:
-            armed = "state-write@2" if step == "state-write" else step   # the 1st write is start-up's
-            with Broker(env={"IFB_FAULT": armed}) as b:
+            with Broker(env={"IFB_FAULT": step}) as b:
                 c = b.client()
                 fds = b.open_fds()
                 e = c.error("vm.create", {"name": "g", "cgroup": cg.path})
                 assert "EIO" == e["data"].get("errno"), (step, e)
                 assert b.call("vm.list")["vms"] == [], step
                 assert b.open_fds() == fds, (step, b.open_fds(), fds)
-                state = json.load(open(os.path.join(b.runtime_dir, "registry.json")))
+                state = read_state(b.runtime_dir)
                 assert state["vms"] == [], (step, state)
         for step in ATTACH_STEPS:
             # steps create also goes through fail only on the attach's turn: the 2nd worker, the
-            # 3rd registry write (start-up, create, attach)
-            armed = {"worker-spawn": "worker-spawn@2", "state-write": "state-write@3"}.get(step, step)
+            # 2nd state write (create, attach)
+            armed = {"worker-spawn": "worker-spawn@2", "state-write": "state-write@2"}.get(step, step)
             with Broker(env={"IFB_FAULT": armed}) as b:
                 c = b.client()
                 c.call("vm.create", {"name": "g", "cgroup": cg.path})
@@ -257,7 +256,7 @@ def test_failure_injection_leaves_nothing():
                 assert b.open_fds() == fds, (step, b.open_fds(), fds)
                 owners = {d["device"]: d["owner"] for d in b.call("device.list")["devices"]}
                 assert owners[NEST_VTD[0]] is None and owners[NEST_VTD[1]] is None, (step, owners)
-                state = json.load(open(os.path.join(b.runtime_dir, "registry.json")))
+                state = read_state(b.runtime_dir)
                 assert [v["devices"] for v in state["vms"]] == [[]], (step, state)
             # the devices are really free again: a clean daemon binds them
             with Broker() as b:
@@ -368,9 +367,8 @@ def test_fds_cross_the_socket_and_events():
             c.call("vm.destroy", {"vm": "g"})
             seen = [ev.recv()[0]["params"]["event"] for _ in range(3)]
             assert seen == ["vm.created", "device.attached", "vm.destroyed"], seen
-            state = json.load(open(os.path.join(b.runtime_dir, "registry.json")))
+            state = read_state(b.runtime_dir)
             assert state["version"] == 1 and state["vms"] == []
-            assert not os.path.exists(os.path.join(b.runtime_dir, "registry.json.tmp"))
     finally:
         cg.remove()
 

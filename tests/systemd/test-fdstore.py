@@ -10,7 +10,7 @@ import threading
 import time
 
 from fdstore import ServiceManager
-from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, run
+from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, read_state, run
 
 VFIO = NEST_VTD + [NO_NEST_VTD, SMMU]
 
@@ -78,8 +78,7 @@ def check_invariants(sm):
     assert not sm.rejected, "notifications systemd would refuse: %r" % sm.rejected
     assert daemon_held_fds(sm) == len(expected_store), \
         "daemon holds %d guest fds, registry says %d" % (daemon_held_fds(sm), len(expected_store))
-    with open(os.path.join(sm.broker.runtime_dir, "registry.json")) as f:
-        saved = {v["name"]: v for v in json.load(f)["vms"]}
+    saved = {v["name"]: v for v in read_state(sm.broker.runtime_dir)["vms"]}
     assert set(saved) == set(vms), (sorted(saved), sorted(vms))
     for name, vm in vms.items():
         assert saved[name]["uuid"] == vm["uuid"]
