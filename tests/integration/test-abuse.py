@@ -19,7 +19,9 @@ so one round disturbed by the machine (other jobs, the abusers' own start-up) ca
 single slowest call of each round is printed but not asserted: on a shared 2-core machine (load
 average 6-8 while this was written) it measures the scheduler, a preempted daemon or client,
 tens of ms even with no abuser; every call must still be answered (the client's 10 s timeout).
-Under IFB_DAEMON_WRAPPER (valgrind) the figures are printed, not asserted.
+In tools/check's ASan and valgrind passes (IFB_CHECK_DAEMON_EXIT, IFB_DAEMON_WRAPPER) the figures
+are printed, not asserted: there the daemon runs 3-50x slower while the abusers do not, so it is
+saturated by design; those passes check behaviour, memory and fds.
 """
 import json
 import os
@@ -38,6 +40,7 @@ ROUNDS = 5
 ROUND_S = 3.0
 CALL_GAP_S = 0.005
 WRAPPED = bool(os.environ.get("IFB_DAEMON_WRAPPER"))
+TIMING = not WRAPPED and not os.environ.get("IFB_CHECK_DAEMON_EXIT")   # a sanitizer/valgrind pass
 CONFIG = "[limits]\nmax-frame=%d\nmax-connections=8192\nmax-connections-per-uid=8192\n" % MAX_FRAME
 PARSE_ERROR = -32700
 
@@ -317,7 +320,7 @@ def test_abuse_while_serving():
         assert after == baseline, "fd leak: %d before, %d after\n%s" % (baseline, after, os.listdir("/proc/%d/fd" % b.proc.pid))
         for name in totals:
             assert totals[name] > 0, "abuser %s never completed an action" % name
-        if not WRAPPED:
+        if TIMING:
             assert statistics.median(medians) <= 3 * idle_median, \
                 "median latency under abuse %s > 3x the idle median %s" % (ms(statistics.median(medians)), ms(idle_median))
 
