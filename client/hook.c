@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * iommufd-broker-hook: the libvirt QEMU hook (installed into /etc/libvirt/hooks/qemu.d/).
+ * iommufd-broker-hook-xml: the XML-reading half of the libvirt QEMU hook. The hook itself
+ * (hook-front.c, in /etc/libvirt/hooks/qemu.d/) handles what needs no parser and execs this
+ * program (from libexecdir) for prepare and reconnect; it also handles every operation itself.
  *
  * Theory of operation
  *
@@ -31,77 +33,14 @@
 #include <unistd.h>
 
 #include "domain-xml.h"
+#include "hook-common.h"
 #include "errors.h"
 #include "ifb-config.h"
 #include "json.h"
 #include "rpc-client.h"
 #include "util.h"
 
-#define MAX_XML (16u << 20)
-#define PREFIX "iommufd-broker: "
-
-static char *
-read_stdin (size_t *ret_len)
-{
-  GString *s = g_string_new (NULL);
-  char buf[65536];
-  ssize_t n;
-
-  while ((n = read (STDIN_FILENO, buf, sizeof (buf))) != 0) {
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      break;
-    }
-    if (s->len + (size_t) n > MAX_XML)
-      break;
-    g_string_append_len (s, buf, n);
-  }
-  *ret_len = s->len;
-  return g_string_free (s, FALSE);
-}
-
-static char *
-socket_path (void)
-{
-  const char *env = g_getenv ("IOMMUFD_BROKER_SOCKET");
-  const char *conf = g_getenv ("IOMMUFD_BROKER_CONFIG");
-  g_autoptr (GKeyFile) kf = g_key_file_new ();
-  char *s;
-
-  if (env && *env)
-    return g_strdup (env);
-  if (g_key_file_load_from_file (kf, conf && *conf ? conf : IFB_CONFIG_FILE, G_KEY_FILE_NONE, NULL) &&
-      (s = g_key_file_get_string (kf, "broker", "socket", NULL)) && *s)
-    return s;
-  return g_strdup (IFB_DEFAULT_SOCKET);
-}
-
-static int
-fail (const char *what, const GError *error)
-{
-  fprintf (stderr, PREFIX "%s%s%s\n", what ? what : "", what ? ": " : "", error->message);
-  return 1;
-}
-
-static gboolean
-call (IfbRpcClient *c, const char *method, json_object *params, json_object **ret, GError **error)
-{
-  g_autoptr (json_object) r = NULL;
-  if (!ifb_rpc_client_call (c, method, params, NULL, &r, NULL, error))
-    return FALSE;
-  if (ret)
-    *ret = g_steal_pointer (&r);
-  return TRUE;
-}
-
-static json_object *
-vm_param (const char *name)
-{
-  json_object *p = json_object_new_object ();
-  json_object_object_add (p, "vm", json_object_new_string (name));
-  return p;
-}
+#define PREFIX IFB_HOOK_PREFIX
 
 static void
 add_tri (json_object *o, const char *key, IfbTri t)
@@ -127,54 +66,22 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   add_tri (o, "allow_plain", d->allow_plain);
   add_tri (o, "dirty_tracking", d->dirty_tracking);
   json_object_object_add (p, "options", o);
-  if (!call (c, "vm.create", p, NULL, error))
+  if (!ifb_hook_call (c, "vm.create", p, NULL, error))
     return FALSE;
   if (d->devices->len == 0)
     return TRUE;
 
-  p = vm_param (d->name);
+  p = ifb_hook_vm_param (d->name);
   {
     json_object *a = json_object_new_array ();
     for (guint i = 0; i < d->devices->len; i++)
       json_object_array_add (a, json_object_new_string (g_ptr_array_index (d->devices, i)));
     json_object_object_add (p, "devices", a);
   }
-  if (call (c, "vm.attach", p, NULL, error))
+  if (ifb_hook_call (c, "vm.attach", p, NULL, error))
     return TRUE;
-  call (c, "vm.destroy", vm_param (d->name), NULL, &undo);
+  ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name), NULL, &undo);
   return FALSE;
-}
-
-static gboolean
-read_pid (const char *name, gint64 *ret_pid, GError **error)
-{
-  const char *dir = g_getenv ("IFB_HOOK_LIBVIRT_QEMU_RUN_DIR");
-  g_autofree char *path = g_strdup_printf ("%s/%s.pid", dir && *dir ? dir : "/run/libvirt/qemu", name);
-  g_autofree char *text = NULL;
-  g_autoptr (GError) local = NULL;
-  char *end;
-  gint64 pid;
-
-  if (!g_file_get_contents (path, &text, NULL, &local))
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Reading QEMU's pid: %s", local->message), FALSE;
-  pid = g_ascii_strtoll (g_strstrip (text), &end, 10);
-  if (*end || pid <= 0 || pid > G_MAXINT32)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "%s does not hold a pid", path), FALSE;
-  *ret_pid = pid;
-  return TRUE;
-}
-
-static gboolean
-started (IfbRpcClient *c, const char *name, GError **error)
-{
-  json_object *p;
-  gint64 pid;
-
-  if (!read_pid (name, &pid, error))
-    return FALSE;
-  p = vm_param (name);
-  json_object_object_add (p, "pid", json_object_new_int64 (pid));
-  return call (c, "vm.started", p, NULL, error);
 }
 
 static int
@@ -189,30 +96,18 @@ op_prepare (IfbRpcClient *c, const IfbDomainXml *d)
                             "is unknown\n", d->name), 1;
   /* A guest left over from a run whose release hook was missed (the watcher normally reaps it):
    * the same domain (same UUID) may replace it; anything else keeps its name. */
-  if (call (c, "vm.show", vm_param (d->name), &old, NULL)) {
+  if (ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name), &old, NULL)) {
     const char *uuid = json_object_get_string (ifb_json_get (old, "uuid"));
     if (!d->uuid || g_ascii_strcasecmp (uuid, d->uuid) != 0)
       return fprintf (stderr, PREFIX "domain '%s': the broker already has a guest of that name with UUID %s\n",
                       d->name, uuid), 1;
     fprintf (stderr, PREFIX "domain '%s': replacing a stale guest of the same UUID (its release was missed)\n", d->name);
-    if (!call (c, "vm.destroy", vm_param (d->name), NULL, &error))
-      return fail (d->name, error);
+    if (!ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name), NULL, &error))
+      return ifb_hook_fail (d->name, error);
   }
   if (!create_guest (c, d, cgroup, &error))
-    return fail (d->name, error);
+    return ifb_hook_fail (d->name, error);
   return 0;
-}
-
-static int
-op_release (IfbRpcClient *c, const IfbDomainXml *d)
-{
-  g_autoptr (GError) error = NULL;
-
-  if (call (c, "vm.destroy", vm_param (d->name), NULL, &error) ||
-      g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
-    return 0;
-  fail (d->name, error);
-  return 0;   /* nothing to abort at release; the watcher reconciles */
 }
 
 static int
@@ -221,18 +116,18 @@ op_reconnect (IfbRpcClient *c, const IfbDomainXml *d)
   g_autoptr (GError) error = NULL;
   g_autoptr (json_object) vm = NULL;
 
-  if (!call (c, "vm.show", vm_param (d->name), &vm, &error)) {
+  if (!ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name), &vm, &error)) {
     g_autofree char *cgroup = ifb_domain_cgroup (d);
     if (!g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM) || !cgroup)
-      return fail (d->name, error), 0;
+      return ifb_hook_fail (d->name, error), 0;
     g_clear_error (&error);
     fprintf (stderr, PREFIX "domain '%s' is running but the broker has no guest for it: re-creating it "
                             "and reserving its devices (QEMU keeps the fds it has)\n", d->name);
     if (!create_guest (c, d, cgroup, &error))
-      return fail (d->name, error), 0;
+      return ifb_hook_fail (d->name, error), 0;
   }
-  if (!started (c, d->name, &error))
-    fail (d->name, error);
+  if (!ifb_hook_started (c, d->name, &error))
+    ifb_hook_fail (d->name, error);
   return 0;
 }
 
@@ -253,7 +148,7 @@ main (int argc, char **argv)
     return 2;
   }
   op = argv[2];
-  xml = read_stdin (&len);
+  xml = ifb_hook_read_stdin (&len);
   if (strcmp (op, "migrate") == 0 || strcmp (op, "restore") == 0) {
     /* libvirt uses what we print as the XML; unchanged is what we want. */
     return fwrite (xml, 1, len, stdout) == len && fflush (stdout) == 0 ? 0 : 1;
@@ -264,23 +159,23 @@ main (int argc, char **argv)
 
   if (!ifb_domain_xml_parse (xml, len, &d, &error)) {
     /* Only prepare can refuse; a broken XML later on must not kill a running guest. */
-    fail (argv[1], error);
+    ifb_hook_fail (argv[1], error);
     return strcmp (op, "prepare") == 0 ? 1 : 0;
   }
   if (!d->has_broker)
     return 0;
 
-  sock = socket_path ();
+  sock = ifb_hook_socket_path ();
   c = ifb_rpc_client_connect (sock, &error);
   if (!c) {
-    fail (d->name, error);
+    ifb_hook_fail (d->name, error);
     return strcmp (op, "prepare") == 0 || strcmp (op, "started") == 0 ? 1 : 0;
   }
   if (strcmp (op, "prepare") == 0)
     return op_prepare (c, d);
   if (strcmp (op, "started") == 0)
-    return started (c, d->name, &error) ? 0 : fail (d->name, error);
+    return ifb_hook_started (c, d->name, &error) ? 0 : ifb_hook_fail (d->name, error);
   if (strcmp (op, "release") == 0)
-    return op_release (c, d);
+    return ifb_hook_release (c, d->name);
   return op_reconnect (c, d);
 }

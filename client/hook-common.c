@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What both halves of the libvirt hook share (hook-front.c, hook.c): stdin, the socket, calls. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "hook-common.h"
+#include "ifb-config.h"
+#include "json.h"
+#include "util.h"
+
+#define MAX_XML (16u << 20)
+
+char *
+ifb_hook_read_stdin (size_t *ret_len)
+{
+  GString *s = g_string_new (NULL);
+  char buf[65536];
+  ssize_t n;
+
+  while ((n = read (STDIN_FILENO, buf, sizeof (buf))) != 0) {
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (s->len + (size_t) n > MAX_XML)
+      break;
+    g_string_append_len (s, buf, n);
+  }
+  *ret_len = s->len;
+  return g_string_free (s, FALSE);
+}
+
+char *
+ifb_hook_socket_path (void)
+{
+  const char *env = g_getenv ("IOMMUFD_BROKER_SOCKET");
+  const char *conf = g_getenv ("IOMMUFD_BROKER_CONFIG");
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  char *s;
+
+  if (env && *env)
+    return g_strdup (env);
+  if (g_key_file_load_from_file (kf, conf && *conf ? conf : IFB_CONFIG_FILE, G_KEY_FILE_NONE, NULL) &&
+      (s = g_key_file_get_string (kf, "broker", "socket", NULL)) && *s)
+    return s;
+  return g_strdup (IFB_DEFAULT_SOCKET);
+}
+
+int
+ifb_hook_fail (const char *what, const GError *error)
+{
+  fprintf (stderr, IFB_HOOK_PREFIX "%s%s%s\n", what ? what : "", what ? ": " : "", error->message);
+  return 1;
+}
+
+gboolean
+ifb_hook_call (IfbRpcClient *c, const char *method, json_object *params, json_object **ret, GError **error)
+{
+  g_autoptr (json_object) r = NULL;
+  if (!ifb_rpc_client_call (c, method, params, NULL, &r, NULL, error))
+    return FALSE;
+  if (ret)
+    *ret = g_steal_pointer (&r);
+  return TRUE;
+}
+
+json_object *
+ifb_hook_vm_param (const char *name)
+{
+  json_object *p = json_object_new_object ();
+  json_object_object_add (p, "vm", json_object_new_string (name));
+  return p;
+}
+
+static gboolean
+read_pid (const char *name, gint64 *ret_pid, GError **error)
+{
+  const char *dir = g_getenv ("IFB_HOOK_LIBVIRT_QEMU_RUN_DIR");
+  g_autofree char *path = g_strdup_printf ("%s/%s.pid", dir && *dir ? dir : "/run/libvirt/qemu", name);
+  g_autofree char *text = NULL;
+  g_autoptr (GError) local = NULL;
+  char *end;
+  gint64 pid;
+
+  if (!g_file_get_contents (path, &text, NULL, &local))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Reading QEMU's pid: %s", local->message), FALSE;
+  pid = g_ascii_strtoll (g_strstrip (text), &end, 10);
+  if (*end || pid <= 0 || pid > G_MAXINT32)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "%s does not hold a pid", path), FALSE;
+  *ret_pid = pid;
+  return TRUE;
+}
+
+gboolean
+ifb_hook_started (IfbRpcClient *c, const char *name, GError **error)
+{
+  json_object *p;
+  gint64 pid;
+
+  if (!read_pid (name, &pid, error))
+    return FALSE;
+  p = ifb_hook_vm_param (name);
+  json_object_object_add (p, "pid", json_object_new_int64 (pid));
+  return ifb_hook_call (c, "vm.started", p, NULL, error);
+}
+
+int
+ifb_hook_release (IfbRpcClient *c, const char *name)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (name), NULL, &error) ||
+      g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
+    return 0;
+  ifb_hook_fail (name, error);
+  return 0;   /* nothing to abort at release; the watcher reconciles */
+}
+
