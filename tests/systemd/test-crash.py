@@ -1,0 +1,114 @@
+"""Crash test (issue 8): kill -9 at random points during a mixed workload of 256 guests, each
+restart going through the fd-store harness (fdstore.py, systemd's role). After every restart:
+each acknowledged guest is there with exactly its acknowledged devices (the one operation in
+flight is whole or absent), nothing half-made remains, and the daemon's fds match the registry."""
+import importlib.util
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+from fdstore import ServiceManager
+from ifbtest import SOURCE, Broker, Cgroup, Client, RpcError, run
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("fdstore_tests", os.path.join(HERE, "test-fdstore.py"))
+fdstore_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fdstore_tests)
+check_invariants = fdstore_tests.check_invariants
+Killer = fdstore_tests.Killer
+
+GUESTS = int(os.environ.get("IFB_CRASH_GUESTS", "256"))
+ROUNDS = int(os.environ.get("IFB_CRASH_ROUNDS", "8"))
+
+
+def test_kill9_during_mixed_workload_of_256_guests():
+    # See the module docstring; the model is what the daemon acknowledged.
+    rng = random.Random(int(os.environ.get("IFB_SEED", "0")) or int(time.time()))
+    tmpl = tempfile.mkdtemp(prefix="ifbcrash-tmpl-")
+    devices = subprocess.run([sys.executable, os.path.join(SOURCE, "tests", "bench", "gen-template.py"),
+                              os.path.join(tmpl, "t"), str(GUESTS * 2)],
+                             check=True, capture_output=True, text=True).stdout.split()
+    root = Cgroup("crash")
+    names = ["g%03d" % i for i in range(GUESTS)]
+    cgs = {}
+    model = {}
+    ops = kills = 0
+    broker = Broker(args=["--emulated-template", os.path.join(tmpl, "t")],
+                    config="[limits]\nmax-vms=%d\n" % (GUESTS + 8))
+    try:
+        with ServiceManager(broker=broker) as sm:
+            for rnd in range(ROUNDS):
+                killer = Killer(sm.proc.pid, rng.uniform(0.05, 1.5))
+                killer.start()
+                in_doubt = None
+                while not killer.done.is_set():
+                    owned = set().union(*model.values()) if model else set()
+                    free = [d for d in devices if d not in owned]
+                    name = rng.choice(names)
+                    r = rng.random()
+                    if name not in model:
+                        if name not in cgs:
+                            cgs[name] = root.child(name)
+                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path})
+                    elif r < 0.5 and free and len(model[name]) < 4:
+                        op = ("vm.attach", {"vm": name, "devices": rng.sample(free, rng.randint(1, min(2, len(free))))})
+                    elif r < 0.75 and model[name]:
+                        op = ("vm.detach", {"vm": name, "device": rng.choice(sorted(model[name]))})
+                    elif r < 0.8:
+                        op = ("vm.destroy", {"vm": name})
+                    else:
+                        op = ("vm.show", {"vm": name})
+                    try:
+                        c = Client(sm.broker.socket, timeout=10)
+                        try:
+                            c.call(*op)
+                        finally:
+                            c.close()
+                    except RpcError as e:
+                        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
+                    except (OSError, EOFError, ValueError):
+                        in_doubt = op
+                        break
+                    ops += 1
+                    method, p = op
+                    if method == "vm.create":
+                        model[p["name"]] = set()
+                    elif method == "vm.attach":
+                        model[p["vm"]] |= set(p["devices"])
+                    elif method == "vm.detach":
+                        model[p["vm"]].discard(p["device"])
+                    elif method == "vm.destroy":
+                        del model[p["vm"]]
+                killer.join()
+                kills += 1
+                sm.proc.wait()
+                sm.pump()
+                sm.start()
+                vms, _ = check_invariants(sm)
+                got = {n: {d["device"] for d in v["devices"]} for n, v in vms.items()}
+                doubt_vm = in_doubt and (in_doubt[1].get("name") or in_doubt[1].get("vm"))
+                for n in set(model) | set(got):
+                    if n != doubt_vm:
+                        assert got.get(n) == model.get(n), "round %d: guest %s: acknowledged %r, found %r" \
+                            % (rnd, n, model.get(n), got.get(n))
+                if doubt_vm:
+                    method, p = in_doubt
+                    old = model.get(doubt_vm)
+                    new = {"vm.create": set(), "vm.attach": (old or set()) | set(p.get("devices", [])),
+                           "vm.detach": (old or set()) - {p.get("device")}, "vm.destroy": None,
+                           "vm.show": old}[method]
+                    assert got.get(doubt_vm) in (old, new), "round %d: %s %r half done: %r" % (rnd, method, p, got.get(doubt_vm))
+                model = got
+            print("%d acknowledged operations, %d kills, %d guests with %d devices at the end"
+                  % (ops, kills, len(model), sum(len(d) for d in model.values())))
+            assert len(model) >= min(GUESTS // 2, 64), "the workload never got near %d guests" % GUESTS
+    finally:
+        root.remove()
+        subprocess.run(["rm", "-rf", tmpl])
+
+
+if __name__ == "__main__":
+    run([test_kill9_during_mixed_workload_of_256_guests])
