@@ -159,3 +159,101 @@ daemon_stop() {
 
 # have PROGRAM: is it in the initramfs?
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---- results, the broker's CLI and the VMM stand-in ----------------------------------------
+
+# result TEXT: a headline of this boot; run.sh repeats every "IFB-RESULT" line in its summary
+result() { echo "IFB-RESULT $*"; }
+
+export IOMMUFD_BROKER_SOCKET=$IFB_SOCKET
+ctl() { iommufdctl --socket "$IFB_SOCKET" "$@"; }
+
+# json_int KEY: the first integer value of "KEY" in the JSON on stdin
+json_int() { sed -n "s/.*\"$1\": *\([0-9-]*\).*/\1/p" | head -n1; }
+
+# find_pci_all VENDOR DEVICE COUNT -> PCI_BDFS: every matching device; at least COUNT of them
+find_pci_all() {
+    PCI_BDFS=""
+    for _d in /sys/bus/pci/devices/*; do
+        [ "$(cat "$_d/vendor")" = "$1" ] && [ "$(cat "$_d/device")" = "$2" ] && PCI_BDFS="$PCI_BDFS ${_d##*/}"
+    done
+    PCI_BDFS=${PCI_BDFS# }
+    _n=$(echo $PCI_BDFS | wc -w)
+    [ "$_n" -ge "$3" ] || { fail "want $3 PCI devices $1:$2, found $_n; devices:"; ls /sys/bus/pci/devices >&2; return 1; }
+    echo "PCI $1:$2 at: $PCI_BDFS"
+}
+
+# refused ERROR-NAME CMD...: CMD must fail and say [ERROR-NAME] (the broker's stable error name)
+refused() {
+    _want=$1; shift
+    if "$@" >/tmp/ifb-refused.out 2>&1; then
+        cat /tmp/ifb-refused.out; fail "expected a refusal [$_want], but it succeeded"; return 1
+    fi
+    cat /tmp/ifb-refused.out
+    grep -q "\[$_want[],]" /tmp/ifb-refused.out || { fail "refused, but not with [$_want]"; return 1; }
+}
+
+# vmm_start VM ARGS...: vmm-peer (the VMM stand-in: vm.fds, then uAPI calls on the fds) started
+# inside the guest's cgroup; waits for its JSON line (it then sleeps if given --hold).
+# Sets VMM_PID and VMM_JSON.
+IFB_VMM_OUT=/tmp/vmm-peer.out
+vmm_start() {
+    : >"$IFB_VMM_OUT"
+    sh -c 'echo $$ > /sys/fs/cgroup/guest/cgroup.procs && exec vmm-peer "$@"' sh "$IFB_SOCKET" "$@" >"$IFB_VMM_OUT" 2>&1 &
+    VMM_PID=$!
+    _i=0
+    while ! grep -q '^{' "$IFB_VMM_OUT"; do
+        if ! kill -0 "$VMM_PID" 2>/dev/null; then break; fi
+        _i=$((_i + 1))
+        [ $_i -gt 1200 ] && { fail "vmm-peer printed nothing within 120s"; break; }
+        sleep 0.1
+    done
+    VMM_JSON=$(grep '^{' "$IFB_VMM_OUT" | head -n1)
+    echo "vmm-peer pid $VMM_PID ($(cat /proc/$VMM_PID/cgroup 2>/dev/null || echo exited)):"
+    cat "$IFB_VMM_OUT"
+    echo "$VMM_JSON" | grep -q '"ok": *true'
+}
+
+# vmm_stop: end the vmm-peer this script started (its fds close; the broker keeps its own)
+vmm_stop() {
+    [ -n "${VMM_PID:-}" ] || return 0
+    kill "$VMM_PID" 2>/dev/null
+    wait "$VMM_PID" 2>/dev/null
+    echo "vmm-peer $VMM_PID stopped"
+    VMM_PID=""
+}
+
+# ---- memory accounting -------------------------------------------------------------------
+
+# cg_mem CGROUP: "memory.current sec_pagetables kernel" in bytes
+cg_mem() {
+    echo "$(cat "$1/memory.current") $(awk '$1 == "sec_pagetables" { print $2 }' "$1/memory.stat")" \
+         "$(awk '$1 == "kernel" { print $2 }' "$1/memory.stat")"
+}
+
+# charged_attach VM BDF MIN_GUEST_KIB: `vm attach VM BDF` while reading the guest's and the
+# daemon's cgroups before and after. Asserts the new HWPT's page tables were charged to the
+# guest (memory.current and sec_pagetables deltas >= MIN_GUEST_KIB) and not to the daemon
+# (sec_pagetables and kernel deltas < 64 KiB). The daemon's memory.current may move by up to
+# one charge batch (MEMCG_CHARGE_BATCH = 64 pages, 256 KiB: a cgroup's per-CPU stock is refilled
+# 64 pages at a time, here for its own small allocations such as the state file on tmpfs), so
+# it is only held to <= 320 KiB: one batch plus slack, well under the HWPT's tables.
+charged_attach() {
+    _vm=$1 _bdf=$2 _min=$3
+    _g=/sys/fs/cgroup/guest _d=/sys/fs/cgroup/daemon
+    _g0=$(cg_mem $_g) _d0=$(cg_mem $_d)
+    ctl vm attach "$_vm" "$_bdf" || { fail "vm attach $_vm $_bdf failed"; return 1; }
+    _g1=$(cg_mem $_g) _d1=$(cg_mem $_d)
+    echo "guest  $_g  before: $_g0  after: $_g1  (memory.current sec_pagetables kernel)"
+    echo "daemon $_d before: $_d0  after: $_d1"
+    awk -v g0="$_g0" -v g1="$_g1" -v d0="$_d0" -v d1="$_d1" -v min="$_min" '
+    function kib(a, b, i,   x, y) { split(a, x); split(b, y); return (y[i] - x[i]) / 1024 }
+    BEGIN {
+        gc = kib(g0, g1, 1); gp = kib(g0, g1, 2); gk = kib(g0, g1, 3)
+        dc = kib(d0, d1, 1); dp = kib(d0, d1, 2); dk = kib(d0, d1, 3)
+        printf "IFB-RESULT accounting: guest cgroup delta %+d KiB (sec_pagetables %+d KiB, kernel %+d KiB); daemon cgroup delta %+d KiB (sec_pagetables %+d KiB, kernel %+d KiB)\n", gc, gp, gk, dc, dp, dk
+        ok = gc >= min && gp >= min && dp < 64 && dk < 64 && dc <= 320
+        printf "accounting %s: want guest memory.current and sec_pagetables >= %d KiB; daemon sec_pagetables and kernel < 64 KiB, memory.current <= 320 KiB (one charge batch)\n", ok ? "ok" : "FAILED", min
+        exit !ok
+    }'
+}

@@ -1,6 +1,10 @@
 #!/bin/sh
 # Runs inside the "mock" boot (no vIOMMU; the kernel's IOMMUFD selftest mock device, which on
 # x86 only works without an Intel/AMD IOMMU); see tests/kernel/run.sh.
+# Proves the platform, runs the uAPI scenarios on the mock, then the broker's selftest device
+# kind: refused while the config forbids it; with [kernel] allow-selftest=true the broker's
+# worker makes the mock and a NEST_PARENT HWPT in the guest's context, and a VMM stand-in
+# holding the guest's fds allocates a nested child on it.
 # Add steps with `step NAME CMD...` (`need` for prerequisites; tests/kernel/guest-lib.sh).
 . /ifb/guest-lib.sh
 note "mock boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
@@ -13,25 +17,46 @@ need no-hw-iommu      sh -c 'ls /sys/class/iommu/; ! ls /sys/class/iommu/ | grep
 need iommufd-test     sh -c 'ls -d /sys/bus/iommufd_mock /sys/class/iommu/iommufd_selftest_iommu.*'
 need cgroup-memory    cg_setup
 
-# ---- broker runtime and scenarios ---------------------------------------------------------
+# ---- broker runtime and the uAPI scenarios ------------------------------------------------
 if have libprobe; then step libprobe libprobe; fi
-if have iommufd-probe; then step uapi-probe iommufd-probe --mock --cgroup /sys/fs/cgroup/guest --daemon-cgroup /sys/fs/cgroup/daemon; fi
-if have ifb-uapi-scenarios; then
-    step uapi-scenarios ifb-uapi-scenarios --backend kernel --dev-root /dev --mock
-else
-    note "ifb-uapi-scenarios not in the initramfs (not built yet)"
-fi
+need uapi-scenarios   ifb-uapi-scenarios --backend kernel --dev-root /dev --mock
 
-# ---- the broker on the kernel backend (scenario steps go between start and stop) ----------
-if have iommufd-brokerd; then
-    need daemon-start daemon_start
-    if have iommufdctl; then
-        step cli-status   iommufdctl status
-        step cli-devices  iommufdctl devices
-    fi
-    step daemon-stop  daemon_stop
-else
-    note "iommufd-brokerd not in the initramfs (not built yet)"
-fi
+# ---- the broker: selftest devices refused without the config's consent -------------------
+need daemon-start     daemon_start
+step no-selftest-listed sh -c '! iommufdctl devices | grep selftest: && echo "no selftest devices listed"'
+step vm-create-m0     ctl vm create m0 --cgroup /guest
+step selftest-refused refused unavailable ctl vm attach m0 selftest:0
+step selftest-refused-why sh -c 'grep -q "config forbids it" /tmp/ifb-refused.out && echo "IFB-RESULT mock selftest device without allow-selftest: refused: $(cat /tmp/ifb-refused.out)"'
+step daemon-stop      daemon_stop
+
+# ---- ... and offered with [kernel] allow-selftest=true ------------------------------------
+printf '[kernel]\nallow-selftest=true\n' > /tmp/broker-selftest.conf
+need daemon-start-selftest daemon_start --config /tmp/broker-selftest.conf
+step cli-status       ctl status
+step selftest-listed  sh -c 'iommufdctl devices && iommufdctl devices | grep -q "^selftest:3 .*selftest .*yes"'
+step vm-create-mock   ctl vm create mock --cgroup /guest
+step attach-selftest  ctl vm attach mock selftest:0
+nest_parent_hwpt() {
+    ctl vm show mock
+    ctl --json vm show mock > /tmp/mock.json || return 1
+    grep -q '"hwpt_kind": *"nest-parent"' /tmp/mock.json || { fail "no NEST_PARENT HWPT in vm show"; return 1; }
+    MOCK_HWPT=$(json_int hwpt_id < /tmp/mock.json)
+    result "mock NEST_PARENT: the broker's worker allocated NEST_PARENT HWPT $MOCK_HWPT for selftest:0 (dev_id $(json_int dev_id < /tmp/mock.json)) in cgroup /guest"
+}
+step nest-parent      nest_parent_hwpt
+
+# The VMM stand-in, inside the guest's cgroup, allocates a nested child on the broker's parent.
+step vmm-nested       vmm_start mock --nested
+nested_child() {
+    echo "$VMM_JSON" | grep -q '"result": *"ok"' || { fail "no nested child"; return 1; }
+    result "mock nested child: vmm-peer (pid $VMM_PID, fds from vm.fds) allocated nested HWPT $(echo "$VMM_JSON" | json_int nested_id) on parent $(echo "$VMM_JSON" | json_int parent)"
+}
+step nested-child     nested_child
+step vmm-stop         vmm_stop
+step attach-selftest-2 ctl vm attach mock selftest:1
+step vm-show-mock     ctl vm show mock
+step detach-selftest-2 ctl vm detach mock selftest:1
+step vm-destroy-mock  ctl vm destroy mock
+step daemon-stop-selftest daemon_stop
 
 finish

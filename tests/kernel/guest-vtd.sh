@@ -1,7 +1,10 @@
 #!/bin/sh
-# Runs inside the "vtd" boot (emulated Intel VT-d + one e1000e); see tests/kernel/run.sh.
-# Proves the platform, then runs the broker's scenarios on the real kernel backend.
-# Add steps with `step NAME CMD...` (`need` for prerequisites; tests/kernel/guest-lib.sh).
+# Runs inside the "vtd" boot (emulated Intel VT-d + two e1000e); see tests/kernel/run.sh.
+# Proves the platform, runs the uAPI scenarios on the real kernel, then the broker (daemon + CLI
+# on the kernel backend): real hw info, the NEST_PARENT refusal (QEMU's VT-d cannot nest), a
+# plain HWPT with allow_plain, a VMM stand-in mapping 256 MiB through the fds it received, and
+# the accounting proof (the second device's HWPT page tables charged to the guest's cgroup, not
+# to the daemon's). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
 . /ifb/guest-lib.sh
 note "vtd boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
 
@@ -10,34 +13,59 @@ step uname            uname -a
 need dev-iommu        need_char_dev /dev/iommu
 need dev-iommu-open   open_rw /dev/iommu
 need vtd-present      sh -c 'ls /sys/class/iommu/ | grep -q dmar && ls -l /sys/class/iommu/ && dmesg | grep -iE "DMAR|IOMMU|x2apic|remapping" | head -n 12'
-need find-e1000e      find_pci 0x8086 0x10d3
-BDF=$PCI_BDF
-need iommu-group      sh -c "ls -l /sys/bus/pci/devices/$BDF/iommu_group && ls /sys/bus/pci/devices/$BDF/iommu_group/devices"
-need bind-vfio-pci    bind_vfio "$BDF"
-need vfio-cdev        wait_for /dev/vfio/devices/vfio0 5
-need vfio-cdev-sysfs  sh -c "ls /sys/bus/pci/devices/$BDF/vfio-dev/ | grep -qx vfio0 && echo $BDF/vfio-dev/vfio0 && cat /sys/bus/pci/devices/$BDF/vfio-dev/vfio0/dev"
+need find-e1000e      find_pci_all 0x8086 0x10d3 2
+set -- $PCI_BDFS
+BDF1=$1 BDF2=$2
+need iommu-groups     sh -c "for b in $BDF1 $BDF2; do echo \$b: group \$(basename \$(readlink /sys/bus/pci/devices/\$b/iommu_group)); done"
+need bind-vfio-pci-1  bind_vfio "$BDF1"
+need bind-vfio-pci-2  bind_vfio "$BDF2"
+need vfio-cdevs       sh -c 'for n in 0 1; do [ -c /dev/vfio/devices/vfio$n ] || sleep 1; ls -l /dev/vfio/devices/vfio$n || exit 1; done'
+need vfio-cdev-sysfs  sh -c "ls /sys/bus/pci/devices/$BDF1/vfio-dev/ /sys/bus/pci/devices/$BDF2/vfio-dev/"
 need vfio-cdev-open   open_rw /dev/vfio/devices/vfio0
 need cgroup-memory    cg_setup
 
-# ---- broker runtime and scenarios ---------------------------------------------------------
+# ---- broker runtime and the uAPI scenarios ------------------------------------------------
 if have libprobe; then step libprobe libprobe; fi
-if have iommufd-probe; then step uapi-probe iommufd-probe --device /dev/vfio/devices/vfio0 --cgroup /sys/fs/cgroup/guest --daemon-cgroup /sys/fs/cgroup/daemon; fi
-if have ifb-uapi-scenarios; then
-    step uapi-scenarios ifb-uapi-scenarios --backend kernel --dev-root /dev --device vfio0
-else
-    note "ifb-uapi-scenarios not in the initramfs (not built yet)"
-fi
+need uapi-scenarios   ifb-uapi-scenarios --backend kernel --dev-root /dev --device vfio0
 
-# ---- the broker on the kernel backend (scenario steps go between start and stop) ----------
-if have iommufd-brokerd; then
-    need daemon-start daemon_start
-    if have iommufdctl; then
-        step cli-status   iommufdctl status
-        step cli-devices  sh -c "iommufdctl devices && iommufdctl devices | grep -q '$BDF' || { echo 'the e1000e $BDF is not listed'; exit 1; }"
-    fi
-    step daemon-stop  daemon_stop
-else
-    note "iommufd-brokerd not in the initramfs (not built yet)"
-fi
+# ---- the broker on the kernel backend -----------------------------------------------------
+# Workers get a generous timeout: under TCG filling a HWPT over 256 MiB takes a while.
+printf '[broker]\nworker-timeout-ms=120000\n' > /tmp/broker.conf
+need daemon-start     daemon_start --config /tmp/broker.conf
+step cli-status       ctl status
+step cli-devices      sh -c "iommufdctl devices && for b in $BDF1 $BDF2; do iommufdctl devices | grep \"^\$b .*vfio-pci .*intel-vtd\" || { echo \"\$b not listed with its VT-d hw info\"; exit 1; }; done"
+step device-list-hw   sh -c "iommufdctl --json devices | tr -d '\n ' | grep -o '\"device\":\"$BDF1\"[^]]*}' | head -c 600; echo"
+
+# NEST_PARENT: QEMU's VT-d has no nesting (ecap NEST=0), so the broker must refuse clearly.
+step vm-create-nest   ctl vm create nest --cgroup /guest
+step nest-refused     refused nest-unsupported ctl vm attach nest "$BDF1"
+step nest-refused-eopnotsupp sh -c "grep -q 'Operation not supported' /tmp/ifb-refused.out && echo \"IFB-RESULT vtd NEST_PARENT: refused: \$(cat /tmp/ifb-refused.out)\""
+# The selftest device kind: this kernel has IOMMUFD_TEST, but the config does not allow it.
+step selftest-refused refused unavailable ctl vm attach nest selftest:0
+step vm-destroy-nest  ctl vm destroy nest
+
+# allow_plain: the same device gets a plain HWPT instead.
+step vm-create-plain  ctl vm create plain --cgroup /guest --allow-plain
+step attach-plain     ctl vm attach plain "$BDF1"
+plain_hwpt() {
+    ctl vm show plain
+    ctl --json vm show plain > /tmp/plain.json || return 1
+    grep -q '"hwpt_kind": *"plain"' /tmp/plain.json || { fail "no plain HWPT in vm show"; return 1; }
+    result "vtd allow_plain: $BDF1 attached with plain HWPT $(json_int hwpt_id < /tmp/plain.json) (NEST_PARENT refused, allow_plain given)"
+}
+step vm-show-plain    plain_hwpt
+
+# The VMM stand-in, inside the guest's cgroup: receives the fds (vm.fds) and maps 256 MiB into
+# the guest's IOAS through them; it holds the mapping while the broker works.
+step vmm-map-256MiB   vmm_start plain --map 268435456 --hold 600
+step vmm-mapped       sh -c "echo '$VMM_JSON' | grep -q '\"mapped_bytes\": *268435456' && echo \"IFB-RESULT vtd VMM: vm.fds -> IOMMU_IOAS_MAP of 256 MiB through the received iommufd: ok\""
+
+# Accounting: attaching the second device makes the broker's worker (in /guest) allocate a HWPT
+# over the 256 MiB already mapped; its page tables must be charged to /guest, not /daemon.
+step accounting       charged_attach plain "$BDF2" 256
+step vm-show-after    ctl vm show plain
+step vmm-stop         vmm_stop
+step vm-destroy-plain ctl vm destroy plain
+step daemon-stop      daemon_stop
 
 finish

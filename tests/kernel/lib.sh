@@ -11,12 +11,7 @@ die() { say "ERROR: $*"; exit 1; }
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # Install the kernel-suite prerequisites through tools/install-deps (idempotent, ~0.1 s when
-# everything is there).
-#
-# Workaround: tools/install-deps finds the bookworm mirror with the awk regex `\<bookworm\>`,
-# which Debian's default awk (mawk) does not support, so on a fresh machine it stops with
-# "no bookworm mirror configured to reuse for bookworm-backports". We write the very file it
-# would have written (same name, same content, the configured mirror URI) before calling it.
+# everything is there; it also adds bookworm-backports for QEMU 10 when missing).
 ensure_deps() {
     local need=0
     qemu-system-x86_64 --version 2>/dev/null | grep -q 'version 10\.' || need=1
@@ -30,19 +25,6 @@ ensure_deps() {
     done
     [ $need = 1 ] || return 0
     [ "$(id -u)" = 0 ] || die "prerequisites missing and not root: run 'sudo tools/install-deps kernel'"
-    local bp=/etc/apt/sources.list.d/iommufd-broker-backports.sources
-    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-        local uri=""
-        if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-            uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ {for (i = 2; i <= NF; i++) if ($i == "bookworm") {print u; exit}}' \
-                  /etc/apt/sources.list.d/debian.sources)
-        fi
-        [ -n "$uri" ] || uri=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-        [ -n "$uri" ] || die "no bookworm mirror configured to reuse for bookworm-backports"
-        printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-            "$uri" > "$bp"
-        say "added $bp (mirror $uri)"
-    fi
     say "installing prerequisites: tools/install-deps kernel"
     "$REPO/tools/install-deps" kernel || die "tools/install-deps kernel failed"
 }
