@@ -2,7 +2,7 @@
 # Runs inside the "vtd" boot (emulated Intel VT-d + two e1000e); see tests/kernel/run.sh.
 # Proves the platform, runs the uAPI scenarios on the real kernel, then the broker (daemon + CLI
 # on the kernel backend): real hw info, the NEST_PARENT refusal (QEMU's VT-d cannot nest), a
-# plain HWPT with allow_plain, a VMM stand-in mapping 256 MiB through the fds it received, and
+# plain HWPT with allow_plain, a VMM stand-in mapping 512 MiB through the fds it received, and
 # the accounting proof (the second device's HWPT page tables charged to the guest's cgroup, not
 # to the daemon's). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
 . /ifb/guest-lib.sh
@@ -29,7 +29,7 @@ if have libprobe; then step libprobe libprobe; fi
 need uapi-scenarios   ifb-uapi-scenarios --backend kernel --dev-root /dev --device vfio0
 
 # ---- the broker on the kernel backend -----------------------------------------------------
-# Workers get a generous timeout: under TCG filling a HWPT over 256 MiB takes a while.
+# Workers get a generous timeout: under TCG filling a HWPT over 512 MiB takes a while.
 printf '[broker]\nworker-timeout-ms=120000\n' > /tmp/broker.conf
 need daemon-start     daemon_start --config /tmp/broker.conf
 step cli-status       ctl status
@@ -55,14 +55,15 @@ plain_hwpt() {
 }
 step vm-show-plain    plain_hwpt
 
-# The VMM stand-in, inside the guest's cgroup: receives the fds (vm.fds) and maps 256 MiB into
-# the guest's IOAS through them; it holds the mapping while the broker works.
-step vmm-map-256MiB   vmm_start plain --map 268435456 --hold 600
-step vmm-mapped       sh -c "echo '$VMM_JSON' | grep -q '\"mapped_bytes\": *268435456' && echo \"IFB-RESULT vtd VMM: vm.fds -> IOMMU_IOAS_MAP of 256 MiB through the received iommufd: ok\""
+# The VMM stand-in, inside the guest's cgroup: receives the fds (vm.fds) and maps 512 MiB into
+# the guest's IOAS through them; it holds the mapping while the broker works. 512 MiB rather
+# than 256: the new HWPT's tables (~1 MiB) then dwarf memcg's 256 KiB charge batches.
+step vmm-map-512MiB   vmm_start plain --map 536870912 --hold 600
+step vmm-mapped       sh -c "echo '$VMM_JSON' | grep -q '\"mapped_bytes\": *536870912' && echo \"IFB-RESULT vtd VMM: vm.fds -> IOMMU_IOAS_MAP of 512 MiB through the received iommufd: ok\""
 
 # Accounting: attaching the second device makes the broker's worker (in /guest) allocate a HWPT
-# over the 256 MiB already mapped; its page tables must be charged to /guest, not /daemon.
-step accounting       charged_attach plain "$BDF2" 256
+# over the 512 MiB already mapped; its page tables must be charged to /guest, not /daemon.
+step accounting       charged_attach plain "$BDF2" 512
 step vm-show-after    ctl vm show plain
 step vmm-stop         vmm_stop
 step vm-destroy-plain ctl vm destroy plain
