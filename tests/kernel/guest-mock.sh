@@ -27,6 +27,7 @@ step no-selftest-listed sh -c '! iommufdctl devices | grep selftest: && echo "no
 step vm-create-m0     ctl vm create m0 --cgroup /guest
 step selftest-refused refused unavailable ctl vm attach m0 selftest:0
 step selftest-refused-why sh -c 'grep -q "config forbids it" /tmp/ifb-refused.out && echo "IFB-RESULT mock selftest device without allow-selftest: refused: $(cat /tmp/ifb-refused.out)"'
+step vm-destroy-m0    ctl vm destroy m0
 step daemon-stop      daemon_stop
 
 # ---- ... and offered with [kernel] allow-selftest=true ------------------------------------
