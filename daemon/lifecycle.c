@@ -13,6 +13,7 @@
  *   2. the new fds go to the fd store (FDSTORE=1);
  *   3. the guest's state is written (ifb_manager_commit());
  *   4. the reply is sent.
+ * Destroying goes the other way round: the state is removed first, then fds and objects.
  * A failure in 2 or 3 is undone here (detach, destroy, close, FDSTOREREMOVE). A crash after 2
  * leaves fds in the store that the registry does not know: restore() closes them, which unbinds
  * the devices, and on the emulated backend destroys the HWPTs nobody references. A crash after 3
@@ -437,13 +438,16 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
   g_autoptr (GError) error = NULL;
   json_object *ev;
 
+  /* The state goes first: a crash after it leaves fds in the store that match no guest, which
+   * restore closes (the guest is gone, as asked); a crash before it leaves the guest whole. The
+   * other order could leave a guest missing some of its devices. */
+  if (!ifb_manager_commit_removal (m, vm, &error))
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Forgetting the state of '%s': %s, ignoring", vm->name, error->message);
   /* Kernel order: every HWPT (after detaching its device) before the IOAS they sit on. */
   for (guint i = 0; i < vm->devices->len; i++)
     release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
   release_context (m, vm, TRUE);
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
-  if (!ifb_manager_commit_removal (m, vm, &error))
-    g_warning ("Writing the registry after destroying '%s': %s", vm->name, error->message);
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));
   json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));

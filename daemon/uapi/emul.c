@@ -412,8 +412,13 @@ static struct {
   dev_t dev;
   ino_t ino;
   EmulTable *t;
+  bool reaped;          /* devices checked once in this batch: a batch is a few ioctls long */
 } emul_maps[4];
 static bool emul_batching;
+/* The context fd of the last locked call: ATTACH/DETACH arrive on a device fd and look for their
+ * context among the process's fds; the one just used (by BIND, HWPT_ALLOC) is nearly always it,
+ * and scanning /proc/self/fd costs O(fds) — thousands in a daemon with many guests. */
+static int emul_last_ctx = -1;
 
 void
 ifb_uapi_emul_batch_begin (void)
@@ -429,6 +434,7 @@ ifb_uapi_emul_batch_end (void)
     if (emul_maps[i].t) {
       munmap (emul_maps[i].t, TABLE_SIZE);
       emul_maps[i].t = NULL;
+      emul_maps[i].reaped = false;
     }
 }
 
@@ -457,6 +463,7 @@ emul_map (int fd)
     emul_maps[free_slot].dev = st.st_dev;
     emul_maps[free_slot].ino = st.st_ino;
     emul_maps[free_slot].t = p;
+    emul_maps[free_slot].reaped = false;
   }
   return p;
 }
@@ -493,6 +500,7 @@ emul_lock (int fd, EmulTable **ret)
     emul_unmap (t);
     return -r;
   }
+  emul_last_ctx = fd;
   *ret = t;
   return 0;
 }
@@ -691,7 +699,7 @@ emul_device_remove (EmulTable *t, EmulDevice *d)
 
 /* Drop devices whose file was closed (bind lock gone) or rebound elsewhere. */
 static void
-emul_reap (EmulTable *t)
+emul_reap_now (EmulTable *t)
 {
   for (size_t i = 0; i < IFB_EMUL_MAX_DEVICES; i++) {
     EmulDevice *d = &t->devices[i];
@@ -708,6 +716,21 @@ emul_reap (EmulTable *t)
       continue;
     emul_device_remove (t, d);
   }
+}
+
+/* emul_reap_now(), once per context per batch: a worker's batch is a handful of ioctls in a row,
+ * and re-opening every device file before each of them was most of a guest's setup time. */
+static void
+emul_reap (EmulTable *t)
+{
+  for (size_t i = 0; emul_batching && i < sizeof emul_maps / sizeof emul_maps[0]; i++) {
+    if (emul_maps[i].t == t) {
+      if (emul_maps[i].reaped)
+        return;
+      emul_maps[i].reaped = true;
+    }
+  }
+  emul_reap_now (t);
 }
 
 static void
@@ -1305,6 +1328,12 @@ emul_find_context (const uint8_t uuid[16])
   char buf[4096];
   int dfd, found = -EBADFD;
   long n;
+
+  if (emul_last_ctx >= 0 && emul_is_context_fd (emul_last_ctx)) {
+    uint8_t u[16];
+    if (pread (emul_last_ctx, u, sizeof u, offsetof (EmulTable, uuid)) == sizeof u && memcmp (u, uuid, 16) == 0)
+      return emul_last_ctx;
+  }
 
   dfd = open ("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd < 0)
