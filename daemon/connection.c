@@ -168,6 +168,10 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
         break;
       }
       dispatch_frames (c);
+      /* A short read drained the socket: the level-triggered watch brings us back if more came,
+       * so skip the recvmsg() that would only say EAGAIN (one syscall per request saved). */
+      if (n < IFB_FRAME_READ_SIZE)
+        break;
     }
   } else if ((cond & (G_IO_HUP | G_IO_ERR)) && c->closing) {
     close_now (c);

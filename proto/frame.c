@@ -120,7 +120,7 @@ ifb_frame_reader_feed (IfbFrameReader *r, const char *data, size_t len, const in
 ssize_t
 ifb_frame_reader_recv (IfbFrameReader *r, int sockfd)
 {
-  char data[16384];
+  char data[IFB_FRAME_READ_SIZE];
   union {
     struct cmsghdr align;
     char buf[CMSG_SPACE (sizeof (int) * IFB_FRAME_MAX_FDS)];

@@ -18,6 +18,7 @@ typedef struct IfbFrameReader IfbFrameReader;
 typedef struct IfbFrameWriter IfbFrameWriter;
 
 #define IFB_FRAME_MAX_FDS 32    /* per message, both directions; the protocol's hard limit */
+#define IFB_FRAME_READ_SIZE 16384   /* bytes one ifb_frame_reader_recv() asks for */
 
 IfbFrameReader *ifb_frame_reader_new (size_t max_frame);
 IfbFrameReader *ifb_frame_reader_free (IfbFrameReader *r);
