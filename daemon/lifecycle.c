@@ -278,6 +278,7 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, G
                         "Limit reached: at most %u guests ([limits] max-vms)", m->config->max_vms), FALSE;
 
   vm = ifb_vm_new (a->name, uuid, cgroup);
+  vm->slot = ifb_registry_free_slot (m->registry);
   vm->options = a->options;
   vm->rlimit_per_process = a->rlimit_per_process < 0 ? m->config->rlimit_per_process : a->rlimit_per_process;
 
@@ -353,13 +354,25 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
                         vm->name, m->config->max_devices_per_vm), FALSE;
   for (guint i = 0; i < n; i++) {
     g_autofree char *cdev = NULL;
+    IfbVmDevice *d;
     for (guint j = 0; j < i; j++)
       if (strcmp (bdfs[i], bdfs[j]) == 0)
         return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                             "Invalid params: device %s is listed twice", bdfs[i]), FALSE;
     if (!check_device (m, vm, bdfs[i], &cdev, error))
       return FALSE;
-    g_ptr_array_add (devs, ifb_vm_device_new (bdfs[i], cdev));
+    d = ifb_vm_device_new (bdfs[i], cdev);
+    /* the lowest index neither the guest's devices nor this request's earlier ones use */
+    for (d->index = 0;; d->index++) {
+      gboolean taken = FALSE;
+      for (guint j = 0; j < vm->devices->len && !taken; j++)
+        taken = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->index == d->index;
+      for (guint j = 0; j < devs->len && !taken; j++)
+        taken = ((IfbVmDevice *) g_ptr_array_index (devs, j))->index == d->index;
+      if (!taken)
+        break;
+    }
+    g_ptr_array_add (devs, d);
   }
 
   /* A ready guest allocates now; a pending one only reserves until its cgroup exists. */

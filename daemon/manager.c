@@ -184,6 +184,15 @@ ifb_manager_start (IfbManager *m, GError **error)
                "kernel's per-user accounting ([accounting] rlimit-per-process), ignoring");
     c->rlimit_per_process = false;
   }
+  {
+    /* systemd returns every stored fd's name in one environment string, LISTEN_FDNAMES, which
+     * the kernel caps at 128 KiB (MAX_ARG_STRLEN); our names take at most 6 bytes with the ':'. */
+    guint64 max_fds = (guint64) c->max_vms * (1 + c->max_devices_per_vm);
+    if (max_fds * 6 > 128 * 1024)
+      g_warning ("[limits] max-vms=%u with max-devices-per-vm=%u allows %" G_GUINT64_FORMAT " fds in the fd store, "
+                 "whose names could exceed what systemd can pass back on restart (128 KiB of LISTEN_FDNAMES), ignoring",
+                 c->max_vms, c->max_devices_per_vm, max_fds);
+  }
   m->clone3_works = !(syscall (SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
   {
     /* systemd 254+ tells us the size of our fd store ($FDSTORE = FileDescriptorStoreMax=). A store

@@ -11,6 +11,8 @@ struct IfbRegistry {
   GHashTable *by_name;          /* name -> IfbVm* (owned) */
   GHashTable *by_uuid;          /* uuid -> IfbVm* */
   GHashTable *owners;           /* bdf (owned string) -> IfbVm* */
+  GHashTable *slots;            /* slot -> IfbVm* */
+  guint free_hint;              /* no slot below this is free */
 };
 
 IfbRegistry *
@@ -21,6 +23,7 @@ ifb_registry_new (guint max_vms)
   r->by_name = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) ifb_vm_free);
   r->by_uuid = g_hash_table_new (g_str_hash, g_str_equal);
   r->owners = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  r->slots = g_hash_table_new (g_direct_hash, g_direct_equal);
   return r;
 }
 
@@ -30,6 +33,7 @@ ifb_registry_free (IfbRegistry *r)
   if (!r)
     return NULL;
   g_hash_table_unref (r->owners);
+  g_hash_table_unref (r->slots);
   g_hash_table_unref (r->by_uuid);
   g_hash_table_unref (r->by_name);
   g_free (r);
@@ -55,6 +59,14 @@ ifb_registry_get (IfbRegistry *r, const char *key, GError **error)
   return vm;
 }
 
+guint
+ifb_registry_free_slot (IfbRegistry *r)
+{
+  while (g_hash_table_contains (r->slots, GUINT_TO_POINTER (r->free_hint)))
+    r->free_hint++;
+  return r->free_hint;
+}
+
 gboolean
 ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error)
 {
@@ -65,6 +77,9 @@ ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error)
   if (g_hash_table_size (r->by_name) >= r->max_vms)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                         "Limit reached: at most %u guests ([limits] max-vms)", r->max_vms), FALSE;
+  if (vm->slot >= IFB_VM_MAX_SLOTS || g_hash_table_contains (r->slots, GUINT_TO_POINTER (vm->slot)))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "Slot %u of guest '%s' is taken", vm->slot, vm->name), FALSE;
+  g_hash_table_insert (r->slots, GUINT_TO_POINTER (vm->slot), vm);
   g_hash_table_insert (r->by_name, vm->name, vm);
   g_hash_table_insert (r->by_uuid, vm->uuid, vm);
   for (guint i = 0; i < vm->devices->len; i++)
@@ -78,6 +93,8 @@ ifb_registry_remove (IfbRegistry *r, IfbVm *vm)
   for (guint i = 0; i < vm->devices->len; i++)
     ifb_registry_release_device (r, ((IfbVmDevice *) g_ptr_array_index (vm->devices, i))->bdf);
   g_hash_table_remove (r->by_uuid, vm->uuid);
+  g_hash_table_remove (r->slots, GUINT_TO_POINTER (vm->slot));
+  r->free_hint = MIN (r->free_hint, vm->slot);
   g_hash_table_steal (r->by_name, vm->name);
   return vm;
 }

@@ -17,7 +17,9 @@ IfbRegistry *ifb_registry_free (IfbRegistry *r);
 IfbVm *ifb_registry_lookup (IfbRegistry *r, const char *name_or_uuid);
 /* Same, as an error naming the guest. */
 IfbVm *ifb_registry_get (IfbRegistry *r, const char *name_or_uuid, GError **error);
-/* Add vm (taken on success only): refuses a duplicate name or UUID, or beyond max_vms. */
+/* The lowest slot no guest holds (names its fds in the fd store, see vm.h). */
+guint ifb_registry_free_slot (IfbRegistry *r);
+/* Add vm (taken on success only): refuses a duplicate name, UUID or slot, or beyond max_vms. */
 gboolean ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error);
 /* Remove vm and release its devices; returns it, owned by the caller. */
 IfbVm *ifb_registry_remove (IfbRegistry *r, IfbVm *vm);

@@ -163,17 +163,27 @@ hw_info_from_json (json_object *o, IfbHwInfo *hw)
 }
 
 static json_object *
+string_take (char *s)
+{
+  json_object *o = json_object_new_string (s);
+  g_free (s);
+  return o;
+}
+
+static json_object *
 string_or_null (const char *s)
 {
   return s ? json_object_new_string (s) : NULL;
 }
 
 static json_object *
-device_to_json (const IfbVmDevice *d, gboolean verbose)
+device_to_json (const IfbVm *vm, const IfbVmDevice *d, gboolean verbose)
 {
   json_object *o = json_object_new_object ();
   json_object_object_add (o, "device", json_object_new_string (d->bdf));
   json_object_object_add (o, "cdev", json_object_new_string (d->cdev));
+  json_object_object_add (o, "index", json_object_new_int64 (d->index));
+  json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_device (vm, d)));
   json_object_object_add (o, "state", json_object_new_string (ifb_vm_device_state_to_string (d->state)));
   if (d->state == IFB_VM_DEVICE_READY) {
     json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
@@ -199,6 +209,8 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (o, "name", json_object_new_string (vm->name));
   json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
   json_object_object_add (o, "cgroup", string_or_null (vm->cgroup));
+  json_object_object_add (o, "slot", json_object_new_int64 (vm->slot));
+  json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_iommufd (vm)));
   json_object_object_add (o, "state", json_object_new_string (vm->iommufd >= 0 ? "ready" : "pending"));
   json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   json_object_object_add (o, "ioas_cgroup", string_or_null (vm->ioas_cgroup));
@@ -211,7 +223,7 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (opts, "rlimit_per_process", json_object_new_boolean (vm->rlimit_per_process));
   json_object_object_add (o, "options", opts);
   for (guint i = 0; i < vm->devices->len; i++)
-    json_object_array_add (devs, device_to_json (g_ptr_array_index (vm->devices, i), verbose));
+    json_object_array_add (devs, device_to_json (vm, g_ptr_array_index (vm->devices, i), verbose));
   json_object_object_add (o, "devices", devs);
   return o;
 }
@@ -236,6 +248,9 @@ ifb_vm_from_json (json_object *o, GError **error)
   if (!name || !uuid || !devs || !json_object_is_type (devs, json_type_array))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry lacks name, uuid or devices"), NULL;
   vm = ifb_vm_new (name, uuid, ifb_json_get_string (o, "cgroup"));
+  if (!ifb_json_get_int (o, "slot", &v) || v < 0 || v >= IFB_VM_MAX_SLOTS)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid slot", name), NULL;
+  vm->slot = (guint) v;
   vm->options.nest_parent = get_bool (opts, "nest_parent");
   vm->options.allow_plain = get_bool (opts, "allow_plain");
   vm->options.dirty_tracking = get_bool (opts, "dirty_tracking");
@@ -257,6 +272,11 @@ ifb_vm_from_json (json_object *o, GError **error)
     if (!bdf || !cdev)
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has a device without bdf/cdev", name), NULL;
     dev = ifb_vm_device_new (bdf, cdev);
+    if (!ifb_json_get_int (d, "index", &v) || v < 0 || v >= IFB_VM_MAX_DEVICE_INDEX) {
+      ifb_vm_device_free (dev);
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has a device without a valid index", name), NULL;
+    }
+    dev->index = (guint) v;
     dev->state = ifb_vm_device_state_from_string (ifb_json_get_string (d, "state"));
     if (dev->state == IFB_VM_DEVICE_STATE_INVALID)
       dev->state = IFB_VM_DEVICE_RESERVED;
@@ -276,16 +296,34 @@ ifb_vm_from_json (json_object *o, GError **error)
   return g_steal_pointer (&vm);
 }
 
+static const char fdname_alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-";
+
+static void
+append_base64 (GString *s, guint v)
+{
+  char buf[8];
+  int n = 0;
+  do {
+    buf[n++] = fdname_alphabet[v % 64];
+    v /= 64;
+  } while (v && n < (int) sizeof (buf));
+  while (n > 0)
+    g_string_append_c (s, buf[--n]);
+}
+
 char *
 ifb_vm_fdname_iommufd (const IfbVm *vm)
 {
-  return g_strdup_printf ("%s.iommufd", vm->uuid);
+  GString *s = g_string_new ("c");
+  append_base64 (s, vm->slot);
+  return g_string_free (s, FALSE);
 }
 
 char *
 ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d)
 {
-  g_autofree char *bdf = g_strdup (d->bdf);
-  g_strdelimit (bdf, ":", '_');
-  return g_strdup_printf ("%s.dev.%s", vm->uuid, bdf);
+  GString *s = g_string_new ("d");
+  g_string_append_c (s, fdname_alphabet[d->index % 64]);
+  append_base64 (s, vm->slot);
+  return g_string_free (s, FALSE);
 }

@@ -27,6 +27,7 @@ IfbVmDeviceState ifb_vm_device_state_from_string (const char *s);
 typedef struct {
   char *bdf;
   char *cdev;                   /* "vfio3" */
+  guint index;                  /* lowest free per guest, names the fd in the fd store */
   IfbVmDeviceState state;
   int fd;                       /* bound device fd, -1 while reserved */
   uint32_t dev_id;
@@ -48,6 +49,7 @@ typedef struct {
   char *name;
   char *uuid;
   char *cgroup;                 /* guest cgroup, relative to the cgroup2 mount */
+  guint slot;                   /* lowest free per broker, names the fds in the fd store */
   IfbVmOptions options;
   bool rlimit_per_process;
   int iommufd;                  /* -1 until realized */
@@ -74,7 +76,15 @@ json_object *ifb_hw_info_to_json (const IfbHwInfo *hw);
 /* Rebuild from the state file; fds stay -1 (they come back from the fd store). */
 IfbVm *ifb_vm_from_json (json_object *o, GError **error);
 
-/* fd store names: "<uuid>.iommufd", "<uuid>.dev.<bdf with ':' as '_'>"; never contain ':'. */
+/*
+ * fd store names, as short as they can be: systemd hands every stored fd's name back in one
+ * environment variable, LISTEN_FDNAMES, and the kernel refuses any single environment string over
+ * 128 KiB (MAX_ARG_STRLEN) — with uuid-based names a thousand guests would not restart. So:
+ * "c<slot>" for a context, "d<index><slot>" for a device, slot and index in a 64-character
+ * alphabet (index: 1 character; slot: 1-3): at most 6 bytes per fd with its ':' separator.
+ */
+#define IFB_VM_MAX_SLOTS (64 * 64 * 64)
+#define IFB_VM_MAX_DEVICE_INDEX 64
 char *ifb_vm_fdname_iommufd (const IfbVm *vm);
 char *ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d);
 

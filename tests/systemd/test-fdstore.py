@@ -16,7 +16,10 @@ VFIO = NEST_VTD + [NO_NEST_VTD, SMMU]
 
 
 def fdname(vm, bdf=None):
-    return "%s.iommufd" % vm["uuid"] if bdf is None else "%s.dev.%s" % (vm["uuid"], bdf.replace(":", "_"))
+    """The fd store name the daemon reports for the guest's context or one of its devices."""
+    if bdf is None:
+        return vm["fdname"]
+    return [d for d in vm["devices"] if d["device"] == bdf][0]["fdname"]
 
 
 def snapshot(sm):
@@ -74,6 +77,8 @@ def check_invariants(sm):
     sm.pump()
     names = sm.names()
     assert len(names) == len(set(names)), "duplicate fd store entries: %r" % names
+    # systemd passes every name back in LISTEN_FDNAMES, one env string capped at 128 KiB
+    assert all(len(n) <= 5 for n in names), "fd store names longer than 5 bytes: %r" % names
     assert set(names) == expected_store, "fd store %r != expected %r" % (sorted(names), sorted(expected_store))
     assert not sm.rejected, "notifications systemd would refuse: %r" % sm.rejected
     assert daemon_held_fds(sm) == len(expected_store), \
