@@ -2,7 +2,8 @@
 /*
  * iommufd-broker-hook-xml: the XML-reading half of the libvirt QEMU hook. The hook itself
  * (hook-front.c, in /etc/libvirt/hooks/qemu.d/) handles what needs no parser and execs this
- * program (from libexecdir) for prepare and reconnect; it also handles every operation itself.
+ * program (from libexecdir) for prepare and reconnect, the operations described below that need
+ * the broker metadata; the others are described here to keep the whole contract in one place.
  *
  * Theory of operation
  *
@@ -139,28 +140,21 @@ main (int argc, char **argv)
   g_autoptr (IfbDomainXml) d = NULL;
   g_autoptr (IfbRpcClient) c = NULL;
   g_autoptr (GError) error = NULL;
-  const char *op;
+  gboolean prepare;
   size_t len;
 
-  if (argc < 3) {
-    fprintf (stderr, "Usage: %s NAME OPERATION [SUBOP [EXTRA]] < domain.xml\n"
-                     "The libvirt QEMU hook of iommufd-broker (see libvirt's hooks documentation).\n", argv[0]);
+  /* The front (hook-front.c) sends only these two; it has already read and checked the rest. */
+  if (argc < 3 || (strcmp (argv[2], "prepare") != 0 && strcmp (argv[2], "reconnect") != 0)) {
+    fprintf (stderr, "Usage: %s NAME prepare|reconnect [SUBOP [EXTRA]] < domain.xml\n"
+                     "The XML-reading half of iommufd-broker's libvirt hook, run by iommufd-broker-hook.\n", argv[0]);
     return 2;
   }
-  op = argv[2];
+  prepare = strcmp (argv[2], "prepare") == 0;
   xml = ifb_hook_read_stdin (&len);
-  if (strcmp (op, "migrate") == 0 || strcmp (op, "restore") == 0) {
-    /* libvirt uses what we print as the XML; unchanged is what we want. */
-    return fwrite (xml, 1, len, stdout) == len && fflush (stdout) == 0 ? 0 : 1;
-  }
-  if (strcmp (op, "prepare") != 0 && strcmp (op, "started") != 0 && strcmp (op, "release") != 0 &&
-      strcmp (op, "reconnect") != 0)
-    return 0;
-
   if (!ifb_domain_xml_parse (xml, len, &d, &error)) {
     /* Only prepare can refuse; a broken XML later on must not kill a running guest. */
     ifb_hook_fail (argv[1], error);
-    return strcmp (op, "prepare") == 0 ? 1 : 0;
+    return prepare ? 1 : 0;
   }
   if (!d->has_broker)
     return 0;
@@ -169,13 +163,7 @@ main (int argc, char **argv)
   c = ifb_rpc_client_connect (sock, &error);
   if (!c) {
     ifb_hook_fail (d->name, error);
-    return strcmp (op, "prepare") == 0 || strcmp (op, "started") == 0 ? 1 : 0;
+    return prepare ? 1 : 0;
   }
-  if (strcmp (op, "prepare") == 0)
-    return op_prepare (c, d);
-  if (strcmp (op, "started") == 0)
-    return ifb_hook_started (c, d->name, &error) ? 0 : ifb_hook_fail (d->name, error);
-  if (strcmp (op, "release") == 0)
-    return ifb_hook_release (c, d->name);
-  return op_reconnect (c, d);
+  return prepare ? op_prepare (c, d) : op_reconnect (c, d);
 }
