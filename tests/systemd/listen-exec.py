@@ -4,30 +4,32 @@ moves the given inherited fds, in order, to 3, 4, ..., sets LISTEN_FDS, LISTEN_F
 LISTEN_PID (= this pid, which exec keeps), and execs COMMAND. FD may be empty (no fds)."""
 import fcntl
 import os
-import resource
 import sys
 
 fds = [int(x) for x in sys.argv[1].split(",") if x]
 names = sys.argv[2]
 cmd = sys.argv[sys.argv.index("--") + 1:]
 
-# fd numbers go up to about twice the count while moving: allow that (root may raise the hard limit).
-need = 2 * len(fds) + 64
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-if soft < need:
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(need, hard)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-# First out of the way (above every target), then down to 3..: no source is clobbered.
-high = []
-for fd in fds:
-    high.append(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + len(fds) + 16))
-    os.close(fd)
-for i, fd in enumerate(high):
-    os.dup2(fd, 3 + i, inheritable=True)
-    os.close(fd)
+# In place, as systemd does: source i goes to 3+i; a source sitting on a target still needed is
+# first moved to the lowest free number above it. Never more than one extra fd is open, so this
+# works with thousands of fds under a tight RLIMIT_NOFILE (raising it needs CAP_SYS_RESOURCE).
+cur = list(fds)                       # where source i is now
+at = {fd: i for i, fd in enumerate(fds)}
+for i in range(len(fds)):
+    t = 3 + i
+    if cur[i] != t:
+        if t in at:                   # another source is in the way: move it up
+            j = at.pop(t)
+            cur[j] = fcntl.fcntl(t, fcntl.F_DUPFD_CLOEXEC, t + 1)
+            at[cur[j]] = j
+            os.close(t)
+        os.dup2(cur[i], t, inheritable=True)
+        os.close(cur[i])
+        del at[cur[i]]
+        cur[i] = t
+        at[t] = i
+    else:
+        os.set_inheritable(t, True)
 env = dict(os.environ)
 if fds:
     env.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=names, LISTEN_PID=str(os.getpid()))
