@@ -256,10 +256,12 @@ ifb_manager_run (IfbManager *m)
 }
 
 gboolean
-ifb_manager_commit (IfbManager *m, const IfbVm *vm, GError **error)
+ifb_manager_commit (IfbManager *m, IfbVm *vm, GError **error)
 {
   g_autofree char *status = NULL;
 
+  if (vm)
+    ifb_vm_changed (vm);
   if (vm && !ifb_state_save_vm (m->runtime_dirfd, vm, error))
     return FALSE;
   status = status_line (m);

@@ -52,7 +52,7 @@ gboolean ifb_manager_start (IfbManager *m, GError **error);
 void ifb_manager_run (IfbManager *m);
 
 /* Persist vm's state (NULL: none changed) and refresh STATUS=; call after every change. */
-gboolean ifb_manager_commit (IfbManager *m, const IfbVm *vm, GError **error);
+gboolean ifb_manager_commit (IfbManager *m, IfbVm *vm, GError **error);
 /* Forget a destroyed guest's state and refresh STATUS=. */
 gboolean ifb_manager_commit_removal (IfbManager *m, const IfbVm *vm, GError **error);
 /* Send a notification {"method":"event","params":{"event":type,...}} to subscribers. params taken. */

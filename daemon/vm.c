@@ -54,6 +54,7 @@ ifb_vm_free (IfbVm *vm)
   g_free (vm->uuid);
   g_free (vm->cgroup);
   g_free (vm->ioas_cgroup);
+  g_free (vm->list_json);
   g_free (vm);
   return NULL;
 }
@@ -226,6 +227,22 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
     json_object_array_add (devs, device_to_json (vm, g_ptr_array_index (vm->devices, i), verbose));
   json_object_object_add (o, "devices", devs);
   return o;
+}
+
+const char *
+ifb_vm_list_json (IfbVm *vm)
+{
+  if (!vm->list_json) {
+    g_autoptr (json_object) o = ifb_vm_to_json (vm, FALSE);
+    vm->list_json = g_strdup (json_object_to_json_string_ext (o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+  }
+  return vm->list_json;
+}
+
+void
+ifb_vm_changed (IfbVm *vm)
+{
+  g_clear_pointer (&vm->list_json, g_free);
 }
 
 static gboolean

@@ -58,6 +58,7 @@ typedef struct {
   pid_t vmm_pid;                /* from the libvirt "started" hook, 0 when unknown */
   gint64 created_usec;          /* wall clock */
   GPtrArray *devices;           /* of IfbVmDevice* */
+  char *list_json;              /* cache of ifb_vm_to_json (vm, FALSE) as text; see ifb_vm_changed() */
 } IfbVm;
 
 IfbVm *ifb_vm_new (const char *name, const char *uuid, const char *cgroup);
@@ -73,6 +74,11 @@ gboolean ifb_vm_name_validate (const char *name, GError **error);
 /* JSON for vm.show / vm.list (verbose = objects and hw info) and for the state file. */
 json_object *ifb_vm_to_json (const IfbVm *vm, gboolean verbose);
 json_object *ifb_hw_info_to_json (const IfbHwInfo *hw);
+/* The summary JSON text of vm.list for this guest, rendered once until the guest changes:
+ * listing thousands of guests then costs a string copy each, not a json-c tree. */
+const char *ifb_vm_list_json (IfbVm *vm);
+/* Forget cached renderings; ifb_manager_commit() calls it after every change. */
+void ifb_vm_changed (IfbVm *vm);
 /* Rebuild from the state file; fds stay -1 (they come back from the fd store). */
 IfbVm *ifb_vm_from_json (json_object *o, GError **error);
 
