@@ -60,6 +60,7 @@ main (int argc, char **argv)
   }
 
   json_object_object_add (out, "pid", json_object_new_int (getpid ()));
+  json_object_object_add (out, "nested", nested);   /* owned by out from here on */
   if (!(c = ifb_rpc_client_connect (argv[1], &error)))
     return fail (out, "connect", "unavailable", error->message);
   {
@@ -92,12 +93,9 @@ main (int argc, char **argv)
     json_object_object_add (n, "result", json_object_new_string (rc == 0 ? "ok" : ifb_errno_to_name (-rc)));
     json_object_object_add (n, "nested_id", json_object_new_int64 (child));
     json_object_array_add (nested, n);
-    if (rc < 0) {
-      json_object_object_add (out, "nested", nested);
+    if (rc < 0)
       return fail (out, "nested", ifb_errno_to_name (-rc), "IOMMU_HWPT_ALLOC of a nested child failed");
-    }
   }
-  json_object_object_add (out, "nested", nested);
 
   if (map_bytes) {
     void *mem = mmap (NULL, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
