@@ -524,6 +524,66 @@ reap_orphans (IfbManager *m, IfbVm *vm)
   }
 }
 
+static void
+tidy (IfbManager *m, IfbVm *vm)
+{
+  if (!vm->needs_tidy)
+    return;
+  vm->needs_tidy = false;
+  reap_orphans (m, vm);
+}
+
+IfbVm *
+ifb_lifecycle_get (IfbManager *m, const char *key, GError **error)
+{
+  IfbVm *vm = ifb_registry_get (m->registry, key, error);
+  if (vm)
+    tidy (m, vm);
+  return vm;
+}
+
+typedef struct {
+  IfbManager *m;
+  GPtrArray *uuids;             /* of char*, left to tidy */
+} TidyJob;
+
+static gboolean
+tidy_some (gpointer data)
+{
+  TidyJob *job = data;
+
+  for (int n = 0; n < 64 && job->uuids->len > 0; n++) {
+    g_autofree char *uuid = g_ptr_array_steal_index_fast (job->uuids, job->uuids->len - 1);
+    IfbVm *vm = ifb_registry_lookup (job->m->registry, uuid);
+    if (vm)
+      tidy (job->m, vm);
+  }
+  if (job->uuids->len > 0)
+    return G_SOURCE_CONTINUE;
+  g_ptr_array_unref (job->uuids);
+  g_free (job);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ifb_lifecycle_tidy_in_background (IfbManager *m)
+{
+  g_autoptr (GPtrArray) vms = ifb_registry_list (m->registry);
+  TidyJob *job = g_new0 (TidyJob, 1);
+
+  job->m = m;
+  job->uuids = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < vms->len; i++)
+    if (((IfbVm *) g_ptr_array_index (vms, i))->needs_tidy)
+      g_ptr_array_add (job->uuids, g_strdup (((IfbVm *) g_ptr_array_index (vms, i))->uuid));
+  if (job->uuids->len == 0) {
+    g_ptr_array_unref (job->uuids);
+    g_free (job);
+    return;
+  }
+  g_idle_add (tidy_some, job);
+}
+
 /* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
 static void
 forget_state (IfbManager *m, IfbVm *vm)
@@ -620,7 +680,10 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     IfbVm *vm = g_ptr_array_index (kept, i);
     g_autoptr (GError) error = NULL;
 
-    reap_orphans (m, vm);
+    /* Tidying a context (emulated backend) maps it and checks its devices: done after READY=1
+     * in the background, or first thing when a client touches the guest (ifb_lifecycle_get()),
+     * so a restart with thousands of guests is not held up by it. */
+    vm->needs_tidy = ifb_uapi_backend_is_emulated (m->backend);
     if (!ifb_registry_add (m->registry, vm, &error)) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
       forget_state (m, vm);

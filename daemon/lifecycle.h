@@ -29,6 +29,11 @@ void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
 /* Allocate what is still pending: the context and IOAS, and reserved devices. */
 gboolean ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error);
 
+/* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
+IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
+/* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */
+void ifb_lifecycle_tidy_in_background (IfbManager *m);
+
 /* Re-associate saved guests (taken) with fds handed back by the service manager (taken).
  * Unmatched fds are logged and closed; guests whose context is gone are dropped and logged. */
 void ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved_vms, int *fds, char **names, guint n_fds);

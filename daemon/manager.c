@@ -245,6 +245,7 @@ ifb_manager_start (IfbManager *m, GError **error)
              status, m->n_restored_vms);
   ifb_notify_ready (status);
   ifb_notify_watchdog_start ();
+  ifb_lifecycle_tidy_in_background (m);
   return TRUE;
 }
 

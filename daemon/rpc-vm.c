@@ -110,7 +110,7 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
                           call->manager->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm || !ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, TRUE);
@@ -130,7 +130,7 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
 
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm || !ifb_lifecycle_detach (call->manager, vm, p.device, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, FALSE);
@@ -156,7 +156,7 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm)
     return FALSE;
   o = json_object_new_object ();
@@ -249,7 +249,7 @@ ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError *
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
@@ -288,7 +288,7 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm || !check_fds_access (call, vm, error))
     return FALSE;
   if (!ifb_lifecycle_realize (call->manager, vm, error))
@@ -342,7 +342,7 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
     return FALSE;
   if (p.pid <= 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  vm = ifb_registry_get (call->manager->registry, p.vm, error);
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm || !ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))

@@ -59,6 +59,7 @@ typedef struct {
   gint64 created_usec;          /* wall clock */
   GPtrArray *devices;           /* of IfbVmDevice* */
   char *list_json;              /* cache of ifb_vm_to_json (vm, FALSE) as text; see ifb_vm_changed() */
+  bool needs_tidy;              /* restored: its context may hold an interrupted attach's HWPT */
 } IfbVm;
 
 IfbVm *ifb_vm_new (const char *name, const char *uuid, const char *cgroup);
