@@ -11,13 +11,15 @@ import tempfile
 import time
 
 from fdstore import ServiceManager
-from ifbtest import SOURCE, Broker, Cgroup, Client, RpcError, run
+from ifbtest import SOURCE, Broker, Cgroup, run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 _spec = importlib.util.spec_from_file_location("fdstore_tests", os.path.join(HERE, "test-fdstore.py"))
 fdstore_tests = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fdstore_tests)
 check_invariants = fdstore_tests.check_invariants
+call_and_model = fdstore_tests.call_and_model
+assert_matches_model = fdstore_tests.assert_matches_model
 Killer = fdstore_tests.Killer
 
 GUESTS = int(os.environ.get("IFB_CRASH_GUESTS", "256"))
@@ -61,27 +63,10 @@ def test_kill9_during_mixed_workload_of_256_guests():
                         op = ("vm.destroy", {"vm": name})
                     else:
                         op = ("vm.show", {"vm": name})
-                    try:
-                        c = Client(sm.broker.socket, timeout=10)
-                        try:
-                            c.call(*op)
-                        finally:
-                            c.close()
-                    except RpcError as e:
-                        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
-                    except (OSError, EOFError, ValueError):
-                        in_doubt = op
+                    in_doubt = call_and_model(sm, op, model, timeout=10)
+                    if in_doubt:
                         break
                     ops += 1
-                    method, p = op
-                    if method == "vm.create":
-                        model[p["name"]] = set()
-                    elif method == "vm.attach":
-                        model[p["vm"]] |= set(p["devices"])
-                    elif method == "vm.detach":
-                        model[p["vm"]].discard(p["device"])
-                    elif method == "vm.destroy":
-                        del model[p["vm"]]
                 killer.join()
                 kills += 1
                 sm.proc.wait()
@@ -89,18 +74,7 @@ def test_kill9_during_mixed_workload_of_256_guests():
                 sm.start()
                 vms, _ = check_invariants(sm)
                 got = {n: {d["device"] for d in v["devices"]} for n, v in vms.items()}
-                doubt_vm = in_doubt and (in_doubt[1].get("name") or in_doubt[1].get("vm"))
-                for n in set(model) | set(got):
-                    if n != doubt_vm:
-                        assert got.get(n) == model.get(n), "round %d: guest %s: acknowledged %r, found %r" \
-                            % (rnd, n, model.get(n), got.get(n))
-                if doubt_vm:
-                    method, p = in_doubt
-                    old = model.get(doubt_vm)
-                    new = {"vm.create": set(), "vm.attach": (old or set()) | set(p.get("devices", [])),
-                           "vm.detach": (old or set()) - {p.get("device")}, "vm.destroy": None,
-                           "vm.show": old}[method]
-                    assert got.get(doubt_vm) in (old, new), "round %d: %s %r half done: %r" % (rnd, method, p, got.get(doubt_vm))
+                assert_matches_model(rnd, model, got, in_doubt)
                 model = got
             print("%d acknowledged operations, %d kills, %d guests with %d devices at the end"
                   % (ops, kills, len(model), sum(len(d) for d in model.values())))

@@ -220,6 +220,46 @@ class Killer(threading.Thread):
         self.done.set()
 
 
+def call_and_model(sm, op, model, timeout):
+    """Make one call; on success apply it to model (name -> set of devices) and return None. A
+    refusal fails the test; a connection cut by a kill returns op, now in doubt."""
+    try:
+        c = Client(sm.broker.socket, timeout=timeout)
+        try:
+            c.call(*op)
+        finally:
+            c.close()
+    except RpcError as e:
+        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
+    except (OSError, EOFError, ValueError):
+        return op
+    method, p = op
+    if method == "vm.create":
+        model[p["name"]] = set()
+    elif method == "vm.attach":
+        model[p["vm"]] |= set(p["devices"])
+    elif method == "vm.detach":
+        model[p["vm"]].discard(p["device"])
+    elif method == "vm.destroy":
+        del model[p["vm"]]
+    return None
+
+
+def assert_matches_model(rnd, model, got, in_doubt):
+    """Everything acknowledged is there; the operation in doubt is whole or absent."""
+    doubt_vm = in_doubt and (in_doubt[1].get("name") or in_doubt[1].get("vm"))
+    for n in set(model) | set(got):
+        if n != doubt_vm:
+            assert got.get(n) == model.get(n), "round %d: guest %s: acknowledged %r, found %r (in doubt: %r)" \
+                % (rnd, n, model.get(n), got.get(n), in_doubt)
+    if doubt_vm:
+        method, p = in_doubt
+        old = model.get(doubt_vm)
+        new = {"vm.create": set(), "vm.attach": (old or set()) | set(p.get("devices", [])),
+               "vm.detach": (old or set()) - {p.get("device")}, "vm.destroy": None, "vm.show": old}[method]
+        assert got.get(doubt_vm) in (old, new), "round %d: %s %r half done: %r" % (rnd, method, p, got.get(doubt_vm))
+
+
 def test_kill9_during_operations():
     # A client creates, attaches, detaches and destroys guests as fast as it can while the daemon
     # is SIGKILLed at random moments and restarted. Every acknowledged guest and device is there
@@ -250,53 +290,17 @@ def test_kill9_during_operations():
                         op = ("vm.detach", {"vm": name, "device": rng.choice(sorted(model[name]))})
                     else:
                         op = ("vm.destroy", {"vm": name})
-                    try:
-                        c = Client(sm.broker.socket, timeout=5)
-                        try:
-                            c.call(*op)
-                        finally:
-                            c.close()
-                    except RpcError as e:
-                        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
-                    except (OSError, EOFError, ValueError):
-                        in_doubt = op
+                    in_doubt = call_and_model(sm, op, model, timeout=5)
+                    if in_doubt:
                         break
                     ops_done += 1
-                    method, p = op
-                    if method == "vm.create":
-                        model[p["name"]] = set()
-                    elif method == "vm.attach":
-                        model[p["vm"]] |= set(p["devices"])
-                    elif method == "vm.detach":
-                        model[p["vm"]].discard(p["device"])
-                    else:
-                        del model[p["vm"]]
                 killer.join()
                 sm.proc.wait()
                 sm.pump()
                 sm.start()
                 vms, _ = check_invariants(sm)
                 got = {n: {d["device"] for d in v["devices"]} for n, v in vms.items()}
-                # everything acknowledged is there, except what the operation in doubt touched
-                doubt_vm = in_doubt and (in_doubt[1].get("name") or in_doubt[1].get("vm"))
-                for n in set(model) | set(got):
-                    if n == doubt_vm:
-                        continue
-                    assert got.get(n) == model.get(n), "round %d: guest %s: acknowledged %r, found %r (in doubt: %r)" \
-                        % (rnd, n, model.get(n), got.get(n), in_doubt)
-                if doubt_vm:
-                    method, p = in_doubt
-                    old = model.get(doubt_vm)
-                    if method == "vm.create":
-                        new = set()
-                    elif method == "vm.attach":
-                        new = old | set(p["devices"])
-                    elif method == "vm.detach":
-                        new = old - {p["device"]}
-                    else:
-                        new = None
-                    assert got.get(doubt_vm) in (old, new), "round %d: %s %r half done: %r" \
-                        % (rnd, method, p, got.get(doubt_vm))
+                assert_matches_model(rnd, model, got, in_doubt)
                 model = got
             assert ops_done > rounds, "too few operations between kills (%d)" % ops_done
             print("%d operations, %d kills, %d guests at the end" % (ops_done, rounds, len(model)))
