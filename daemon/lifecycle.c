@@ -98,10 +98,11 @@ worker_error (IfbVm *vm, IfbWorkerBatch *b, IfbVmDevice **devs, GError **error)
                                 "Device %s: its IOMMU (%s) cannot be a nesting parent; IOMMU_HWPT_ALLOC with "
                                 "NEST_PARENT was refused (option allow_plain gives a plain HWPT instead)",
                                 d->bdf, ifb_iommu_type_to_string (wd->info.type));
-  if (wd->failed_step == IFB_WORKER_STEP_BIND && wd->err == -EBUSY)
+  /* The kernel refuses a second open of a device's cdev state with EINVAL (vfio_df_open()), and a
+   * device held through its group with EBUSY: either way someone outside the broker has it. */
+  if (wd->failed_step == IFB_WORKER_STEP_BIND && (wd->err == -EBUSY || wd->err == -EINVAL))
     return ifb_error_set_errno (error, IFB_ERROR_DEVICE_BUSY, wd->err,
-                                "Device %s is bound to another IOMMUFD context outside the broker "
-                                "(VFIO_DEVICE_BIND_IOMMUFD)", d->bdf);
+                                "Device %s is in use outside the broker (VFIO_DEVICE_BIND_IOMMUFD refused it)", d->bdf);
   return ifb_error_set_errno (error, IFB_ERROR_KERNEL, wd->err, "Device %s: step %s failed",
                               d->bdf, ifb_worker_step_to_string (wd->failed_step));
 }
