@@ -2,16 +2,28 @@
 /*
  * Theory of operation
  *
- * One epoll fd, created on first use, is the only fd GLib polls for all watches (a GSource with
+ * One epoll fd holds all watches and is the only fd GLib sees for them (a GSource with
  * g_source_add_unix_fd()). When it is readable, dispatch() takes up to MAX_EVENTS ready watches
- * from epoll_wait(..., 0) and calls each; level-triggered epoll reports the rest again on the next
- * iteration, so one busy fd cannot hold the others back. Each epoll event carries the watch id,
- * not a pointer: a callback may remove any watch (its own or another connection's), and an event
- * for a removed id is simply skipped. Ids are never 0 and never reused while live.
+ * and calls each; level-triggered epoll reports the rest again on the next iteration, so one busy
+ * fd cannot hold the others back. Each epoll event carries the watch id, not a pointer: a
+ * callback may remove any watch (its own or another connection's), and an event for a removed id
+ * is simply skipped. Ids are never 0 and never reused while live.
+ *
+ * The main context blocks in epoll_wait() itself (performance, issue 9). GLib would poll() the
+ * epoll fd and dispatch() would then ask epoll_wait() what was ready: two syscalls per wake-up,
+ * and a wake-up through epoll's own wait queue. ifb_fd_watch_init() learns the fd GLib uses to
+ * wake its context (the only fd an empty context polls) and adds it to the epoll set; the poll
+ * function installed on the default context then, whenever GLib asks for exactly those two fds
+ * (the daemon's case: its listening sockets and connections are all watches here), makes one
+ * epoll_wait() with GLib's timeout, answers GLib for both fds, and keeps the events for
+ * dispatch(). When GLib asks for any other fd (libvirt-glib's sockets with [libvirt] uri set) or
+ * not for the epoll fd (a higher-priority source is ready), it falls back to g_poll() and
+ * dispatch() to epoll_wait(..., 0), as before.
  */
 #define G_LOG_DOMAIN "ifb-fdwatch"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 
 #include "fdwatch.h"
@@ -30,9 +42,14 @@ typedef struct {
   int epfd;
 } EpollSource;
 
+#define WAKEUP_ID 0             /* the epoll event of GLib's wake-up fd (watch ids are never 0) */
+
 static EpollSource *epoll_source;
 static GHashTable *watches;     /* id -> Watch* */
 static guint next_id = 1;
+static int wakeup_fd = -1;      /* GLib's wake-up fd, in the epoll set; -1: not learned */
+static struct epoll_event pending[MAX_EVENTS];
+static int n_pending = -1;      /* events the poll function already took for dispatch(); -1: none */
 
 static guint32
 to_epoll (GIOCondition c)
@@ -52,11 +69,18 @@ dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 {
   EpollSource *s = (EpollSource *) source;
   struct epoll_event ev[MAX_EVENTS];
-  int n = epoll_wait (s->epfd, ev, MAX_EVENTS, 0);
+  int n;
 
+  if (n_pending >= 0) {
+    n = n_pending;
+    memcpy (ev, pending, (size_t) n * sizeof (ev[0]));
+    n_pending = -1;
+  } else {
+    n = epoll_wait (s->epfd, ev, MAX_EVENTS, 0);
+  }
   for (int i = 0; i < n; i++) {
     guint id = (guint) ev[i].data.u64;
-    Watch *w = g_hash_table_lookup (watches, GUINT_TO_POINTER (id));
+    Watch *w = id == WAKEUP_ID ? NULL : g_hash_table_lookup (watches, GUINT_TO_POINTER (id));
     if (w && !w->func (w->fd, from_epoll (ev[i].events), w->data))
       ifb_fd_watch_remove (id);
   }
@@ -64,6 +88,54 @@ dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
 }
 
 static GSourceFuncs epoll_funcs = { .dispatch = dispatch };
+
+static gint
+epoll_poll (GPollFD *fds, guint n_fds, gint timeout)
+{
+  struct epoll_event ev[MAX_EVENTS];
+  GPollFD *ep = NULL, *wake = NULL;
+  int n, ready = 0;
+
+  n_pending = -1;
+  for (guint i = 0; i < n_fds; i++) {
+    if (epoll_source && fds[i].fd == epoll_source->epfd && !ep)
+      ep = &fds[i];
+    else if (fds[i].fd == wakeup_fd && wakeup_fd >= 0 && !wake)
+      wake = &fds[i];
+    else
+      return g_poll (fds, n_fds, timeout);
+  }
+  if (!ep)
+    return g_poll (fds, n_fds, timeout);
+
+  n = epoll_wait (epoll_source->epfd, ev, MAX_EVENTS, timeout);
+  if (n < 0)
+    return -1;   /* errno set: EINTR, which GLib ignores */
+  ep->revents = 0;
+  if (wake)
+    wake->revents = 0;
+  n_pending = 0;
+  for (int i = 0; i < n; i++) {
+    if (ev[i].data.u64 == WAKEUP_ID) {
+      if (wake)
+        wake->revents = G_IO_IN;
+    } else {
+      pending[n_pending++] = ev[i];
+    }
+  }
+  if (n_pending > 0)
+    ep->revents = G_IO_IN;
+  ready = (ep->revents != 0) + (wake && wake->revents != 0);
+  return ready;
+}
+
+static gint
+learn_wakeup_fd (GPollFD *fds, guint n_fds, gint timeout)
+{
+  if (n_fds == 1)
+    wakeup_fd = fds[0].fd;
+  return 0;
+}
 
 static gboolean
 ensure_source (void)
@@ -85,6 +157,34 @@ ensure_source (void)
   g_source_attach (&epoll_source->source, NULL);
   watches = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
   return TRUE;
+}
+
+void
+ifb_fd_watch_init (void)
+{
+  GMainContext *ctx = g_main_context_default ();
+  struct epoll_event ev = { .events = EPOLLIN, .data.u64 = WAKEUP_ID };
+
+  /* An iteration of a context with no sources polls GLib's wake-up fd, nothing else. */
+  g_main_context_set_poll_func (ctx, learn_wakeup_fd);
+  g_main_context_iteration (ctx, FALSE);
+  if (!ensure_source ()) {
+    g_main_context_set_poll_func (ctx, NULL);
+    return;
+  }
+  if (wakeup_fd >= 0 && epoll_ctl (epoll_source->epfd, EPOLL_CTL_ADD, wakeup_fd, &ev) < 0) {
+    g_debug ("epoll_ctl(ADD, GLib's wake-up fd %d): %s", wakeup_fd, g_strerror (errno));
+    wakeup_fd = -1;
+  }
+  if (wakeup_fd < 0)
+    g_debug ("GLib's wake-up fd not found: the main loop polls the epoll fd with g_poll()");
+  g_main_context_set_poll_func (ctx, epoll_poll);
+}
+
+gboolean
+ifb_fd_watch_is_direct (void)
+{
+  return wakeup_fd >= 0;
 }
 
 guint

@@ -10,6 +10,11 @@
 
 #include <glib-unix.h>
 
+/* Make the default main context block in epoll_wait() on the watches (one syscall per wake-up).
+ * Call before any other GSource is attached; without it everything works, with one poll() more. */
+void ifb_fd_watch_init (void);
+/* Did ifb_fd_watch_init() find GLib's wake-up fd (so the loop can block in epoll_wait())? */
+gboolean ifb_fd_watch_is_direct (void);
 /* Watch fd for cond (G_IO_IN/G_IO_OUT; HUP and ERR are always reported). The callback returns
  * G_SOURCE_REMOVE to end the watch. Returns an id > 0, or 0 when epoll refused the fd. */
 guint ifb_fd_watch_add (int fd, GIOCondition cond, GUnixFDSourceFunc func, gpointer data);

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "errors.h"
 #include "fault.h"
+#include "fdwatch.h"
 #include "ifb-config.h"
 #include "manager.h"
 
@@ -68,6 +69,7 @@ main (int argc, char **argv)
   IfbConfig *config;
 
   ifb_fault_init ();
+  ifb_fd_watch_init ();
   raise_nofile_limit ();
   g_option_context_add_main_entries (ctx, entries, NULL);
   if (!g_option_context_parse (ctx, &argc, &argv, &error)) {

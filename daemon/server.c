@@ -17,6 +17,7 @@
 
 #include "connection.h"
 #include "errors.h"
+#include "fdwatch.h"
 #include "server.h"
 #include "util.h"
 
@@ -39,7 +40,7 @@ on_resume (gpointer data)
 {
   IfbServer *s = data;
   s->resume = 0;
-  s->source = g_unix_fd_add (s->listen_fd, G_IO_IN, on_accept, s);
+  s->source = ifb_fd_watch_add (s->listen_fd, G_IO_IN, on_accept, s);
   return G_SOURCE_REMOVE;
 }
 
@@ -152,7 +153,7 @@ ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
   s->path = g_strdup (path);
   s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
   s->per_uid = g_hash_table_new (g_direct_hash, g_direct_equal);
-  s->source = g_unix_fd_add (listen_fd, G_IO_IN, on_accept, s);
+  s->source = ifb_fd_watch_add (listen_fd, G_IO_IN, on_accept, s);
   return s;
 }
 
@@ -161,8 +162,7 @@ ifb_server_free (IfbServer *s)
 {
   if (!s)
     return NULL;
-  if (s->source)
-    g_source_remove (s->source);
+  ifb_fd_watch_remove (s->source);
   if (s->resume)
     g_source_remove (s->resume);
   g_hash_table_unref (s->connections);

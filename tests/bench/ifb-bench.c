@@ -3,12 +3,26 @@
  * ifb-bench: the C side of tests/bench/run. Both the figure and its baseline are measured by
  * this same program, so neither carries interpreter overhead the other lacks.
  *
- *   echo-server PATH [REPLY-FILE]   single-threaded epoll server, like the daemon's main loop:
+ *   echo-server PATH [REPLY-FILE [json]]
+ *                                   single-threaded epoll server, like the daemon's main loop:
  *                                   answers every '\n'-terminated line with the line itself, or
  *                                   with the bytes of REPLY-FILE (the daemon's own reply, so both
- *                                   sides move the same bytes). Runs until killed.
+ *                                   sides move the same bytes). With "json", what json-c alone
+ *                                   costs per call is added: each request is parsed with a fresh
+ *                                   json_tokener, and the reply is built by parsing REPLY-FILE
+ *                                   and serialized again, as the daemon parses, builds and
+ *                                   serializes. Runs until killed.
  *   rtt PATH N LINE                 N sequential round trips of LINE on one connection (after
- *                                   N/10 warm-up ones); prints "median_ns p99_ns reply_bytes"
+ *                                   N/10 warm-up ones); prints "median_ns p99_ns reply_bytes".
+ *                                   The client waits for each reply in poll(POLLIN), as event-loop
+ *                                   clients (QEMU, libvirt, proto/rpc-client.c) do; with
+ *                                   IFB_BENCH_WAIT=read it blocks in recvmsg() instead. The two
+ *                                   differ in the kernel: a reader blocked in recvmsg() on an
+ *                                   AF_UNIX stream socket is also woken when the server consumes
+ *                                   the request (unix_write_space() wakes the sender's wait queue,
+ *                                   and that wait is not keyed by event), so against any server
+ *                                   slower than the client takes to fall asleep it pays a spurious
+ *                                   wake-up and context switch per call; poll() filters by event.
  *   tput PATH CLIENTS MS LINE       CLIENTS connections, one request in flight each, driven by one
  *                                   epoll loop for MS milliseconds; prints "calls_per_sec"
  *   clone3 CGROUP-DIR N             N times: clone3(CLONE_INTO_CGROUP|CLONE_PIDFD), the child
@@ -26,7 +40,9 @@
  *
  * A reply containing "\"error\"" where a result is expected aborts with exit status 1.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -43,6 +59,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json.h>
+
+#include "bench-stats.h"
+
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
@@ -58,29 +78,6 @@ die (const char *what)
 {
   fprintf (stderr, "ifb-bench: %s: %s\n", what, strerror (errno));
   exit (1);
-}
-
-static uint64_t
-now_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
-}
-
-static int
-cmp_u64 (const void *a, const void *b)
-{
-  uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
-  return x < y ? -1 : x > y;
-}
-
-static void
-print_stats (uint64_t *v, size_t n, const char *extra)
-{
-  qsort (v, n, sizeof *v, cmp_u64);
-  printf ("%llu %llu%s\n", (unsigned long long) v[n / 2], (unsigned long long) v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1],
-          extra ? extra : "");
 }
 
 static int
@@ -122,6 +119,8 @@ typedef struct {
   size_t len, cap;
 } Buf;
 
+static int wait_in_poll;
+
 static size_t
 read_line (int fd, Buf *b, int *n_fds)
 {
@@ -143,6 +142,10 @@ read_line (int fd, Buf *b, int *n_fds)
     }
     iov.iov_base = b->buf + b->len;
     iov.iov_len = b->cap - b->len - 1;
+    if (wait_in_poll) {
+      struct pollfd pf = { .fd = fd, .events = POLLIN };
+      poll (&pf, 1, -1);
+    }
     k = recvmsg (fd, &msg, MSG_CMSG_CLOEXEC);
     if (k < 0) {
       if (errno == EINTR)
@@ -208,6 +211,36 @@ typedef struct {
   size_t len;
 } EchoConn;
 
+/* The json-c share of one call: parse the request, build the reply (by parsing its text),
+ * serialize it, send it, free both. */
+static ssize_t
+json_answer (int fd, const char *line, size_t len, const char *reply, size_t reply_len)
+{
+  json_tokener *tok = json_tokener_new_ex (JSON_TOKENER_DEFAULT_DEPTH);
+  json_object *req, *rep;
+  const char *text;
+  size_t text_len;
+  ssize_t k;
+  char *buf;
+
+  json_tokener_set_flags (tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  req = json_tokener_parse_ex (tok, line, (int) len);
+  json_tokener_free (tok);
+  if (!req)
+    return -1;
+  rep = json_tokener_parse (reply);
+  text = json_object_to_json_string_length (rep, JSON_C_TO_STRING_PLAIN, &text_len);
+  buf = malloc (text_len + 1);
+  memcpy (buf, text, text_len);
+  buf[text_len] = '\n';
+  k = send_all (fd, buf, text_len + 1);
+  free (buf);
+  json_object_put (rep);
+  json_object_put (req);
+  (void) reply_len;
+  return k;
+}
+
 static int
 cmd_echo_server (int argc, char **argv)
 {
@@ -215,8 +248,9 @@ cmd_echo_server (int argc, char **argv)
   char *reply = NULL;
   size_t reply_len = 0;
   int lfd, ep;
+  int json = argc >= 3 && strcmp (argv[2], "json") == 0;
 
-  if (argc < 1)
+  if (argc < 1 || (json && argc < 2))
     return 2;
   if (argc >= 2) {
     FILE *f = fopen (argv[1], "rb");
@@ -225,12 +259,13 @@ cmd_echo_server (int argc, char **argv)
     fseek (f, 0, SEEK_END);
     reply_len = (size_t) ftell (f);
     rewind (f);
-    reply = malloc (reply_len + 1);
+    reply = malloc (reply_len + 2);
     if (fread (reply, 1, reply_len, f) != reply_len)
       die ("reading reply file");
     fclose (f);
     if (reply_len == 0 || reply[reply_len - 1] != '\n')
       reply[reply_len++] = '\n';
+    reply[reply_len] = '\0';
   }
   signal (SIGPIPE, SIG_IGN);
   lfd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -268,7 +303,9 @@ cmd_echo_server (int argc, char **argv)
           c->len += (size_t) k;
           start = c->buf;
           while ((nl = memchr (start, '\n', c->len - (size_t) (start - c->buf)))) {
-            if (reply)
+            if (json)
+              k = json_answer (c->fd, start, (size_t) (nl - start), reply, reply_len);
+            else if (reply)
               k = send_all (c->fd, reply, reply_len);
             else
               k = send_all (c->fd, start, (size_t) (nl - start) + 1);
@@ -597,6 +634,7 @@ main (int argc, char **argv)
     { "setup", cmd_setup }, { "populate", cmd_populate }, { "exec", cmd_exec },
   };
   setvbuf (stdout, NULL, _IOLBF, 0);
+  wait_in_poll = !(getenv ("IFB_BENCH_WAIT") && strcmp (getenv ("IFB_BENCH_WAIT"), "read") == 0);
   for (size_t i = 0; argc > 1 && i < sizeof cmds / sizeof cmds[0]; i++)
     if (strcmp (argv[1], cmds[i].name) == 0) {
       int r = cmds[i].fn (argc - 2, argv + 2);
