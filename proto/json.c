@@ -45,17 +45,58 @@ int_literal_fits (const char *p, size_t n)
   return errno != ERANGE;
 }
 
+/* A growable array of guint that lives on the C stack until it outgrows it: the lexical pass
+ * needs two per parse, and two GArrays were 4% of a small call's instructions. */
+typedef struct {
+  guint *v;
+  guint len, cap;
+  guint inline_v[32];
+} UintVec;
+
+static void
+uvec_init (UintVec *u)
+{
+  u->v = u->inline_v;
+  u->len = 0;
+  u->cap = G_N_ELEMENTS (u->inline_v);
+}
+
+static void
+uvec_push (UintVec *u, guint x)
+{
+  if (u->len == u->cap) {
+    guint *v = g_new (guint, (gsize) u->cap * 2);
+    memcpy (v, u->v, u->len * sizeof (guint));
+    if (u->v != u->inline_v)
+      g_free (u->v);
+    u->v = v;
+    u->cap *= 2;
+  }
+  u->v[u->len++] = x;
+}
+
+static void
+uvec_clear (UintVec *u)
+{
+  if (u->v != u->inline_v)
+    g_free (u->v);
+  uvec_init (u);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (UintVec, uvec_clear)
+
 /*
  * Lexical pre-check. Also records, in object order, how many members each object literal has
  * so duplicates can be detected after json-c collapsed them.
  */
 static gboolean
-lex_check (const char *s, size_t len, int max_depth, GArray *member_counts, GError **error)
+lex_check (const char *s, size_t len, int max_depth, UintVec *member_counts, GError **error)
 {
-  GArray *stack = g_array_new (FALSE, FALSE, sizeof (guint));   /* index into member_counts or G_MAXUINT for arrays */
+  UintVec stack;   /* index into member_counts, or G_MAXUINT for an array */
   gboolean ok = FALSE;
   size_t i = 0;
 
+  uvec_init (&stack);
   if (!g_utf8_validate_len (s, len, NULL)) {
     parse_fail (error, "invalid UTF-8");
     goto out;
@@ -88,25 +129,23 @@ lex_check (const char *s, size_t len, int max_depth, GArray *member_counts, GErr
       i++;
       continue;
     }
-    if ((c == '{' || c == '[') && stack->len >= (guint) max_depth) {
+    if ((c == '{' || c == '[') && stack.len >= (guint) max_depth) {
       parse_fail (error, "nesting too deep");
       goto out;
     }
     if (c == '{') {
-      guint idx = member_counts->len, zero = 0;
-      g_array_append_val (member_counts, zero);
-      g_array_append_val (stack, idx);
+      uvec_push (&stack, member_counts->len);
+      uvec_push (member_counts, 0);
     } else if (c == '[') {
-      guint marker = G_MAXUINT;
-      g_array_append_val (stack, marker);
+      uvec_push (&stack, G_MAXUINT);
     } else if (c == '}' || c == ']') {
-      if (stack->len > 0)
-        g_array_set_size (stack, stack->len - 1);
+      if (stack.len > 0)
+        stack.len--;
     } else if (c == ':') {
-      if (stack->len > 0) {
-        guint idx = g_array_index (stack, guint, stack->len - 1);
+      if (stack.len > 0) {
+        guint idx = stack.v[stack.len - 1];
         if (idx != G_MAXUINT)
-          g_array_index (member_counts, guint, idx)++;
+          member_counts->v[idx]++;
       }
     } else if (c == '-' || g_ascii_isdigit (c)) {
       size_t start = i;
@@ -145,17 +184,17 @@ lex_check (const char *s, size_t len, int max_depth, GArray *member_counts, GErr
   }
   ok = TRUE;
 out:
-  g_array_unref (stack);
+  uvec_clear (&stack);
   return ok;
 }
 
 /* Walk objects in document order, comparing json-c's member count with the literal's. */
 static gboolean
-count_members (json_object *o, GArray *member_counts, guint *next)
+count_members (json_object *o, const UintVec *member_counts, guint *next)
 {
   if (json_object_is_type (o, json_type_object)) {
     guint idx = (*next)++;
-    if (idx >= member_counts->len || (guint) json_object_object_length (o) != g_array_index (member_counts, guint, idx))
+    if (idx >= member_counts->len || (guint) json_object_object_length (o) != member_counts->v[idx])
       return FALSE;
     json_object_object_foreach (o, key, val) {
       (void) key;
@@ -171,27 +210,64 @@ count_members (json_object *o, GArray *member_counts, guint *next)
   return TRUE;
 }
 
+/* Performance: a json_tokener is a few allocations (its stack, its print buffer); one per
+ * parse was 5% of the daemon's instructions for a small call (tests/bench, callgrind). Each
+ * thread keeps the last one, for one depth, and resets it after every use. */
+typedef struct {
+  struct json_tokener *tok;
+  int depth;
+} CachedTokener;
+
+static void
+cached_tokener_free (gpointer p)
+{
+  CachedTokener *c = p;
+  json_tokener_free (c->tok);
+  g_free (c);
+}
+
+static GPrivate tokener_key = G_PRIVATE_INIT (cached_tokener_free);
+
+static struct json_tokener *
+tokener_get (int depth)
+{
+  CachedTokener *c = g_private_get (&tokener_key);
+
+  if (c && c->depth == depth)
+    return c->tok;
+  c = g_new0 (CachedTokener, 1);
+  c->tok = json_tokener_new_ex (depth);
+  if (!c->tok) {
+    g_free (c);
+    return NULL;
+  }
+  c->depth = depth;
+  json_tokener_set_flags (c->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  g_private_replace (&tokener_key, c);
+  return c->tok;
+}
+
 json_object *
 ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
 {
-  g_autoptr (GArray) member_counts = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_auto (UintVec) member_counts = { 0 };
   struct json_tokener *tok;
   json_object *obj;
   enum json_tokener_error jerr;
   size_t end;
   guint next = 0;
 
-  if (!lex_check (text, len, max_depth, member_counts, error))
+  uvec_init (&member_counts);
+  if (!lex_check (text, len, max_depth, &member_counts, error))
     return NULL;
 
   /* The lexer enforces max_depth as the number of nested objects and arrays. json-c's own count
    * also charges a scalar inside the innermost container one level, so give it room. */
-  tok = json_tokener_new_ex (max_depth + 2);
+  tok = tokener_get (max_depth + 2);
   if (!tok) {
     parse_fail (error, "out of memory");
     return NULL;
   }
-  json_tokener_set_flags (tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
   obj = json_tokener_parse_ex (tok, text, (int) len);
   jerr = json_tokener_get_error (tok);
   end = json_tokener_get_parse_end (tok);
@@ -202,7 +278,7 @@ ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
     jerr = json_tokener_get_error (tok);
     end = len;
   }
-  json_tokener_free (tok);
+  json_tokener_reset (tok);   /* drops what a failed parse left on its stack */
 
   if (!obj && jerr == json_tokener_success) {
     /* The text was a valid 'null', which json-c represents as NULL: well-formed, but never a
@@ -228,7 +304,7 @@ ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
     }
   }
   /* An object literal inside a string was counted by the lexer only if outside strings. */
-  if (!count_members (obj, member_counts, &next) || next != member_counts->len) {
+  if (!count_members (obj, &member_counts, &next) || next != member_counts.len) {
     json_object_put (obj);
     parse_fail (error, "duplicate key in object");
     return NULL;

@@ -208,6 +208,18 @@ test_duplicate_keys (void)
     g_assert_cmpuint (json_object_object_length (o), ==, 3);
   }
   {
+    /* more objects than the lexer's counts hold before they move to the heap */
+    g_autoptr (GString) many = g_string_new ("[");
+    g_autoptr (GString) dup = NULL;
+    for (int i = 0; i < 200; i++)
+      g_string_append_printf (many, "%s{\"a\":%d,\"b\":{}}", i ? "," : "", i);
+    g_string_append_c (many, ']');
+    dup = g_string_new (many->str);
+    g_string_replace (dup, "{\"a\":150,\"b\":{}}", "{\"a\":150,\"a\":{}}", 1);
+    json_object_put (assert_accepted (many->str));
+    assert_rejected (dup->str, "a duplicate in the 151st of 200 objects");
+  }
+  {
     /* ':' and braces inside strings are not structure */
     g_autoptr (json_object) o = assert_accepted ("{\"k:1\":\"v:{}:\",\"k2\":{\"x\":\"}\"}}");
     g_assert_cmpstr (ifb_json_get_string (o, "k:1"), ==, "v:{}:");
