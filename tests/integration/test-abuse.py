@@ -13,12 +13,15 @@ Protocol conformance (error shapes, every [limits] key in isolation) is test-pro
 file is about many bad things at once and about what is left afterwards.
 
 Latency: each abuse round runs every abuser for ROUND_S seconds while the good client makes one
-call every CALL_GAP_S. A round's latency is the median of its calls; the median over the rounds
-must stay within 3x the idle median measured first in the same run (median of three idle rounds),
-so one round disturbed by the machine (other jobs, the abusers' own start-up) cannot fail it. The
+call every CALL_GAP_S. A round's latency is the median of its calls, and the worst latency is
+that of the worst round: every round must stay within 3x the idle median measured first in the
+same run (median of three idle rounds). A round over it is run once more, and the test fails if
+the rerun is over too: a daemon that lets abusers delay others does so every time, while one
+round disturbed by the machine (other jobs, the abusers' own start-up) does not repeat. The
 single slowest call of each round is printed but not asserted: on a shared 2-core machine (load
 average 6-8 while this was written) it measures the scheduler, a preempted daemon or client,
-tens of ms even with no abuser; every call must still be answered (the client's 10 s timeout).
+3-8 ms here (8-20x the idle median); every call must still be answered
+(the client's 10 s timeout).
 In tools/check's ASan and valgrind passes (IFB_CHECK_DAEMON_EXIT, IFB_DAEMON_WRAPPER) the figures
 are printed, not asserted: there the daemon runs 3-50x slower while the abusers do not, so it is
 saturated by design; those passes check behaviour, memory and fds.
@@ -287,8 +290,9 @@ def test_abuse_while_serving():
         with_idle = statistics.median(timed_calls(good, 1.0))
 
         # 3. rounds of every abuser at once, the good client measuring throughout
-        worsts, medians, calls, totals, all_lat = [], [], 0, {}, []
-        for _ in range(ROUNDS):
+        worsts, medians, calls, totals, all_lat, reruns = [], [], 0, {}, [], []
+
+        def abuse_round():
             deadline = time.monotonic() + ROUND_S
             children = {fn.__name__: spawn(fn, b.socket, deadline) for fn in ABUSERS}
             lat = timed_calls(good, ROUND_S)
@@ -296,10 +300,16 @@ def test_abuse_while_serving():
             for name, res in results.items():
                 assert "error" not in res, res["error"]
                 totals[name] = totals.get(name, 0) + res["n"]
+            return lat
+
+        for _ in range(ROUNDS):
+            lat = abuse_round()
             all_lat += lat
             worsts.append(max(lat))
             medians.append(statistics.median(lat))
             calls += len(lat)
+            if TIMING and medians[-1] > 3 * idle_median:
+                reruns.append(statistics.median(abuse_round()))
         assert b.proc.poll() is None, "daemon died:\n" + b.read_log()[-3000:]
 
         # 4. the idle connections are still served, then everybody leaves
@@ -318,6 +328,8 @@ def test_abuse_while_serving():
               % (ms(idle_median), ", ".join(map(ms, idle)), N_IDLE, ms(with_idle), ", ".join(map(ms, medians)),
                  ms(statistics.median(medians)), statistics.median(medians) / idle_median, max(medians) / idle_median, ms(statistics.quantiles(all_lat, n=100)[98]),
                  ", ".join(map(ms, worsts)), calls))
+        if reruns:
+            print("rounds over 3x the idle median, run again: %s" % ", ".join(map(ms, reruns)))
         print("abuse actions: %s" % json.dumps(totals, sort_keys=True))
         print("daemon fds: baseline %d, after the abusers left %d" % (baseline, after))
         assert after == baseline, "fd leak: %d before, %d after\n%s" % (baseline, after, os.listdir("/proc/%d/fd" % b.proc.pid))
@@ -326,6 +338,10 @@ def test_abuse_while_serving():
         if TIMING:
             assert statistics.median(medians) <= 3 * idle_median, \
                 "median latency under abuse %s > 3x the idle median %s" % (ms(statistics.median(medians)), ms(idle_median))
+            for r in reruns:
+                assert r <= 3 * idle_median, \
+                    "a round's latency under abuse was over 3x the idle median %s twice in a row (rerun: %s)" % (
+                        ms(idle_median), ms(r))
 
 
 def test_accept_survives_fd_exhaustion():
