@@ -27,7 +27,7 @@ bool ifb_uapi_vtd_dirty (uint64_t ecap);
 bool ifb_uapi_smmuv3_can_nest (const uint32_t idr[6]);
 bool ifb_uapi_smmuv3_dirty (const uint32_t idr[6]);
 
-/* emul.c */
+/* The emulator, emul*.c (emul.c says which file holds what). */
 int ifb_emul_open_iommufd (int dev_dirfd, int *ret_fd);
 int ifb_emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd);
 int ifb_emul_ioctl (int fd, unsigned long request, void *arg);

@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The emulator's device files: the profile at the start of an emulated device cdev, the OFD bind
+ * lock and bind record (see "Devices" in emul.c), and opening a device.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "emul-private.h"
+#include "uapi-private.h"
+
+/* ---- small async-signal-safe helpers ------------------------------------------------- */
+
+static char *
+emul_utoa (unsigned v, char *end)
+{
+  *--end = '\0';
+  do {
+    *--end = (char) ('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return end;
+}
+
+/* "/proc/self/fd/<fd>" into buf (>= 32 bytes). */
+const char *
+emul_proc_fd_path (int fd, char *buf)
+{
+  char num[16];
+  const char *n = emul_utoa ((unsigned) fd, num + sizeof num);
+  strcpy (buf, "/proc/self/fd/");
+  strcat (buf, n);
+  return buf;
+}
+
+static uint64_t
+emul_parse_u64 (const char *s)
+{
+  uint64_t v = 0;
+  int base = 10;
+
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s += 2;
+  }
+  for (; *s; s++) {
+    int d;
+    if (*s >= '0' && *s <= '9')
+      d = *s - '0';
+    else if (base == 16 && *s >= 'a' && *s <= 'f')
+      d = *s - 'a' + 10;
+    else if (base == 16 && *s >= 'A' && *s <= 'F')
+      d = *s - 'A' + 10;
+    else
+      break;
+    v = v * (uint64_t) base + (uint64_t) d;
+  }
+  return v;
+}
+
+/* ---- device files -------------------------------------------------------------------- */
+
+#define IFB_EMUL_PROFILE_HEADER "ifb-emulated-device 1\n"
+
+int
+emul_read_profile (int fd, EmulProfile *p)
+{
+  char buf[IFB_EMUL_PROFILE_MAX];
+  ssize_t n;
+
+  n = pread (fd, buf, sizeof buf - 1, 0);
+  if (n < 0)
+    return -errno;
+  buf[n] = '\0';
+  if (strncmp (buf, IFB_EMUL_PROFILE_HEADER, strlen (IFB_EMUL_PROFILE_HEADER)) != 0)
+    return -ENODEV;
+  memset (p, 0, sizeof *p);
+  for (char *line = buf; line && *line;) {
+    char *nl = strchr (line, '\n');
+    char *eq;
+    if (nl)
+      *nl = '\0';
+    eq = strchr (line, '=');
+    if (eq && line[0] != '#') {
+      const char *k = line, *v = eq + 1;
+      *eq = '\0';
+      if (strcmp (k, "iommu") == 0)
+        p->iommu_type = (uint32_t) ifb_iommu_type_from_string (v);
+      else if (strcmp (k, "cap") == 0)
+        p->cap_reg = emul_parse_u64 (v);
+      else if (strcmp (k, "ecap") == 0)
+        p->ecap_reg = emul_parse_u64 (v);
+      else if (strncmp (k, "idr", 3) == 0 && k[3] >= '0' && k[3] <= '5' && !k[4])
+        p->idr[k[3] - '0'] = (uint32_t) emul_parse_u64 (v);
+      else if (strcmp (k, "iidr") == 0)
+        p->iidr = (uint32_t) emul_parse_u64 (v);
+      else if (strcmp (k, "aidr") == 0)
+        p->aidr = (uint32_t) emul_parse_u64 (v);
+    }
+    line = nl ? nl + 1 : NULL;
+  }
+  if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
+    return -ENODEV;
+  return 0;
+}
+
+bool
+emul_is_device_fd (int fd)
+{
+  char buf[sizeof IFB_EMUL_PROFILE_HEADER];
+  struct stat st;
+  ssize_t n;
+
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
+    return false;
+  n = pread (fd, buf, sizeof buf - 1, 0);
+  return n == (ssize_t) (sizeof buf - 1) && memcmp (buf, IFB_EMUL_PROFILE_HEADER, sizeof buf - 1) == 0;
+}
+
+void
+emul_lock_init (struct flock *fl, short type)
+{
+  memset (fl, 0, sizeof *fl);
+  fl->l_type = type;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = IFB_EMUL_BIND_OFFSET;
+  fl->l_len = sizeof (EmulBindRecord);
+}
+
+/* Is the bind lock of the device file held by anybody? Checked through a fresh open file. */
+int
+emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat *ret_st)
+{
+  struct flock fl;
+  int fd, r = 0;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return -errno;
+  if (ret_st && fstat (fd, ret_st) < 0)
+    r = -errno;
+  if (r == 0 && ret_rec && pread (fd, ret_rec, sizeof *ret_rec, IFB_EMUL_BIND_OFFSET) != sizeof *ret_rec)
+    memset (ret_rec, 0, sizeof *ret_rec);
+  emul_lock_init (&fl, F_WRLCK);
+  if (r == 0 && fcntl (fd, F_OFD_GETLK, &fl) < 0)
+    r = -errno;
+  if (r == 0)
+    r = fl.l_type != F_UNLCK;
+  close (fd);
+  return r;
+}
+
+/* 1 = this open file holds the bind, 0 = nobody does, 2 = another open file does. */
+int
+emul_device_bind_state (int fd)
+{
+  char path[32];
+  struct flock fl;
+  int held;
+
+  emul_lock_init (&fl, F_WRLCK);
+  if (fcntl (fd, F_OFD_GETLK, &fl) < 0)
+    return -errno;
+  if (fl.l_type != F_UNLCK)
+    return 2;
+  held = emul_lock_held_path (emul_proc_fd_path (fd, path), NULL, NULL);
+  if (held < 0)
+    return held;
+  return held ? 1 : 0;
+}
+
+int
+ifb_emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd)
+{
+  char path[64];
+  int fd;
+
+  if (!ifb_uapi_cdev_name_valid (cdev_name))
+    return -EINVAL;
+  strcpy (path, "vfio/devices/");
+  strcat (path, cdev_name);
+  fd = openat (dev_dirfd, path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return -errno;
+  if (!emul_is_device_fd (fd)) {
+    close (fd);
+    return -ENODEV;
+  }
+  *ret_fd = fd;
+  return 0;
+}
+
+/* What a bound device's profile registers allow, read as the typed layer reads them. */
+bool
+emul_dev_can_nest (const EmulDevice *d)
+{
+  if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
+    return ifb_uapi_vtd_can_nest (d->ecap_reg);
+  return ifb_uapi_smmuv3_can_nest (d->idr);
+}
+
+bool
+emul_dev_dirty (const EmulDevice *d)
+{
+  if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
+    return ifb_uapi_vtd_dirty (d->ecap_reg);
+  return ifb_uapi_smmuv3_dirty (d->idr);
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Inside the emulated IOMMUFD only (emul*.c; the theory of operation is at the top of emul.c):
+ * the layout of a context memfd and of a device file's bind record, and the functions the
+ * emulator's files share. Not included anywhere else.
+ */
+#pragma once
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define IFB_EMUL_MAGIC UINT64_C (0x314c554d45424649)    /* "IFBEMUL1" */
+#define IFB_EMUL_BIND_MAGIC UINT64_C (0x31444e4942424649) /* "IFBBIND1" */
+#define IFB_EMUL_VERSION 1
+#define IFB_EMUL_MEMFD_NAME "ifb-emulated-iommufd"
+#define IFB_EMUL_MAX_OBJECTS 1024
+#define IFB_EMUL_MAX_DEVICES 64
+#define IFB_EMUL_MAX_MAPS 1024
+#define IFB_EMUL_PATH_MAX 512
+#define IFB_EMUL_PROFILE_MAX 4096
+#define IFB_EMUL_BIND_OFFSET 8192
+#define IFB_EMUL_PAGE 4096u
+
+enum { EMUL_HWPT_AUTO = 1 << 0 };               /* EmulObject.aux for HWPTs */
+
+typedef struct {
+  uint32_t type;                /* 0 = free slot, else IfbUapiObjType; written last */
+  uint32_t flags;               /* HWPT alloc flags; IOAS: 1 = huge pages disabled */
+  uint32_t parent_id;           /* IOAS / parent HWPT / vIOMMU / HWPT (of a vIOMMU) */
+  uint32_t dev_id;              /* device it was allocated for */
+  uint32_t aux;                 /* HWPT: EMUL_HWPT_AUTO; VIOMMU: type; VDEVICE: virt_id */
+  uint32_t iommu_type;          /* IfbIommuType of that device: a domain's "owner" */
+  int32_t creator_pid;
+  char cgroup[256];
+} EmulObject;
+
+typedef struct {
+  uint32_t obj_id;              /* 0 = free slot */
+  uint32_t pt_id;               /* attached HWPT, 0 = none */
+  uint64_t st_dev, st_ino;
+  uint32_t iommu_type;
+  uint32_t pad;
+  uint64_t cap_reg, ecap_reg;
+  uint32_t idr[6], iidr, aidr;
+  char path[IFB_EMUL_PATH_MAX];
+} EmulDevice;
+
+typedef struct {
+  uint32_t ioas_id;             /* 0 = free slot */
+  uint32_t flags;
+  uint64_t iova, length;
+} EmulMap;
+
+typedef struct {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t table_size;
+  uint8_t uuid[16];
+  pthread_mutex_t mutex;
+  uint32_t rlimit_mode;
+  uint32_t pad;
+  EmulObject objects[IFB_EMUL_MAX_OBJECTS];
+  EmulDevice devices[IFB_EMUL_MAX_DEVICES];
+  EmulMap maps[IFB_EMUL_MAX_MAPS];
+} EmulTable;
+
+typedef struct {
+  uint64_t magic;
+  uint8_t ctx_uuid[16];
+  uint32_t dev_id;
+  uint32_t pad;
+} EmulBindRecord;
+
+typedef struct {
+  uint32_t iommu_type;
+  uint64_t cap_reg, ecap_reg;
+  uint32_t idr[6], iidr, aidr;
+} EmulProfile;
+
+#define TABLE_SIZE (((sizeof (EmulTable)) + IFB_EMUL_PAGE - 1) & ~(size_t) (IFB_EMUL_PAGE - 1))
+
+/*
+ * The emulator's mutable process-wide state (the batch's mapping cache emul_maps, emul_batching,
+ * emul_batch_cgroup and emul_last_ctx) exists once, static in emul-context.c; the other files
+ * reach it only through the functions below (emul_lock(), emul_reap(), emul_find_context(), ...).
+ */
+
+/* emul.c: copying ioctl arguments from and to the caller, as the kernel does. */
+bool emul_tail_zero (const uint8_t *p, size_t n);
+int emul_copy_in (void *kbuf, size_t ksize, size_t min_size, const void *uarg, uint32_t *ret_usize);
+void emul_copy_out (void *uarg, const void *kbuf, size_t ksize, uint32_t usize);
+
+/* emul-device.c: device files, their profile and their bind lock. */
+const char *emul_proc_fd_path (int fd, char *buf);
+int emul_read_profile (int fd, EmulProfile *p);
+bool emul_is_device_fd (int fd);
+void emul_lock_init (struct flock *fl, short type);
+int emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat *ret_st);
+int emul_device_bind_state (int fd);
+bool emul_dev_can_nest (const EmulDevice *d);
+bool emul_dev_dirty (const EmulDevice *d);
+
+/* emul-context.c: contexts. */
+bool emul_is_context_fd (int fd);
+int emul_lock (int fd, EmulTable **ret);
+void emul_unlock (EmulTable *t);
+int emul_find_context (const uint8_t uuid[16]);
+
+/* emul-context.c: the object table. */
+EmulObject *emul_get (EmulTable *t, uint32_t id, uint32_t type);
+uint32_t emul_id (EmulTable *t, const EmulObject *o);
+EmulObject *emul_alloc (EmulTable *t, uint32_t dev_id, uint32_t iommu_type);
+void emul_publish (EmulObject *o, uint32_t type);
+EmulDevice *emul_device_of (EmulTable *t, uint32_t obj_id);
+unsigned emul_users (EmulTable *t, uint32_t id);
+void emul_free (EmulTable *t, EmulObject *o);
+void emul_put_pt (EmulTable *t, uint32_t pt_id);
+void emul_reap (EmulTable *t);
+
+/* emul-iommufd.c and emul-vfio.c: the two command sets, dispatched by ifb_emul_ioctl(). */
+int emul_iommufd_ioctl (int fd, unsigned long request, void *arg);
+int emul_device_ioctl (int fd, unsigned long request, void *arg);
