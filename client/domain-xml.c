@@ -17,10 +17,14 @@
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
  *
- * The cgroup naming mirrors libvirt 9.0 (src/hypervisor/domain_driver.c
- * virDomainDriverGenerateMachineName, src/util/vircgroup.c virCgroupNewDomainPartition /
- * virCgroupSetPartitionSuffix / virCgroupPartitionEscape) for the case measured here: no
- * systemd-machined, privileged daemon.
+ * The cgroup naming mirrors libvirt 9.0 for a privileged daemon, in its two layouts. Without
+ * systemd-machined (the case measured here; src/util/vircgroup.c virCgroupNewMachineManual,
+ * virCgroupNewDomainPartition, virCgroupSetPartitionSuffix, virCgroupPartitionEscape) libvirt
+ * makes "<partition>/<machine>.libvirt-qemu" itself. With machined (a systemd host;
+ * virCgroupNewMachineSystemd) machined makes a scope "machine-<machine, unit-escaped>.scope" in
+ * the partition's slice and libvirt puts QEMU in a "libvirt" child of it; the guest's cgroup is
+ * the scope, which QEMU's cgroup lies within. The machine name is the same in both
+ * (src/hypervisor/domain_driver.c virDomainDriverGenerateMachineName).
  */
 #include <string.h>
 #include <libxml/parser.h>
@@ -255,8 +259,47 @@ append_escaped (GString *s, const char *comp)
   g_string_append (s, comp);
 }
 
+/* systemd's unit name escaping, as libvirt's virSystemdEscapeName: '/' becomes '-', and '-', '\\'
+ * and anything outside [A-Za-z0-9:_.] (and a leading '.') become "\\xNN". */
+static void
+append_unit_escaped (GString *s, const char *name)
+{
+  if (*name == '.')
+    g_string_append_printf (s, "\\x%02x", (unsigned char) *name++);
+  for (; *name; name++) {
+    if (*name == '/')
+      g_string_append_c (s, '-');
+    else if (g_ascii_isalnum (*name) || strchr (":_.", *name))
+      g_string_append_c (s, *name);
+    else
+      g_string_append_printf (s, "\\x%02x", (unsigned char) *name);
+  }
+}
+
+/* The scope machined makes for the domain, in the partition's slice: "/machine" is
+ * machine.slice, "/machine/tenant" machine-tenant.slice inside it (a slice's cgroup is nested
+ * in those of its '-'-separated prefixes). */
+static char *
+machined_cgroup (const char *partition, const char *machine)
+{
+  g_autoptr (GString) slice = g_string_new (NULL);
+  GString *s = g_string_new (NULL);
+
+  append_unit_escaped (slice, partition[0] == '/' ? partition + 1 : partition);
+  for (const char *p = slice->str; *p; p++)
+    if (*p == '-') {
+      g_string_append_c (s, '/');
+      g_string_append_len (s, slice->str, p - slice->str);
+      g_string_append (s, ".slice");
+    }
+  g_string_append_printf (s, "/%s.slice/machine-", slice->str);
+  append_unit_escaped (s, machine);
+  g_string_append (s, ".scope");
+  return g_string_free (s, FALSE);
+}
+
 char *
-ifb_domain_cgroup (const IfbDomainXml *d)
+ifb_domain_cgroup (const IfbDomainXml *d, IfbCgroupLayout layout)
 {
   const char *partition = d->partition && *d->partition ? d->partition : "/machine";
   g_autofree char *machine = NULL;
@@ -266,6 +309,10 @@ ifb_domain_cgroup (const IfbDomainXml *d)
 
   if (d->id < 0)
     return NULL;
+  if (layout == IFB_CGROUP_LAYOUT_MACHINED) {
+    machine = ifb_domain_machine_name (d->id, d->name);
+    return machined_cgroup (partition, machine);
+  }
   s = g_string_new (NULL);
   comps = g_strsplit (partition, "/", -1);
   for (char **c = comps; *c; c++) {

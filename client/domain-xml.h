@@ -31,9 +31,16 @@ IfbDomainXml *ifb_domain_xml_free (IfbDomainXml *d);
 /* libvirt's machine name: "qemu-<id>-<name with only [A-Za-z0-9-] and single . or ->", at most
  * 64 characters, no trailing '-' or '.' (virDomainDriverGenerateMachineName). */
 char *ifb_domain_machine_name (int id, const char *name);
-/* The cgroup (relative to the cgroup2 mount) libvirt 9.0 creates for the domain without
- * systemd-machined: "<partition>/<machine>.libvirt-qemu", partition "/machine" by default,
- * other partitions with ".partition" appended to each component. NULL when id < 0. */
-char *ifb_domain_cgroup (const IfbDomainXml *d);
+typedef enum {
+  IFB_CGROUP_LAYOUT_MANUAL,     /* no systemd-machined: libvirt makes the cgroups itself */
+  IFB_CGROUP_LAYOUT_MACHINED,   /* a systemd host: machined makes a scope per domain */
+} IfbCgroupLayout;
+
+/* The guest's cgroup (relative to the cgroup2 mount) that libvirt 9.0 gives the domain, NULL when
+ * id < 0. Manual: "<partition>/<machine>.libvirt-qemu", partition "/machine" by default, other
+ * partitions with ".partition" appended to each component. Machined: the domain's scope,
+ * "/machine.slice/machine-<machine, unit-escaped>.scope" for partition "/machine"; QEMU runs in
+ * its "libvirt" child. */
+char *ifb_domain_cgroup (const IfbDomainXml *d, IfbCgroupLayout layout);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbDomainXml, ifb_domain_xml_free)

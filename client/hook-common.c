@@ -35,18 +35,37 @@ ifb_hook_read_stdin (size_t *ret_len)
   return g_string_free (s, FALSE);
 }
 
+const char *
+ifb_hook_config_path (void)
+{
+  const char *conf = g_getenv ("IOMMUFD_BROKER_CONFIG");
+  return conf && *conf ? conf : IFB_CONFIG_FILE;
+}
+
+char *
+ifb_hook_config_get (const char *group, const char *key)
+{
+  g_autoptr (GKeyFile) kf = g_key_file_new ();
+  char *s;
+
+  if (g_key_file_load_from_file (kf, ifb_hook_config_path (), G_KEY_FILE_NONE, NULL) &&
+      (s = g_key_file_get_string (kf, group, key, NULL))) {
+    if (*s)
+      return s;
+    g_free (s);
+  }
+  return NULL;
+}
+
 char *
 ifb_hook_socket_path (void)
 {
   const char *env = g_getenv ("IOMMUFD_BROKER_SOCKET");
-  const char *conf = g_getenv ("IOMMUFD_BROKER_CONFIG");
-  g_autoptr (GKeyFile) kf = g_key_file_new ();
   char *s;
 
   if (env && *env)
     return g_strdup (env);
-  if (g_key_file_load_from_file (kf, conf && *conf ? conf : IFB_CONFIG_FILE, G_KEY_FILE_NONE, NULL) &&
-      (s = g_key_file_get_string (kf, "broker", "socket", NULL)) && *s)
+  if ((s = ifb_hook_config_get ("broker", "socket")))
     return s;
   return g_strdup (IFB_DEFAULT_SOCKET);
 }

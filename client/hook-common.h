@@ -12,6 +12,10 @@
 
 /* All of stdin (at most 16 MiB). */
 char *ifb_hook_read_stdin (size_t *ret_len);
+/* The broker's config file: $IOMMUFD_BROKER_CONFIG, else IFB_CONFIG_FILE. */
+const char *ifb_hook_config_path (void);
+/* A non-empty value from it, or NULL (no file, no key, empty). */
+char *ifb_hook_config_get (const char *group, const char *key);
 /* $IOMMUFD_BROKER_SOCKET, else [broker] socket of the broker's config file, else the default. */
 char *ifb_hook_socket_path (void);
 /* "iommufd-broker: WHAT: message" on stderr; returns 1. */

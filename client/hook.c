@@ -85,13 +85,62 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   return FALSE;
 }
 
+/* libvirt gives domains to systemd-machined when systemd runs the host and machined can be
+ * activated on D-Bus (virSystemdHasMachined); the same test without D-Bus: systemd's runtime
+ * directory and machined's D-Bus service file. */
+static gboolean
+host_has_machined (void)
+{
+  static const char *const dirs[] = { "/usr/local/share/dbus-1/system-services", "/usr/share/dbus-1/system-services",
+                                      "/lib/dbus-1/system-services", NULL };
+
+  if (!g_file_test ("/run/systemd/system", G_FILE_TEST_IS_DIR))
+    return FALSE;
+  for (const char *const *d = dirs; *d; d++) {
+    g_autofree char *f = g_build_filename (*d, "org.freedesktop.machine1.service", NULL);
+    if (g_file_test (f, G_FILE_TEST_EXISTS))
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* [libvirt] cgroup-layout of the broker's config: auto (default), systemd or manual. */
+static gboolean
+cgroup_layout (IfbCgroupLayout *ret, GError **error)
+{
+  g_autofree char *v = ifb_hook_config_get ("libvirt", "cgroup-layout");
+
+  if (!v || strcmp (v, "auto") == 0)
+    *ret = host_has_machined () ? IFB_CGROUP_LAYOUT_MACHINED : IFB_CGROUP_LAYOUT_MANUAL;
+  else if (strcmp (v, "systemd") == 0)
+    *ret = IFB_CGROUP_LAYOUT_MACHINED;
+  else if (strcmp (v, "manual") == 0)
+    *ret = IFB_CGROUP_LAYOUT_MANUAL;
+  else
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "%s: [libvirt] cgroup-layout '%s' is not one of auto, systemd, manual",
+                        ifb_hook_config_path (), v), FALSE;
+  return TRUE;
+}
+
+/* The domain's cgroup as libvirt will make it; NULL with *error set, or NULL and no error when
+ * the XML has no domain id. */
+static char *
+domain_cgroup (const IfbDomainXml *d, GError **error)
+{
+  IfbCgroupLayout layout;
+  return cgroup_layout (&layout, error) ? ifb_domain_cgroup (d, layout) : NULL;
+}
+
 static int
 op_prepare (IfbRpcClient *c, const IfbDomainXml *d)
 {
-  g_autofree char *cgroup = ifb_domain_cgroup (d);
   g_autoptr (GError) error = NULL;
+  g_autofree char *cgroup = domain_cgroup (d, &error);
   g_autoptr (json_object) old = NULL;
 
+  if (error)
+    return ifb_hook_fail (d->name, error);
   if (!cgroup)
     return fprintf (stderr, PREFIX "domain '%s': the XML at prepare carries no domain id, so its cgroup "
                             "is unknown\n", d->name), 1;
@@ -118,10 +167,17 @@ op_reconnect (IfbRpcClient *c, const IfbDomainXml *d)
   g_autoptr (json_object) vm = NULL;
 
   if (!ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name), &vm, &error)) {
-    g_autofree char *cgroup = ifb_domain_cgroup (d);
-    if (!g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM) || !cgroup)
+    g_autofree char *cgroup = NULL;
+    if (!g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
       return ifb_hook_fail (d->name, error), 0;
     g_clear_error (&error);
+    cgroup = domain_cgroup (d, &error);
+    if (!cgroup && !error)
+      g_set_error (&error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM,
+                   "the broker has no guest for this running domain and its XML carries no domain id to "
+                   "re-create it with");
+    if (!cgroup)
+      return ifb_hook_fail (d->name, error), 0;
     fprintf (stderr, PREFIX "domain '%s' is running but the broker has no guest for it: re-creating it "
                             "and reserving its devices (QEMU keeps the fds it has)\n", d->name);
     if (!create_guest (c, d, cgroup, &error))

@@ -30,7 +30,7 @@ ifb_backend_choice_from_string (const char *s)
   return IFB_BACKEND_CHOICE_INVALID;
 }
 
-typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND, KEY_MODE } KeyType;
+typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND, KEY_MODE, KEY_CHOICE } KeyType;
 
 typedef struct {
   const char *group;
@@ -38,6 +38,7 @@ typedef struct {
   KeyType type;
   size_t offset;
   guint min, max;       /* for KEY_UINT */
+  const char *choices;  /* for KEY_CHOICE: "a|b|c", stored as a string */
 } KeySpec;
 
 #define S(g, k, f) { g, k, KEY_STRING, G_STRUCT_OFFSET (IfbConfig, f), 0, 0 }
@@ -65,6 +66,9 @@ static const KeySpec keys[] = {
   S ("access", "read-group", read_group),
   B ("accounting", "rlimit-per-process", rlimit_per_process),
   S ("libvirt", "uri", libvirt_uri),
+  /* read by the libvirt hook (client/hook.c); checked here so a typo stops the daemon's start */
+  { "libvirt", "cgroup-layout", KEY_CHOICE, G_STRUCT_OFFSET (IfbConfig, libvirt_cgroup_layout), 0, 0,
+    "auto|systemd|manual" },
   B ("kernel", "allow-selftest", allow_selftest),
   { NULL },
 };
@@ -95,6 +99,7 @@ config_new_defaults (void)
   c->read_gid = (gid_t) -1;
   c->rlimit_per_process = true;
   c->libvirt_uri = NULL;
+  c->libvirt_cgroup_layout = g_strdup ("auto");
   c->allow_selftest = false;
   return c;
 }
@@ -112,6 +117,7 @@ ifb_config_free (IfbConfig *c)
   g_free (c->admin_group);
   g_free (c->read_group);
   g_free (c->libvirt_uri);
+  g_free (c->libvirt_cgroup_layout);
   g_free (c);
   return NULL;
 }
@@ -181,6 +187,20 @@ apply_file (IfbConfig *c, GKeyFile *kf, const char *path, GError **error)
           return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                               "%s: [%s] %s='%s' is not an octal mode", path, *g, *k, v ? v : ""), FALSE;
         *(guint *) field = (guint) mode;
+        break;
+      }
+      case KEY_CHOICE: {
+        g_autofree char *v = g_key_file_get_string (kf, *g, *k, &local);
+        g_auto (GStrv) choices = g_strsplit (s->choices, "|", -1);
+        if (!local && (!v || !g_strv_contains ((const char *const *) choices, v))) {
+          g_autofree char *list = g_strjoinv (", ", choices);
+          return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                              "%s: [%s] %s='%s' is not one of %s", path, *g, *k, v ? v : "", list), FALSE;
+        }
+        if (!local) {
+          g_free (*(char **) field);
+          *(char **) field = g_steal_pointer (&v);
+        }
         break;
       }
       case KEY_BACKEND: {

@@ -48,6 +48,7 @@ typedef struct {
   bool rlimit_per_process;      /* IOMMU_OPTION_RLIMIT_MODE = per-process */
   /* [libvirt] */
   char *libvirt_uri;            /* NULL: no event watching */
+  char *libvirt_cgroup_layout;  /* auto, systemd or manual: the hook's (client/hook.c) */
   /* [kernel] */
   bool allow_selftest;          /* accept the kernel's IOMMUFD_TEST mock device (test kernels only) */
 } IfbConfig;

@@ -15,9 +15,10 @@
  *    destroyed and logged. A guest in `prepare` is safe: libvirt gives the domain its id before
  *    the prepare hook runs, so the domain is active in the snapshot.
  *
- * Only "libvirt guests" are touched: those whose cgroup is a libvirt QEMU domain cgroup
- * ("<partition>/<machine>.libvirt-qemu", which the hook computes). Guests made by other tools
- * have nothing to do with libvirt and are never reaped here.
+ * Only "libvirt guests" are touched: those whose cgroup is a libvirt QEMU domain cgroup, in
+ * either layout the hook computes ("<partition>/<machine>.libvirt-qemu" without machined,
+ * ".../machine-qemu\x2d<id>\x2d<name>.scope" with it). Guests made by other tools have nothing
+ * to do with libvirt and are never reaped here.
  *
  * Never blocking the main loop: libvirtd holds a domain's lock while it runs that domain's
  * hooks, and our hook waits for us; any libvirt call that takes domain locks (listing domains)
@@ -91,11 +92,19 @@ silence_libvirt (void *opaque, virErrorPtr error)
 {
 }
 
-/* A libvirt QEMU domain cgroup: ".../<machine>.libvirt-qemu". */
+/* A libvirt QEMU domain cgroup: ".../<machine>.libvirt-qemu", or machined's scope for a QEMU
+ * machine, ".../machine-qemu\x2d<id>\x2d<name>.scope" (client/domain-xml.c). */
 static gboolean
 is_libvirt_guest (const IfbVm *vm)
 {
-  return vm->cgroup && g_str_has_suffix (vm->cgroup, ".libvirt-qemu");
+  const char *last;
+
+  if (!vm->cgroup)
+    return FALSE;
+  if (g_str_has_suffix (vm->cgroup, ".libvirt-qemu"))
+    return TRUE;
+  last = strrchr (vm->cgroup, '/');
+  return last && g_str_has_prefix (last + 1, "machine-qemu\\x2d") && g_str_has_suffix (last, ".scope");
 }
 
 static IfbVm *

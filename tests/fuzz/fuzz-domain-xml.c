@@ -23,10 +23,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     abort ();
   if (d) {
     g_autofree char *machine = ifb_domain_machine_name (d->id, d->name ? d->name : "");
-    g_autofree char *cgroup = ifb_domain_cgroup (d);
+    g_autofree char *cgroup = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MANUAL);
+    g_autofree char *scope = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MACHINED);
     if (machine && strlen (machine) > 64)
       abort ();
     if (cgroup && cgroup[0] != '/')
+      abort ();
+    /* a scope path is "/...slice/machine-X.scope" with no ".." and no empty component */
+    if (scope && (scope[0] != '/' || !g_str_has_suffix (scope, ".scope") || strstr (scope, "//") ||
+                  strstr (scope, "/../") || strstr (scope, "/./")))
       abort ();
   }
   return 0;

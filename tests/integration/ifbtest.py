@@ -51,6 +51,10 @@ class Cgroup:
         self.mount = cgroup2_mount()
         self.path = "/ifbtest-%d-%s" % (os.getpid(), name or "%x" % int(time.monotonic_ns()))
         self.full = self.mount + self.path
+        if os.path.isdir(self.full):
+            # left by an earlier run whose pid this one reuses (a killed test): nothing can be
+            # running in it under our pid's name, so it goes
+            self.remove()
         os.mkdir(self.full)
 
     def child(self, name):

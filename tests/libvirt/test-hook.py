@@ -142,6 +142,8 @@ def make_libvirt_cgroup():
 
 
 def remove_cgroup(full, p):
+    """Kill p, remove full and then each parent the test made, up to the mount (a parent still in
+    use is not empty and stays)."""
     p.kill()
     p.wait()
     for _ in range(100):
@@ -151,6 +153,13 @@ def remove_cgroup(full, p):
         except OSError:
             import time
             time.sleep(0.02)
+    parent, mount = os.path.dirname(full), cgroup2_mount()
+    while parent.startswith(mount + "/"):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            break
+        parent = os.path.dirname(parent)
 
 
 def test_started_records_pid_and_realizes():
@@ -181,6 +190,63 @@ def test_started_records_pid_and_realizes():
         remove_cgroup(full, p)
 
 
+SCOPE = "/machine.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope"
+
+
+def layout_env(b, layout):
+    """The hook's environment with the broker's config file saying [libvirt] cgroup-layout."""
+    conf = os.path.join(b.tmp, "hook-%s.conf" % layout)
+    with open(conf, "w") as f:
+        f.write("[broker]\nsocket=%s\n[libvirt]\ncgroup-layout=%s\n" % (b.socket, layout))
+    return {"IOMMUFD_BROKER_CONFIG": conf}
+
+
+def test_machined_layout():
+    """On a systemd host libvirt's domains live in machined's scopes: with cgroup-layout=systemd
+    prepare registers the scope machined will make (unit-escaped machine name, in machine.slice);
+    started accepts QEMU in the scope's "libvirt" child, where libvirt puts it, and allocates in
+    the scope. An unknown layout refuses the start and names the key."""
+    scope = cgroup2_mount() + SCOPE
+    os.makedirs(scope + "/libvirt", exist_ok=True)
+    p = subprocess.Popen(["sleep", "60"])
+    with open(scope + "/libvirt/cgroup.procs", "w") as f:
+        f.write(str(p.pid))
+    try:
+        with Broker() as b:
+            r = hook(b, "prepare", fixture("prepare-begin.xml"), env=layout_env(b, "systemd"))
+            assert r.returncode == 0, r.stderr
+            assert b.call("vm.show", {"vm": NAME})["cgroup"] == SCOPE
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            env = dict(layout_env(b, "systemd"), IFB_HOOK_LIBVIRT_QEMU_RUN_DIR=run_dir)
+            r = hook(b, "started", fixture("started-begin.xml"), env=env)
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert all(d["state"] == "ready" and d["cgroup"] == SCOPE for d in vm["devices"]), vm
+            hook(b, "release", fixture("release-end.xml"), subop="end")
+            assert b.call("vm.list")["vms"] == []
+
+            r = hook(b, "prepare", fixture("prepare-begin.xml"), env=layout_env(b, "machined"))
+            assert r.returncode == 1, r
+            assert b"[libvirt] cgroup-layout 'machined' is not one of auto, systemd, manual" in r.stderr, r.stderr
+            assert b.call("vm.list")["vms"] == []
+            # manual, explicitly: libvirt's own cgroup, as without the key on this (non-systemd) host
+            r = hook(b, "prepare", fixture("prepare-begin.xml"), env=layout_env(b, "manual"))
+            assert r.returncode == 0, r.stderr
+            assert b.call("vm.show", {"vm": NAME})["cgroup"] == CGROUP
+            b.call("vm.destroy", {"vm": NAME})
+            # a partition of its own is a slice inside machine.slice; '-' in it is escaped
+            xml = fixture("prepare-begin.xml").replace(
+                b"</metadata>", b"</metadata>\n  <resource><partition>/machine/my-tenant</partition></resource>", 1)
+            r = hook(b, "prepare", xml, env=layout_env(b, "systemd"))
+            assert r.returncode == 0, r.stderr
+            want = "/machine.slice/machine-my\\x2dtenant.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope"
+            assert b.call("vm.show", {"vm": NAME})["cgroup"] == want
+    finally:
+        remove_cgroup(scope + "/libvirt", p)
+
+
 SHOW_FDS = ("import os,sys,json; fds={}\n"
             "for f in os.listdir('/proc/self/fd'):\n"
             "  try: fds[f]=os.readlink('/proc/self/fd/'+f)\n"
@@ -197,8 +263,16 @@ def ctl_exec(b, *args, env=None, pass_fds=()):
 def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
     """exec --vm: placeholders become numbers, the guest's fds are open in the new program, the
     RPC socket is not, and an inherited fd stays as it was."""
+    cg = Cgroup("g1")
+    try:
+        exec_substitutes(cg)
+    finally:
+        cg.remove()
+
+
+def exec_substitutes(cg):
     with Broker() as b:
-        b.call("vm.create", {"name": "g1", "cgroup": Cgroup("g1").path})
+        b.call("vm.create", {"name": "g1", "cgroup": cg.path})
         b.call("vm.attach", {"vm": "g1", "devices": [NEST_VTD[0], SMMU]})
         rfd, wfd = os.pipe()
         r = ctl_exec(b, "--vm", "g1", "--", sys.executable, "-c", SHOW_FDS, "fd=%{iommufd}", "%{ioas}",
@@ -225,6 +299,14 @@ def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
 def test_exec_from_argv_probe_and_unmanaged():
     """--vm-from-argv: libvirt's capability probe (no -name) and a domain the broker does not know
     exec the VMM unchanged; a known guest gets its fds; placeholders without a guest refuse."""
+    cg = Cgroup("g2")
+    try:
+        exec_from_argv(cg)
+    finally:
+        cg.remove()
+
+
+def exec_from_argv(cg):
     with Broker() as b:
         r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-S", "-no-user-config")
         assert r.returncode == 0 and json.loads(r.stdout)["argv"] == ["-S", "-no-user-config"], r.stderr
@@ -232,7 +314,7 @@ def test_exec_from_argv_probe_and_unmanaged():
         assert r.returncode == 0, r.stderr
         r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "x=%{iommufd}")
         assert r.returncode == 2 and "no guest" in r.stderr, r
-        b.call("vm.create", {"name": "g2", "cgroup": Cgroup("g2").path})
+        b.call("vm.create", {"name": "g2", "cgroup": cg.path})
         r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-name", "guest=g2,debug-threads=on",
                      "-object", "iommufd,id=ifb0,fd=%{iommufd}")
         assert r.returncode == 0, r.stderr
@@ -277,5 +359,6 @@ if __name__ == "__main__":
          test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
+         test_machined_layout,
          test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
          test_exec_pending_guest_realized_in_its_cgroup])

@@ -86,18 +86,24 @@ test_watch_test_driver (void)
 
   guest (m, "test", TEST_UUID, "/machine/qemu-1-test.libvirt-qemu");
   guest (m, "ghost", NULL, "/machine/qemu-9-ghost.libvirt-qemu");
+  guest (m, "ghost-machined", NULL, "/machine.slice/machine-qemu\\x2d8\\x2dghost\\x2dmachined.scope");
   guest (m, "manual", NULL, "/not-libvirt/manual");
+  guest (m, "other-scope", NULL, "/machine.slice/machine-lxc\\x2d1\\x2dother.scope");
   age (m, "test");
   age (m, "ghost");
+  age (m, "ghost-machined");
   age (m, "manual");
+  age (m, "other-scope");
 
   w = ifb_libvirt_watch_new (m, "test:///default");
   m->libvirt = w;
   g_assert_true (ifb_libvirt_watch_is_connected (w));
-  /* start-up reconcile: ghost has no domain */
+  /* start-up reconcile: the ghosts (either cgroup layout) have no domain */
   g_assert_true (wait_gone (m, "ghost", 10000));
+  g_assert_true (wait_gone (m, "ghost-machined", 10000));
   g_assert_nonnull (ifb_registry_lookup (m->registry, "test"));
   g_assert_nonnull (ifb_registry_lookup (m->registry, "manual"));
+  g_assert_nonnull (ifb_registry_lookup (m->registry, "other-scope"));
 
   /* STOPPED event for a running domain's guest */
   conn = virConnectOpen ("test:///default");
@@ -119,6 +125,7 @@ test_watch_test_driver (void)
   g_assert_cmpint (virDomainUndefine (dom), ==, 0);
   g_assert_true (wait_gone (m, "test", 10000));
   g_assert_nonnull (ifb_registry_lookup (m->registry, "manual"));
+  g_assert_nonnull (ifb_registry_lookup (m->registry, "other-scope"));
 
   virDomainFree (dom);
   virConnectClose (conn);
