@@ -57,6 +57,12 @@ class Cgroup:
             self.remove()
         os.mkdir(self.full)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
     def child(self, name):
         c = Cgroup.__new__(Cgroup)
         c.mount, c.path, c.full = self.mount, self.path + "/" + name, self.full + "/" + name

@@ -263,15 +263,7 @@ def ctl_exec(b, *args, env=None, pass_fds=()):
 def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
     """exec --vm: placeholders become numbers, the guest's fds are open in the new program, the
     RPC socket is not, and an inherited fd stays as it was."""
-    cg = Cgroup("g1")
-    try:
-        exec_substitutes(cg)
-    finally:
-        cg.remove()
-
-
-def exec_substitutes(cg):
-    with Broker() as b:
+    with Cgroup("g1") as cg, Broker() as b:
         b.call("vm.create", {"name": "g1", "cgroup": cg.path})
         b.call("vm.attach", {"vm": "g1", "devices": [NEST_VTD[0], SMMU]})
         rfd, wfd = os.pipe()
@@ -299,15 +291,7 @@ def exec_substitutes(cg):
 def test_exec_from_argv_probe_and_unmanaged():
     """--vm-from-argv: libvirt's capability probe (no -name) and a domain the broker does not know
     exec the VMM unchanged; a known guest gets its fds; placeholders without a guest refuse."""
-    cg = Cgroup("g2")
-    try:
-        exec_from_argv(cg)
-    finally:
-        cg.remove()
-
-
-def exec_from_argv(cg):
-    with Broker() as b:
+    with Cgroup("g2") as cg, Broker() as b:
         r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-S", "-no-user-config")
         assert r.returncode == 0 and json.loads(r.stdout)["argv"] == ["-S", "-no-user-config"], r.stderr
         r = ctl_exec(b, "--vm-from-argv", "--", sys.executable, "-c", SHOW_FDS, "-name", "guest=nobody,debug-threads=on")
