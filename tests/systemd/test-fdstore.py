@@ -22,12 +22,34 @@ def fdname(vm, bdf=None):
     return [d for d in vm["devices"] if d["device"] == bdf][0]["fdname"]
 
 
+def where_stuck(pid):
+    """What a daemon that stopped answering is doing, and its children (workers): for the log of
+    a failure that does not reproduce at will."""
+    import subprocess
+    out = []
+    for f in ("wchan", "syscall", "stack"):
+        try:
+            with open("/proc/%d/%s" % (pid, f)) as fh:
+                out.append("%s: %s" % (f, fh.read().strip()))
+        except OSError as e:
+            out.append("%s: %s" % (f, e))
+    out.append(subprocess.run(["ps", "-eo", "pid,ppid,stat,wchan:32,cmd"], capture_output=True, text=True).stdout)
+    gdb = subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt"], capture_output=True,
+                         text=True, timeout=60) if os.path.exists("/usr/bin/gdb") else None
+    if gdb:
+        out.append(gdb.stdout[-6000:])
+    return "\n".join(out)
+
+
 def snapshot(sm):
     """Everything a client can see about the guests, by name."""
     c = Client(sm.broker.socket)
     try:
         vms = {v["name"]: c.call("vm.show", {"vm": v["name"]}) for v in c.call("vm.list")["vms"]}
         owners = {d["device"]: d["owner"] for d in c.call("device.list")["devices"] if d["vfio"]}
+    except TimeoutError:
+        print("The daemon (pid %d) did not answer; where it is:\n%s" % (sm.proc.pid, where_stuck(sm.proc.pid)))
+        raise
     finally:
         c.close()
     return vms, owners
