@@ -200,6 +200,13 @@ emul_lock (int fd, EmulTable **ret)
     pthread_mutex_consistent (&t->mutex);
     emul_repair (t);
     r = 0;
+  } else if (r == EDEADLK) {
+    /* We hold it, says glibc, yet no code here nests locks: a worker sharing our memory
+     * (daemon/worker.c's CLONE_VM workers) took it and died inside. glibc recorded our thread as
+     * the owner, since the worker shares our thread pointer, and queued the lock on our robust
+     * list, so the kernel could not see the death. It is ours now: repair and carry on. */
+    emul_repair (t);
+    r = 0;
   }
   if (r != 0) {
     emul_unmap (t);
@@ -250,6 +257,10 @@ ifb_emul_open_iommufd (int dev_dirfd, int *ret_fd)
   pthread_mutexattr_init (&attr);
   pthread_mutexattr_setpshared (&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust (&attr, PTHREAD_MUTEX_ROBUST);
+  /* Error-checking, so that a lock a dead CLONE_VM worker left says EDEADLK instead of waiting
+   * forever, and an unlock by a thread that does not hold it (a worker outliving its daemon)
+   * says EPERM instead of releasing someone else's lock: see emul_lock(). */
+  pthread_mutexattr_settype (&attr, PTHREAD_MUTEX_ERRORCHECK);
   r = -pthread_mutex_init (&t->mutex, &attr);
   pthread_mutexattr_destroy (&attr);
   if (r < 0)

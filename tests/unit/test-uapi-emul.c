@@ -2,6 +2,7 @@
 /* The emulated IOMMUFD: the scenario list, cross-process state, cgroup audit, robustness. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -354,6 +355,60 @@ test_robust_lock (Fixture *f, gconstpointer data)
   g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
 }
 
+/* A worker as daemon/worker.c makes them: a process sharing our memory (CLONE_VM, so also our
+ * thread pointer and glibc's idea of "the current thread"), on its own stack. */
+typedef struct {
+  int ctx;
+  int pipe_w;
+} VmChild;
+
+static int
+vm_child_main (void *data)
+{
+  VmChild *c = data;
+  if (ifb_emul_debug_lock (c->ctx) < 0)
+    _exit (1);
+  (void) !write (c->pipe_w, "l", 1);
+  for (;;)
+    pause ();
+  return 0;
+}
+
+static void
+test_robust_lock_clone_vm (Fixture *f, gconstpointer data)
+{
+  /* Invariant: the same for a worker that shares our memory, as the daemon's do. glibc records a
+   * robust mutex's owner as the calling thread's cached TID and queues it on that thread's
+   * robust list, both of which such a worker shares with us. */
+  ifb_autofd int ctx = -1;
+  int pipefd[2], status;
+  uint32_t ioas, id;
+  static char stack[256 * 1024] __attribute__ ((aligned (16)));
+  VmChild c;
+  char ch;
+  pid_t pid;
+
+  g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
+  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &ioas), ==, 0);
+  g_assert_cmpint (pipe2 (pipefd, O_CLOEXEC), ==, 0);
+  c.ctx = ctx;
+  c.pipe_w = pipefd[1];
+  pid = clone (vm_child_main, stack + sizeof stack, CLONE_VM | SIGCHLD, &c);
+  g_assert_cmpint (pid, >=, 0);
+  g_assert_cmpint (read (pipefd[0], &ch, 1), ==, 1);
+  kill (pid, SIGKILL);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  close (pipefd[0]);
+  close (pipefd[1]);
+
+  signal (SIGALRM, on_alarm);
+  alarm (10);
+  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &id), ==, 0);
+  alarm (0);
+  g_assert_cmpuint (id, ==, ioas + 1);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -364,5 +419,7 @@ main (int argc, char **argv)
   g_test_add ("/ifb/uapi/emul/worker-cgroup", Fixture, NULL, fixture_setup, test_worker_cgroup, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/survives-owner", Fixture, NULL, fixture_setup, test_survives_owner, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/robust-lock", Fixture, NULL, fixture_setup, test_robust_lock, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/robust-lock-clone-vm", Fixture, NULL, fixture_setup, test_robust_lock_clone_vm,
+              fixture_teardown);
   return g_test_run ();
 }
