@@ -318,15 +318,37 @@ on_alarm (int sig)
   _exit (99);
 }
 
+/* The child pid says on pipefd when it holds ctx's lock; kill it there, then the context must
+ * serve the next call (within 10 s) with its state intact. */
+static void
+kill_locker_and_relock (Fixture *f, int ctx, uint32_t ioas, pid_t pid, int pipefd[2])
+{
+  uint32_t id;
+  int status;
+  char c;
+
+  g_assert_cmpint (read (pipefd[0], &c, 1), ==, 1);
+  kill (pid, SIGKILL);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  close (pipefd[0]);
+  close (pipefd[1]);
+
+  signal (SIGALRM, on_alarm);
+  alarm (10);
+  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &id), ==, 0);
+  alarm (0);
+  g_assert_cmpuint (id, ==, ioas + 1);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
+}
+
 static void
 test_robust_lock (Fixture *f, gconstpointer data)
 {
   /* Invariant: a worker killed while holding a context's lock does not wedge it; the next
    * caller recovers the lock and the state. */
   ifb_autofd int ctx = -1;
-  int pipefd[2], status;
-  uint32_t ioas, id;
-  char c;
+  int pipefd[2];
+  uint32_t ioas;
   pid_t pid;
 
   g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
@@ -341,18 +363,7 @@ test_robust_lock (Fixture *f, gconstpointer data)
     pause ();
     _exit (0);
   }
-  g_assert_cmpint (read (pipefd[0], &c, 1), ==, 1);
-  kill (pid, SIGKILL);
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  close (pipefd[0]);
-  close (pipefd[1]);
-
-  signal (SIGALRM, on_alarm);
-  alarm (10);
-  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &id), ==, 0);
-  alarm (0);
-  g_assert_cmpuint (id, ==, ioas + 1);
-  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
+  kill_locker_and_relock (f, ctx, ioas, pid, pipefd);
 }
 
 /* A worker as daemon/worker.c makes them: a process sharing our memory (CLONE_VM, so also our
@@ -381,11 +392,10 @@ test_robust_lock_clone_vm (Fixture *f, gconstpointer data)
    * robust mutex's owner as the calling thread's cached TID and queues it on that thread's
    * robust list, both of which such a worker shares with us. */
   ifb_autofd int ctx = -1;
-  int pipefd[2], status;
-  uint32_t ioas, id;
+  int pipefd[2];
+  uint32_t ioas;
   static char stack[256 * 1024] __attribute__ ((aligned (16)));
   VmChild c;
-  char ch;
   pid_t pid;
 
   g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
@@ -395,18 +405,7 @@ test_robust_lock_clone_vm (Fixture *f, gconstpointer data)
   c.pipe_w = pipefd[1];
   pid = clone (vm_child_main, stack + sizeof stack, CLONE_VM | SIGCHLD, &c);
   g_assert_cmpint (pid, >=, 0);
-  g_assert_cmpint (read (pipefd[0], &ch, 1), ==, 1);
-  kill (pid, SIGKILL);
-  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
-  close (pipefd[0]);
-  close (pipefd[1]);
-
-  signal (SIGALRM, on_alarm);
-  alarm (10);
-  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &id), ==, 0);
-  alarm (0);
-  g_assert_cmpuint (id, ==, ioas + 1);
-  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
+  kill_locker_and_relock (f, ctx, ioas, pid, pipefd);
 }
 
 int
