@@ -258,8 +258,7 @@ ifb_emul_open_iommufd (int dev_dirfd, int *ret_fd)
   pthread_mutexattr_setpshared (&attr, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust (&attr, PTHREAD_MUTEX_ROBUST);
   /* Error-checking, so that a lock a dead CLONE_VM worker left says EDEADLK instead of waiting
-   * forever, and an unlock by a thread that does not hold it (a worker outliving its daemon)
-   * says EPERM instead of releasing someone else's lock: see emul_lock(). */
+   * forever: see emul_lock(). */
   pthread_mutexattr_settype (&attr, PTHREAD_MUTEX_ERRORCHECK);
   r = -pthread_mutex_init (&t->mutex, &attr);
   pthread_mutexattr_destroy (&attr);
