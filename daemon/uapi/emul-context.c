@@ -7,12 +7,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "emul-private.h"
@@ -182,6 +184,45 @@ emul_unmap (EmulTable *t)
   munmap (t, TABLE_SIZE);
 }
 
+/* The robust-futex word's bits (the kernel's ABI, linux/futex.h), in glibc's lock word. */
+#define EMUL_FUTEX_WAITERS 0x80000000u
+#define EMUL_FUTEX_OWNER_DIED 0x40000000u
+#define EMUL_FUTEX_TID_MASK 0x3fffffffu
+
+/*
+ * pthread_mutex_lock(), except that a lock whose holder died unseen is taken over. The kernel
+ * marks a robust lock's dead holder only from that task's own robust list, and with CLONE_VM
+ * workers that list is not always right: a worker queues its locks on the daemon's list (it
+ * shares the daemon's thread pointer), and an entry left in memory that was unmapped since (an
+ * unlock refused after such a death) stops the kernel's walk of the whole list. So a lock held
+ * for over a second is checked: if the task its word names is gone, the word is marked as the
+ * kernel would have (OWNER_DIED), and the next try gets EOWNERDEAD. Nobody holds this lock for a
+ * second while alive: an ioctl's work is microseconds.
+ */
+static int
+emul_mutex_lock (EmulTable *t)
+{
+  unsigned int *word = (unsigned int *) &t->mutex.__data.__lock;
+
+  for (;;) {
+    struct timespec until;
+    unsigned int v;
+    pid_t owner;
+    int r;
+
+    clock_gettime (CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    r = pthread_mutex_timedlock (&t->mutex, &until);
+    if (r != ETIMEDOUT)
+      return r;
+    v = __atomic_load_n (word, __ATOMIC_ACQUIRE);
+    owner = (pid_t) (v & EMUL_FUTEX_TID_MASK);
+    if (owner > 0 && kill (owner, 0) < 0 && errno == ESRCH)
+      __atomic_compare_exchange_n (word, &v, (v & EMUL_FUTEX_WAITERS) | EMUL_FUTEX_OWNER_DIED, false,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+  }
+}
+
 /* Map the context and take its lock; the caller ends with emul_unlock(). */
 int
 emul_lock (int fd, EmulTable **ret)
@@ -194,7 +235,7 @@ emul_lock (int fd, EmulTable **ret)
   t = emul_map (fd);
   if (!t)
     return -errno;
-  r = pthread_mutex_lock (&t->mutex);
+  r = emul_mutex_lock (t);
   if (r == EOWNERDEAD) {
     /* A holder died mid-change: make the table consistent again, then carry on. */
     pthread_mutex_consistent (&t->mutex);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
@@ -341,11 +342,11 @@ kill_locker_and_relock (Fixture *f, int ctx, uint32_t ioas, pid_t pid, int pipef
   g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, ioas), ==, 0);
 }
 
+/* A forked child takes ctx's lock and is killed holding it; unseen: it first unregisters its
+ * robust list, so the kernel does not mark the lock at its death. */
 static void
-test_robust_lock (Fixture *f, gconstpointer data)
+forked_locker_dies (Fixture *f, gboolean unseen)
 {
-  /* Invariant: a worker killed while holding a context's lock does not wedge it; the next
-   * caller recovers the lock and the state. */
   ifb_autofd int ctx = -1;
   int pipefd[2];
   uint32_t ioas;
@@ -357,13 +358,32 @@ test_robust_lock (Fixture *f, gconstpointer data)
   pid = fork ();
   g_assert_cmpint (pid, >=, 0);
   if (pid == 0) {
-    if (ifb_emul_debug_lock (ctx) < 0)
+    struct { void *next; long futex_offset; void *pending; } *none = NULL;
+    if ((unseen && syscall (SYS_set_robust_list, none, sizeof (*none)) < 0) || ifb_emul_debug_lock (ctx) < 0)
       _exit (1);
     (void) !write (pipefd[1], "l", 1);
     pause ();
     _exit (0);
   }
   kill_locker_and_relock (f, ctx, ioas, pid, pipefd);
+}
+
+static void
+test_robust_lock (Fixture *f, gconstpointer data)
+{
+  /* Invariant: a worker killed while holding a context's lock does not wedge it; the next
+   * caller recovers the lock and the state. */
+  forked_locker_dies (f, FALSE);
+}
+
+static void
+test_robust_lock_unseen_death (Fixture *f, gconstpointer data)
+{
+  /* Invariant: a holder that died without the kernel marking the lock (its robust list did not
+   * have it: a CLONE_VM worker's lock is queued on the daemon's list, and a list with an entry
+   * in since-unmapped memory stops the kernel's walk) does not wedge the context either: after
+   * waiting a second, the next caller finds the owner gone and takes over. */
+  forked_locker_dies (f, TRUE);
 }
 
 /* A worker as daemon/worker.c makes them: a process sharing our memory (CLONE_VM, so also our
@@ -426,6 +446,8 @@ main (int argc, char **argv)
   g_test_add ("/ifb/uapi/emul/survives-owner", Fixture, NULL, fixture_setup, test_survives_owner, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/robust-lock", Fixture, NULL, fixture_setup, test_robust_lock, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/robust-lock-clone-vm", Fixture, NULL, fixture_setup, test_robust_lock_clone_vm,
+              fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/robust-lock-unseen-death", Fixture, NULL, fixture_setup, test_robust_lock_unseen_death,
               fixture_teardown);
   return g_test_run ();
 }
