@@ -92,9 +92,8 @@ static GSourceFuncs epoll_funcs = { .dispatch = dispatch };
 static gint
 epoll_poll (GPollFD *fds, guint n_fds, gint timeout)
 {
-  struct epoll_event ev[MAX_EVENTS];
   GPollFD *ep = NULL, *wake = NULL;
-  int n, ready = 0;
+  int n;
 
   n_pending = -1;
   for (guint i = 0; i < n_fds; i++) {
@@ -108,25 +107,22 @@ epoll_poll (GPollFD *fds, guint n_fds, gint timeout)
   if (!ep)
     return g_poll (fds, n_fds, timeout);
 
-  n = epoll_wait (epoll_source->epfd, ev, MAX_EVENTS, timeout);
+  n = epoll_wait (epoll_source->epfd, pending, MAX_EVENTS, timeout);
   if (n < 0)
     return -1;   /* errno set: EINTR, which GLib ignores */
   ep->revents = 0;
   if (wake)
     wake->revents = 0;
   n_pending = 0;
-  for (int i = 0; i < n; i++) {
-    if (ev[i].data.u64 == WAKEUP_ID) {
-      if (wake)
-        wake->revents = G_IO_IN;
-    } else {
-      pending[n_pending++] = ev[i];
-    }
+  for (int i = 0; i < n; i++) {   /* GLib's wake-up is GLib's; the watches' events stay for dispatch() */
+    if (pending[i].data.u64 != WAKEUP_ID)
+      pending[n_pending++] = pending[i];
+    else if (wake)
+      wake->revents = G_IO_IN;
   }
   if (n_pending > 0)
     ep->revents = G_IO_IN;
-  ready = (ep->revents != 0) + (wake && wake->revents != 0);
-  return ready;
+  return (ep->revents != 0) + (wake && wake->revents != 0);
 }
 
 static gint

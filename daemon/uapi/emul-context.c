@@ -192,9 +192,9 @@ emul_unmap (EmulTable *t)
 /*
  * pthread_mutex_lock(), except that a lock whose holder died unseen is taken over. The kernel
  * marks a robust lock's dead holder only from that task's own robust list, and with CLONE_VM
- * workers that list is not always right: a worker queues its locks on the daemon's list (it
- * shares the daemon's thread pointer), and an entry left in memory that was unmapped since (an
- * unlock refused after such a death) stops the kernel's walk of the whole list. So a lock held
+ * workers that list is not always right: a worker queues its locks on the daemon's list under
+ * the daemon's TID (it shares the daemon's thread pointer), and the kernel's walk of a list
+ * stops at the first entry it cannot read (one left in memory unmapped since). So a lock held
  * for over a second is checked: if the task its word names is gone, the word is marked as the
  * kernel would have (OWNER_DIED), and the next try gets EOWNERDEAD. Nobody holds this lock for a
  * second while alive: an ioctl's work is microseconds.

@@ -214,7 +214,7 @@ typedef struct {
 /* The json-c share of one call: parse the request, build the reply (by parsing its text),
  * serialize it, send it, free both. */
 static ssize_t
-json_answer (int fd, const char *line, size_t len, const char *reply, size_t reply_len)
+json_answer (int fd, const char *line, size_t len, const char *reply)
 {
   json_tokener *tok = json_tokener_new_ex (JSON_TOKENER_DEFAULT_DEPTH);
   json_object *req, *rep;
@@ -237,7 +237,6 @@ json_answer (int fd, const char *line, size_t len, const char *reply, size_t rep
   free (buf);
   json_object_put (rep);
   json_object_put (req);
-  (void) reply_len;
   return k;
 }
 
@@ -304,7 +303,7 @@ cmd_echo_server (int argc, char **argv)
           start = c->buf;
           while ((nl = memchr (start, '\n', c->len - (size_t) (start - c->buf)))) {
             if (json)
-              k = json_answer (c->fd, start, (size_t) (nl - start), reply, reply_len);
+              k = json_answer (c->fd, start, (size_t) (nl - start), reply);
             else if (reply)
               k = send_all (c->fd, reply, reply_len);
             else
