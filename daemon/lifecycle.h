@@ -9,6 +9,7 @@
 #include <glib.h>
 
 #include "manager.h"
+#include "peer.h"
 #include "vm.h"
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
   int pidfd;                    /* -1: none (a pidfd passed by the caller) */
   IfbVmOptions options;
   int rlimit_per_process;       /* -1: the configured default */
+  const IfbPeer *caller;        /* NULL: none to keep out of the guest's cgroup */
+  gboolean allow_caller_cgroup; /* root says: a cgroup containing it is meant */
 } IfbVmCreateArgs;
 
 gboolean ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *args, IfbVm **ret_vm, GError **error);

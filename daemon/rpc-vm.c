@@ -22,7 +22,7 @@ typedef struct {
 } CreateParams;
 
 typedef struct {
-  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process;
+  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process, allow_caller_cgroup;
 } CreateOptions;
 
 gboolean
@@ -43,9 +43,10 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
     { "defer", IFB_PARAM_BOOL, offsetof (CreateOptions, defer), 0 },
     { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (CreateOptions, rlimit_per_process), 0 },
+    { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_caller_cgroup), 0 },
     { NULL },
   };
-  CreateParams p = { .pidfd = -1 };
+  CreateParams p = { .pid = G_MININT64, .pidfd = -1 };   /* G_MININT64, -1: not given */
   CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
   IfbVmCreateArgs a;
   IfbVm *vm = NULL;
@@ -54,18 +55,19 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     return FALSE;
   if (p.options && !ifb_params_parse (p.options, option_specs, &o, error))
     return g_prefix_error (error, "In 'options': "), FALSE;
-  if (p.pid < 0 || p.pid > G_MAXINT32)
+  if (p.pid != G_MININT64 && (p.pid <= 0 || p.pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: member 'pidfd' is fd index %" G_GINT64_FORMAT " but %u fds came with the request",
                         p.pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
   a = (IfbVmCreateArgs) {
-    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = (pid_t) p.pid,
+    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = p.pid > 0 ? (pid_t) p.pid : 0,
     .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
     .options = { .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
                  .dirty_tracking = o.dirty_tracking, .defer = o.defer },
     .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
+    .caller = call->peer, .allow_caller_cgroup = o.allow_caller_cgroup,
   };
   if (!ifb_lifecycle_create (call->manager, &a, &vm, error))
     return FALSE;

@@ -137,10 +137,13 @@ def test_cgroup_validation():
             assert e["data"]["name"] == "cgroup-invalid", e
             e = c.error("vm.create", {"name": "v"})
             assert e["data"]["name"] == "invalid-params", e
-            vm = b.call("vm.create", {"name": "bypid", "pid": os.getpid()})
-            with open("/proc/self/cgroup") as f:
-                mine = [l.split("::", 1)[1].strip() for l in f if l.startswith("0::")][0]
-            assert vm["cgroup"] == mine, vm
+            sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=in_cgroup(cg))
+            try:
+                vm = b.call("vm.create", {"name": "bypid", "pid": sleeper.pid})
+            finally:
+                sleeper.kill()
+                sleeper.wait()
+            assert vm["cgroup"] == cg.path, vm
     finally:
         try:
             os.unlink(cg.full + "-link")
