@@ -39,6 +39,10 @@ typedef struct {
   guint max_batch;
   guint max_vms;
   guint max_devices_per_vm;
+  guint max_queued_bytes;       /* replies and events waiting to be sent, per connection */
+  guint reserved_connections;   /* of max_connections, for root and the admin group only */
+  guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
+  guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
   /* [access] */
   char *admin_group;
   char *read_group;

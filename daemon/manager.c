@@ -208,7 +208,7 @@ ifb_manager_start (IfbManager *m, GError **error)
   if (!m->clone3_works)
     g_message ("clone3() is unavailable (seccomp?): workers are forked and then moved into the guest's cgroup");
 
-  if (!ifb_state_load (m->runtime_dirfd, &saved, error))
+  if (!ifb_state_load (m->runtime_dirfd, c->max_vms, &saved, error))
     return FALSE;
 
   n = sd_listen_fds_with_names (TRUE, &names);

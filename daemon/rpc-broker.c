@@ -40,6 +40,11 @@ limits_json (const IfbConfig *c)
   json_object_object_add (o, "max_vms", json_object_new_int64 (c->max_vms));
   json_object_object_add (o, "max_devices_per_vm", json_object_new_int64 (c->max_devices_per_vm));
   json_object_object_add (o, "max_fds_per_message", json_object_new_int64 (32));
+  json_object_object_add (o, "max_unclaimed_fds_per_connection", json_object_new_int64 (64));
+  json_object_object_add (o, "max_queued_bytes", json_object_new_int64 (c->max_queued_bytes));
+  json_object_object_add (o, "reserved_connections", json_object_new_int64 (c->reserved_connections));
+  json_object_object_add (o, "idle_timeout", json_object_new_int64 (c->idle_timeout));
+  json_object_object_add (o, "max_refusals_logged", json_object_new_int64 (c->max_refusals_logged));
   return o;
 }
 

@@ -210,6 +210,285 @@ def test_recycled_pid_without_peerpidfd():
         guest.remove()
 
 
+# ---- 1: fds parked on lines that never end --------------------------------------------------
+
+def pipe_probe(n):
+    rs, ws = [], []
+    for _ in range(n):
+        r, w = os.pipe()
+        rs.append(r)
+        ws.append(w)
+    return rs, ws
+
+
+def assert_closed_by_daemon(sock, rs, timeout=10):
+    """The daemon closed sock without a reply and closed every fd it was sent (pipe read ends
+    see EOF once the last write end is gone)."""
+    sock.settimeout(timeout)
+    got = b""
+    try:
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                break
+            got += d
+    except ConnectionResetError:
+        pass
+    assert b"result" not in got, got[:200]
+    for r in rs:
+        os.set_blocking(r, True)
+        import select
+        ready, _, _ = select.select([r], [], [], timeout)
+        assert ready and os.read(r, 1) == b"", "the daemon still holds an fd it was sent"
+        os.close(r)
+
+
+def park_fds(sock, n_msgs, n_fds):
+    """n_msgs messages of one space each carrying n_fds pipe write ends, and never a newline."""
+    rs_all = []
+    for _ in range(n_msgs):
+        rs, ws = pipe_probe(n_fds)
+        socket.send_fds(sock, [b" "], ws)
+        for w in ws:
+            os.close(w)
+        rs_all += rs
+    return rs_all
+
+
+def test_unclaimed_fds_per_connection():
+    # 3 x 32 fds on a line that never ends: over the 64 a connection may park, it is closed.
+    with Broker() as b:
+        c = b.client()
+        rs = park_fds(c.sock, 3, 32)
+        assert_closed_by_daemon(c.sock, rs)
+        assert "fds sent on a line that has not ended" in b.read_log()
+        c2 = b.client()
+        rs = park_fds(c2.sock, 2, 32)   # 64 is still fine, and the line may then claim them
+        c2.send_raw(b'{"jsonrpc":"2.0","method":"vm.list","id":1}\n')
+        r, fds = c2.recv()
+        assert r["result"] == {"vms": []} and not fds, r
+        for r_ in rs:
+            os.close(r_)
+
+
+def limit_nofile(n):
+    def f():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return f
+
+
+def test_fds_in_transit_daemon_budget():
+    # With RLIMIT_NOFILE 256 the daemon lets peers park at most 32 fds (an eighth) in all: a
+    # second connection that would go over is closed, the first one and root's calls go on.
+    with Broker(preexec=limit_nofile(256)) as b:
+        assert b.call("broker.info")
+        c1 = b.client()
+        rs1 = park_fds(c1.sock, 1, 30)
+        time.sleep(0.2)
+        c2 = b.client()
+        rs2 = park_fds(c2.sock, 1, 30)
+        assert_closed_by_daemon(c2.sock, rs2)
+        assert "budget for fds in transit" in b.read_log()
+        c1.send_raw(b'{"jsonrpc":"2.0","method":"vm.list","id":1}\n')
+        r, _ = c1.recv()
+        assert r["result"] == {"vms": []}, r
+        c1.close()
+        for r_ in rs1:
+            os.close(r_)
+        assert b.call("broker.info")["counts"]["connections"] >= 1
+
+
+# ---- 3: reserved connection slots, idle connections ---------------------------------------
+
+def connect_as(uid, path, n):
+    """n connections made by a process of uid (SO_PEERCRED is the connector's), handed back."""
+    a, pa = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            as_user(uid)
+            for _ in range(n):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(path)
+                socket.send_fds(pa, [b"x"], [s.fileno()])
+                s.close()
+        finally:
+            os._exit(0)
+    socks = []
+    for _ in range(n):
+        _, fds, _, _ = socket.recv_fds(a, 1, 1)
+        socks.append(socket.socket(fileno=fds[0]))
+    os.waitpid(pid, 0)
+    a.close()
+    pa.close()
+    return socks
+
+
+def served(sock, timeout=5):
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(b'{"jsonrpc":"2.0","method":"rpc.discover","id":1}\n')
+        return b'"result"' in sock.recv(65536)
+    except (ConnectionResetError, BrokenPipeError, socket.timeout):
+        return False
+
+
+def test_reserved_slots_for_root():
+    # Two unprivileged uids at their per-uid limit cannot take the last slots: root gets in.
+    cfg = "[limits]\nmax-connections=10\nmax-connections-per-uid=8\nreserved-connections=2\nidle-timeout=0\n"
+    with Broker(config=cfg) as b:
+        first = connect_as(NOBODY, b.socket, 8)
+        assert all(served(s) for s in first)
+        second = connect_as(NOBODY - 1, b.socket, 2)
+        assert not any(served(s) for s in second), "an unprivileged uid took a slot kept for root"
+        assert "reserved-connections" in b.read_log()
+        root = [b.client() for _ in range(2)]
+        for c in root:
+            assert c.call("vm.list") == {"vms": []}
+        for s in first + second:
+            s.close()
+
+
+def test_idle_connections_time_out():
+    # idle-timeout=1: a connection that says nothing is closed within a few seconds; one that
+    # keeps calling and a subscriber are not.
+    with Broker(config="[limits]\nidle-timeout=1\n") as b:
+        idle = b.client()
+        busy = b.client()
+        sub = b.client()
+        sub.call("events.subscribe")
+        t0 = time.monotonic()
+        idle.sock.settimeout(10)
+        while time.monotonic() - t0 < 3:
+            busy.call("vm.list")
+            time.sleep(0.2)
+        assert idle.sock.recv(1) == b"", "an idle connection was not closed"
+        b.call("vm.create", {"name": "g", "cgroup": "/ifb-idle-none", "options": {"defer": True}})
+        ev, _ = sub.recv()
+        assert ev["params"]["event"] == "vm.created", ev
+        assert "idle for 1 s" in b.read_log()
+
+
+# ---- 7: a subscriber that never reads ------------------------------------------------------
+
+def test_subscriber_that_never_reads_is_dropped():
+    # max-queued-bytes=65536: a subscriber with a tiny receive buffer that never reads is closed
+    # once its queue would pass the limit, although it never reads or writes again.
+    with Broker(config="[limits]\nmax-queued-bytes=65536\nmax-vms=4096\n") as b:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(b.socket)
+        s.sendall(b'{"jsonrpc":"2.0","method":"events.subscribe","id":1}\n')
+        time.sleep(0.2)
+        c = b.client()
+        for round_ in range(40):
+            names = ["g%d-%d" % (round_, i) for i in range(64)]
+            batch = [{"jsonrpc": "2.0", "id": i, "method": "vm.create",
+                      "params": {"name": n, "cgroup": "/ifb-none", "options": {"defer": True}}}
+                     for i, n in enumerate(names)]
+            c.send_raw((json.dumps(batch) + "\n").encode())
+            c.recv()
+            batch = [{"jsonrpc": "2.0", "id": i, "method": "vm.destroy", "params": {"vm": n}}
+                     for i, n in enumerate(names)]
+            c.send_raw((json.dumps(batch) + "\n").encode())
+            c.recv()
+            if "max-queued-bytes" in b.read_log():
+                break
+        assert "max-queued-bytes" in b.read_log(), "the subscriber was never dropped"
+        s.settimeout(10)
+        try:
+            while s.recv(65536):
+                pass
+        except ConnectionResetError:
+            pass
+        assert b.call("broker.info")["counts"]["connections"] == 2   # c and the one asking
+
+
+# ---- 9: restore trusts nothing in its runtime directory -------------------------------------
+
+def test_restore_quarantines_untrusted_state():
+    # Bad state files (wrong version, '../x' as a name, an upper-case UUID, cgroup '/', a
+    # directory named *.json, a 2 MB file, a second owner of a device, a slot collision) are
+    # moved to guests/rejected/ with the reason logged; the good guests are restored.
+    import shutil
+    import tempfile
+    import uuid as uuidlib
+    run_dir = tempfile.mkdtemp(prefix="ifbtest-run-")
+    try:
+        with Broker(runtime_dir=run_dir) as b:
+            for name, dev in (("a", NEST_VTD[0]), ("b", SMMU)):
+                b.call("vm.create", {"name": name, "cgroup": "/ifb-none-" + name, "options": {"defer": True}})
+                b.call("vm.attach", {"vm": name, "device": dev})
+        gdir = os.path.join(run_dir, "guests")
+        docs = {}
+        for f in os.listdir(gdir):
+            with open(os.path.join(gdir, f)) as fh:
+                d = json.load(fh)
+            docs[d["vm"]["name"]] = d
+
+        def plant(name, mutate, raw=None):
+            d = json.loads(json.dumps(docs["a"]))
+            u = str(uuidlib.uuid4())
+            d["vm"].update(name=name, uuid=u, slot=100 + len(os.listdir(gdir)),
+                           created_usec=max(x["vm"]["created_usec"] for x in docs.values()) + 10)
+            mutate(d)
+            with open(os.path.join(gdir, d["vm"]["uuid"] + ".json"), "w") as fh:
+                fh.write(raw if raw is not None else json.dumps(d))
+            return d["vm"]["uuid"] + ".json"
+
+        bad = [
+            plant("c", lambda d: None),   # a's device, younger than a
+            plant("d", lambda d: d["vm"].update(slot=docs["b"]["vm"]["slot"], devices=[])),
+            plant("e", lambda d: d.update(version=2)),
+            plant("../x", lambda d: d["vm"].update(devices=[])),
+            plant("f", lambda d: d["vm"].update(uuid=d["vm"]["uuid"].upper(), devices=[])),
+            plant("h", lambda d: d["vm"].update(cgroup="/", devices=[])),
+            plant("i", lambda d: d["vm"]["devices"][0].update(index=99)),
+            plant("j", lambda d: d["vm"].update(devices=[]), raw="x" * (2 << 20)),
+        ]
+        os.mkdir(os.path.join(gdir, "dir.json"))
+        bad.append("dir.json")
+        with Broker(runtime_dir=run_dir) as b:
+            names = [v["name"] for v in b.call("vm.list")["vms"]]
+            assert names == ["a", "b"], names
+            owners = {d["device"]: d["owner"] for d in b.call("device.list")["devices"]}
+            assert owners[NEST_VTD[0]] == "a" and owners[SMMU] == "b", owners
+            rejected = sorted(os.listdir(os.path.join(gdir, "rejected")))
+            log = b.read_log()
+        assert rejected == sorted(os.path.basename(x) for x in bad), (rejected, bad, log[-3000:])
+        for why in ("belongs to another guest", "fd-store slot", "unsupported version", "invalid guest name",
+                    "invalid UUID", "cgroup '/'", "not a regular file", "larger than"):
+            assert why in log, (why, log[-3000:])
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_restore_never_follows_a_symlinked_state_dir():
+    # guests/ is a symlink to a directory with a *.tmp file: it is not followed (the file stays),
+    # it is moved aside, and the daemon starts with no guest.
+    import shutil
+    import tempfile
+    run_dir = tempfile.mkdtemp(prefix="ifbtest-run-")
+    target = tempfile.mkdtemp(prefix="ifbtest-target-")
+    try:
+        with open(os.path.join(target, "precious.json.tmp"), "w") as f:
+            f.write("keep me")
+        os.symlink(target, os.path.join(run_dir, "guests"))
+        with Broker(runtime_dir=run_dir) as b:
+            assert b.call("vm.list") == {"vms": []}
+            b.call("vm.create", {"name": "g", "cgroup": "/ifb-none", "options": {"defer": True}})
+        assert os.path.exists(os.path.join(target, "precious.json.tmp"))
+        assert os.listdir(target) == ["precious.json.tmp"], os.listdir(target)
+        assert os.path.isdir(os.path.join(run_dir, "guests")) and not os.path.islink(os.path.join(run_dir, "guests"))
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)
+
+
 if __name__ == "__main__":
     run([test_guest_cgroup_shared_with_everyone_is_refused, test_guest_cgroup_containing_the_caller,
-         test_pid_zero_zombie_pidfd, test_recycled_pid_without_peerpidfd])
+         test_pid_zero_zombie_pidfd, test_recycled_pid_without_peerpidfd, test_unclaimed_fds_per_connection,
+         test_fds_in_transit_daemon_budget, test_reserved_slots_for_root, test_idle_connections_time_out,
+         test_subscriber_that_never_reads_is_dropped, test_restore_quarantines_untrusted_state,
+         test_restore_never_follows_a_symlinked_state_dir])
