@@ -34,6 +34,8 @@ gboolean ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error);
 
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
+/* What ifb_lifecycle_get() does to the guest it finds, for a guest looked up otherwise. */
+void ifb_lifecycle_touch (IfbManager *m, IfbVm *vm);
 /* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */
 void ifb_lifecycle_tidy_in_background (IfbManager *m);
 

@@ -76,12 +76,13 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
 }
 
 typedef struct {
-  const char *vm, *device;
+  const char *vm, *uuid, *device;
   json_object *devices;
 } DeviceParams;
 
 static const IfbParamSpec attach_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
+  { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
   { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), 0 },
   { "devices", IFB_PARAM_ARRAY, offsetof (DeviceParams, devices), 0 },
   { NULL },
@@ -112,7 +113,7 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
                           call->manager->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm || !ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, TRUE);
@@ -123,7 +124,8 @@ gboolean
 ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
+    { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
     { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), IFB_PARAM_REQUIRED },
     { NULL },
   };
@@ -132,7 +134,7 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
 
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm || !ifb_lifecycle_detach (call->manager, vm, p.device, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, FALSE);
@@ -140,12 +142,13 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
 }
 
 typedef struct {
-  const char *vm;
+  const char *vm, *uuid;
   gint64 pid;
 } VmParams;
 
 static const IfbParamSpec vm_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
+  { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
   { NULL },
 };
 
@@ -158,7 +161,7 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   o = json_object_new_object ();
@@ -251,7 +254,7 @@ ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError *
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
@@ -290,9 +293,9 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm || !check_fds_access (call, vm, error))
-    return FALSE;
+    return ifb_rpc_fds_refused (call, error);
   if (!ifb_lifecycle_realize (call->manager, vm, error))
     return FALSE;
   if (ifb_fd_list_len (call->out_fds) + 1 + vm->devices->len > 32)
@@ -332,7 +335,8 @@ gboolean
 ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
+    { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
     { "pid", IFB_PARAM_INT, offsetof (VmParams, pid), IFB_PARAM_REQUIRED },
     { NULL },
   };
@@ -344,7 +348,7 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
     return FALSE;
   if (p.pid <= 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm || !ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))

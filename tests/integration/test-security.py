@@ -336,9 +336,13 @@ def served(sock, timeout=5):
 
 def test_reserved_slots_for_root():
     # Two unprivileged uids at their per-uid limit cannot take the last slots: root gets in.
-    cfg = "[limits]\nmax-connections=10\nmax-connections-per-uid=8\nreserved-connections=2\nidle-timeout=0\n"
+    cfg = "[limits]\nmax-connections=11\nmax-connections-per-uid=8\nreserved-connections=2\nidle-timeout=0\n"
     with Broker(config=cfg) as b:
-        first = connect_as(NOBODY, b.socket, 8)
+        root0 = b.client()
+        deadline = time.monotonic() + 5
+        while root0.call("broker.info")["counts"]["connections"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)   # start-up's probe connection, until the daemon has seen it go
+        first = connect_as(NOBODY, b.socket, 8)   # 9 with root0: 2 slots left, both reserved
         assert all(served(s) for s in first)
         second = connect_as(NOBODY - 1, b.socket, 2)
         assert not any(served(s) for s in second), "an unprivileged uid took a slot kept for root"
@@ -486,9 +490,116 @@ def test_restore_never_follows_a_symlinked_state_dir():
         shutil.rmtree(target, ignore_errors=True)
 
 
+# ---- 10, 12, 13: names and UUIDs, the hook's XML limit, the smaller items -------------------
+
+HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
+XMLNS = "https://iommufd-broker.example/xmlns/1"
+
+
+def domain_xml(name, uuid):
+    return ("<domain type='kvm'><name>%s</name><uuid>%s</uuid><metadata><ifb:broker xmlns:ifb='%s'>"
+            "</ifb:broker></metadata></domain>" % (name, uuid, XMLNS)).encode()
+
+
+def run_hook(b, name, op, xml):
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "IOMMUFD_BROKER_SOCKET": b.socket}
+    return subprocess.run([HOOK, name, op, "end", "-"], input=xml, capture_output=True, env=env, timeout=30)
+
+
+def test_a_name_is_never_a_uuid():
+    # 'vm' is a name only, 'uuid' a UUID only (any case), both must match together; the hook's
+    # release for a domain named like another guest's UUID destroys nothing.
+    with Broker() as b:
+        c = b.client()
+        victim = c.call("vm.create", {"name": "victim", "cgroup": "/ifb-none-v", "options": {"defer": True}})
+        u = victim["uuid"]
+        other = c.call("vm.create", {"name": "other", "cgroup": "/ifb-none-o", "options": {"defer": True}})
+        e = c.error("vm.destroy", {"vm": u})
+        assert e["data"]["name"] == "no-such-vm", e
+        assert c.call("vm.show", {"uuid": u.upper()})["name"] == "victim"
+        e = c.error("vm.show", {"vm": "victim", "uuid": other["uuid"]})
+        assert e["data"]["name"] == "no-such-vm", e
+        assert c.call("vm.show", {"vm": "victim", "uuid": u})["name"] == "victim"
+        e = c.error("vm.show", {"uuid": "not-a-uuid"})
+        assert e["data"]["name"] == "invalid-params", e
+        r = run_hook(b, u, "release", domain_xml(u, "6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e99"))
+        assert r.returncode == 0, r
+        # the same name with another UUID is not this domain either
+        r = run_hook(b, "victim", "release", domain_xml("victim", other["uuid"]))
+        assert r.returncode == 0, r
+        assert sorted(v["name"] for v in c.call("vm.list")["vms"]) == ["other", "victim"]
+        r = b.ctl("vm", "show", "uuid:" + u, check=0)
+        assert "victim" in r.stdout, r.stdout
+        r = run_hook(b, "victim", "release", domain_xml("victim", u))   # the real domain's release
+        assert r.returncode == 0, r
+        assert [v["name"] for v in c.call("vm.list")["vms"]] == ["other"]
+
+
+def test_hook_refuses_oversized_xml():
+    # migrate/restore over the hook's 16 MiB: an error, never a truncated XML with exit 0.
+    with Broker() as b:
+        xml = domain_xml("big", "6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e01")
+        xml = xml.replace(b"</domain>", b"<description>" + b"x" * (17 << 20) + b"</description></domain>")
+        r = run_hook(b, "big", "migrate", xml)
+        assert r.returncode != 0 and r.stdout == b"", (r.returncode, len(r.stdout))
+        assert b"larger than 16 MiB" in r.stderr, r.stderr
+
+
+def test_malformed_ids_and_upper_case_uuid():
+    # ids 00 and 1. are not JSON numbers: parse errors, never echoed; an upper-case UUID given
+    # at create finds its guest in every case.
+    with Broker() as b:
+        c = b.client()
+        for bad in (b"00", b"1.", b"01", b"1e"):
+            c.send_raw(b'{"jsonrpc":"2.0","method":"vm.list","id":' + bad + b"}\n")
+            text, _ = c.recv_line()
+            r = json.loads(text)
+            assert r["error"]["code"] == -32700 and r["id"] is None, (bad, text)
+        U = "6F1C0A52-0B7E-4C3E-9F3E-3B1D2C6A7E01"
+        vm = c.call("vm.create", {"name": "up", "uuid": U, "cgroup": "/ifb-none", "options": {"defer": True}})
+        assert vm["uuid"] == U.lower(), vm
+        for q in (U, U.lower()):
+            assert c.call("vm.show", {"uuid": q})["name"] == "up"
+
+
+def test_vm_fds_tells_a_roleless_peer_nothing():
+    # A peer without a role hears the same refusal whether the guest exists or not, and never
+    # the guest's cgroup.
+    cg = Cgroup("leak")
+    try:
+        with Broker() as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            there = call_from(b, None, NOBODY, "vm.fds", {"vm": "g"})
+            absent = call_from(b, None, NOBODY, "vm.fds", {"vm": "nope"})
+            assert err_name(there) == err_name(absent) == "permission-denied", (there, absent)
+            import re
+            same = lambda m: re.sub(r"pid \d+", "pid N", m)  # noqa: E731
+            assert same(there["error"]["message"]) == same(absent["error"]["message"]), (there, absent)
+            assert cg.path not in there["error"]["message"], there
+    finally:
+        cg.remove()
+
+
+def test_vm_from_argv_guest_key_anywhere():
+    # -name debug-threads=on,guest=NAME names the guest as well as guest=NAME,... does.
+    cg = Cgroup("argv")
+    try:
+        with Broker() as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            prog = "import sys; print(sys.argv[1])"
+            for value in ("debug-threads=on,guest=g", "guest=g,debug-threads=on", "g,debug-threads=on"):
+                r = subprocess.run([CTL, "--socket", b.socket, "exec", "--vm-from-argv", "--", sys.executable, "-c",
+                                    prog, "fd=%{iommufd}", "-name", value], capture_output=True, text=True, timeout=20)
+                assert r.returncode == 0 and r.stdout.strip().startswith("fd=") and "%" not in r.stdout, (value, r)
+    finally:
+        cg.remove()
+
+
 if __name__ == "__main__":
     run([test_guest_cgroup_shared_with_everyone_is_refused, test_guest_cgroup_containing_the_caller,
          test_pid_zero_zombie_pidfd, test_recycled_pid_without_peerpidfd, test_unclaimed_fds_per_connection,
          test_fds_in_transit_daemon_budget, test_reserved_slots_for_root, test_idle_connections_time_out,
          test_subscriber_that_never_reads_is_dropped, test_restore_quarantines_untrusted_state,
-         test_restore_never_follows_a_symlinked_state_dir])
+         test_restore_never_follows_a_symlinked_state_dir, test_a_name_is_never_a_uuid, test_hook_refuses_oversized_xml,
+         test_malformed_ids_and_upper_case_uuid, test_vm_fds_tells_a_roleless_peer_nothing,
+         test_vm_from_argv_guest_key_anywhere])
