@@ -66,6 +66,7 @@ static const KeySpec keys[] = {
   U ("limits", "reserved-connections", reserved_connections, 0, 65535),
   U ("limits", "idle-timeout", idle_timeout, 0, 86400),
   U ("limits", "max-refusals-logged", max_refusals_logged, 0, 100000),
+  U ("limits", "expensive-calls-per-second", expensive_calls_per_second, 0, 1000000),
   S ("access", "admin-group", admin_group),
   S ("access", "read-group", read_group),
   B ("accounting", "rlimit-per-process", rlimit_per_process),
@@ -101,6 +102,7 @@ config_new_defaults (void)
   c->reserved_connections = 16;
   c->idle_timeout = 300;
   c->max_refusals_logged = 20;
+  c->expensive_calls_per_second = 200;
   c->admin_group = NULL;
   c->read_group = NULL;
   c->admin_gid = (gid_t) -1;

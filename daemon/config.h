@@ -43,6 +43,7 @@ typedef struct {
   guint reserved_connections;   /* of max_connections, for root and the admin group only */
   guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
   guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
+  guint expensive_calls_per_second;  /* per uid (not root, not admins); 0: no budget */
   /* [access] */
   char *admin_group;
   char *read_group;

@@ -26,6 +26,7 @@
 #include "connection.h"
 #include "errors.h"
 #include "fdwatch.h"
+#include "log.h"
 #include "server.h"
 #include "util.h"
 
@@ -92,7 +93,8 @@ on_accept (int fd, GIOCondition cond, gpointer data)
         (g_hash_table_size (s->connections) + MIN (s->manager->config->reserved_connections,
                                                    s->manager->config->max_connections / 2) >= s->manager->config->max_connections &&
          !ifb_peer_is_admin (peer, s->manager->config))) {
-      g_message ("Refusing connection of uid %u pid %d: connection limit reached ([limits] %s)",
+      ifb_log_refusal (peer->uid, s->manager->config->max_refusals_logged,
+                 "Refusing connection of uid %u pid %d: connection limit reached ([limits] %s)",
                  (unsigned) peer->uid, (int) peer->pid,
                  uid_count >= s->manager->config->max_connections_per_uid ? "max-connections-per-uid" :
                  g_hash_table_size (s->connections) >= s->manager->config->max_connections ? "max-connections" :
