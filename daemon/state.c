@@ -179,6 +179,11 @@ validate (json_object *jvm, const IfbVm *vm, GError **error)
   if (!int_in_range (jvm, "ioas_id", 0, G_MAXUINT32) || !int_in_range (jvm, "vmm_pid", 0, G_MAXINT32) ||
       !int_in_range (jvm, "created_usec", 0, G_MAXINT64))
     return reject (error, "ioas_id, vmm_pid or created_usec out of range");
+  if (ifb_json_get (jvm, "holders") && (!json_object_is_type (ifb_json_get (jvm, "holders"), json_type_array) ||
+                                         json_object_array_length (ifb_json_get (jvm, "holders")) > 64))
+    return reject (error, "holders is not a list of at most 64");
+  if (!int_in_range (jvm, "vmm_exits", 0, G_MAXINT64))
+    return reject (error, "vmm_exits out of range");
   if (vm->devices->len > IFB_VM_MAX_DEVICE_INDEX)
     return reject (error, "more devices than a guest can have");
   for (guint i = 0; i < vm->devices->len; i++) {
@@ -195,8 +200,6 @@ validate (json_object *jvm, const IfbVm *vm, GError **error)
       return reject (error, "device ids out of range");
     if (!optional_cgroup_is_valid (d->cgroup))
       return reject (error, "invalid device cgroup");
-    if (d->state == IFB_VM_DEVICE_READY && vm->ioas_id == 0)
-      return reject (error, "a ready device in a guest without an IOAS");
     for (guint j = 0; j < i; j++) {
       const IfbVmDevice *e = g_ptr_array_index (vm->devices, j);
       if (strcmp (d->bdf, e->bdf) == 0 || d->index == e->index)

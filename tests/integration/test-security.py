@@ -628,7 +628,7 @@ def test_batch_replies_bounded_before_queuing():
         c = b.client()
         for i in range(40):
             c.call("vm.create", {"name": "g%02d" % i, "cgroup": "/ifb-none", "options": {"defer": True}})
-        one = len(json.dumps(c.call("vm.list")))
+        one = len(json.dumps(c.call("vm.list"), separators=(",", ":")))   # as the daemon writes it
         assert one > 8000, one
         c.send_raw((json.dumps([{"jsonrpc": "2.0", "id": i, "method": "vm.list"} for i in range(64)]) + "\n").encode())
         text, _ = c.recv_line()
