@@ -41,6 +41,14 @@ def with_devices(xml, devices):
     return (s[:start] + devs + s[end:]).encode()
 
 
+def with_options(xml, attrs):
+    """The captured XML with another <ifb:options> element (attrs: its attributes, as text)."""
+    s = xml.decode()
+    start = s.index("<ifb:options")
+    end = s.index("/>", start) + 2
+    return (s[:start] + "<ifb:options %s/>" % attrs + s[end:]).encode()
+
+
 def test_no_metadata_untouched():
     """A domain without broker metadata: exit 0, nothing printed, the broker is never contacted."""
     for op in ("prepare", "started", "release", "reconnect"):
@@ -71,6 +79,19 @@ def test_prepare_creates_pending_guest_with_libvirt_cgroup():
             r = hook(b, "release", fixture(xml), subop="end")
             assert r.returncode == 0 and r.stderr == b"", r.stderr
         assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_refused_bad_handoff():
+    """A handoff other than unbound or bound aborts prepare with a message that quotes it and
+    names both choices; the broker is not asked, so no guest exists."""
+    with Broker() as b:
+        for v in ("Bound", "sideways", ""):
+            r = hook(b, "prepare", with_options(fixture("prepare-begin.xml"), 'handoff="%s"' % v))
+            err = r.stderr.decode()
+            assert r.returncode == 1, r
+            assert err.startswith("iommufd-broker: ") and "<options handoff='%s'> must be 'unbound'" % v in err, err
+            assert "or 'bound'" in err, err
+            assert b.call("vm.list")["vms"] == []
 
 
 def test_prepare_refused_non_vfio_device():
@@ -340,7 +361,8 @@ def test_exec_pending_guest_realized_in_its_cgroup():
 
 if __name__ == "__main__":
     run([test_no_metadata_untouched, test_migrate_restore_pass_through,
-         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_non_vfio_device,
+         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_bad_handoff,
+         test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
          test_machined_layout,
