@@ -73,6 +73,7 @@ def test_prepare_creates_pending_guest_with_libvirt_cgroup():
         vm = b.call("vm.show", {"vm": NAME})
         assert vm["uuid"] == UUID and vm["cgroup"] == CGROUP, vm
         assert vm["options"]["defer"] is True and vm["options"]["nest_parent"] is True, vm
+        assert vm["options"]["handoff"] == "unbound", vm   # the hook's default, whatever the broker's
         assert sorted(d["device"] for d in vm["devices"]) == NEST_VTD, vm
         assert all(d["state"] == "reserved" for d in vm["devices"]), vm
         for xml in ("release-end.xml", "release-end.xml"):
@@ -209,6 +210,29 @@ def test_started_records_pid_and_realizes():
             # reconnect with the guest present: quiet
             r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
             assert r.returncode == 0 and r.stderr == b"", r
+    finally:
+        remove_cgroup(full, p)
+
+
+def test_bound_handoff_from_metadata():
+    """<options handoff="bound"/>: prepare creates a bound guest; at started the broker binds and
+    allocates in libvirt's cgroup and the devices carry ids (for a VMM that takes them)."""
+    full, p = make_libvirt_cgroup()
+    try:
+        with Broker() as b:
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            xml = with_options(fixture("prepare-begin.xml"), 'handoff="bound" nest-parent="yes"')
+            r = hook(b, "prepare", xml)
+            assert r.returncode == 0, r.stderr
+            assert b.call("vm.show", {"vm": NAME})["options"]["handoff"] == "bound"
+            r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["options"]["handoff"] == "bound" and vm["ioas_id"] > 0 and vm["vmm_pid"] == p.pid, vm
+            assert all(d["state"] == "ready" and d["cgroup"] == CGROUP and d["dev_id"] > 0 and d["hwpt_id"] > 0
+                       and d["nest_parent"] for d in vm["devices"]), vm
     finally:
         remove_cgroup(full, p)
 
@@ -371,6 +395,6 @@ if __name__ == "__main__":
          test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
-         test_machined_layout,
+         test_bound_handoff_from_metadata, test_machined_layout,
          test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
          test_exec_pending_guest_realized_in_its_cgroup])

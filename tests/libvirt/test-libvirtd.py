@@ -221,8 +221,11 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
             qemu_cg = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
         assert qemu_cg.startswith(want + "/") or qemu_cg == want, (qemu_cg, want)
         vm = broker.call("vm.show", {"vm": name})
+        # no <options>: the hook asked for the unbound hand-off; QEMU (the launcher's pid, and
+        # the pid started recorded) is the one holder the broker watches
         assert vm["cgroup"] == want and vm["state"] == "ready" and vm["vmm_pid"] == pid, vm
-        assert all(d["state"] == "ready" and d["cgroup"].startswith(want) for d in vm["devices"]), vm
+        assert vm["options"]["handoff"] == "unbound" and [h["pid"] for h in vm["holders"]] == [pid], vm
+        assert all(d["state"] == "ready" for d in vm["devices"]), vm
         fds = {}
         for f in os.listdir("/proc/%d/fd" % pid):
             try:
@@ -232,6 +235,9 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
         assert any(t.startswith("/memfd:ifb-emulated-iommufd") for t in fds.values()), fds
         vfio = [t for t in fds.values() if "/vfio/devices/vfio" in t]
         assert len(vfio) == 2, fds
+        # fresh opens: the broker keeps no copy of a device fd it handed out
+        mine = [os.readlink("/proc/%d/fd/%s" % (broker.proc.pid, f)) for f in os.listdir("/proc/%d/fd" % broker.proc.pid)]
+        assert not [t for t in mine if "/vfio/devices/vfio" in t], mine
         assert ("%s prepare begin" % name).split() in [list(c) for c in calls()]
         assert [c[1] for c in calls() if c[0] == name][-3:] == ["prepare", "start", "started"], calls()
         sys.stdout.write("# start took %.2fs; QEMU %d in %s; fds %s\n" % (started, pid, qemu_cg, sorted(fds.values())))
