@@ -8,11 +8,13 @@
  *
  *   <metadata>
  *     <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
- *       <ifb:options handoff="unbound" nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
+ *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
  *       <ifb:device address="0000:65:00.0"/>
  *     </ifb:broker>
  *   </metadata>
  *
+ * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
+ * HWPTs the broker allocates, so they matter to bound guests.
  * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
