@@ -167,11 +167,13 @@ def test_vfio_pci_line_reaches_bind_and_fails_cleanly():
     devices = [NEST_VTD[0], SMMU]
     define(name, domain_xml(name, devices, vfio=True, handoff="unbound"))
     fds_before = broker.open_fds()
+    t = time.monotonic()
     r = L.virsh("start", name, check=False)
+    failed = time.monotonic() - t
     assert r.returncode != 0, r
     m = re.search(r"vfio VFIO_FD(\d+): error bind device fd=(\d+) to iommufd=(\d+): (.*)", r.stderr)
     assert m and m.group(1) == m.group(2), r.stderr
-    sys.stdout.write("# virsh: %s\n" % m.group(0))
+    sys.stdout.write("# the start failed after %.2fs; virsh: %s\n" % (failed, m.group(0)))
     runs = qemu_execs(name)
     assert len(runs) == 1, runs
     (pid, rec), = runs.items()
