@@ -81,7 +81,7 @@ config_new_defaults (void)
   c->socket_mode = 0660;
   c->runtime_dir = g_strdup (IFB_DEFAULT_RUNTIME_DIR);
   c->backend = IFB_BACKEND_CHOICE_AUTO;
-  c->emulated_template = g_strdup (IFB_EMUL_TEMPLATE);
+  c->emulated_template = NULL;   /* the built-in set (emul-builtin.h) */
   c->dev_root = g_strdup ("/dev");
   c->sys_root = g_strdup ("/sys");
   c->worker_timeout_ms = 10000;

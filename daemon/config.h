@@ -26,7 +26,7 @@ typedef struct {
   guint socket_mode;             /* of a socket we bind ourselves (not socket-activated) */
   char *runtime_dir;
   IfbBackendChoice backend;
-  char *emulated_template;      /* template tree copied into the runtime dir */
+  char *emulated_template;      /* template tree copied into the runtime dir; NULL: the built-in set */
   char *dev_root;               /* kernel backend: where /dev is (tests may redirect) */
   char *sys_root;               /* kernel backend: where /sys is */
   guint worker_timeout_ms;
