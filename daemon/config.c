@@ -70,6 +70,8 @@ static const KeySpec keys[] = {
   { "libvirt", "cgroup-layout", KEY_CHOICE, G_STRUCT_OFFSET (IfbConfig, libvirt_cgroup_layout), 0, 0,
     "auto|systemd|manual" },
   B ("kernel", "allow-selftest", allow_selftest),
+  S ("metrics", "textfile", metrics_textfile),
+  U ("metrics", "interval-sec", metrics_interval_sec, 1, 86400),
   { NULL },
 };
 
@@ -101,6 +103,8 @@ config_new_defaults (void)
   c->libvirt_uri = NULL;
   c->libvirt_cgroup_layout = g_strdup ("auto");
   c->allow_selftest = false;
+  c->metrics_textfile = NULL;
+  c->metrics_interval_sec = 15;
   return c;
 }
 
@@ -118,6 +122,7 @@ ifb_config_free (IfbConfig *c)
   g_free (c->read_group);
   g_free (c->libvirt_uri);
   g_free (c->libvirt_cgroup_layout);
+  g_free (c->metrics_textfile);
   g_free (c);
   return NULL;
 }

@@ -51,6 +51,9 @@ typedef struct {
   char *libvirt_cgroup_layout;  /* auto, systemd or manual: the hook's (client/hook.c) */
   /* [kernel] */
   bool allow_selftest;          /* accept the kernel's IOMMUFD_TEST mock device (test kernels only) */
+  /* [metrics] */
+  char *metrics_textfile;       /* NULL: none; else the Prometheus text written every interval */
+  guint metrics_interval_sec;
 } IfbConfig;
 
 /* Defaults, then the file at path if it exists (a missing default file is fine; a missing

@@ -23,6 +23,7 @@
 #include "util.h"
 #include "json.h"
 #include "jsonrpc.h"
+#include "metrics.h"
 
 const IfbMethod *
 ifb_method_lookup (const char *name)
@@ -60,6 +61,8 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
   g_autoptr (GError) error = NULL;
   json_object *result = NULL;
   IfbCall call;
+  gint64 start;
+  gboolean ok;
 
   if (!json_object_is_type (req, json_type_object))
     return error_reply (NULL, IFB_ERROR_INVALID_REQUEST, "Invalid Request: a request must be an object");
@@ -96,8 +99,11 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
     .manager = m, .connection = conn, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = out_fds,
   };
-  if (!ifb_peer_check (peer, m->config, method->access, method->name, &error) ||
-      !method->func (&call, params, &result, &error)) {
+  start = g_get_monotonic_time ();
+  ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+       method->func (&call, params, &result, &error);
+  ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - start);
+  if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
       g_message ("%s from uid %u pid %d failed: %s", method->name, (unsigned) peer->uid, (int) peer->pid, error->message);
     if (!has_id)

@@ -31,6 +31,7 @@
 #include "lifecycle.h"
 #include "libvirt-watch.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
 #include "selftest-device.h"
 #include "server.h"
@@ -56,6 +57,7 @@ ifb_manager_free (IfbManager *m)
 {
   if (!m)
     return NULL;
+  ifb_metrics_textfile_stop ();
   m->libvirt = ifb_libvirt_watch_free (m->libvirt);
   m->server = ifb_server_free (m->server);
   ifb_registry_free (m->registry);
@@ -250,6 +252,7 @@ ifb_manager_start (IfbManager *m, GError **error)
              status, m->n_restored_vms);
   ifb_notify_ready (status);
   ifb_notify_watchdog_start ();
+  ifb_metrics_textfile_start (m);
   ifb_lifecycle_tidy_in_background (m);
   return TRUE;
 }

@@ -7,6 +7,7 @@ const IfbMethod ifb_methods[] = {
   { "rpc.discover",     IFB_ACCESS_ANY,    FALSE, ifb_rpc_discover },
   { "broker.info",      IFB_ACCESS_READ,   FALSE, ifb_rpc_broker_info },
   { "device.list",      IFB_ACCESS_READ,   FALSE, ifb_rpc_device_list },
+  { "metrics",          IFB_ACCESS_READ,   FALSE, ifb_rpc_metrics },
   { "vm.create",        IFB_ACCESS_ADMIN,  TRUE,  ifb_rpc_vm_create },
   { "vm.attach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_attach },
   { "vm.detach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_detach },

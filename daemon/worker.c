@@ -48,6 +48,7 @@
 #include "cgroup.h"
 #include "errors.h"
 #include "fault.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -408,8 +409,8 @@ run_fork_and_move (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms, GError
   return wait_child (pidfd, pid, timeout_ms, error);
 }
 
-gboolean
-ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms, GError **error)
+static gboolean
+worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms, GError **error)
 {
   ifb_autofd int pidfd = -1;
   pid_t pid;
@@ -449,4 +450,16 @@ ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint t
   b->pid = pid;
   b->used_fallback = false;
   return wait_child (pidfd, pid, timeout_ms, error);
+}
+
+gboolean
+ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms, GError **error)
+{
+  guint64 spawned = n_workers;
+  gint64 start = g_get_monotonic_time ();
+  gboolean ok = worker_run (b, cgroup_dirfd, mode, timeout_ms, error);
+
+  if (n_workers != spawned)   /* a worker ran (ok or not), rather than failing to start */
+    ifb_metrics_worker_observe (b->used_fallback ? "fork" : "clone3", ok, g_get_monotonic_time () - start);
+  return ok;
 }
