@@ -47,6 +47,8 @@ print_vm (json_object *v)
   printf ("State:     %s\n", ifb_ctl_text (v, "state"));
   printf ("Cgroup:    %s\n", ifb_ctl_text (v, "cgroup"));
   printf ("IOAS:      %s (allocated in %s)\n", ifb_ctl_text (v, "ioas_id"), ifb_ctl_text (v, "ioas_cgroup"));
+  printf ("Hand-off:  %s\n", ifb_ctl_text (opts, "handoff"));
+  printf ("VMM:       pid %s, %s exits reclaimed\n", ifb_ctl_text (v, "vmm_pid"), ifb_ctl_text (v, "vmm_exits"));
   printf ("Options:   nest_parent=%s allow_plain=%s dirty_tracking=%s defer=%s rlimit_per_process=%s\n",
           ifb_ctl_text (opts, "nest_parent"), ifb_ctl_text (opts, "allow_plain"), ifb_ctl_text (opts, "dirty_tracking"),
           ifb_ctl_text (opts, "defer"), ifb_ctl_text (opts, "rlimit_per_process"));
@@ -124,6 +126,10 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
         json_object_object_add (p, a + 2, json_object_new_string (argv[i + 1]));
       }
       i++;
+    } else if (strcmp (a, "--handoff") == 0 && i + 1 < argc) {
+      json_object_object_add (o, "handoff", json_object_new_string (argv[++i]));
+    } else if (g_str_has_prefix (a, "--handoff=")) {
+      json_object_object_add (o, "handoff", json_object_new_string (a + 10));
     } else if (strcmp (a, "--no-nest-parent") == 0) {
       json_object_object_add (o, "nest_parent", json_object_new_boolean (FALSE));
     } else if (strcmp (a, "--allow-plain") == 0) {

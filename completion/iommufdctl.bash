@@ -58,7 +58,7 @@ _iommufdctl()
     local globals="--socket --json --help --version"
     local commands="status devices vm events metrics exec help"
     local vm_subcommands="list show create attach detach destroy fds"
-    local create_options="--cgroup --pid --uuid --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process="
+    local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process="
     local -a _iommufdctl_cmd=("${words[0]}")
     local cmd="" sub="" i w
     local -a args=()
@@ -78,7 +78,7 @@ _iommufdctl()
             sub=$w
         else
             case $w in
-                --cgroup | --pid | --uuid | --vm) ((i++)); continue ;;
+                --cgroup | --pid | --uuid | --handoff | --vm) ((i++)); continue ;;
                 -*) continue ;;
             esac
             # exec: the first other word starts the VMM's command line, which is not ours
@@ -92,6 +92,9 @@ _iommufdctl()
             COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
         --cgroup | --pid | --uuid)
+            return ;;
+        --handoff)
+            _iommufdctl_reply "unbound bound"
             return ;;
         --vm)
             [[ $cmd == exec ]] && _iommufdctl_reply "$(_iommufdctl_vms)"

@@ -25,11 +25,13 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "cgroup.h"
 #include "errors.h"
 #include "fault.h"
+#include "holders.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "notify.h"
@@ -107,6 +109,49 @@ worker_error (IfbVm *vm, IfbWorkerBatch *b, IfbVmDevice **devs, GError **error)
                               d->bdf, ifb_worker_step_to_string (wd->failed_step));
 }
 
+/* Open the guest's /dev/iommu and set its RLIMIT mode: before any object exists, as the kernel
+ * refuses IOMMU_OPTION_RLIMIT_MODE afterwards. */
+static gboolean
+open_context (IfbManager *m, IfbVm *vm, GError **error)
+{
+  int r;
+
+  if ((r = ifb_fault_check ("open-iommufd")) < 0 ||
+      (r = ifb_uapi_open_iommufd (m->backend, m->dev_dirfd, &vm->iommufd)) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Guest '%s': opening /dev/iommu", vm->name);
+  if (vm->rlimit_per_process &&
+      ((r = ifb_fault_check ("rlimit")) < 0 || (r = ifb_uapi_set_rlimit_mode (m->backend, vm->iommufd, true)) < 0)) {
+    vm->iommufd = ifb_close (vm->iommufd);
+    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r,
+                                "Guest '%s': setting IOMMU_OPTION_RLIMIT_MODE to per-process "
+                                "(needs CAP_SYS_RESOURCE; [accounting] rlimit-per-process=false to skip)", vm->name);
+  }
+  return TRUE;
+}
+
+/*
+ * The unbound hand-off: the context is an empty /dev/iommu the VMM fills itself, and a device is
+ * ready once its checks passed (attach did them; vm.fds opens it afresh). Nothing to allocate,
+ * so no worker: the VMM's own allocations happen in the guest's cgroup, where it runs.
+ */
+static gboolean
+realize_unbound (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
+{
+  if (vm->iommufd < 0) {
+    g_autofree char *name = ifb_vm_fdname_iommufd (vm);
+    int r;
+    if (!open_context (m, vm, error))
+      return FALSE;
+    if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
+      vm->iommufd = ifb_close (vm->iommufd);
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Guest '%s': storing its iommufd in the fd store", vm->name);
+    }
+  }
+  for (guint i = 0; i < n; i++)
+    devs[i]->state = IFB_VM_DEVICE_READY;
+  return TRUE;
+}
+
 /*
  * Allocate, in one worker in the guest's cgroup, the context (if the guest has none yet) and the
  * given devices. On success the fds are in the fd store and the devices are ready; on failure
@@ -123,6 +168,8 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
   gboolean ctx_pushed = FALSE;
   int r;
 
+  if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
+    return realize_unbound (m, vm, devs, n, error);
   if (!b)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
   if (n > IFB_WORKER_MAX_DEVICES)
@@ -132,26 +179,18 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
   if (!ifb_cgroup_open (m->cgroups, vm->cgroup, &cgfd, error))
     return g_prefix_error (error, "Guest '%s': ", vm->name), FALSE;
 
-  if (new_ctx) {
-    if ((r = ifb_fault_check ("open-iommufd")) < 0 ||
-        (r = ifb_uapi_open_iommufd (m->backend, m->dev_dirfd, &vm->iommufd)) < 0)
-      return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Guest '%s': opening /dev/iommu", vm->name);
-    if (vm->rlimit_per_process &&
-        ((r = ifb_fault_check ("rlimit")) < 0 || (r = ifb_uapi_set_rlimit_mode (m->backend, vm->iommufd, true)) < 0)) {
-      vm->iommufd = ifb_close (vm->iommufd);
-      return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r,
-                                  "Guest '%s': setting IOMMU_OPTION_RLIMIT_MODE to per-process "
-                                  "(needs CAP_SYS_RESOURCE; [accounting] rlimit-per-process=false to skip)", vm->name);
-    }
-  }
+  if (new_ctx && !open_context (m, vm, error))
+    return FALSE;
 
   for (guint i = 0; i < n; i++) {
     IfbVmDevice *d = devs[i];
     gboolean selftest = ifb_selftest_device_name_is (d->bdf);   /* a dup of the context fd */
-    if ((r = ifb_fault_check ("open-device")) < 0 ||
-        (r = selftest ? ifb_selftest_device_open (vm, &d->fd)
-                      : ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &d->fd)) < 0) {
-      ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening its cdev %s", d->bdf, d->cdev);
+    if (selftest) {
+      if ((r = ifb_selftest_device_open (vm, &d->fd)) < 0) {
+        ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening it", d->bdf);
+        goto fail;
+      }
+    } else if (!ifb_lifecycle_open_device (m, d, &d->fd, error)) {
       goto fail;
     }
     b->devices[i] = (IfbWorkerDevice) {
@@ -312,16 +351,13 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, G
   return TRUE;
 }
 
-/* Checks of one device for attach; fills *ret_cdev. */
+/* The device as sysfs shows it now: on vfio-pci, with a VFIO device cdev. */
 static gboolean
-check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError **error)
+lookup_vfio_device (IfbManager *m, const char *bdf, IfbPciDevice **ret_dev, GError **error)
 {
   g_autoptr (IfbPciDevice) dev = NULL;
   const char *driver;
-  IfbVm *owner;
 
-  if (ifb_selftest_device_name_is (bdf))
-    return ifb_selftest_device_check (m, vm, bdf, ret_cdev, error);
   if (!ifb_pci_device_lookup (m->sys_dirfd, bdf, &dev, error))
     return FALSE;
   driver = ifb_pci_device_get_driver (dev);
@@ -332,6 +368,54 @@ check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError
   if (!ifb_pci_device_get_vfio_cdev (dev))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
                         "Device %s has no VFIO device cdev (no vfio-dev/vfioN: kernel without VFIO_DEVICE_CDEV?)", bdf), FALSE;
+  *ret_dev = g_steal_pointer (&dev);
+  return TRUE;
+}
+
+gboolean
+ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, GError **error)
+{
+  g_autoptr (IfbPciDevice) dev = NULL;
+  ifb_autofd int fd = -1;
+  guint64 want, got = 0;
+  int r;
+
+  if (!lookup_vfio_device (m, d->bdf, &dev, error))
+    return FALSE;
+  if (g_strcmp0 (d->cdev, ifb_pci_device_get_vfio_cdev (dev)) != 0) {
+    g_free (d->cdev);           /* rebound to vfio-pci since attach: it has a new cdev */
+    d->cdev = g_strdup (ifb_pci_device_get_vfio_cdev (dev));
+  }
+  if ((r = ifb_fault_check ("open-device")) < 0 ||
+      (r = ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &fd)) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening its cdev %s", d->bdf, d->cdev);
+  want = ifb_pci_device_get_vfio_rdev (dev);
+  r = ifb_uapi_device_rdev (m->backend, fd, &got);
+  if (r < 0 || want == 0 || got != want)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
+                        "Device %s: /dev/vfio/devices/%s is %s%u:%u, but sysfs says its cdev is %u:%u; refusing it",
+                        d->bdf, d->cdev, r < 0 ? "no device cdev, " : "device ", r < 0 ? 0 : major (got),
+                        r < 0 ? 0 : minor (got), major (want), minor (want)), FALSE;
+  *ret_fd = ifb_steal_fd (&fd);
+  return TRUE;
+}
+
+/* Checks of one device for attach; fills *ret_cdev. */
+static gboolean
+check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError **error)
+{
+  g_autoptr (IfbPciDevice) dev = NULL;
+  IfbVm *owner;
+
+  if (ifb_selftest_device_name_is (bdf)) {
+    if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                          "Device %s is a mock inside the guest's context, with no cdev to hand out: "
+                          "selftest devices need the bound hand-off", bdf), FALSE;
+    return ifb_selftest_device_check (m, vm, bdf, ret_cdev, error);
+  }
+  if (!lookup_vfio_device (m, bdf, &dev, error))
+    return FALSE;
   owner = ifb_registry_device_owner (m->registry, bdf);
   if (owner == vm)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is attached to guest '%s' already", bdf, vm->name), FALSE;
@@ -363,6 +447,14 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
     if (!check_device (m, vm, bdfs[i], &cdev, error))
       return FALSE;
     d = ifb_vm_device_new (bdfs[i], cdev);
+    if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
+      /* No bind will tell: check now that the node under /dev is the device sysfs names. */
+      ifb_autofd int fd = -1;
+      if (!ifb_lifecycle_open_device (m, d, &fd, error)) {
+        ifb_vm_device_free (d);
+        return FALSE;
+      }
+    }
     /* the lowest index neither the guest's devices nor this request's earlier ones use */
     for (d->index = 0;; d->index++) {
       gboolean taken = FALSE;
@@ -401,8 +493,10 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
   g_free (g_ptr_array_steal (devs, NULL));   /* the devices are vm's now; the steal returns the old storage (leaked before; found by fuzz-dispatch) */
   for (guint i = 0; i < n; i++) {
     IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
+    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
-                d->state == IFB_VM_DEVICE_READY ? "attached to" : "reserved for", vm->name,
+                d->state == IFB_VM_DEVICE_READY && bound ? "attached to" : "reserved for", vm->name,
+                !bound ? " (unbound hand-off: its VMM binds it)" :
                 d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
                   ? " with a plain HWPT (its IOMMU cannot nest)" : "");
   }
@@ -490,6 +584,38 @@ ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error)
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
   ifb_manager_emit (m, "vm.ready", ifb_vm_to_json (vm, FALSE));
   return TRUE;
+}
+
+void
+ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  json_object *ev;
+
+  ifb_vm_clear_holders (vm);
+  if (vm->iommufd >= 0) {
+    /* Back to pending: our own objects in kernel order, then the context with whatever else is
+     * in it; bound devices are unbound by closing our fds (the VMM's copies are gone with it). */
+    for (guint i = 0; i < vm->devices->len; i++)
+      release_device (m, vm, g_ptr_array_index (vm->devices, i), bound);
+    release_context (m, vm, TRUE);
+    vm->vmm_exits++;
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': the last process holding its fds exited; its context is "
+                "replaced, freeing what the VMM allocated and pinned", vm->name);
+  }
+  if (!ifb_lifecycle_realize (m, vm, &error)) {
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': making its context again after its VMM exited: %s; "
+                "the next vm.fds tries again", vm->name, error->message);
+    g_clear_error (&error);
+    if (!ifb_manager_commit (m, vm, &error))
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
+  }
+  ev = json_object_new_object ();
+  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
+  json_object_object_add (ev, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
+  ifb_manager_emit (m, "vm.reclaimed", ev);
 }
 
 static int
@@ -617,8 +743,11 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     IfbVm *vm = g_steal_pointer (&g_ptr_array_index (saved, i));
     g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
 
+    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+
     vm->iommufd = take_fd (by_name, ctx_name);
-    if (vm->iommufd >= 0 && !vm->ioas_id) {
+    /* An unbound guest's context is an empty /dev/iommu: whole whenever it is there. */
+    if (bound && vm->iommufd >= 0 && !vm->ioas_id) {
       /* A pending guest whose realize stored its context but crashed before the commit: the
        * registry says pending, so this context is half-made. Drop it; the next realize redoes it. */
       ifb_notify_fdstore_remove (ctx_name);
@@ -644,7 +773,12 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
       IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
       g_autofree char *dn = ifb_vm_fdname_device (vm, d);
       d->fd = take_fd (by_name, dn);
-      if (d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
+      if (!bound && d->fd >= 0) {
+        /* The broker keeps no fd of an unbound guest's device: a copy would keep it bound. */
+        ifb_notify_fdstore_remove (dn);
+        d->fd = ifb_close (d->fd);
+      }
+      if (bound && d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
         ifb_log_vm (G_LOG_LEVEL_WARNING, vm, d->bdf, "Device %s of guest '%s' lost its fd; detaching it", d->bdf, vm->name);
         if (vm->iommufd >= 0 && d->hwpt_id)
           ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
@@ -692,6 +826,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
       continue;
     }
     m->n_restored_vms++;
+    ifb_holders_restore (m, vm);
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
   }
 }

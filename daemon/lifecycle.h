@@ -29,6 +29,13 @@ void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
 /* Allocate what is still pending: the context and IOAS, and reserved devices. */
 gboolean ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error);
 
+/* The last process holding vm's fds exited: replace its context (freeing all the VMM allocated
+ * and pinned in it) and, under the bound hand-off, make the broker's objects again. */
+void ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm);
+/* Open device d's cdev as sysfs names it now (d->cdev follows a new name), checking the node is
+ * that device: its number must be the one sysfs vfio-dev/vfioN/dev gives. */
+gboolean ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, GError **error);
+
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
 /* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */

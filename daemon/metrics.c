@@ -8,7 +8,7 @@
  * Label values of these come only from fixed tables (the method table, the error table, the
  * two strategies), never from what a peer sent, so the number of series is bounded. State is
  * read when the text is rendered: guests from the registry (labels vm and uuid: names the
- * broker validated, at most max-vms of them), devices from sysfs, connections from the server,
+ * broker validated, at most max-vms of them; their hand-off mode, holders and VMM exits), devices from sysfs, connections from the server,
  * and where the memory controller is on cgroup2 each guest cgroup's memory.stat.
  *
  * One renderer writes two dialects. They differ only in how a counter family is named (the
@@ -353,6 +353,28 @@ render_vms (Out *o, IfbManager *m, GPtrArray *vms)
       label (l, "state", vm_states[s]);
       sample (o, "ifb_vm_state", "", l, (vm->iommufd >= 0) == (s == 1));
     }
+  }
+  family (o, "ifb_vm_handoff", "gauge",
+          "A guest's hand-off: 1 for its mode (unbound: the VMM binds and allocates; bound: the broker does).");
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    for (int h = 0; h < _IFB_VM_HANDOFF_MAX; h++) {
+      g_autoptr (GString) l = vm_labels (vm);
+      label (l, "handoff", ifb_vm_handoff_to_string ((IfbVmHandoff) h));
+      sample (o, "ifb_vm_handoff", "", l, vm->options.handoff == (IfbVmHandoff) h);
+    }
+  }
+  family (o, "ifb_vm_holders", "gauge", "Processes holding a guest's fds (its VMM), watched by the broker.");
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    g_autoptr (GString) l = vm_labels (vm);
+    sample (o, "ifb_vm_holders", "", l, vm->holders ? vm->holders->len : 0);
+  }
+  family (o, "ifb_vm_vmm_exits", "counter", "Times a guest's context was replaced because the last holder of its fds exited.");
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    g_autoptr (GString) l = vm_labels (vm);
+    sample (o, "ifb_vm_vmm_exits", "_total", l, vm->vmm_exits);
   }
   family (o, "ifb_vm_devices", "gauge", "Devices attached to or reserved for a guest.");
   for (guint i = 0; i < vms->len; i++) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "emul-private.h"
@@ -100,11 +101,33 @@ emul_read_profile (int fd, EmulProfile *p)
         p->iidr = (uint32_t) emul_parse_u64 (v);
       else if (strcmp (k, "aidr") == 0)
         p->aidr = (uint32_t) emul_parse_u64 (v);
+      else if (strcmp (k, "rdev") == 0 && strchr (v, ':')) {
+        p->rdev_major = (uint32_t) emul_parse_u64 (v);
+        p->rdev_minor = (uint32_t) emul_parse_u64 (strchr (v, ':') + 1);
+        p->has_rdev = true;
+      }
     }
     line = nl ? nl + 1 : NULL;
   }
   if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
     return -ENODEV;
+  return 0;
+}
+
+/* What fstat's st_rdev is on a real cdev: the profile's rdev=MAJ:MIN. */
+int
+ifb_emul_device_rdev (int device_fd, uint64_t *ret_rdev)
+{
+  EmulProfile p;
+  int r;
+
+  if (!emul_is_device_fd (device_fd))
+    return -ENODEV;
+  if ((r = emul_read_profile (device_fd, &p)) < 0)
+    return r;
+  if (!p.has_rdev)
+    return -ENODEV;
+  *ret_rdev = (uint64_t) makedev (p.rdev_major, p.rdev_minor);
   return 0;
 }
 

@@ -79,6 +79,8 @@ typedef struct {
   uint32_t iommu_type;
   uint64_t cap_reg, ecap_reg;
   uint32_t idr[6], iidr, aidr;
+  uint32_t rdev_major, rdev_minor;   /* rdev=MAJ:MIN, the cdev's device number (0:0 when absent) */
+  bool has_rdev;
 } EmulProfile;
 
 #define TABLE_SIZE (((sizeof (EmulTable)) + IFB_EMUL_PAGE - 1) & ~(size_t) (IFB_EMUL_PAGE - 1))

@@ -66,6 +66,10 @@ bool ifb_uapi_backend_is_emulated (const IfbUapiBackend *b);
 int ifb_uapi_open_iommufd (const IfbUapiBackend *b, int dev_dirfd, int *ret_fd);
 int ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd);
 
+/* The device number of an opened device cdev (st_rdev; an emulated cdev's profile says rdev=MAJ:MIN),
+ * to check the node is the device sysfs names. -ENODEV when the fd is no device cdev. */
+int ifb_uapi_device_rdev (const IfbUapiBackend *b, int device_fd, uint64_t *ret_rdev);
+
 /* The raw entry point: ioctl(2) semantics with the kernel's request numbers and structs. */
 int ifb_uapi_ioctl (const IfbUapiBackend *b, int fd, unsigned long request, void *arg);
 

@@ -64,6 +64,8 @@ def test_static_words():
         assert complete("iommufdctl help ", library) == commands
         assert complete("iommufdctl st", library) == ["status"]
         assert complete("iommufdctl exec --vm-f", library) == ["--vm-from-argv"]
+        assert complete("iommufdctl vm create g1 --handoff ", library) == ["bound", "unbound"]
+        assert complete("iommufdctl vm create g1 --handoff bound --c", library) == ["--cgroup"]
 
 
 def test_live_values():

@@ -1,14 +1,14 @@
 """The `metrics` method and `iommufdctl metrics` against the real daemon: the text parses with
 Prometheus' own OpenMetrics parser (prometheus_client, Debian's python3-prometheus-client), has
-the guest's series labelled with its name and UUID once `vm create` returned, counts calls, errors
-and workers as they happen, and [metrics] textfile= writes the Prometheus text format atomically
+the guest's series labelled with its name and UUID once `vm create` returned (its hand-off mode,
+holders and VMM exits too), counts calls, errors and workers as they happen, and [metrics] textfile= writes the Prometheus text format atomically
 for node_exporter's textfile collector."""
 import json
 import os
 import sys
 import time
 
-from ifbtest import NEST_VTD, Broker, Cgroup, Skip, run
+from ifbtest import NEST_VTD, Broker, Cgroup, Skip, peer_holding, reclaimed, run
 
 try:
     import prometheus_client  # noqa: F401
@@ -46,7 +46,8 @@ def value(fams, family, sample_name=None, **labels):
 def test_guest_series_after_create():
     need_parser()
     with Cgroup("metrics") as cg, Broker() as b:
-        b.ctl("vm", "create", "web1", "--cgroup", cg.path, check=0)
+        # bound: the broker's workers allocate the IOAS and HWPTs, so they show in the metrics
+        b.ctl("vm", "create", "web1", "--handoff", "bound", "--cgroup", cg.path, check=0)
         r = b.ctl("metrics", check=0)
         assert r.stderr == "", r.stderr
         assert r.stdout.endswith("# EOF\n"), r.stdout[-200:]
@@ -56,6 +57,10 @@ def test_guest_series_after_create():
         assert value(fams, "ifb_vm_state", vm="web1", uuid=uuid, state="ready") == 1
         assert value(fams, "ifb_vm_state", vm="web1", state="pending") == 0
         assert value(fams, "ifb_vm_devices", vm="web1") == 0
+        assert value(fams, "ifb_vm_handoff", vm="web1", uuid=uuid, handoff="bound") == 1
+        assert value(fams, "ifb_vm_handoff", vm="web1", handoff="unbound") == 0
+        assert value(fams, "ifb_vm_holders", vm="web1") == 0
+        assert value(fams, "ifb_vm_vmm_exits", vm="web1") == 0
         assert value(fams, "ifb_vms") == 1
         assert value(fams, "ifb_rpc_calls", method="vm.create") == 1
         assert value(fams, "ifb_rpc_duration_seconds", "ifb_rpc_duration_seconds_count", method="vm.create") == 1
@@ -91,6 +96,35 @@ def test_guest_series_after_create():
         fams = families(b.ctl("metrics", check=0).stdout)
         assert not series(fams, "ifb_vm_state", vm="web1")
         assert value(fams, "ifb_device_state", device=NEST_VTD[0], state="free") == 1
+
+
+def test_unbound_guest_and_its_vmm():
+    # The default hand-off: no worker, no HWPT of the broker's; a VMM taking the fds is a holder,
+    # and its exit is counted once the broker has replaced the context.
+    need_parser()
+    with Cgroup("metricsvmm") as cg, Broker() as b:
+        b.ctl("vm", "create", "app1", "--cgroup", cg.path, check=0)
+        b.ctl("vm", "attach", "app1", NEST_VTD[1], check=0)
+        fams = families(b.ctl("metrics", check=0).stdout)
+        assert value(fams, "ifb_vm_handoff", vm="app1", handoff="unbound") == 1
+        assert value(fams, "ifb_vm_handoff", vm="app1", handoff="bound") == 0
+        assert value(fams, "ifb_vm_hwpts", vm="app1", kind="nest-parent") == 0
+        assert value(fams, "ifb_vm_devices", vm="app1") == 1
+        assert value(fams, "ifb_device_owner", vm="app1", device=NEST_VTD[1]) == 1
+        assert sum(s.value for s in fams["ifb_worker_spawns"].samples) == b.call("broker.info")["workers"]["spawned"]
+        p, report = peer_holding(b, "app1", cg)
+        try:
+            assert report.get("ok"), report
+            fams = families(b.ctl("metrics", check=0).stdout)
+            assert value(fams, "ifb_vm_holders", vm="app1") == 1
+        finally:
+            p.kill()
+            p.wait()
+        reclaimed(b, "app1", 1)
+        fams = families(b.ctl("metrics", check=0).stdout)
+        assert value(fams, "ifb_vm_vmm_exits", vm="app1") == 1
+        assert value(fams, "ifb_vm_holders", vm="app1") == 0
+        b.ctl("vm", "destroy", "app1", check=0)
 
 
 def test_json_and_params():
@@ -138,4 +172,4 @@ def test_textfile():
 
 
 if __name__ == "__main__":
-    run([test_guest_series_after_create, test_json_and_params, test_textfile])
+    run([test_guest_series_after_create, test_unbound_guest_and_its_vmm, test_json_and_params, test_textfile])
