@@ -262,9 +262,11 @@ def test_errors_before_usage():
 
 
 def test_build_tree_daemon_needs_no_flags():
-    # The daemon from the build tree, told nothing but where to listen (and where its runtime
-    # state goes, so this test does not touch /run/iommufd-broker): it finds no /dev/iommu, picks
-    # the emulated backend and serves the device set built into it, which is the fixture tree.
+    # The daemon from the build tree, told nothing but where to listen: it finds no /dev/iommu,
+    # picks the emulated backend and serves the device set built into it, which is the fixture
+    # tree. Its default runtime dir, /run/iommufd-broker, is a fresh tmpfs in a mount namespace of
+    # its own (unshare -m: same pid, exec'd in place), so this test leaves the host's alone; we
+    # look at it through /proc/PID/root.
     if os.path.exists("/dev/iommu"):
         raise Skip("/dev/iommu exists here, so the daemon would rightly pick the kernel backend")
     help_text = subprocess.run([DAEMON, "--help"], capture_output=True, text=True).stdout
@@ -274,7 +276,10 @@ def test_build_tree_daemon_needs_no_flags():
         raise Skip("%s exists here and would configure the daemon" % config_default)
     tmp = tempfile.mkdtemp(prefix="ifbcli-")
     sock = os.path.join(tmp, "rpc.sock")
-    proc = subprocess.Popen([DAEMON, "--socket", sock, "--runtime-dir", os.path.join(tmp, "run")],
+    if not shutil.which("unshare"):
+        raise Skip("unshare (util-linux) is missing: tools/install-deps test")
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "--", "sh", "-c",
+                             'mount -t tmpfs ifbtest /run && exec "$0" --socket "$1"', DAEMON, sock],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         for _ in range(500):
@@ -284,7 +289,7 @@ def test_build_tree_daemon_needs_no_flags():
         assert proc.poll() is None, proc.stdout.read().decode()
         # its emulated root is the fixture tree, byte for byte, before any call probes a device
         # (the emulator keeps its live state in the device files)
-        root = os.path.join(tmp, "run", "emulated")
+        root = "/proc/%d/root/run/iommufd-broker/emulated" % proc.pid
         for dirpath, _, files in os.walk(TEMPLATE):
             for f in files:
                 rel = os.path.relpath(os.path.join(dirpath, f), TEMPLATE)
@@ -300,7 +305,7 @@ def test_build_tree_daemon_needs_no_flags():
         r = ctl_raw("--socket", sock, "--json", "devices")
         got = sorted(d["device"] for d in json.loads(r.stdout)["devices"])
         assert got == fixture_bdfs(), got
-        assert info["emulated_root"] == root, info
+        assert info["emulated_root"] == "/run/iommufd-broker/emulated", info
     finally:
         proc.terminate()
         proc.wait(10)
