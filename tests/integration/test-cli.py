@@ -89,6 +89,25 @@ def test_devices_follow_the_tree_not_a_list():
             assert got == want, (got, want)
             got = sorted(d["device"] for d in json.loads(b.ctl("--json", "devices", check=0).stdout)["devices"])
             assert got == want, (got, want)
+        # the configuration key does the same as the option, over the built-in set
+        conf = os.path.join(tmp, "broker.conf")
+        with open(conf, "w") as f:
+            f.write("[broker]\nemulated-template=%s\n" % copy)
+        sock = os.path.join(tmp, "conf.sock")
+        proc = subprocess.Popen([DAEMON, "--socket", sock, "--runtime-dir", os.path.join(tmp, "run"), "--config", conf],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(500):
+                if os.path.exists(sock) or proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+            r = ctl_raw("--socket", sock, "--json", "devices")
+            assert r.returncode == 0, r.stderr
+            got = sorted(d["device"] for d in json.loads(r.stdout)["devices"])
+            assert got == want, (got, want)
+        finally:
+            proc.terminate()
+            proc.wait(10)
     finally:
         shutil.rmtree(tmp)
 
