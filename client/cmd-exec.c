@@ -40,13 +40,6 @@
 #include "json.h"
 #include "util.h"
 
-static void
-exec_usage (FILE *f)
-{
-  fprintf (f, "Usage: iommufdctl exec (--vm NAME | --vm-from-argv) [--] CMD [ARGS...]\n"
-              "Placeholders in ARGS: %%{iommufd} %%{ioas} %%{dev:BDF} %%{devid:BDF} %%{hwpt:BDF}\n");
-}
-
 /* QEMU's -name value: "guest=NAME,debug-threads=on", "debug-threads=on,guest=NAME" or a bare
  * "NAME,..." (only as the first item); ",," is a literal ','. NULL when it names no guest. */
 static char *
@@ -225,20 +218,18 @@ ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv)
       vm = argv[i] + 5;
     else if (strcmp (argv[i], "--vm-from-argv") == 0)
       from_argv = TRUE;
-    else if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0)
-      return exec_usage (stdout), IFB_EXIT_OK;
     else if (strcmp (argv[i], "--") == 0) {
       i++;
       break;
     } else if (argv[i][0] == '-')
-      return exec_usage (stderr), ifb_ctl_usage_error ("exec: unknown option '%s'", argv[i]);
+      return ifb_ctl_usage_fail ("exec", "exec: unknown option '%s'", argv[i]);
     else
       break;
   }
   if (i >= argc)
-    return exec_usage (stderr), ifb_ctl_usage_error ("exec: missing CMD");
+    return ifb_ctl_usage_fail ("exec", "exec: missing CMD");
   if (!!vm == !!from_argv)
-    return exec_usage (stderr), ifb_ctl_usage_error ("exec: give exactly one of --vm NAME or --vm-from-argv");
+    return ifb_ctl_usage_fail ("exec", "exec: give exactly one of --vm NAME or --vm-from-argv");
   cmd = argv + i;
 
   if (from_argv)

@@ -10,25 +10,6 @@
 #include "table.h"
 #include "util.h"
 
-static void
-vm_usage (FILE *f)
-{
-  fprintf (f,
-           "Usage: iommufdctl vm list\n"
-           "       iommufdctl vm show NAME\n"
-           "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--handoff unbound|bound]\n"
-           "                                 [--no-nest-parent] [--allow-plain] [--dirty-tracking] [--defer]\n"
-           "                                 [--rlimit-per-process=yes|no]\n"
-           "         --handoff unbound (default): the VMM gets unbound device fds and binds them itself (QEMU,\n"
-           "                   libvirt, cloud-hypervisor); bound: the broker binds and allocates the\n"
-           "                   NEST_PARENT HWPTs, the VMM gets bound fds plus ids\n"
-           "       iommufdctl vm attach NAME BDF [BDF...]\n"
-           "       iommufdctl vm detach NAME BDF\n"
-           "       iommufdctl vm destroy NAME\n"
-           "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n"
-           "A guest is named by its NAME, or by its UUID as uuid:UUID.\n");
-}
-
 static int
 print_or_json (IfbCtl *ctl, json_object *r, void (*print) (json_object *))
 {
@@ -141,7 +122,7 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
         long pid = strtol (argv[i + 1], &end, 10);
         if (*end || pid <= 0) {
           json_object_put (p), json_object_put (o);
-          return ifb_ctl_usage_error ("--pid needs a process id, not '%s'", argv[i + 1]);
+          return ifb_ctl_usage_fail ("vm", "vm create: --pid needs a process id, not '%s'", argv[i + 1]);
         }
         json_object_object_add (p, "pid", json_object_new_int64 (pid));
       } else {
@@ -166,14 +147,12 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
       name = a;
     } else {
       json_object_put (p), json_object_put (o);
-      vm_usage (stderr);
-      return ifb_ctl_usage_error ("vm create: unexpected argument '%s'", a);
+      return ifb_ctl_usage_fail ("vm", "vm create: unexpected argument '%s'", a);
     }
   }
   if (!name) {
     json_object_put (p), json_object_put (o);
-    vm_usage (stderr);
-    return ifb_ctl_usage_error ("vm create: missing NAME");
+    return ifb_ctl_usage_fail ("vm", "vm create: missing NAME");
   }
   json_object_object_add (p, "name", json_object_new_string (name));
   json_object_object_add (p, "options", o);
@@ -223,10 +202,8 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
 {
   const char *sub = argc > 1 ? argv[1] : NULL;
 
-  if (!sub || strcmp (sub, "--help") == 0 || strcmp (sub, "-h") == 0) {
-    vm_usage (sub ? stdout : stderr);
-    return sub ? IFB_EXIT_OK : IFB_EXIT_USAGE;
-  }
+  if (!sub)
+    return ifb_ctl_usage_fail ("vm", "vm: missing subcommand");
   if (strcmp (sub, "list") == 0 && argc == 2)
     return simple_call (ctl, "vm.list", NULL, print_list);
   if (strcmp (sub, "show") == 0 && argc == 3)
@@ -250,6 +227,7 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
     json_object_object_add (p, "device", json_object_new_string (argv[3]));
     return simple_call (ctl, "vm.detach", p, print_vm);
   }
-  vm_usage (stderr);
-  return ifb_ctl_usage_error ("vm %s: wrong arguments", sub);
+  if (!g_strv_contains ((const char *const[]) { "list", "show", "destroy", "fds", "create", "attach", "detach", NULL }, sub))
+    return ifb_ctl_usage_fail ("vm", "vm: unknown subcommand '%s'", sub);
+  return ifb_ctl_usage_fail ("vm", "vm %s: wrong arguments", sub);
 }

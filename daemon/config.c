@@ -77,6 +77,8 @@ static const KeySpec keys[] = {
   { "libvirt", "cgroup-layout", KEY_CHOICE, G_STRUCT_OFFSET (IfbConfig, libvirt_cgroup_layout), 0, 0,
     "auto|systemd|manual" },
   B ("kernel", "allow-selftest", allow_selftest),
+  S ("metrics", "textfile", metrics_textfile),
+  U ("metrics", "interval-sec", metrics_interval_sec, 1, 86400),
   { NULL },
 };
 
@@ -88,7 +90,7 @@ config_new_defaults (void)
   c->socket_mode = 0660;
   c->runtime_dir = g_strdup (IFB_DEFAULT_RUNTIME_DIR);
   c->backend = IFB_BACKEND_CHOICE_AUTO;
-  c->emulated_template = g_strdup (IFB_EMUL_TEMPLATE);
+  c->emulated_template = NULL;   /* the built-in set (emul-builtin.h) */
   c->dev_root = g_strdup ("/dev");
   c->sys_root = g_strdup ("/sys");
   c->worker_timeout_ms = 10000;
@@ -114,6 +116,8 @@ config_new_defaults (void)
   c->libvirt_uri = NULL;
   c->libvirt_cgroup_layout = g_strdup ("auto");
   c->allow_selftest = false;
+  c->metrics_textfile = NULL;
+  c->metrics_interval_sec = 15;
   return c;
 }
 
@@ -131,6 +135,7 @@ ifb_config_free (IfbConfig *c)
   g_free (c->read_group);
   g_free (c->libvirt_uri);
   g_free (c->libvirt_cgroup_layout);
+  g_free (c->metrics_textfile);
   g_free (c);
   return NULL;
 }

@@ -37,6 +37,7 @@
 #include "util.h"
 #include "json.h"
 #include "jsonrpc.h"
+#include "metrics.h"
 
 const IfbMethod *
 ifb_method_lookup (const char *name)
@@ -97,7 +98,7 @@ check_budget (IfbManager *m, const IfbPeer *peer, const IfbMethod *method, GErro
   if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, m->config) || take_token (peer->uid, rate))
     return TRUE;
   return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
-                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list and device.list "
+                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list, device.list and metrics "
                       "per second ([limits] expensive-calls-per-second)", (unsigned) peer->uid, rate), FALSE;
 }
 
@@ -112,6 +113,7 @@ error_reply (json_object *id, IfbError code, const char *msg)
 
 struct IfbDeferred {
   IfbManager *manager;
+  gint64 started_usec;
   IfbReply *reply;
   guint slot;
   json_object *id;
@@ -130,6 +132,7 @@ ifb_call_defer (IfbCall *call)
   d->id = json_object_get (call->id);
   d->has_id = call->has_id;
   d->method = g_strdup (call->method);
+  d->started_usec = call->started_usec;
   call->deferred = TRUE;
   return d;
 }
@@ -161,6 +164,7 @@ deferred_free (IfbDeferred *d)
 void
 ifb_deferred_return (IfbDeferred *d, json_object *result)
 {
+  ifb_metrics_rpc_observe (d->method, NULL, g_get_monotonic_time () - d->started_usec);
   if (!d->has_id) {
     json_object_put (result);
     ifb_reply_fill (d->reply, d->slot, NULL);
@@ -175,6 +179,7 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 {
   const IfbPeer *peer = ifb_deferred_peer (d);
 
+  ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->started_usec);
   if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
     ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->manager->config->max_refusals_logged,
                      "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
@@ -251,11 +256,15 @@ invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod
     .manager = m, .connection = conn, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
     .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot,
+    .started_usec = g_get_monotonic_time (),
   };
+  gboolean ok;
 
-  if (!ifb_peer_check (peer, m->config, method->access, method->name, &error) ||
-      !check_budget (m, peer, method, &error) ||
-      !method->func (&call, params, &result, &error)) {
+  ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+       check_budget (m, peer, method, &error) && method->func (&call, params, &result, &error);
+  if (!call.deferred)
+    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - call.started_usec);
+  if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
       ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
                        (unsigned) peer->uid, (int) peer->pid, error->message);

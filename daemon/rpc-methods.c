@@ -8,6 +8,7 @@ const IfbMethod ifb_methods[] = {
   { "rpc.discover",     IFB_ACCESS_ANY,    FALSE, ifb_rpc_discover, .expensive = TRUE },
   { "broker.info",      IFB_ACCESS_READ,   FALSE, ifb_rpc_broker_info },
   { "device.list",      IFB_ACCESS_READ,   FALSE, ifb_rpc_device_list, .expensive = TRUE },
+  { "metrics",          IFB_ACCESS_READ,   FALSE, ifb_rpc_metrics, .expensive = TRUE },
   { "vm.create",        IFB_ACCESS_ADMIN,  TRUE,  ifb_rpc_vm_create },
   { "vm.attach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_attach },
   { "vm.detach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_detach },

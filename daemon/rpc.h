@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The RPC handlers, one file per method family: rpc-broker.c, rpc-device.c, rpc-vm.c,
- * rpc-events.c. The table that names them is rpc-methods.c.
+ * The RPC handlers, one file per method family: rpc-broker.c, rpc-device.c, rpc-metrics.c,
+ * rpc-vm.c, rpc-events.c. The table that names them is rpc-methods.c.
  */
 #pragma once
 
@@ -10,6 +10,7 @@
 gboolean ifb_rpc_discover (IfbCall *call, json_object *params, json_object **ret, GError **error);
 gboolean ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GError **error);
 gboolean ifb_rpc_device_list (IfbCall *call, json_object *params, json_object **ret, GError **error);
+gboolean ifb_rpc_metrics (IfbCall *call, json_object *params, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error);
