@@ -12,8 +12,11 @@
  * domain's lock: we must never call back into libvirt, and we must be quick. A non-zero exit of
  * prepare/start/started aborts the start and libvirt shows our stderr to the user.
  *
- *   prepare   vm.create {defer} with the cgroup libvirt is about to create, then vm.attach
+ *   prepare   vm.create {defer, handoff} with the cgroup libvirt is about to create, then vm.attach
  *             (which only reserves devices while the cgroup does not exist). Refusal: undo, exit 1.
+ *             The hand-off is the metadata's, else "unbound", sent explicitly so the guest is
+ *             what QEMU can take whatever the broker's default: QEMU binds the device fds itself,
+ *             and the kernel binds a device once.
  *   started   vm.started {pid from /run/libvirt/qemu/NAME.pid}: the broker checks that QEMU runs
  *             inside the guest's cgroup and allocates whatever the launcher has not pulled yet.
  *   release   vm.destroy; a guest the broker does not know is fine (idempotent).
@@ -63,6 +66,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
     json_object_object_add (p, "uuid", json_object_new_string (d->uuid));
   json_object_object_add (p, "cgroup", json_object_new_string (cgroup));
   json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
+  json_object_object_add (o, "handoff", json_object_new_string (ifb_domain_handoff_to_string (d->handoff)));
   add_tri (o, "nest_parent", d->nest_parent);
   add_tri (o, "allow_plain", d->allow_plain);
   add_tri (o, "dirty_tracking", d->dirty_tracking);

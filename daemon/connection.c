@@ -21,6 +21,11 @@
  *    and a connection over max-queued-bytes is closed right then, with a log line, whether or
  *    not it ever reads or writes again (a subscriber that never reads).
  *
+ * A line whose work goes on (a worker is running for it) keeps its place: each line's reply
+ * (reply.c) waits in `lines`, replies leave in line order as they complete, and lines still
+ * waiting count against max-pending. A connection that closes detaches its waiting replies:
+ * their work completes and commits, the answers are dropped.
+ *
  * A peer that shuts down its writing side (shutdown(SHUT_WR)) still gets the replies to what it
  * sent. A peer that has hung up entirely (G_IO_HUP: nobody can read a reply any more) is closed
  * at once: lines it left unanswered are dropped, not served. A frame over max-frame is answered
@@ -34,6 +39,7 @@
 
 #include "connection.h"
 #include "dispatch.h"
+#include "reply.h"
 #include "fdwatch.h"
 #include "errors.h"
 #include "frame.h"
@@ -64,6 +70,7 @@ struct IfbConnection {
   guint close_source;           /* idle source that closes an overflowing connection */
   guint held_fds;               /* fds of this connection counted in the server's budget */
   gint64 last_active;           /* monotonic time of the last bytes received */
+  GQueue lines;                 /* IfbReply of each dispatched line, in line order, until sent */
 };
 
 static void update_watch (IfbConnection *c);
@@ -142,8 +149,30 @@ reject_frame (IfbConnection *c, IfbError code, const char *msg)
 static gboolean
 may_dispatch (IfbConnection *c)
 {
-  return !c->closing && !c->overflow && c->queued_replies < c->manager->config->max_pending &&
+  return !c->closing && !c->overflow && c->queued_replies + c->lines.length < c->manager->config->max_pending &&
          ifb_frame_writer_queued_bytes (c->writer) < c->manager->config->max_queued_bytes / 2;
+}
+
+/* Send the completed replies at the head of the line queue, in order. */
+static void
+send_ready (IfbConnection *c)
+{
+  while (!g_queue_is_empty (&c->lines) && ifb_reply_is_complete (g_queue_peek_head (&c->lines))) {
+    g_autoptr (IfbReply) r = g_queue_pop_head (&c->lines);
+    g_autoptr (json_object) msg = ifb_reply_steal_message (r);
+    if (msg)
+      ifb_connection_send (c, msg, ifb_reply_steal_fds (r));
+  }
+}
+
+void
+ifb_connection_reply_ready (IfbConnection *c)
+{
+  if (c->in_io)
+    return;   /* on_io() sends what is ready before it returns */
+  send_ready (c);
+  if (!c->overflow)
+    update_watch (c);
 }
 
 /* Keep the server's count of held fds current; FALSE when this connection must go. */
@@ -179,20 +208,14 @@ dispatch_frames (IfbConnection *c, guint max_lines)
   guint n = 0;
 
   for (; n < max_lines && may_dispatch (c) && ifb_frame_reader_pop (c->reader, &line, &len, &fds); n++) {
-    g_autoptr (json_object) reply = NULL;
-    IfbFdList *out_fds = NULL;
-
     if (len == 0 || (len == 1 && line[0] == '\r')) {   /* blank line: nothing to answer */
       g_free (line);
       ifb_fd_list_free (fds);
       continue;
     }
-    ifb_dispatch_line (c->manager, c, c->peer, line, len, fds, &reply, &out_fds);
+    g_queue_push_tail (&c->lines, ifb_dispatch_line_start (c->manager, c, c->peer, line, len, fds));
     g_free (line);
-    if (reply)
-      ifb_connection_send (c, reply, out_fds);
-    else
-      ifb_fd_list_free (out_fds);
+    send_ready (c);
   }
   return n;
 }
@@ -272,11 +295,13 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
     close_now (c);
     return G_SOURCE_REMOVE;
   }
+  send_ready (c);   /* answers that completed while this ran */
   if (!flush (c) || c->overflow) {
     close_now (c);
     return G_SOURCE_REMOVE;
   }
-  if ((c->closing || (c->eof && !ifb_frame_reader_has_frames (c->reader))) && ifb_frame_writer_is_empty (c->writer)) {
+  if ((c->closing || (c->eof && !ifb_frame_reader_has_frames (c->reader) && g_queue_is_empty (&c->lines))) &&
+      ifb_frame_writer_is_empty (c->writer)) {
     close_now (c);
     return G_SOURCE_REMOVE;
   }
@@ -294,6 +319,9 @@ update_watch (IfbConnection *c)
     want |= G_IO_IN;
   /* Lines left for the next slice: a writable socket reports G_IO_OUT on the next loop turn. */
   if (!ifb_frame_writer_is_empty (c->writer) || (lines_waiting && may_dispatch (c)))
+    want |= G_IO_OUT;
+  /* a half-closed peer whose last line completed with nothing to send: on_io() closes */
+  if (c->eof && g_queue_is_empty (&c->lines))
     want |= G_IO_OUT;
   if (want == c->watching && c->source)
     return;
@@ -332,6 +360,10 @@ ifb_connection_free (IfbConnection *c)
   if (c->close_source)
     g_source_remove (c->close_source);
   ifb_server_hold_fds (c->server, -(int) c->held_fds);
+  for (IfbReply *r; (r = g_queue_pop_head (&c->lines));) {
+    ifb_reply_detach (r);
+    ifb_reply_unref (r);
+  }
   ifb_close (c->fd);
   ifb_peer_free (c->peer);
   ifb_frame_reader_free (c->reader);
@@ -362,5 +394,5 @@ gboolean
 ifb_connection_is_idle (IfbConnection *c, gint64 now, gint64 timeout_usec)
 {
   return !c->subscribed && now - c->last_active >= timeout_usec && ifb_frame_writer_is_empty (c->writer) &&
-         !ifb_frame_reader_has_frames (c->reader);
+         !ifb_frame_reader_has_frames (c->reader) && g_queue_is_empty (&c->lines);
 }

@@ -27,3 +27,5 @@ gboolean ifb_connection_is_idle (IfbConnection *c, gint64 now, gint64 timeout_us
 /* Queue a line and its fds (taken). Over [limits] max-queued-bytes the line is dropped and the
  * connection is closed once the caller's stack unwinds. */
 void ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds);
+/* A line's reply completed (reply.c): send what is ready, in line order. */
+void ifb_connection_reply_ready (IfbConnection *c);

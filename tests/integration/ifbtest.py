@@ -367,11 +367,12 @@ def peer_holding(broker, vm, cg=None, uid=None, *args):
 
 
 def reclaimed(broker, vm, exits, timeout=10):
-    # Wait until the broker has replaced vm's context `exits` times (its holders exited).
+    # Wait until the broker has replaced vm's context `exits` times (its holders exited) and made
+    # it again (the guest is not busy).
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = broker.call("vm.show", {"vm": vm})
-        if v["vmm_exits"] >= exits:
+        if v["vmm_exits"] >= exits and not v["busy"]:
             return v
         time.sleep(0.02)
     raise AssertionError("guest %s not reclaimed %d times: %r" % (vm, exits, v))
@@ -380,6 +381,11 @@ def reclaimed(broker, vm, exits, timeout=10):
 def run(tests):
     """Run test functions; print one line each and the closing tally. Exit non-zero on failure."""
     only = sys.argv[1:]
+    unknown = set(only) - {t.__name__ for t in tests}
+    if unknown:
+        # a typo (or a build directory passed on) must not turn into "0 passed"
+        print("no test named %s" % ", ".join(sorted(unknown)))
+        sys.exit(1)
     passed = failed = skipped = 0
     for t in tests:
         if only and t.__name__ not in only:

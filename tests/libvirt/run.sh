@@ -5,6 +5,7 @@
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-${IFB_BUILD_DIR:-$src/build}}
+[ $# -gt 0 ] && shift   # the rest names tests to run (all by default)
 if [ "$(id -u)" != 0 ]; then
     echo "the libvirt suite runs libvirtd and QEMU as root: run meson test as root" >&2
     exit 1

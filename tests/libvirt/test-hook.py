@@ -8,7 +8,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, run  # noqa: E402
+from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, reclaimed, run  # noqa: E402
 
 HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
 CTL = os.path.join(BUILD, "client", "iommufdctl")
@@ -41,6 +41,14 @@ def with_devices(xml, devices):
     return (s[:start] + devs + s[end:]).encode()
 
 
+def with_options(xml, attrs):
+    """The captured XML with another <ifb:options> element (attrs: its attributes, as text)."""
+    s = xml.decode()
+    start = s.index("<ifb:options")
+    end = s.index("/>", start) + 2
+    return (s[:start] + "<ifb:options %s/>" % attrs + s[end:]).encode()
+
+
 def test_no_metadata_untouched():
     """A domain without broker metadata: exit 0, nothing printed, the broker is never contacted."""
     for op in ("prepare", "started", "release", "reconnect"):
@@ -65,12 +73,26 @@ def test_prepare_creates_pending_guest_with_libvirt_cgroup():
         vm = b.call("vm.show", {"vm": NAME})
         assert vm["uuid"] == UUID and vm["cgroup"] == CGROUP, vm
         assert vm["options"]["defer"] is True and vm["options"]["nest_parent"] is True, vm
+        assert vm["options"]["handoff"] == "unbound", vm   # the hook's default, whatever the broker's
         assert sorted(d["device"] for d in vm["devices"]) == NEST_VTD, vm
         assert all(d["state"] == "reserved" for d in vm["devices"]), vm
         for xml in ("release-end.xml", "release-end.xml"):
             r = hook(b, "release", fixture(xml), subop="end")
             assert r.returncode == 0 and r.stderr == b"", r.stderr
         assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_refused_bad_handoff():
+    """A handoff other than unbound or bound aborts prepare with a message that quotes it and
+    names both choices; the broker is not asked, so no guest exists."""
+    with Broker() as b:
+        for v in ("Bound", "sideways", ""):
+            r = hook(b, "prepare", with_options(fixture("prepare-begin.xml"), 'handoff="%s"' % v))
+            err = r.stderr.decode()
+            assert r.returncode == 1, r
+            assert err.startswith("iommufd-broker: ") and "<options handoff='%s'> must be 'unbound'" % v in err, err
+            assert "or 'bound'" in err, err
+            assert b.call("vm.list")["vms"] == []
 
 
 def test_prepare_refused_non_vfio_device():
@@ -192,6 +214,29 @@ def test_started_records_pid_and_realizes():
         remove_cgroup(full, p)
 
 
+def test_bound_handoff_from_metadata():
+    """<options handoff="bound"/>: prepare creates a bound guest; at started the broker binds and
+    allocates in libvirt's cgroup and the devices carry ids (for a VMM that takes them)."""
+    full, p = make_libvirt_cgroup()
+    try:
+        with Broker() as b:
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            xml = with_options(fixture("prepare-begin.xml"), 'handoff="bound" nest-parent="yes"')
+            r = hook(b, "prepare", xml)
+            assert r.returncode == 0, r.stderr
+            assert b.call("vm.show", {"vm": NAME})["options"]["handoff"] == "bound"
+            r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["options"]["handoff"] == "bound" and vm["ioas_id"] > 0 and vm["vmm_pid"] == p.pid, vm
+            assert all(d["state"] == "ready" and d["cgroup"] == CGROUP and d["dev_id"] > 0 and d["hwpt_id"] > 0
+                       and d["nest_parent"] for d in vm["devices"]), vm
+    finally:
+        remove_cgroup(full, p)
+
+
 SCOPE = "/machine.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope"
 
 
@@ -276,7 +321,9 @@ def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
         os.close(wfd)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
-        fds = b.call("vm.show", {"vm": "g1"})
+        # the program holding the fds exited: the broker made the guest's context again, which a
+        # fresh context numbers the same way
+        fds = reclaimed(b, "g1", 1)
         a = out["argv"]
         assert a[0].startswith("fd=") and out["fds"][a[0][3:]].startswith("/memfd:ifb-emulated-iommufd"), out
         assert a[1] == str(fds["ioas_id"]), (a, fds)
@@ -338,7 +385,7 @@ def test_exec_pending_guest_realized_in_its_cgroup():
                                 'readlink /proc/self/fd/$0', "%{dev:" + NEST_VTD[0] + "}"], capture_output=True,
                                text=True, timeout=20, preexec_fn=enter)
             assert r.returncode == 0 and "vfio" in r.stdout, (r.stdout, r.stderr)
-            vm = b.call("vm.show", {"vm": "p1"})
+            vm = reclaimed(b, "p1", 1)
             assert vm["devices"][0]["state"] == "ready" and vm["devices"][0]["cgroup"] == child.path, vm
     finally:
         cg.remove()
@@ -346,9 +393,10 @@ def test_exec_pending_guest_realized_in_its_cgroup():
 
 if __name__ == "__main__":
     run([test_no_metadata_untouched, test_migrate_restore_pass_through,
-         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_non_vfio_device,
+         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_bad_handoff,
+         test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
-         test_machined_layout,
+         test_bound_handoff_from_metadata, test_machined_layout,
          test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
          test_exec_pending_guest_realized_in_its_cgroup])
