@@ -42,11 +42,12 @@ void ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, gu
                            gpointer data);
 /* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
 void ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
-/* Idle guest; no worker needed. */
-gboolean ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error);
-/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices. The guest
- * must be idle; vm is gone afterwards. */
-void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
+/* Idle guest. The device is another guest's to take once done has run (its release worker
+ * closed it). */
+void ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data);
+/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices (done may be
+ * NULL). The guest must be idle; it is gone when done runs. */
+void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
 /* The same once the guest is idle (now if it is). */
 void ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm);
 

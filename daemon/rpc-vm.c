@@ -166,11 +166,8 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
   vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
-  if (ifb_call_park_if_busy (call, vm))
-    return TRUE;
-  if (!ifb_lifecycle_detach (call->manager, vm, p.device, error))
-    return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  if (!ifb_call_park_if_busy (call, vm))
+    ifb_lifecycle_detach (call->manager, vm, p.device, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -185,12 +182,26 @@ static const IfbParamSpec vm_specs[] = {
   { NULL },
 };
 
+typedef struct {
+  IfbDeferred *d;
+  json_object *result;
+} DestroyCtx;
+
+static void
+destroyed (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  DestroyCtx *c = data;
+  ifb_deferred_return (c->d, c->result);
+  g_free (c);
+}
+
 gboolean
 ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   VmParams p = { 0 };
   IfbVm *vm;
   json_object *o;
+  DestroyCtx *c;
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
@@ -203,8 +214,10 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   json_object_object_add (o, "name", json_object_new_string (vm->name));
   json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
   json_object_object_add (o, "devices_freed", json_object_new_int (vm->devices->len));
-  ifb_lifecycle_destroy (call->manager, vm);
-  *ret = o;
+  c = g_new0 (DestroyCtx, 1);
+  c->d = ifb_call_defer (call);
+  c->result = o;
+  ifb_lifecycle_destroy (call->manager, vm, destroyed, c);
   return TRUE;
 }
 
