@@ -67,6 +67,21 @@ step accounting       charged_attach plain "$BDF2" 512
 step vm-show-after    ctl vm show plain
 step vmm-stop         vmm_stop
 step vm-destroy-plain ctl vm destroy plain
+
+# ---- Debian's unmodified QEMU on a vfio-pci device (nested TCG, paused L2 machine) ---------
+# The control, without the broker: the shell hands QEMU /dev/iommu and the first NIC's cdev as
+# fds 3 and 4 with the -object/-device lines the broker's hand-off produces. QEMU binds the
+# device, allocates its IOAS and HWPT and maps (pins) the L2 guest's 256 MiB; all of it goes when
+# QEMU exits and closes the fds.
+. /ifb/guest-qemu.sh
+need qemu-version     qemu-system-x86_64 --version
+step qemu-direct-mem0 mem_avail MD0
+step qemu-direct      qemu_direct "$BDF1"
+step qemu-direct-pci  qemu_realized hostnic "vtd QEMU alone (fds from the shell)"
+step qemu-direct-mem1 mem_avail MD1
+step qemu-direct-quit qemu_quit
+step qemu-direct-mem2 mem_avail MD2
+step qemu-direct-memory mem_compare "vtd QEMU alone" MD0 MD1 MD2
 step daemon-stop      daemon_stop
 
 finish
