@@ -31,6 +31,7 @@ ifb_ctl_cmd_status (IfbCtl *ctl, int argc, char **argv)
   printf ("Backend:        %s (%s)\n", ifb_ctl_text (r, "backend"), ifb_ctl_text (r, "backend_reason"));
   printf ("Guests:         %s (devices %s, connections %s)\n", ifb_ctl_text (counts, "vms"),
           ifb_ctl_text (counts, "devices"), ifb_ctl_text (counts, "connections"));
+  printf ("Hand-off:       %s by default\n", ifb_ctl_text (ifb_json_get (r, "defaults"), "handoff"));
   printf ("Workers:        %s, %s spawned\n", ifb_ctl_text (workers, "placement"), ifb_ctl_text (workers, "spawned"));
   printf ("cgroup2:        %s (daemon in %s)\n", ifb_ctl_text (acct, "cgroup2_mount"), ifb_ctl_text (acct, "daemon_cgroup"));
   printf ("Accounting:     %s\n", ifb_ctl_text (acct, "note"));

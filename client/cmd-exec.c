@@ -17,6 +17,11 @@
  *   %{dev:BDF}   the device's cdev fd    %{devid:BDF}    its IOMMUFD device id
  *   %{hwpt:BDF}  its HWPT id             %%              a literal '%' (only needed before '{')
  *
+ * The ids exist only for a guest with the bound hand-off. An unbound guest's %{dev:BDF} is a
+ * fresh, unbound cdev fd that the VMM binds itself (what unmodified QEMU does with
+ * `-device vfio-pci,iommufd=ID,fd=N`); the broker watches this process — the VMM once exec'd —
+ * and replaces the guest's context when it exits.
+ *
  * As a libvirt <emulator>, a two-line wrapper script runs
  *   exec iommufdctl exec --vm-from-argv -- /usr/bin/qemu-system-x86_64 "$@"
  * and the guest name comes from libvirt's `-name guest=NAME,...`. libvirt also runs the emulator
@@ -116,6 +121,13 @@ expand_one (const char *key, json_object *r, IfbFdList *fds, GString *out, GErro
 
   if (bdf)
     bdf++;
+  if ((strcmp (kind, "ioas") == 0 || strcmp (kind, "devid") == 0 || strcmp (kind, "hwpt") == 0) &&
+      g_strcmp0 (ifb_json_get_string (r, "handoff"), "bound") != 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "placeholder %%{%s}: guest '%s' uses the %s hand-off, where the VMM binds its devices and "
+                        "allocates its own objects, so there are no broker ids to give; create the guest with "
+                        "--handoff bound for a VMM that takes ids", key, ifb_json_get_string (r, "vm"),
+                        ifb_json_get_string (r, "handoff") ? ifb_json_get_string (r, "handoff") : "unbound"), FALSE;
   if (!bdf && strcmp (kind, "iommufd") == 0) {
     if (!fd_of (r, "iommufd", fds, &v, error))
       return FALSE;

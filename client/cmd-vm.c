@@ -16,8 +16,12 @@ vm_usage (FILE *f)
   fprintf (f,
            "Usage: iommufdctl vm list\n"
            "       iommufdctl vm show NAME\n"
-           "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--no-nest-parent]\n"
-           "                                 [--allow-plain] [--dirty-tracking] [--defer] [--rlimit-per-process=yes|no]\n"
+           "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--handoff unbound|bound]\n"
+           "                                 [--no-nest-parent] [--allow-plain] [--dirty-tracking] [--defer]\n"
+           "                                 [--rlimit-per-process=yes|no]\n"
+           "         --handoff unbound (default): the VMM gets unbound device fds and binds them itself (QEMU,\n"
+           "                   libvirt, cloud-hypervisor); bound: the broker binds and allocates the\n"
+           "                   NEST_PARENT HWPTs, the VMM gets bound fds plus ids\n"
            "       iommufdctl vm attach NAME BDF [BDF...]\n"
            "       iommufdctl vm detach NAME BDF\n"
            "       iommufdctl vm destroy NAME\n"
@@ -61,6 +65,8 @@ print_vm (json_object *v)
   printf ("State:     %s\n", ifb_ctl_text (v, "state"));
   printf ("Cgroup:    %s\n", ifb_ctl_text (v, "cgroup"));
   printf ("IOAS:      %s (allocated in %s)\n", ifb_ctl_text (v, "ioas_id"), ifb_ctl_text (v, "ioas_cgroup"));
+  printf ("Hand-off:  %s\n", ifb_ctl_text (opts, "handoff"));
+  printf ("VMM:       pid %s, %s exits reclaimed\n", ifb_ctl_text (v, "vmm_pid"), ifb_ctl_text (v, "vmm_exits"));
   printf ("Options:   nest_parent=%s allow_plain=%s dirty_tracking=%s defer=%s rlimit_per_process=%s\n",
           ifb_ctl_text (opts, "nest_parent"), ifb_ctl_text (opts, "allow_plain"), ifb_ctl_text (opts, "dirty_tracking"),
           ifb_ctl_text (opts, "defer"), ifb_ctl_text (opts, "rlimit_per_process"));
@@ -138,6 +144,10 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
         json_object_object_add (p, a + 2, json_object_new_string (argv[i + 1]));
       }
       i++;
+    } else if (strcmp (a, "--handoff") == 0 && i + 1 < argc) {
+      json_object_object_add (o, "handoff", json_object_new_string (argv[++i]));
+    } else if (g_str_has_prefix (a, "--handoff=")) {
+      json_object_object_add (o, "handoff", json_object_new_string (a + 10));
     } else if (strcmp (a, "--no-nest-parent") == 0) {
       json_object_object_add (o, "nest_parent", json_object_new_boolean (FALSE));
     } else if (strcmp (a, "--allow-plain") == 0) {

@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "errors.h"
@@ -27,6 +29,7 @@ struct _IfbPciDevice {
   char *bdf;
   char *driver;
   char *vfio_cdev;
+  guint64 vfio_rdev;
   int iommu_group;
   guint16 vendor;
   guint16 device;
@@ -47,6 +50,7 @@ ifb_pci_device_free (IfbPciDevice *dev)
 const char *ifb_pci_device_get_bdf (const IfbPciDevice *dev) { return dev->bdf; }
 const char *ifb_pci_device_get_driver (const IfbPciDevice *dev) { return dev->driver; }
 const char *ifb_pci_device_get_vfio_cdev (const IfbPciDevice *dev) { return dev->vfio_cdev; }
+guint64 ifb_pci_device_get_vfio_rdev (const IfbPciDevice *dev) { return dev->vfio_rdev; }
 int ifb_pci_device_get_iommu_group (const IfbPciDevice *dev) { return dev->iommu_group; }
 guint16 ifb_pci_device_get_vendor (const IfbPciDevice *dev) { return dev->vendor; }
 guint16 ifb_pci_device_get_device (const IfbPciDevice *dev) { return dev->device; }
@@ -128,6 +132,24 @@ find_vfio_cdev (int devfd)
   return found;
 }
 
+/* vfio-dev/<cdev>/dev: "MAJ:MIN\n" -> makedev(), 0 when absent or malformed. */
+static guint64
+read_cdev_rdev (int devfd, const char *cdev)
+{
+  g_autofree char *rel = g_strdup_printf ("vfio-dev/%s/dev", cdev);
+  ifb_autofd int fd = openat (devfd, rel, O_RDONLY | O_CLOEXEC);
+  char buf[32];
+  unsigned maj, min;
+  ssize_t n;
+
+  if (fd < 0 || (n = read (fd, buf, sizeof buf - 1)) <= 0)
+    return 0;
+  buf[n] = '\0';
+  if (sscanf (buf, "%u:%u", &maj, &min) != 2)
+    return 0;
+  return (guint64) makedev (maj, min);
+}
+
 static int
 pci_device_read (int devices_dirfd, const char *bdf, IfbPciDevice **ret)
 {
@@ -147,6 +169,8 @@ pci_device_read (int devices_dirfd, const char *bdf, IfbPciDevice **ret)
       dev->iommu_group = (int) v;
   }
   dev->vfio_cdev = find_vfio_cdev (devfd);
+  if (dev->vfio_cdev)
+    dev->vfio_rdev = read_cdev_rdev (devfd, dev->vfio_cdev);
   dev->vendor = read_hex_attr (devfd, "vendor");
   dev->device = read_hex_attr (devfd, "device");
   *ret = g_steal_pointer (&dev);

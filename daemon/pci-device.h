@@ -15,6 +15,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbPciDevice, ifb_pci_device_free)
 const char *ifb_pci_device_get_bdf (const IfbPciDevice *dev);         /* "0000:65:00.0" */
 const char *ifb_pci_device_get_driver (const IfbPciDevice *dev);      /* "vfio-pci", or NULL when unbound */
 const char *ifb_pci_device_get_vfio_cdev (const IfbPciDevice *dev);   /* "vfio0", or NULL */
+/* The cdev's device number as sysfs vfio-dev/vfioN/dev says (makedev), 0 when unknown. */
+guint64 ifb_pci_device_get_vfio_rdev (const IfbPciDevice *dev);
 int ifb_pci_device_get_iommu_group (const IfbPciDevice *dev);         /* group number, or -1 */
 guint16 ifb_pci_device_get_vendor (const IfbPciDevice *dev);
 guint16 ifb_pci_device_get_device (const IfbPciDevice *dev);

@@ -86,6 +86,11 @@ ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GErr
   json_object_object_add (counts, "restored_vms", json_object_new_int64 ((int64_t) m->n_restored_vms));
   json_object_object_add (o, "counts", counts);
   json_object_object_add (o, "limits", limits_json (m->config));
+  {
+    json_object *defaults = json_object_new_object ();
+    json_object_object_add (defaults, "handoff", json_object_new_string (ifb_vm_handoff_to_string (IFB_VM_HANDOFF_UNBOUND)));
+    json_object_object_add (o, "defaults", defaults);
+  }
   json_object_object_add (o, "libvirt", m->config->libvirt_uri ? json_object_new_string (m->config->libvirt_uri) : NULL);
   json_object_object_add (o, "libvirt_connected", json_object_new_boolean (m->libvirt && ifb_libvirt_watch_is_connected (m->libvirt)));
   json_object_object_add (o, "uptime_usec", json_object_new_int64 (g_get_monotonic_time () - m->started_usec));

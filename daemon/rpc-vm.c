@@ -3,17 +3,40 @@
  * work itself is lifecycle.c. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "cgroup.h"
 #include "connection.h"
 #include "errors.h"
+#include "holders.h"
+#include "log.h"
 #include "util.h"
 #include "json.h"
 #include "lifecycle.h"
 #include "params.h"
 #include "rpc.h"
+
+/* ---- answers that come when the guest's operation is over ---------------------------- */
+
+static void
+answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  if (error)
+    ifb_deferred_fail (data, error);
+  else
+    ifb_deferred_return (data, ifb_vm_to_json (vm, FALSE));
+}
+
+static void
+answer_vm_verbose (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  if (error)
+    ifb_deferred_fail (data, error);
+  else
+    ifb_deferred_return (data, ifb_vm_to_json (vm, TRUE));
+}
 
 typedef struct {
   const char *name, *uuid, *cgroup;
@@ -22,6 +45,7 @@ typedef struct {
 } CreateParams;
 
 typedef struct {
+  const char *handoff;
   gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process;
 } CreateOptions;
 
@@ -38,6 +62,7 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     { NULL },
   };
   static const IfbParamSpec option_specs[] = {
+    { "handoff", IFB_PARAM_STRING, offsetof (CreateOptions, handoff), 0 },
     { "nest_parent", IFB_PARAM_BOOL, offsetof (CreateOptions, nest_parent), 0 },
     { "allow_plain", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_plain), 0 },
     { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
@@ -48,12 +73,16 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
   CreateParams p = { .pidfd = -1 };
   CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
   IfbVmCreateArgs a;
-  IfbVm *vm = NULL;
+  IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
 
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
   if (p.options && !ifb_params_parse (p.options, option_specs, &o, error))
     return g_prefix_error (error, "In 'options': "), FALSE;
+  if (o.handoff && (handoff = ifb_vm_handoff_from_string (o.handoff)) == IFB_VM_HANDOFF_INVALID)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
+                        o.handoff), FALSE;
   if (p.pid < 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
@@ -63,13 +92,11 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
   a = (IfbVmCreateArgs) {
     .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = (pid_t) p.pid,
     .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
-    .options = { .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
+    .options = { .handoff = handoff, .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
                  .dirty_tracking = o.dirty_tracking, .defer = o.defer },
     .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
   };
-  if (!ifb_lifecycle_create (call->manager, &a, &vm, error))
-    return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  ifb_lifecycle_create (call->manager, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -111,9 +138,11 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, error))
+  if (!vm)
     return FALSE;
-  *ret = ifb_vm_to_json (vm, TRUE);
+  if (!ifb_call_park_if_busy (call, vm))
+    ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+                          ifb_call_defer (call));
   return TRUE;
 }
 
@@ -131,7 +160,11 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_lifecycle_detach (call->manager, vm, p.device, error))
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_lifecycle_detach (call->manager, vm, p.device, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, FALSE);
   return TRUE;
@@ -159,6 +192,8 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm)
     return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
   o = json_object_new_object ();
   json_object_object_add (o, "name", json_object_new_string (vm->name));
   json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
@@ -278,52 +313,116 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
                       (int) call->peer->pid, peer_cgroup), FALSE;
 }
 
+/* The vm.fds answer for an idle, realized guest: every fd first, so a failure sends none — a
+ * copy of the context and, per device, a copy of our bound fd (bound) or a fresh open of its
+ * cdev that we keep no copy of (unbound). The caller then holds the guest's fds and is watched. */
+static gboolean
+fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
+{
+  g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
+  g_autoptr (GError) local = NULL;
+  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  json_object *o, *devs;
+
+  if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
+  fds = g_new (int, 1 + vm->devices->len);
+  for (guint i = 0; i <= vm->devices->len; i++) {
+    IfbVmDevice *d = i ? g_ptr_array_index (vm->devices, i - 1) : NULL;
+    gboolean ok = TRUE;
+    if (!d || bound) {
+      fds[i] = fcntl (d ? d->fd : vm->iommufd, F_DUPFD_CLOEXEC, 3);
+      if (fds[i] < 0)
+        ok = ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Guest '%s': duplicating an fd", vm->name);
+    } else {
+      ok = ifb_lifecycle_open_device (m, d, &fds[i], error);
+    }
+    if (!ok) {
+      for (guint j = 0; j < i; j++)
+        ifb_close (fds[j]);
+      return FALSE;
+    }
+  }
+
+  o = json_object_new_object ();
+  json_object_object_add (o, "vm", json_object_new_string (vm->name));
+  json_object_object_add (o, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
+  json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+  ifb_fd_list_push (out_fds, fds[0]);
+  if (bound)
+    json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
+  devs = json_object_new_array ();
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    json_object *dj = json_object_new_object ();
+    json_object_object_add (dj, "device", json_object_new_string (d->bdf));
+    json_object_object_add (dj, "fd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+    ifb_fd_list_push (out_fds, fds[1 + i]);
+    if (bound) {
+      json_object_object_add (dj, "dev_id", json_object_new_int64 (d->dev_id));
+      json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
+      json_object_object_add (dj, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
+      json_object_object_add (dj, "iommu", json_object_new_string (ifb_iommu_type_to_string (d->hw.type)));
+    }
+    json_object_array_add (devs, dj);
+  }
+  json_object_object_add (o, "devices", devs);
+
+  /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. */
+  if (!ifb_holders_add (m, vm, peer->pid, peer->pidfd, &local))
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
+  else if (!ifb_manager_commit (m, vm, &local))
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
+  *ret = o;
+  return TRUE;
+}
+
+static void
+fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  IfbDeferred *d = data;
+  g_autoptr (GError) local = NULL;
+  const IfbPeer *peer = ifb_deferred_peer (d);
+  json_object *o = NULL;
+
+  if (error)
+    ifb_deferred_fail (d, error);
+  else if (!peer)   /* it hung up meanwhile: nobody to hand the fds to */
+    ifb_deferred_return (d, json_object_new_object ());
+  else if (!fds_answer (m, vm, peer, ifb_deferred_out_fds (d), &o, &local))
+    ifb_deferred_fail (d, local);
+  else
+    ifb_deferred_return (d, o);
+}
+
 gboolean
 ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   VmParams p = { 0 };
   IfbVm *vm;
-  json_object *o, *devs;
-  int idx;
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm || !check_fds_access (call, vm, error))
     return FALSE;
-  if (!ifb_lifecycle_realize (call->manager, vm, error))
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_holders_admit (vm, call->peer->pid, error))
     return FALSE;
-  if (ifb_fd_list_len (call->out_fds) + 1 + vm->devices->len > 32)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
-
-  o = json_object_new_object ();
-  json_object_object_add (o, "vm", json_object_new_string (vm->name));
-  if ((idx = ifb_fd_list_push_dup (call->out_fds, vm->iommufd)) < 0)
-    return json_object_put (o), ifb_error_set_errno (error, IFB_ERROR_FAILED, idx, "dup");
-  json_object_object_add (o, "iommufd", json_object_new_int (idx));
-  json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
-  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (call->manager->backend)));
-  devs = json_object_new_array ();
-  for (guint i = 0; i < vm->devices->len; i++) {
-    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
-    json_object *dj = json_object_new_object ();
-    if ((idx = ifb_fd_list_push_dup (call->out_fds, d->fd)) < 0) {
-      json_object_put (dj);
-      json_object_put (devs);
-      json_object_put (o);
-      return ifb_error_set_errno (error, IFB_ERROR_FAILED, idx, "dup");
-    }
-    json_object_object_add (dj, "device", json_object_new_string (d->bdf));
-    json_object_object_add (dj, "fd", json_object_new_int (idx));
-    json_object_object_add (dj, "dev_id", json_object_new_int64 (d->dev_id));
-    json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
-    json_object_object_add (dj, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
-    json_object_object_add (dj, "iommu", json_object_new_string (ifb_iommu_type_to_string (d->hw.type)));
-    json_object_array_add (devs, dj);
-  }
-  json_object_object_add (o, "devices", devs);
-  *ret = o;
+  ifb_lifecycle_realize (call->manager, vm, fds_realized, ifb_call_defer (call));
   return TRUE;
+}
+
+static void
+started_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  g_autoptr (GError) local = NULL;
+
+  if (!error && !ifb_manager_commit (m, vm, &local))
+    error = local;
+  answer_vm (m, vm, error, data);
 }
 
 gboolean
@@ -343,16 +442,19 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
   if (p.pid <= 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
                         p.pid, cgroup, vm->name, vm->cgroup), FALSE;
-  vm->vmm_pid = (pid_t) p.pid;
-  if (!ifb_lifecycle_realize (call->manager, vm, error) || !ifb_manager_commit (call->manager, vm, error))
+  if (!ifb_holders_add (call->manager, vm, (pid_t) p.pid, -1, error))
     return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  ifb_lifecycle_realize (call->manager, vm, started_realized, ifb_call_defer (call));
   return TRUE;
 }
 

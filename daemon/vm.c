@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "errors.h"
+#include "fdwatch.h"
 #include "json.h"
 #include "util.h"
 #include "vm.h"
@@ -28,6 +29,41 @@ ifb_vm_device_state_from_string (const char *s)
   return IFB_VM_DEVICE_STATE_INVALID;
 }
 
+static const char *const handoff_names[_IFB_VM_HANDOFF_MAX] = {
+  [IFB_VM_HANDOFF_UNBOUND] = "unbound",
+  [IFB_VM_HANDOFF_BOUND] = "bound",
+};
+
+const char *
+ifb_vm_handoff_to_string (IfbVmHandoff h)
+{
+  return (unsigned) h < _IFB_VM_HANDOFF_MAX ? handoff_names[h] : NULL;
+}
+
+IfbVmHandoff
+ifb_vm_handoff_from_string (const char *s)
+{
+  for (int i = 0; s && i < _IFB_VM_HANDOFF_MAX; i++)
+    if (strcmp (handoff_names[i], s) == 0)
+      return (IfbVmHandoff) i;
+  return IFB_VM_HANDOFF_INVALID;
+}
+
+static void
+holder_clear (IfbVmHolder *h)
+{
+  ifb_fd_watch_remove (h->watch);   /* before the close: epoll tracks the open file */
+  h->watch = 0;
+  g_clear_pointer (&h->watch_data, g_free);
+  h->pidfd = ifb_close (h->pidfd);
+}
+
+void
+ifb_vm_clear_holders (IfbVm *vm)
+{
+  g_array_set_size (vm->holders, 0);   /* the clear func closes and unwatches */
+}
+
 IfbVm *
 ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
 {
@@ -40,14 +76,27 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->iommufd = -1;
   vm->created_usec = g_get_real_time ();
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
+  vm->ref = 1;
+  g_queue_init (&vm->waiters);
+  vm->holders = g_array_new (FALSE, TRUE, sizeof (IfbVmHolder));
+  g_array_set_clear_func (vm->holders, (GDestroyNotify) holder_clear);
+  return vm;
+}
+
+IfbVm *
+ifb_vm_ref (IfbVm *vm)
+{
+  vm->ref++;
   return vm;
 }
 
 IfbVm *
 ifb_vm_free (IfbVm *vm)
 {
-  if (!vm)
+  if (!vm || --vm->ref > 0)
     return NULL;
+  g_warn_if_fail (g_queue_is_empty (&vm->waiters));
+  g_array_unref (vm->holders);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
   ifb_close (vm->iommufd);
   g_free (vm->name);
@@ -186,7 +235,7 @@ device_to_json (const IfbVm *vm, const IfbVmDevice *d, gboolean verbose)
   json_object_object_add (o, "index", json_object_new_int64 (d->index));
   json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_device (vm, d)));
   json_object_object_add (o, "state", json_object_new_string (ifb_vm_device_state_to_string (d->state)));
-  if (d->state == IFB_VM_DEVICE_READY) {
+  if (d->state == IFB_VM_DEVICE_READY && vm->options.handoff == IFB_VM_HANDOFF_BOUND) {
     json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
     json_object_object_add (o, "hwpt_id", json_object_new_int64 (d->hwpt_id));
     json_object_object_add (o, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
@@ -216,7 +265,22 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   json_object_object_add (o, "ioas_cgroup", string_or_null (vm->ioas_cgroup));
   json_object_object_add (o, "vmm_pid", json_object_new_int64 (vm->vmm_pid));
+  {
+    json_object *hs = json_object_new_array ();
+    for (guint i = 0; i < vm->holders->len; i++) {
+      const IfbVmHolder *h = &g_array_index (vm->holders, IfbVmHolder, i);
+      json_object *hj = json_object_new_object ();
+      json_object_object_add (hj, "pid", json_object_new_int64 (h->pid));
+      json_object_object_add (hj, "start_time", json_object_new_int64 ((gint64) h->start_time));
+      json_object_array_add (hs, hj);
+    }
+    json_object_object_add (o, "holders", hs);
+  }
+  json_object_object_add (o, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
+  if (verbose)   /* vm.list's cached text would go stale: a worker's start and end are no commits */
+    json_object_object_add (o, "busy", json_object_new_boolean (vm->busy));
   json_object_object_add (o, "created_usec", json_object_new_int64 (vm->created_usec));
+  json_object_object_add (opts, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
   json_object_object_add (opts, "nest_parent", json_object_new_boolean (vm->options.nest_parent));
   json_object_object_add (opts, "allow_plain", json_object_new_boolean (vm->options.allow_plain));
   json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
@@ -268,6 +332,11 @@ ifb_vm_from_json (json_object *o, GError **error)
   if (!ifb_json_get_int (o, "slot", &v) || v < 0 || v >= IFB_VM_MAX_SLOTS)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid slot", name), NULL;
   vm->slot = (guint) v;
+  /* Guests saved before hand-offs existed were all bound. */
+  vm->options.handoff = ifb_json_get (opts, "handoff") ? ifb_vm_handoff_from_string (ifb_json_get_string (opts, "handoff"))
+                                                      : IFB_VM_HANDOFF_BOUND;
+  if (vm->options.handoff == IFB_VM_HANDOFF_INVALID)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid hand-off", name), NULL;
   vm->options.nest_parent = get_bool (opts, "nest_parent");
   vm->options.allow_plain = get_bool (opts, "allow_plain");
   vm->options.dirty_tracking = get_bool (opts, "dirty_tracking");
@@ -280,6 +349,21 @@ ifb_vm_from_json (json_object *o, GError **error)
     vm->vmm_pid = (pid_t) v;
   if (ifb_json_get_int (o, "created_usec", &v))
     vm->created_usec = v;
+  if (ifb_json_get_int (o, "vmm_exits", &v) && v >= 0)
+    vm->vmm_exits = (guint64) v;
+  {
+    json_object *hs = ifb_json_get (o, "holders");
+    for (size_t i = 0; hs && json_object_is_type (hs, json_type_array) && i < json_object_array_length (hs) && i < 64; i++) {
+      json_object *hj = json_object_array_get_idx (hs, i);
+      IfbVmHolder h = { .pidfd = -1 };
+      gint64 st;
+      if (!ifb_json_get_int (hj, "pid", &v) || v <= 0 || v > G_MAXINT32 || !ifb_json_get_int (hj, "start_time", &st) || st < 0)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has an invalid holder", name), NULL;
+      h.pid = (pid_t) v;
+      h.start_time = (guint64) st;
+      g_array_append_val (vm->holders, h);
+    }
+  }
   for (size_t i = 0; i < json_object_array_length (devs); i++) {
     json_object *d = json_object_array_get_idx (devs, i);
     const char *bdf = ifb_json_get_string (d, "device");

@@ -16,7 +16,8 @@
 
 typedef enum {
   IFB_VM_DEVICE_RESERVED,       /* owned, not yet bound (the guest's cgroup does not exist yet) */
-  IFB_VM_DEVICE_READY,          /* bound, HWPT allocated and attached */
+  IFB_VM_DEVICE_READY,          /* bound: bound, HWPT allocated and attached; unbound: checked, its
+                                 * cdev verified against sysfs (no fd kept) */
   _IFB_VM_DEVICE_STATE_MAX,
   IFB_VM_DEVICE_STATE_INVALID = -1,
 } IfbVmDeviceState;
@@ -38,7 +39,35 @@ typedef struct {
   pid_t worker_pid;
 } IfbVmDevice;
 
+/*
+ * What a guest's VMM receives from vm.fds. The kernel allows one bind per device, and every
+ * released QEMU binds the fd it is given, so what QEMU, libvirt, cloud-hypervisor, Kata and
+ * KubeVirt consume is an unbound device fd: the broker checks and reserves, the VMM binds and
+ * allocates (from inside the guest's cgroup, where the launcher runs it). "bound" is for VMMs
+ * that take a bound device fd plus object ids: the broker binds and allocates the HWPTs itself.
+ */
+typedef enum {
+  IFB_VM_HANDOFF_UNBOUND,       /* iommufd + fresh unbound cdev fds; the VMM binds and allocates */
+  IFB_VM_HANDOFF_BOUND,         /* the broker binds, allocates IOAS + NEST_PARENT HWPTs, attaches */
+  _IFB_VM_HANDOFF_MAX,
+  IFB_VM_HANDOFF_INVALID = -1,
+} IfbVmHandoff;
+
+const char *ifb_vm_handoff_to_string (IfbVmHandoff h);
+IfbVmHandoff ifb_vm_handoff_from_string (const char *s);
+
+/* A process holding a guest's fds (a vm.fds caller, the VMM the libvirt hook names): its pid and
+ * start time (/proc/PID/stat field 22) identify it across a broker restart; pidfd watches it. */
 typedef struct {
+  pid_t pid;
+  guint64 start_time;
+  int pidfd;                    /* -1 when not watched (restored, not yet looked at) */
+  guint watch;                  /* fdwatch id of the pidfd watch, 0 when none */
+  gpointer watch_data;          /* the watch's callback data, freed with the watch */
+} IfbVmHolder;
+
+typedef struct {
+  IfbVmHandoff handoff;
   bool nest_parent;             /* allocate HWPTs as NEST_PARENT (default true) */
   bool allow_plain;             /* NEST_PARENT refused -> a plain HWPT, reported as such */
   bool dirty_tracking;          /* where the IOMMU supports it */
@@ -55,19 +84,30 @@ typedef struct {
   int iommufd;                  /* -1 until realized */
   uint32_t ioas_id;             /* 0 until realized */
   char *ioas_cgroup;
-  pid_t vmm_pid;                /* from the libvirt "started" hook, 0 when unknown */
+  pid_t vmm_pid;                /* the latest holder of its fds (vm.fds caller, "started" hook), 0 when none */
+  GArray *holders;              /* of IfbVmHolder: processes holding its fds, watched */
+  guint64 vmm_exits;            /* contexts replaced because the last holder exited */
   gint64 created_usec;          /* wall clock */
   GPtrArray *devices;           /* of IfbVmDevice* */
   char *list_json;              /* cache of ifb_vm_to_json (vm, FALSE) as text; see ifb_vm_changed() */
   bool needs_tidy;              /* restored: its context may hold an interrupted attach's HWPT */
+  /* one operation at a time (lifecycle.c) */
+  bool busy;                    /* a worker is running for it */
+  bool gone;                    /* destroyed (or its creation failed) while someone held a reference */
+  GQueue waiters;               /* what waits for it to be idle, in arrival order */
+  gint ref;
 } IfbVm;
 
 IfbVm *ifb_vm_new (const char *name, const char *uuid, const char *cgroup);
-IfbVm *ifb_vm_free (IfbVm *vm);   /* closes every fd it holds */
+IfbVm *ifb_vm_ref (IfbVm *vm);
+/* Drop a reference; the last closes every fd it holds and frees it. Returns NULL. */
+IfbVm *ifb_vm_free (IfbVm *vm);
 
 IfbVmDevice *ifb_vm_device_new (const char *bdf, const char *cdev);
 IfbVmDevice *ifb_vm_device_free (IfbVmDevice *d);
 IfbVmDevice *ifb_vm_find_device (IfbVm *vm, const char *bdf);
+/* Forget every holder (removes their watches, closes their pidfds). */
+void ifb_vm_clear_holders (IfbVm *vm);
 
 /* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 gboolean ifb_vm_name_validate (const char *name, GError **error);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "uapi-private.h"
@@ -46,12 +47,27 @@ kernel_ioctl (int fd, unsigned long request, void *arg)
   return 0;
 }
 
+/* A VFIO cdev is a character device; its number is what sysfs vfio-dev/vfioN/dev names. */
+static int
+kernel_device_rdev (int device_fd, uint64_t *ret_rdev)
+{
+  struct stat st;
+
+  if (fstat (device_fd, &st) < 0)
+    return -errno;
+  if (!S_ISCHR (st.st_mode))
+    return -ENODEV;
+  *ret_rdev = (uint64_t) st.st_rdev;
+  return 0;
+}
+
 static const IfbUapiBackend kernel_backend = {
   .name = "kernel",
   .emulated = false,
   .open_iommufd = kernel_open_iommufd,
   .open_device = kernel_open_device,
   .ioctl = kernel_ioctl,
+  .device_rdev = kernel_device_rdev,
 };
 
 const IfbUapiBackend *

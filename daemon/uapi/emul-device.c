@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "emul-private.h"
@@ -100,11 +102,61 @@ emul_read_profile (int fd, EmulProfile *p)
         p->iidr = (uint32_t) emul_parse_u64 (v);
       else if (strcmp (k, "aidr") == 0)
         p->aidr = (uint32_t) emul_parse_u64 (v);
+      else if (strcmp (k, "rdev") == 0 && strchr (v, ':')) {
+        p->rdev_major = (uint32_t) emul_parse_u64 (v);
+        p->rdev_minor = (uint32_t) emul_parse_u64 (strchr (v, ':') + 1);
+        p->has_rdev = true;
+      }
     }
     line = nl ? nl + 1 : NULL;
   }
   if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
     return -ENODEV;
+  return 0;
+}
+
+static unsigned reset_ms;
+
+void
+ifb_uapi_emul_set_reset_ms (unsigned ms)
+{
+  reset_ms = ms;
+}
+
+/* What vfio-pci's reset costs the process binding or releasing a device. */
+void
+emul_device_reset_delay (void)
+{
+  struct timespec ts = { .tv_sec = reset_ms / 1000, .tv_nsec = (long) (reset_ms % 1000) * 1000000L };
+  if (reset_ms)
+    while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
+      ;
+}
+
+/* Closing a device fd that holds the bind (no other open file shares it): the kernel releases
+ * the device then, and vfio-pci resets it in the closing process. */
+void
+ifb_emul_device_close (int device_fd)
+{
+  if (emul_is_device_fd (device_fd) && emul_device_bind_state (device_fd) == 1)
+    emul_device_reset_delay ();
+  close (device_fd);
+}
+
+/* What fstat's st_rdev is on a real cdev: the profile's rdev=MAJ:MIN. */
+int
+ifb_emul_device_rdev (int device_fd, uint64_t *ret_rdev)
+{
+  EmulProfile p;
+  int r;
+
+  if (!emul_is_device_fd (device_fd))
+    return -ENODEV;
+  if ((r = emul_read_profile (device_fd, &p)) < 0)
+    return r;
+  if (!p.has_rdev)
+    return -ENODEV;
+  *ret_rdev = (uint64_t) makedev (p.rdev_major, p.rdev_minor);
   return 0;
 }
 

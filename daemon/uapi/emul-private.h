@@ -79,6 +79,8 @@ typedef struct {
   uint32_t iommu_type;
   uint64_t cap_reg, ecap_reg;
   uint32_t idr[6], iidr, aidr;
+  uint32_t rdev_major, rdev_minor;   /* rdev=MAJ:MIN, the cdev's device number (0:0 when absent) */
+  bool has_rdev;
 } EmulProfile;
 
 #define TABLE_SIZE (((sizeof (EmulTable)) + IFB_EMUL_PAGE - 1) & ~(size_t) (IFB_EMUL_PAGE - 1))
@@ -97,6 +99,7 @@ void emul_copy_out (void *uarg, const void *kbuf, size_t ksize, uint32_t usize);
 /* emul-device.c: device files, their profile and their bind lock. */
 const char *emul_proc_fd_path (int fd, char *buf);
 int emul_read_profile (int fd, EmulProfile *p);
+void emul_device_reset_delay (void);
 bool emul_is_device_fd (int fd);
 void emul_lock_init (struct flock *fl, short type);
 int emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat *ret_st);

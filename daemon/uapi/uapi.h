@@ -66,6 +66,10 @@ bool ifb_uapi_backend_is_emulated (const IfbUapiBackend *b);
 int ifb_uapi_open_iommufd (const IfbUapiBackend *b, int dev_dirfd, int *ret_fd);
 int ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd);
 
+/* The device number of an opened device cdev (st_rdev; an emulated cdev's profile says rdev=MAJ:MIN),
+ * to check the node is the device sysfs names. -ENODEV when the fd is no device cdev. */
+int ifb_uapi_device_rdev (const IfbUapiBackend *b, int device_fd, uint64_t *ret_rdev);
+
 /* The raw entry point: ioctl(2) semantics with the kernel's request numbers and structs. */
 int ifb_uapi_ioctl (const IfbUapiBackend *b, int fd, unsigned long request, void *arg);
 
@@ -115,6 +119,12 @@ int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, si
  * of ioctls; no fd may be closed and reused in between). Async-signal-safe; no-ops otherwise. */
 void ifb_uapi_emul_batch_begin (void);
 void ifb_uapi_emul_batch_end (void);
+/* Emulated backend: every device bind and release takes ms milliseconds in the calling process,
+ * as vfio-pci's device reset does on real hardware. Async-signal-safe. */
+void ifb_uapi_emul_set_reset_ms (unsigned ms);
+/* Close a device fd. On real hardware closing the last reference of a bound device resets it
+ * (100 ms and more) in the closing process; the emulated backend sleeps its reset time then. */
+void ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd);
 
 /*
  * Kernel tier only: the IOMMUFD_TEST mock device (IOMMU_TEST_CMD / IOMMU_TEST_OP_MOCK_DOMAIN),

@@ -59,7 +59,7 @@ def main():
         os.symlink("../../../../kernel/iommu_groups/%d" % group, os.path.join(d, "iommu_group"))
         write(os.path.join(root, "dev", "vfio", "devices", "vfio%d" % i),
               "ifb-emulated-device 1\n# emulated VFIO cdev of %s (ConnectX-7 VF behind VT-d)\n"
-              "bdf=%s\niommu=intel-vtd\n%s\n%s\n" % (bdf, bdf, cap, ecap))
+              "bdf=%s\nrdev=511:%d\niommu=intel-vtd\n%s\n%s\n" % (bdf, bdf, i, cap, ecap))
         print(bdf)
 
 

@@ -504,7 +504,7 @@ cmd_setup (int argc, char **argv)
     int got = 0;
     uint64_t t0 = now_ns (), t1, t2;
     snprintf (name, sizeof name, "bench-%d-%d", (int) getpid (), i);
-    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"%s\",\"cgroup\":\"%s\"}}\n",
+    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"%s\",\"cgroup\":\"%s\",\"options\":{\"handoff\":\"bound\"}}}\n",
               name, argv[1]);
     call_ok (fd, &b, req, NULL);
     t1 = now_ns ();
@@ -570,7 +570,7 @@ cmd_populate (int argc, char **argv)
       line[strcspn (line, "\n")] = 0;
       snprintf (devs + strlen (devs), sizeof devs - strlen (devs), "%s\"%s\"", j ? "," : "", line);
     }
-    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"guest%05d\",\"cgroup\":\"%s\"}}\n",
+    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"guest%05d\",\"cgroup\":\"%s\",\"options\":{\"handoff\":\"bound\"}}}\n",
               i, argv[1]);
     call_ok (fd, &b, req, NULL);
     snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"vm.attach\",\"params\":{\"vm\":\"guest%05d\",\"devices\":[%s]}}\n",

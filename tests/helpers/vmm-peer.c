@@ -3,7 +3,10 @@
  * A VMM stand-in for tests: fetch a guest's fds with vm.fds and use them as a VMM would —
  * allocate a nested stage-1 HWPT on each NEST_PARENT HWPT, map memory into the IOAS — through
  * the same uAPI layer (the backend is found from the fd: emulated context or real /dev/iommu).
- * Prints one JSON object on stdout; exit 0 when everything asked for worked, 1 otherwise.
+ * For a guest with the unbound hand-off it first does what QEMU does with such fds: bind each
+ * device to the iommufd, allocate its own IOAS and a HWPT per device (NEST_PARENT, or plain
+ * where the IOMMU cannot nest) and attach. Prints one JSON object on stdout; exit 0 when
+ * everything asked for worked, 1 otherwise.
  *
  *   vmm-peer SOCKET VM [--nested] [--map BYTES] [--hold SECONDS]
  */
@@ -43,7 +46,8 @@ main (int argc, char **argv)
   gboolean want_nested = FALSE;
   guint64 map_bytes = 0;
   int hold = 0, iommufd;
-  gint64 idx, ioas;
+  gint64 idx, ioas = 0;
+  gboolean unbound;
   const IfbUapiBackend *b;
 
   if (argc < 3) {
@@ -69,15 +73,50 @@ main (int argc, char **argv)
     if (!ifb_rpc_client_call (c, "vm.fds", p, NULL, &r, &fds, &error))
       return fail (out, "vm.fds", error->domain == IFB_ERROR ? ifb_error_to_name (error->code) : "failed", error->message);
   }
-  if (!ifb_json_get_int (r, "iommufd", &idx) || !ifb_json_get_int (r, "ioas_id", &ioas))
+  unbound = g_strcmp0 (ifb_json_get_string (r, "handoff"), "unbound") == 0;
+  if (!ifb_json_get_int (r, "iommufd", &idx) || (!unbound && !ifb_json_get_int (r, "ioas_id", &ioas)))
     return fail (out, "vm.fds", "bad-reply", "no iommufd/ioas_id in the reply");
   iommufd = ifb_fd_list_get (fds, (guint) idx);
   b = ifb_uapi_backend_for_fd (iommufd);
   json_object_object_add (out, "backend", json_object_new_string (ifb_uapi_backend_name (b)));
+  json_object_object_add (out, "handoff", json_object_new_string (unbound ? "unbound" : "bound"));
   json_object_object_add (out, "n_fds", json_object_new_int ((int) ifb_fd_list_len (fds)));
-  json_object_object_add (out, "ioas_id", json_object_new_int64 (ioas));
 
   devs = ifb_json_get (r, "devices");
+  if (unbound) {
+    /* What QEMU does with -device vfio-pci,iommufd=ID,fd=N: bind, its own IOAS, HWPT, attach. */
+    uint32_t own_ioas = 0;
+    int rc = ifb_uapi_ioas_alloc (b, iommufd, &own_ioas);
+    if (rc < 0)
+      return fail (out, "ioas_alloc", ifb_errno_to_name (-rc), "IOMMU_IOAS_ALLOC failed");
+    ioas = own_ioas;
+    for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
+      json_object *d = json_object_array_get_idx (devs, i);
+      uint32_t dev_id = 0, hwpt_id = 0;
+      gint64 fdidx = -1;
+      int dfd;
+      IfbHwInfo info;
+      if (!ifb_json_get_int (d, "fd", &fdidx) || (dfd = ifb_fd_list_get (fds, (guint) fdidx)) < 0)
+        return fail (out, "vm.fds", "bad-reply", "a device without its fd");
+      if ((rc = ifb_uapi_device_bind (b, dfd, iommufd, &dev_id)) < 0)
+        return fail (out, "bind", ifb_errno_to_name (-rc), "VFIO_DEVICE_BIND_IOMMUFD failed");
+      if ((rc = ifb_uapi_get_hw_info (b, iommufd, dev_id, &info)) < 0)
+        return fail (out, "hw_info", ifb_errno_to_name (-rc), "IOMMU_GET_HW_INFO failed");
+      rc = ifb_uapi_hwpt_alloc (b, iommufd, dev_id, own_ioas, IFB_HWPT_NEST_PARENT, &hwpt_id);
+      json_object_object_add (d, "nest_parent", json_object_new_boolean (rc == 0));
+      if (rc == -EOPNOTSUPP)
+        rc = ifb_uapi_hwpt_alloc (b, iommufd, dev_id, own_ioas, 0, &hwpt_id);
+      if (rc < 0)
+        return fail (out, "hwpt_alloc", ifb_errno_to_name (-rc), "IOMMU_HWPT_ALLOC failed");
+      if ((rc = ifb_uapi_device_attach (b, dfd, hwpt_id)) < 0)
+        return fail (out, "attach", ifb_errno_to_name (-rc), "VFIO_DEVICE_ATTACH_IOMMUFD_PT failed");
+      json_object_object_add (d, "dev_id", json_object_new_int64 (dev_id));
+      json_object_object_add (d, "hwpt_id", json_object_new_int64 (hwpt_id));
+    }
+    json_object_object_add (out, "devices", json_object_get (devs));
+  }
+  json_object_object_add (out, "ioas_id", json_object_new_int64 (ioas));
+
   for (size_t i = 0; want_nested && devs && i < json_object_array_length (devs); i++) {
     json_object *d = json_object_array_get_idx (devs, i);
     json_object *n = json_object_new_object ();

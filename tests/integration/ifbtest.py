@@ -329,6 +329,55 @@ def as_user(uid, gid=None):
     os.setuid(uid)
 
 
+# ---- a VMM stand-in (tests/helpers/vmm-peer) run inside a guest's cgroup ----------------
+
+VMM_PEER = os.path.join(BUILD, "tests", "helpers", "vmm-peer")
+NOBODY = 65534
+
+
+def in_cgroup(cg):
+    """preexec: move the child into cg before it execs."""
+    def f():
+        with open(cg.full + "/cgroup.procs", "w") as p:
+            p.write(str(os.getpid()))
+    return f
+
+
+def _peer_preexec(cg, uid):
+    def pre():
+        if cg:
+            in_cgroup(cg)()
+        if uid is not None:
+            as_user(uid)
+    return pre
+
+
+def peer(broker, vm, cg=None, uid=None, *args):
+    r = subprocess.run([VMM_PEER, broker.socket, vm] + list(args), capture_output=True, text=True, timeout=30,
+                       preexec_fn=_peer_preexec(cg, uid))
+    out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"ok": False, "stderr": r.stderr}
+    return r.returncode, out
+
+
+def peer_holding(broker, vm, cg=None, uid=None, *args):
+    # vmm-peer that keeps the fds (sleeps) after its report: returns (process, report).
+    p = subprocess.Popen([VMM_PEER, broker.socket, vm] + list(args) + ["--hold", "60"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, preexec_fn=_peer_preexec(cg, uid))
+    return p, json.loads(p.stdout.readline())
+
+
+def reclaimed(broker, vm, exits, timeout=10):
+    # Wait until the broker has replaced vm's context `exits` times (its holders exited) and made
+    # it again (the guest is not busy).
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = broker.call("vm.show", {"vm": vm})
+        if v["vmm_exits"] >= exits and not v["busy"]:
+            return v
+        time.sleep(0.02)
+    raise AssertionError("guest %s not reclaimed %d times: %r" % (vm, exits, v))
+
+
 def run(tests):
     """Run test functions; print one line each and the closing tally. Exit non-zero on failure."""
     only = sys.argv[1:]

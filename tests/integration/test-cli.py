@@ -123,7 +123,7 @@ def test_exit_codes_and_messages():
             # 1: the call failed; the message names the method, the object and the error name
             r = b.ctl("vm", "show", "nosuchguest", check=1)
             assert "nosuchguest" in r.stderr and "no-such-vm" in r.stderr, r.stderr
-            b.ctl("vm", "create", "g", "--cgroup", cg.path, check=0)
+            b.ctl("vm", "create", "g", "--cgroup", cg.path, "--handoff", "bound", check=0)
             r = b.ctl("vm", "attach", "g", NO_NEST_VTD, check=1)
             assert NO_NEST_VTD in r.stderr and "nest-unsupported" in r.stderr and "EOPNOTSUPP" in r.stderr, r.stderr
             r = b.ctl("vm", "create", "g", "--cgroup", cg.path, check=1)

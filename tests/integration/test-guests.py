@@ -1,36 +1,13 @@
 """Guests on the emulated backend, with workers really running in cgroup2 directories this test
 creates: where objects are allocated, refusals, ownership, fd hand-off to a VMM-like peer,
 authorization by uid and by cgroup, failure injection, the fallback worker path, events."""
-import json
 import os
 import subprocess
 
-from ifbtest import (BUILD, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, RpcError, Skip, as_user,
-                     cgroup2_mount, read_state, run)
+from ifbtest import (BUILD, NEST_VTD, NO_NEST_VTD, NOBODY, NOT_VFIO, SMMU, Broker, Cgroup, RpcError, Skip, as_user,
+                     cgroup2_mount, in_cgroup, peer, peer_holding, read_state, reclaimed, run)
 
-VMM_PEER = os.path.join(BUILD, "tests", "helpers", "vmm-peer")
 NO_CLONE3 = os.path.join(BUILD, "tests", "helpers", "no-clone3")
-NOBODY = 65534
-
-
-def in_cgroup(cg):
-    """preexec: move the child into cg before it execs."""
-    def f():
-        with open(cg.full + "/cgroup.procs", "w") as p:
-            p.write(str(os.getpid()))
-    return f
-
-
-def peer(broker, vm, cg=None, uid=None, *args):
-    def pre():
-        if cg:
-            in_cgroup(cg)()
-        if uid is not None:
-            as_user(uid)
-    r = subprocess.run([VMM_PEER, broker.socket, vm] + list(args), capture_output=True, text=True, timeout=30,
-                       preexec_fn=pre)
-    out = json.loads(r.stdout.strip().splitlines()[-1]) if r.stdout.strip() else {"ok": False, "stderr": r.stderr}
-    return r.returncode, out
 
 
 def objects(broker, vm):
@@ -47,7 +24,7 @@ def test_hwpts_allocated_in_guest_cgroup_not_daemons():
         with Broker(preexec=in_cgroup(daemon_cg)) as b:
             info = b.call("broker.info")
             assert info["accounting"]["daemon_cgroup"] == daemon_cg.path, info["accounting"]
-            b.call("vm.create", {"name": "g1", "cgroup": guest_cg.path})
+            b.call("vm.create", {"name": "g1", "cgroup": guest_cg.path, "options": {"handoff": "bound"}})
             vm = b.call("vm.attach", {"vm": "g1", "devices": NEST_VTD + [SMMU]})
             assert len(vm["devices"]) == 3
             for d in vm["devices"]:
@@ -73,7 +50,7 @@ def test_nest_parent_refused_names_device_and_iommu():
     cg = Cgroup("nest")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             c = b.client()
             err = c.error("vm.attach", {"vm": "g", "device": NO_NEST_VTD})
             assert err["data"] == {"name": "nest-unsupported", "errno": "EOPNOTSUPP"}, err
@@ -82,7 +59,7 @@ def test_nest_parent_refused_names_device_and_iommu():
             assert b.call("vm.show", {"vm": "g"})["devices"] == []
             r = b.ctl("vm", "attach", "g", NO_NEST_VTD, check=1)
             assert "cannot be a nesting parent" in r.stderr and "EOPNOTSUPP" in r.stderr, r.stderr
-            b.call("vm.create", {"name": "p", "cgroup": cg.path, "options": {"allow_plain": True}})
+            b.call("vm.create", {"name": "p", "cgroup": cg.path, "options": {"handoff": "bound", "allow_plain": True}})
             vm = b.call("vm.attach", {"vm": "p", "device": NO_NEST_VTD})
             d = vm["devices"][0]
             assert d["hwpt_kind"] == "plain" and d["nest_parent"] is False, d
@@ -95,8 +72,8 @@ def test_device_refusals_and_ownership():
     cg = Cgroup("own")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "a", "cgroup": cg.path})
-            b.call("vm.create", {"name": "b", "cgroup": cg.path})
+            b.call("vm.create", {"name": "a", "cgroup": cg.path, "options": {"handoff": "bound"}})
+            b.call("vm.create", {"name": "b", "cgroup": cg.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "a", "device": NEST_VTD[0]})
             c = b.client()
             e = c.error("vm.attach", {"vm": "b", "device": NEST_VTD[0]})
@@ -131,13 +108,13 @@ def test_cgroup_validation():
         with Broker() as b:
             c = b.client()
             for bad in ("relative", "/a/../b", cg.path + "/..", "//x", "/nonexistent-ifb"):
-                e = c.error("vm.create", {"name": "v", "cgroup": bad})
+                e = c.error("vm.create", {"name": "v", "cgroup": bad, "options": {"handoff": "bound"}})
                 assert e["data"]["name"] == "cgroup-invalid", (bad, e)
-            e = c.error("vm.create", {"name": "v", "cgroup": cg.path + "-link"})
+            e = c.error("vm.create", {"name": "v", "cgroup": cg.path + "-link", "options": {"handoff": "bound"}})
             assert e["data"]["name"] == "cgroup-invalid", e
-            e = c.error("vm.create", {"name": "v"})
+            e = c.error("vm.create", {"name": "v", "options": {"handoff": "bound"}})
             assert e["data"]["name"] == "invalid-params", e
-            vm = b.call("vm.create", {"name": "bypid", "pid": os.getpid()})
+            vm = b.call("vm.create", {"name": "bypid", "pid": os.getpid(), "options": {"handoff": "bound"}})
             with open("/proc/self/cgroup") as f:
                 mine = [l.split("::", 1)[1].strip() for l in f if l.startswith("0::")][0]
             assert vm["cgroup"] == mine, vm
@@ -158,24 +135,39 @@ def test_vmm_peer_in_guest_cgroup_gets_fds_and_nests():
     other = root.child("other")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "g", "cgroup": guest.path})
+            b.call("vm.create", {"name": "g", "cgroup": guest.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
-            before = len(objects(b, "g"))
-            rc, out = peer(b, "g", vmm, NOBODY, "--nested", "--map", str(1 << 20))
-            assert rc == 0 and out["ok"], out
+            before = objects(b, "g")
+            proc, out = peer_holding(b, "g", vmm, NOBODY, "--nested", "--map", str(1 << 20))
+            assert out["ok"], out
             assert out["backend"] == "emulated" and out["n_fds"] == 3, out
             assert [n["result"] for n in out["nested"]] == ["ok", "ok"], out
             objs = objects(b, "g")
             nested = [o for o in objs if o["type"] == "hwpt-nested"]
-            assert len(objs) == before + 2 and len(nested) == 2, objs
-            parents = {d["hwpt_id"] for d in b.call("vm.show", {"vm": "g"})["devices"]}
+            assert len(objs) == len(before) + 2 and len(nested) == 2, objs
+            shown = b.call("vm.show", {"vm": "g"})
+            assert [h["pid"] for h in shown["holders"]] == [proc.pid] and shown["vmm_pid"] == proc.pid, shown
+            parents = {d["hwpt_id"] for d in shown["devices"]}
             assert {o["parent_id"] for o in nested} == parents, (nested, parents)
             assert all(o["cgroup"] == vmm.path for o in nested), nested
+            # the VMM exits: its nested children go with the old context; the broker's IOAS and
+            # NEST_PARENT HWPTs are made again, in the guest's cgroup, for the next VMM
+            proc.kill()
+            proc.wait()
+            v = reclaimed(b, "g", 1)
+            objs = objects(b, "g")
+            assert not [o for o in objs if o["type"] == "hwpt-nested"], objs
+            assert sorted(o["type"] for o in objs) == sorted(o["type"] for o in before), (objs, before)
+            assert all(o["cgroup"] == guest.path for o in objs), objs
+            assert v["holders"] == [] and all(d["state"] == "ready" and d["nest_parent"] for d in v["devices"]), v
+            rc, out = peer(b, "g", vmm, NOBODY, "--nested")
+            assert rc == 0 and [n["result"] for n in out["nested"]] == ["ok", "ok"], out
+            reclaimed(b, "g", 2)
             rc, out = peer(b, "g", other, NOBODY)
             assert rc == 1 and out["error"] == "permission-denied", out
             assert guest.path in out["message"], out
             # the same peer may not fetch another guest's fds
-            b.call("vm.create", {"name": "h", "cgroup": other.path})
+            b.call("vm.create", {"name": "h", "cgroup": other.path, "options": {"handoff": "bound"}})
             rc, out = peer(b, "h", vmm, NOBODY)
             assert rc == 1 and out["error"] == "permission-denied", out
             # destroying while the VMM's nested children exist: the guest still goes away cleanly
@@ -192,7 +184,7 @@ def test_unprivileged_uid_changes_nothing():
     cg = Cgroup("uid")
     try:
         with Broker(config="[access]\nread-group=nogroup\n") as b:
-            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
             for args in (["vm", "create", "x", "--cgroup", cg.path], ["vm", "attach", "g", NEST_VTD[1]],
                          ["vm", "detach", "g", NEST_VTD[0]], ["vm", "destroy", "g"], ["vm", "fds", "g"]):
@@ -233,7 +225,7 @@ def test_failure_injection_leaves_nothing():
             with Broker(env={"IFB_FAULT": step}) as b:
                 c = b.client()
                 fds = b.open_fds()
-                e = c.error("vm.create", {"name": "g", "cgroup": cg.path})
+                e = c.error("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
                 assert "EIO" == e["data"].get("errno"), (step, e)
                 assert b.call("vm.list")["vms"] == [], step
                 assert b.open_fds() == fds, (step, b.open_fds(), fds)
@@ -245,7 +237,7 @@ def test_failure_injection_leaves_nothing():
             armed = {"worker-spawn": "worker-spawn@2", "state-write": "state-write@2"}.get(step, step)
             with Broker(env={"IFB_FAULT": armed}) as b:
                 c = b.client()
-                c.call("vm.create", {"name": "g", "cgroup": cg.path})
+                c.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
                 fds = b.open_fds()
                 objs = objects(b, "g")
                 e = c.error("vm.attach", {"vm": "g", "devices": NEST_VTD})
@@ -260,7 +252,7 @@ def test_failure_injection_leaves_nothing():
                 assert [v["devices"] for v in state["vms"]] == [[]], (step, state)
             # the devices are really free again: a clean daemon binds them
             with Broker() as b:
-                b.call("vm.create", {"name": "g", "cgroup": cg.path})
+                b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
                 b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
         assert baseline > 0
     finally:
@@ -279,13 +271,13 @@ def test_fallback_worker_under_seccomp():
         with b:
             info = b.call("broker.info")
             assert info["workers"]["placement"] == "fork+cgroup.procs", info["workers"]
-            b.call("vm.create", {"name": "g", "cgroup": guest.path})
+            b.call("vm.create", {"name": "g", "cgroup": guest.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
             for o in objects(b, "g"):
                 assert o["cgroup"] == guest.path, o
             assert b.call("broker.info")["workers"]["spawned"] == 2
         with Broker(env={"IFB_WORKER_MODE": "fork"}) as b:
-            b.call("vm.create", {"name": "g", "cgroup": guest.path})
+            b.call("vm.create", {"name": "g", "cgroup": guest.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g", "device": SMMU})
             assert all(o["cgroup"] == guest.path for o in objects(b, "g"))
     finally:
@@ -299,16 +291,16 @@ def test_deferred_guest_allocates_when_vmm_asks():
     try:
         with Broker() as b:
             path = root.path + "/later"
-            vm = b.call("vm.create", {"name": "g", "cgroup": path, "options": {"defer": True}})
+            vm = b.call("vm.create", {"name": "g", "cgroup": path, "options": {"handoff": "bound", "defer": True}})
             assert vm["state"] == "pending", vm
-            e = b.client().error("vm.create", {"name": "h", "cgroup": path})
+            e = b.client().error("vm.create", {"name": "h", "cgroup": path, "options": {"handoff": "bound"}})
             assert e["data"]["name"] == "cgroup-invalid", e
             vm = b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
             assert [d["state"] for d in vm["devices"]] == ["reserved", "reserved"], vm
             later = root.child("later")
             rc, out = peer(b, "g", later, NOBODY, "--nested")
             assert rc == 0 and out["ok"] and len(out["nested"]) == 2, out
-            vm = b.call("vm.show", {"vm": "g"})
+            vm = reclaimed(b, "g", 1)   # the peer exited: the context is made again, in the same cgroup
             assert vm["state"] == "ready" and all(d["state"] == "ready" for d in vm["devices"]), vm
             assert all(o["cgroup"] == later.path for o in vm["context_objects"]), vm["context_objects"]
     finally:
@@ -333,7 +325,7 @@ def test_delegating_guest_cgroup_gets_a_worker_leaf():
         guest = root.child("guest")
         open(guest.full + "/cgroup.subtree_control", "w").write("+" + ctl)
         with Broker() as b:
-            b.call("vm.create", {"name": "g", "cgroup": guest.path})
+            b.call("vm.create", {"name": "g", "cgroup": guest.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
             leaf = guest.path + "/iommufd-broker-worker"
             for o in objects(b, "g"):
@@ -354,7 +346,7 @@ def test_fds_cross_the_socket_and_events():
             ev = b.client()
             ev.call("events.subscribe")
             c = b.client()
-            c.call("vm.create", {"name": "g", "cgroup": cg.path})
+            c.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             c.call("vm.attach", {"vm": "g", "device": SMMU})
             reply, fds = c.call_full("vm.fds", {"vm": "g"})
             res = reply["result"]

@@ -191,7 +191,7 @@ def test_notifications_get_nothing():
         # a notification that changes state still runs
         cg = Cgroup("notify")
         try:
-            c.send_raw(line(req("vm.create", params={"name": "n1", "cgroup": cg.path}, notification=True)))
+            c.send_raw(line(req("vm.create", params={"name": "n1", "cgroup": cg.path, "options": {"handoff": "bound"}}, notification=True)))
             _, r = raw_reply(c, line(req("vm.list", id="x")))
             assert [v["name"] for v in r["result"]["vms"]] == ["n1"], r
             c.call("vm.destroy", {"vm": "n1"})
@@ -254,14 +254,14 @@ def test_server_errors_carry_name_and_errno():
     try:
         with Broker() as b:
             c = b.client()
-            c.call("vm.create", {"name": "g", "cgroup": cg.path})
+            c.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             e = c.error("vm.attach", {"vm": "g", "device": NO_NEST_VTD})
             assert -32099 <= e["code"] <= -32000, e
             assert e["data"]["name"] == "nest-unsupported" and e["data"]["errno"] == "EOPNOTSUPP", e
             assert NO_NEST_VTD in e["message"], e
             e = c.error("vm.show", {"vm": "ghost"})
             assert -32099 <= e["code"] <= -32000 and e["data"]["name"] == "no-such-vm", e
-            e = c.error("vm.create", {"name": "g", "cgroup": cg.path})
+            e = c.error("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             assert -32099 <= e["code"] <= -32000 and e["data"]["name"] == "vm-exists", e
             codes = {}
             for name, err in [("nest-unsupported", c.error("vm.attach", {"vm": "g", "device": NO_NEST_VTD})),
@@ -475,7 +475,7 @@ def test_vm_fds_deliver_real_files():
         with Broker() as b:
             c = b.client()
             devices = {d["device"]: d for d in c.call("device.list")["devices"]}
-            c.call("vm.create", {"name": "g", "cgroup": cg.path})
+            c.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             c.call("vm.attach", {"vm": "g", "devices": [SMMU, NEST_VTD[0]]})
             c.request("vm.fds", {"vm": "g"})
             # read the first byte alone: the fds must ride on it
@@ -538,7 +538,7 @@ def test_fds_reach_the_request_they_came_with():
             b.proc.send_signal(signal.SIGSTOP)
             try:
                 c.send_raw(line(req("vm.list", id="first")))
-                c.send_raw(line(req("vm.create", id="second", params={"name": "byfd", "pidfd": 0})), [pidfd])
+                c.send_raw(line(req("vm.create", id="second", params={"name": "byfd", "pidfd": 0, "options": {"handoff": "bound"}})), [pidfd])
             finally:
                 b.proc.send_signal(signal.SIGCONT)
             os.close(pidfd)
@@ -585,7 +585,7 @@ def test_clients_vanishing_mid_request():
     try:
         with Broker() as b:
             c0 = b.client()
-            c0.call("vm.create", {"name": "g", "cgroup": cg.path})
+            c0.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
             c0.call("vm.attach", {"vm": "g", "device": SMMU})
             c0.call("vm.list")
             base = daemon_files(b)

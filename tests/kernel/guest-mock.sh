@@ -24,7 +24,7 @@ need uapi-scenarios   ifb-uapi-scenarios --backend kernel --dev-root /dev --mock
 # ---- the broker: selftest devices refused without the config's consent -------------------
 need daemon-start     daemon_start
 step no-selftest-listed sh -c '! iommufdctl devices | grep selftest: && echo "no selftest devices listed"'
-step vm-create-m0     ctl vm create m0 --cgroup /guest
+step vm-create-m0     ctl vm create m0 --cgroup /guest --handoff bound
 step selftest-refused refused unavailable ctl vm attach m0 selftest:0
 step selftest-refused-why sh -c 'grep -q "config forbids it" /tmp/ifb-refused.out && echo "IFB-RESULT mock selftest device without allow-selftest: refused: $(cat /tmp/ifb-refused.out)"'
 step vm-destroy-m0    ctl vm destroy m0
@@ -35,7 +35,7 @@ printf '[kernel]\nallow-selftest=true\n' > /tmp/broker-selftest.conf
 need daemon-start-selftest daemon_start --config /tmp/broker-selftest.conf
 step cli-status       ctl status
 step selftest-listed  sh -c 'iommufdctl devices && iommufdctl devices | grep -q "^selftest:3 .*selftest .*yes"'
-step vm-create-mock   ctl vm create mock --cgroup /guest
+step vm-create-mock   ctl vm create mock --cgroup /guest --handoff bound
 step attach-selftest  ctl vm attach mock selftest:0
 nest_parent_hwpt() {
     ctl vm show mock

@@ -37,7 +37,7 @@ step cli-devices      sh -c "iommufdctl devices && for b in $BDF1 $BDF2; do iomm
 step device-list-hw   sh -c "iommufdctl --json devices | tr -d '\n ' | grep -o '\"device\":\"$BDF1\"[^]]*}' | head -c 600; echo"
 
 # NEST_PARENT: QEMU's VT-d has no nesting (ecap NEST=0), so the broker must refuse clearly.
-step vm-create-nest   ctl vm create nest --cgroup /guest
+step vm-create-nest   ctl vm create nest --cgroup /guest --handoff bound
 step nest-refused     refused nest-unsupported ctl vm attach nest "$BDF1"
 step nest-refused-eopnotsupp sh -c "grep -q 'Operation not supported' /tmp/ifb-refused.out && echo \"IFB-RESULT vtd NEST_PARENT: refused: \$(cat /tmp/ifb-refused.out)\""
 # The selftest device kind: this kernel has IOMMUFD_TEST, but the config does not allow it.
@@ -45,7 +45,7 @@ step selftest-refused refused unavailable ctl vm attach nest selftest:0
 step vm-destroy-nest  ctl vm destroy nest
 
 # allow_plain: the same device gets a plain HWPT instead.
-step vm-create-plain  ctl vm create plain --cgroup /guest --allow-plain
+step vm-create-plain  ctl vm create plain --cgroup /guest --handoff bound --allow-plain
 step attach-plain     ctl vm attach plain "$BDF1"
 plain_hwpt() {
     ctl vm show plain

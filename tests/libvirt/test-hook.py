@@ -8,7 +8,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, run  # noqa: E402
+from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, reclaimed, run  # noqa: E402
 
 HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
 CTL = os.path.join(BUILD, "client", "iommufdctl")
@@ -175,8 +175,10 @@ def test_started_records_pid_and_realizes():
             r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
             assert r.returncode == 0, r.stderr
             vm = b.call("vm.show", {"vm": NAME})
-            assert vm["state"] != "pending" and vm.get("vmm_pid") in (p.pid, None), vm
-            assert all(d["state"] == "ready" and d["cgroup"] == CGROUP for d in vm["devices"]), vm
+            # the hook's guests take the unbound hand-off: ready means checked; QEMU's pid is watched
+            assert vm["state"] != "pending" and vm["vmm_pid"] == p.pid, vm
+            assert vm["options"]["handoff"] == "unbound" and [h["pid"] for h in vm["holders"]] == [p.pid], vm
+            assert all(d["state"] == "ready" for d in vm["devices"]), vm
             # reconnect after a broker that lost the guest: re-created, pid recorded again
             b.call("vm.destroy", {"vm": NAME})
             r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
@@ -223,7 +225,7 @@ def test_machined_layout():
             r = hook(b, "started", fixture("started-begin.xml"), env=env)
             assert r.returncode == 0, r.stderr
             vm = b.call("vm.show", {"vm": NAME})
-            assert all(d["state"] == "ready" and d["cgroup"] == SCOPE for d in vm["devices"]), vm
+            assert all(d["state"] == "ready" for d in vm["devices"]) and vm["options"]["handoff"] == "unbound", vm
             hook(b, "release", fixture("release-end.xml"), subop="end")
             assert b.call("vm.list")["vms"] == []
 
@@ -264,7 +266,7 @@ def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
     """exec --vm: placeholders become numbers, the guest's fds are open in the new program, the
     RPC socket is not, and an inherited fd stays as it was."""
     with Cgroup("g1") as cg, Broker() as b:
-        b.call("vm.create", {"name": "g1", "cgroup": cg.path})
+        b.call("vm.create", {"name": "g1", "cgroup": cg.path, "options": {"handoff": "bound"}})
         b.call("vm.attach", {"vm": "g1", "devices": [NEST_VTD[0], SMMU]})
         rfd, wfd = os.pipe()
         r = ctl_exec(b, "--vm", "g1", "--", sys.executable, "-c", SHOW_FDS, "fd=%{iommufd}", "%{ioas}",
@@ -274,7 +276,9 @@ def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
         os.close(wfd)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
-        fds = b.call("vm.show", {"vm": "g1"})
+        # the program holding the fds exited: the broker made the guest's context again, which a
+        # fresh context numbers the same way
+        fds = reclaimed(b, "g1", 1)
         a = out["argv"]
         assert a[0].startswith("fd=") and out["fds"][a[0][3:]].startswith("/memfd:ifb-emulated-iommufd"), out
         assert a[1] == str(fds["ioas_id"]), (a, fds)
@@ -309,6 +313,10 @@ def test_exec_from_argv_probe_and_unmanaged():
         assert r.returncode == 2 and "not attached" in r.stderr, r
         r = ctl_exec(b, "--vm", "g2", "--", "true", "%{bogus}")
         assert r.returncode == 2 and "unknown placeholder" in r.stderr, r
+        # an unbound guest (the default) has no broker ids to give
+        for ph in ("%{ioas}", "%{devid:" + SMMU + "}", "%{hwpt:" + SMMU + "}"):
+            r = ctl_exec(b, "--vm", "g2", "--", "true", ph)
+            assert r.returncode == 2 and "unbound hand-off" in r.stderr and "--handoff bound" in r.stderr, r
         r = ctl_exec(b, "--vm", "nosuch", "--", "true")
         assert r.returncode == 1 and "nosuch" in r.stderr, r
 
@@ -319,7 +327,7 @@ def test_exec_pending_guest_realized_in_its_cgroup():
     cg = Cgroup("pend")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "p1", "cgroup": cg.path + "/qemu", "options": {"defer": True}})
+            b.call("vm.create", {"name": "p1", "cgroup": cg.path + "/qemu", "options": {"handoff": "bound", "defer": True}})
             b.call("vm.attach", {"vm": "p1", "device": NEST_VTD[0]})
             child = cg.child("qemu")
 
@@ -332,7 +340,7 @@ def test_exec_pending_guest_realized_in_its_cgroup():
                                 'readlink /proc/self/fd/$0', "%{dev:" + NEST_VTD[0] + "}"], capture_output=True,
                                text=True, timeout=20, preexec_fn=enter)
             assert r.returncode == 0 and "vfio" in r.stdout, (r.stdout, r.stderr)
-            vm = b.call("vm.show", {"vm": "p1"})
+            vm = reclaimed(b, "p1", 1)
             assert vm["devices"][0]["state"] == "ready" and vm["devices"][0]["cgroup"] == child.path, vm
     finally:
         cg.remove()

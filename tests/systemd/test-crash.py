@@ -54,7 +54,7 @@ def test_kill9_during_mixed_workload_of_256_guests():
                     if name not in model:
                         if name not in cgs:
                             cgs[name] = root.child(name)
-                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path})
+                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path, "options": {"handoff": "bound"}})
                     elif r < 0.5 and free and len(model[name]) < 4:
                         op = ("vm.attach", {"vm": name, "devices": rng.sample(free, rng.randint(1, min(2, len(free))))})
                     elif r < 0.75 and model[name]:

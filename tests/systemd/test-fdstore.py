@@ -10,7 +10,7 @@ import threading
 import time
 
 from fdstore import ServiceManager
-from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, read_state, run
+from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, peer_holding, read_state, reclaimed, run
 
 VFIO = NEST_VTD + [NO_NEST_VTD, SMMU]
 
@@ -72,14 +72,19 @@ def daemon_held_fds(sm):
 def check_invariants(sm):
     """Nothing half-made: ownership both ways, no unreferenced paging HWPT, the fd store holds
     exactly one fd per ready guest and per ready device (and the daemon exactly those), the
-    registry file says what the daemon says. Returns the snapshot."""
+    registry file says what the daemon says; an unbound guest's context holds only what a live
+    holder (its VMM) made, and the broker no fd of its devices. Returns the snapshot."""
     vms, owners = snapshot(sm)
     expected_store = set()
     for name, vm in vms.items():
         bdfs = [d["device"] for d in vm["devices"]]
         for bdf in bdfs:
             assert owners.get(bdf) == name, "device %s listed by %s but owned by %s" % (bdf, name, owners.get(bdf))
-        if vm["state"] == "ready":
+        if vm["state"] == "ready" and vm["options"]["handoff"] == "unbound":
+            expected_store.add(fdname(vm))
+            assert vm["holders"] or vm.get("context_objects", []) == [], vm
+            assert all(d["state"] == "ready" for d in vm["devices"]), vm
+        elif vm["state"] == "ready":
             expected_store.add(fdname(vm))
             hwpts = {d["hwpt_id"] for d in vm["devices"] if d["state"] == "ready"}
             for o in vm.get("context_objects", []):
@@ -151,12 +156,12 @@ def test_restart_keeps_every_guest_and_object():
     try:
         with ServiceManager() as sm:
             b = sm.broker
-            b.call("vm.create", {"name": "g1", "cgroup": g1.path})
+            b.call("vm.create", {"name": "g1", "cgroup": g1.path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "g1", "devices": NEST_VTD})
-            b.call("vm.create", {"name": "g2", "cgroup": g2.path, "options": {"allow_plain": True}})
+            b.call("vm.create", {"name": "g2", "cgroup": g2.path, "options": {"handoff": "bound", "allow_plain": True}})
             b.call("vm.attach", {"vm": "g2", "device": SMMU})
             # pending: its cgroup does not exist yet; the device is only reserved
-            b.call("vm.create", {"name": "g3", "cgroup": root.path + "/g3", "options": {"defer": True, "allow_plain": True}})
+            b.call("vm.create", {"name": "g3", "cgroup": root.path + "/g3", "options": {"handoff": "bound", "defer": True, "allow_plain": True}})
             b.call("vm.attach", {"vm": "g3", "device": NO_NEST_VTD})
             before, owners_before = check_invariants(sm)
             assert len(sm.store) == 5, sm.names()
@@ -195,21 +200,57 @@ def test_restart_keeps_every_guest_and_object():
         root.remove()
 
 
+def test_vmm_holders_survive_restart():
+    # The VMM holding an unbound guest's fds (and what it allocated in the context) is still
+    # watched after a restart, so its exit frees the context; one that exited while the broker
+    # was down (same pid and start time, or gone) is noticed at start-up.
+    root = Cgroup("fdhold")
+    g, h = root.child("g"), root.child("h")
+    try:
+        with ServiceManager() as sm:
+            b = sm.broker
+            for name, cg, bdf in (("g", g, NEST_VTD[0]), ("h", h, NEST_VTD[1])):
+                b.call("vm.create", {"name": name, "cgroup": cg.path})
+                b.call("vm.attach", {"vm": name, "device": bdf})
+            pg, out = peer_holding(b, "g", g)
+            assert out["ok"], out
+            ph, out = peer_holding(b, "h", h)
+            assert out["ok"], out
+            objs = b.call("vm.show", {"vm": "g"})["context_objects"]
+            assert len(objs) == 3, objs   # the VMM's IOAS, device, HWPT
+            sm.kill(signal.SIGTERM)
+            ph.kill()
+            ph.wait()
+            sm.start()
+            v = reclaimed(b, "h", 1)
+            assert v["holders"] == [] and v["context_objects"] == [], v
+            v = b.call("vm.show", {"vm": "g"})
+            assert [x["pid"] for x in v["holders"]] == [pg.pid] and v["vmm_exits"] == 0, v
+            assert v["context_objects"] == objs, (v["context_objects"], objs)
+            pg.kill()
+            pg.wait()
+            v = reclaimed(b, "g", 1)
+            assert v["holders"] == [] and v["context_objects"] == [], v
+            check_invariants(sm)
+    finally:
+        root.remove()
+
+
 def test_kill9_between_operations():
     # After every acknowledged operation the daemon is killed with SIGKILL and started again
     # with the fd store: the state is exactly what was acknowledged.
     root = Cgroup("between")
     cgs = {n: root.child(n) for n in ("a", "b")}
     steps = [
-        ("vm.create", {"name": "a", "cgroup": cgs["a"].path}),
+        ("vm.create", {"name": "a", "cgroup": cgs["a"].path, "options": {"handoff": "bound"}}),
         ("vm.attach", {"vm": "a", "devices": NEST_VTD}),
-        ("vm.create", {"name": "b", "cgroup": cgs["b"].path, "options": {"allow_plain": True}}),
+        ("vm.create", {"name": "b", "cgroup": cgs["b"].path, "options": {"handoff": "bound", "allow_plain": True}}),
         ("vm.attach", {"vm": "b", "device": NO_NEST_VTD}),
         ("vm.detach", {"vm": "a", "device": NEST_VTD[0]}),
         ("vm.attach", {"vm": "b", "device": NEST_VTD[0]}),
         ("vm.destroy", {"vm": "a"}),
         ("vm.attach", {"vm": "b", "device": SMMU}),
-        ("vm.create", {"name": "a", "cgroup": cgs["a"].path}),
+        ("vm.create", {"name": "a", "cgroup": cgs["a"].path, "options": {"handoff": "bound"}}),
         ("vm.attach", {"vm": "a", "device": NEST_VTD[1]}),
     ]
     try:
@@ -304,7 +345,7 @@ def test_kill9_during_operations():
                     choice = rng.random()
                     name = rng.choice(names)
                     if name not in model:
-                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path, "options": {"allow_plain": True}})
+                        op = ("vm.create", {"name": name, "cgroup": cgs[name].path, "options": {"handoff": "bound", "allow_plain": True}})
                     elif choice < 0.45 and free:
                         picked = rng.sample(free, rng.randint(1, min(2, len(free))))
                         op = ("vm.attach", {"vm": name, "devices": picked})
@@ -331,5 +372,6 @@ def test_kill9_during_operations():
 
 
 if __name__ == "__main__":
-    run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_kill9_between_operations,
+    run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_vmm_holders_survive_restart,
+         test_kill9_between_operations,
          test_kill9_during_operations])

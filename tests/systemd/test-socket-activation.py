@@ -62,7 +62,7 @@ def test_raw_client_and_guest_under_socket_activation():
     try:
         with Activated() as b:
             c = Client(b.socket, timeout=10)
-            vm = c.call("vm.create", {"name": "g", "cgroup": g.path})
+            vm = c.call("vm.create", {"name": "g", "cgroup": g.path, "options": {"handoff": "bound"}})
             assert vm["state"] == "ready", vm
             vm = c.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
             assert all(d["cgroup"] == g.path for d in vm["devices"]), vm
@@ -86,7 +86,7 @@ def test_seccomp_fallback_under_socket_activation():
         with Activated(wrapper=[NO_CLONE3]) as b:
             info = b.call("broker.info")
             assert info["workers"]["placement"] == "fork+cgroup.procs", info["workers"]
-            b.call("vm.create", {"name": "g", "cgroup": g.path})
+            b.call("vm.create", {"name": "g", "cgroup": g.path, "options": {"handoff": "bound"}})
             vm = b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
             assert vm["devices"][0]["cgroup"] == g.path, vm
             objs = b.call("vm.show", {"vm": "g"})["context_objects"]

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <glib.h>
@@ -93,6 +94,28 @@ test_backend_for_fd (Fixture *f, gconstpointer data)
   g_assert_true (ifb_uapi_backend_for_fd (null) == ifb_uapi_backend_kernel ());
   g_assert_cmpint (ifb_uapi_open_device (f->b, f->devfd, "../iommu", &dev), ==, -EINVAL);
   g_assert_cmpint (ifb_uapi_ioctl (f->b, null, 0x3b81, NULL), ==, -ENOTTY);
+}
+
+static void
+test_device_rdev (Fixture *f, gconstpointer data)
+{
+  /* Invariant: an opened device cdev tells its device number, as st_rdev does on a real cdev
+   * (the emulated cdev's profile carries it); anything else is no device cdev. */
+  ifb_autofd int ctx = -1;
+  ifb_autofd int dev = -1;
+  ifb_autofd int null = open ("/dev/null", O_RDWR | O_CLOEXEC);
+  uint64_t rdev = 0;
+  struct stat st;
+
+  g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
+  g_assert_cmpint (ifb_uapi_open_device (f->b, f->devfd, "vfio3", &dev), ==, 0);
+  g_assert_cmpint (ifb_uapi_device_rdev (f->b, dev, &rdev), ==, 0);
+  g_assert_cmpuint (rdev, ==, makedev (511, 3));
+  g_assert_cmpint (ifb_uapi_device_rdev (f->b, ctx, &rdev), ==, -ENODEV);
+  g_assert_cmpint (ifb_uapi_device_rdev (ifb_uapi_backend_kernel (), ctx, &rdev), ==, -ENODEV);
+  g_assert_cmpint (ifb_uapi_device_rdev (ifb_uapi_backend_kernel (), null, &rdev), ==, 0);
+  g_assert_cmpint (fstat (null, &st), ==, 0);
+  g_assert_cmpuint (rdev, ==, st.st_rdev);
 }
 
 static void
@@ -441,6 +464,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add ("/ifb/uapi/emul/scenarios", Fixture, NULL, fixture_setup, test_scenarios, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/backend-for-fd", Fixture, NULL, fixture_setup, test_backend_for_fd, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/device-rdev", Fixture, NULL, fixture_setup, test_device_rdev, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/object-limit", Fixture, NULL, fixture_setup, test_object_limit, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/worker-cgroup", Fixture, NULL, fixture_setup, test_worker_cgroup, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/survives-owner", Fixture, NULL, fixture_setup, test_survives_owner, fixture_teardown);

@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * A guest's iommufd stays open in the broker (and in systemd's fd store) for the guest's whole
+ * life, so whatever a VMM allocates in it — its IOAS with all guest RAM mapped and pinned, its
+ * HWPTs, a vIOMMU — would outlive the VMM until vm.destroy. The broker therefore remembers who
+ * holds a guest's fds: every vm.fds caller (the launcher, which then execs the VMM under the same
+ * pid) and the pid the libvirt "started" hook names. Each holder is watched through a pidfd in the
+ * daemon's epoll; when the last one exits, the guest's context is replaced by a fresh one
+ * (ifb_lifecycle_reclaim()), which frees everything in the old one. The next vm.fds — a reboot,
+ * a restarted VMM — starts from a clean context without vm.destroy.
+ *
+ * Under the unbound hand-off one VMM at a time is the rule the kernel sets anyway (one bind per
+ * device): a second process asking while another still holds the fds is refused, naming it.
+ *
+ * Holders are saved with the guest as pid + start time (/proc/PID/stat field 22), so after a
+ * broker restart a recycled pid is not mistaken for the VMM; a guest whose holders all died while
+ * the broker was down is reclaimed once the main loop runs.
+ */
+#define G_LOG_DOMAIN "ifb-holders"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "errors.h"
+#include "fdwatch.h"
+#include "holders.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "util.h"
+
+#define MAX_HOLDERS 16
+
+typedef struct {
+  IfbManager *m;
+  IfbVm *vm;                    /* valid while the watch exists: freeing the guest removes it */
+  pid_t pid;
+} HolderWatch;
+
+gboolean
+ifb_holders_start_time (pid_t pid, guint64 *ret_start_time)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) fields = NULL;
+  const char *p;
+
+  if (!g_file_get_contents (path, &text, NULL, NULL) || !(p = strrchr (text, ')')))
+    return FALSE;
+  /* after "pid (comm)" come fields 3.. ; starttime is field 22 */
+  fields = g_strsplit (p + 2, " ", 21);
+  if (g_strv_length (fields) < 20)
+    return FALSE;
+  *ret_start_time = g_ascii_strtoull (fields[19], NULL, 10);
+  return TRUE;
+}
+
+static IfbVmHolder *
+find_holder (IfbVm *vm, pid_t pid, guint *ret_index)
+{
+  for (guint i = 0; i < vm->holders->len; i++)
+    if (g_array_index (vm->holders, IfbVmHolder, i).pid == pid) {
+      if (ret_index)
+        *ret_index = i;
+      return &g_array_index (vm->holders, IfbVmHolder, i);
+    }
+  return NULL;
+}
+
+static gboolean
+on_holder_exit (int fd, GIOCondition cond, gpointer data)
+{
+  HolderWatch *w = data;
+  IfbManager *m = w->m;
+  IfbVm *vm = w->vm;
+  guint idx;
+  IfbVmHolder *h = find_holder (vm, w->pid, &idx);
+
+  /* This watch ends with this callback: the holder's clear must not remove it a second time. */
+  if (h) {
+    h->watch = 0;
+    h->watch_data = NULL;
+  }
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, holding guest '%s''s fds, exited", (int) w->pid, vm->name);
+  g_free (w);
+  if (h)
+    g_array_remove_index (vm->holders, idx);
+  if (vm->holders->len == 0)
+    ifb_lifecycle_reclaim (m, vm);
+  else
+    ifb_manager_commit (m, vm, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+watch (IfbManager *m, IfbVm *vm, IfbVmHolder *h)
+{
+  HolderWatch *w = g_new0 (HolderWatch, 1);
+
+  w->m = m;
+  w->vm = vm;
+  w->pid = h->pid;
+  h->watch = ifb_fd_watch_add (h->pidfd, G_IO_IN, on_holder_exit, w);
+  if (!h->watch) {
+    g_free (w);
+    return FALSE;
+  }
+  h->watch_data = w;
+  return TRUE;
+}
+
+gboolean
+ifb_holders_admit (IfbVm *vm, pid_t pid, GError **error)
+{
+  if (vm->options.handoff != IFB_VM_HANDOFF_UNBOUND)
+    return TRUE;
+  for (guint i = 0; i < vm->holders->len; i++) {
+    const IfbVmHolder *h = &g_array_index (vm->holders, IfbVmHolder, i);
+    if (h->pid != pid)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY,
+                          "Guest '%s''s fds are held by process %d (its VMM): the kernel allows one bind per "
+                          "device, so they are handed out again when it exits", vm->name, (int) h->pid), FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error)
+{
+  IfbVmHolder h = { .pid = pid, .pidfd = -1 };
+
+  vm->vmm_pid = pid;
+  if (find_holder (vm, pid, NULL))
+    return TRUE;
+  if (vm->holders->len >= MAX_HOLDERS)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                        "Guest '%s' has %u processes holding its fds already", vm->name, MAX_HOLDERS), FALSE;
+  h.pidfd = pidfd >= 0 ? fcntl (pidfd, F_DUPFD_CLOEXEC, 3) : (int) syscall (SYS_pidfd_open, pid, 0);
+  if (h.pidfd < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Watching process %d, which takes guest '%s''s fds",
+                                (int) pid, vm->name);
+  if (!ifb_holders_start_time (pid, &h.start_time)) {
+    ifb_close (h.pidfd);
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Process %d, which takes guest '%s''s fds, is gone",
+                        (int) pid, vm->name), FALSE;
+  }
+  g_array_append_val (vm->holders, h);
+  if (!watch (m, vm, &g_array_index (vm->holders, IfbVmHolder, vm->holders->len - 1))) {
+    g_array_remove_index (vm->holders, vm->holders->len - 1);
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Watching process %d: epoll refused its pidfd", (int) pid), FALSE;
+  }
+  return TRUE;
+}
+
+typedef struct {
+  IfbManager *m;
+  char *uuid;
+} ReclaimLater;
+
+static gboolean
+reclaim_later (gpointer data)
+{
+  ReclaimLater *r = data;
+  IfbVm *vm = ifb_registry_lookup (r->m->registry, r->uuid);
+
+  if (vm && vm->holders->len == 0)
+    ifb_lifecycle_reclaim (r->m, vm);
+  g_free (r->uuid);
+  g_free (r);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ifb_holders_restore (IfbManager *m, IfbVm *vm)
+{
+  gboolean had = vm->holders->len > 0;
+
+  for (guint i = 0; i < vm->holders->len;) {
+    IfbVmHolder *h = &g_array_index (vm->holders, IfbVmHolder, i);
+    guint64 st = 0;
+    h->pidfd = (int) syscall (SYS_pidfd_open, h->pid, 0);
+    /* The pidfd pins whoever has the pid now; the start time says whether it is the same process. */
+    if (h->pidfd < 0 || !ifb_holders_start_time (h->pid, &st) || st != h->start_time || !watch (m, vm, h)) {
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, which held guest '%s''s fds, exited while the broker was down",
+                  (int) h->pid, vm->name);
+      g_array_remove_index (vm->holders, i);
+      continue;
+    }
+    i++;
+  }
+  if (had && vm->holders->len == 0) {
+    ReclaimLater *r = g_new0 (ReclaimLater, 1);
+    r->m = m;
+    r->uuid = g_strdup (vm->uuid);
+    g_idle_add (reclaim_later, r);
+  }
+}
