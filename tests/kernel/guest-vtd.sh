@@ -82,6 +82,46 @@ step qemu-direct-mem1 mem_avail MD1
 step qemu-direct-quit qemu_quit
 step qemu-direct-mem2 mem_avail MD2
 step qemu-direct-memory mem_compare "vtd QEMU alone" MD0 MD1 MD2
+
+# The broker's unbound hand-off (the default) to the same QEMU, as the README's quickstart:
+# `iommufdctl exec --vm q1` started inside the guest's cgroup. Twice for one guest: when QEMU
+# exits the broker replaces the guest's context, so nothing QEMU allocated stays pinned and the
+# next launch gets the device again without `vm destroy`.
+step vm-create-q1     ctl vm create q1 --cgroup /guest
+step q1-unbound       sh -c 'iommufdctl --json vm show q1 | grep "\"handoff\"" | grep -q "\"unbound\"" && echo "q1: handoff unbound (the default)"'
+step attach-q1        ctl vm attach q1 "$BDF1"
+step broker-mem0      mem_avail MB0
+step broker-qemu-1    qemu_broker q1 "$BDF1" qemu-broker-1
+step broker-qemu-1-pci qemu_realized hostnic "vtd broker unbound, QEMU run 1 (iommufdctl exec, fds from vm.fds)"
+step broker-mem1      mem_avail MB1
+one_vmm() {
+    if iommufdctl exec --vm q1 -- true >/tmp/busy.out 2>&1; then
+        cat /tmp/busy.out; fail "a second launcher got q1's fds while QEMU $QEMU_PID holds them"; return 1
+    fi
+    cat /tmp/busy.out
+    grep -q "held by process $QEMU_PID" /tmp/busy.out || { fail "refused, but not naming QEMU's pid $QEMU_PID"; return 1; }
+}
+step broker-one-vmm   one_vmm
+step broker-qemu-1-quit qemu_quit
+step broker-reclaim-1 vm_reclaimed q1 1
+step broker-mem2      mem_avail MB2
+step broker-memory    mem_compare "vtd broker unbound, QEMU run 1" MB0 MB1 MB2
+step broker-qemu-2    qemu_broker q1 "$BDF1" qemu-broker-2
+step broker-qemu-2-pci qemu_realized hostnic "vtd broker unbound, QEMU run 2 (same guest, no vm destroy)"
+step broker-qemu-2-quit qemu_quit
+step broker-reclaim-2 vm_reclaimed q1 2
+# No broker ids exist for an unbound guest: %{devid:...} is refused, naming --handoff bound.
+devid_refused() {
+    if iommufdctl exec --vm q1 -- true "%{devid:$BDF1}" >/tmp/devid.out 2>&1; then
+        cat /tmp/devid.out; fail "%{devid:$BDF1} was accepted for an unbound guest"; return 1
+    fi
+    cat /tmp/devid.out
+    grep -q 'unbound hand-off' /tmp/devid.out && grep -q -- '--handoff bound' /tmp/devid.out ||
+        { fail "refused, but without naming the hand-off"; return 1; }
+    result "vtd unbound %{devid:BDF} refused: $(cat /tmp/devid.out)"
+}
+step devid-refused    devid_refused
+step vm-destroy-q1    ctl vm destroy q1
 step daemon-stop      daemon_stop
 
 finish

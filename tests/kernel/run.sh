@@ -7,7 +7,8 @@
 # 2. Builds the guest probe libprobe.c (the broker's library set) and the QMP client qmp-call.c
 #    into BUILD_DIR/tests/kernel/.
 # 3. mkinitramfs.sh: one initramfs per boot with busybox, the broker's binaries from BUILD_DIR
-#    (daemon/iommufd-brokerd, client/iommufdctl, tests/uapi/ifb-uapi-scenarios and the VMM
+#    (daemon/iommufd-brokerd and the worker it runs from next to itself,
+#    daemon/iommufd-broker-worker, client/iommufdctl, tests/uapi/ifb-uapi-scenarios and the VMM
 #    stand-in tests/helpers/vmm-peer; all required) with their shared libraries, every
 #    tests/kernel/guest-*.sh in /ifb/ and the boot's guest script as /ifb/guest.sh. The vtd
 #    boot's also holds Debian's unmodified qemu-system-x86_64 (its libraries, the two firmware
@@ -48,7 +49,8 @@ gcc -O1 -Wall -Wextra -Werror -o "$out/qmp-call" "$KDIR/qmp-call.c" || die "buil
 
 # -- 3. initramfs
 bins=("$out/libprobe")
-for b in daemon/iommufd-brokerd client/iommufdctl tests/uapi/ifb-uapi-scenarios tests/helpers/vmm-peer; do
+for b in daemon/iommufd-brokerd daemon/iommufd-broker-worker client/iommufdctl tests/uapi/ifb-uapi-scenarios \
+         tests/helpers/vmm-peer; do
     [ -x "$build/$b" ] || die "$build/$b is not built: run 'ninja -C $build' first"
     bins+=("$build/$b")
 done
