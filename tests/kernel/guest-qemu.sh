@@ -131,7 +131,7 @@ mem_avail() {
 # while QEMU ran and is free again after it quit. Both in MemAvailable (the host's view) and in
 # the guest cgroup's memory.current (where QEMU's pages are charged; exact to memcg's charge
 # batches). DURING must be at least 3/4 of the RAM below BEFORE, in both, so the checks after
-# quit can fail; AFTER within 8 MiB of BEFORE in MemAvailable (seen: -0.1..+1.2 MiB once the
+# quit can fail; AFTER within 8 MiB of BEFORE in MemAvailable (seen: -0.2..+1.2 MiB once the
 # per-CPU lists are drained) and within 2 MiB in the cgroup. A leak keeps the whole 256 MiB.
 # Prints the /proc/meminfo lines that moved by 1 MiB or more between BEFORE and AFTER.
 mem_compare() {

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Runs inside the "vtd" boot (emulated Intel VT-d + two e1000e); see tests/kernel/run.sh.
 # Proves the platform, runs the uAPI scenarios on the real kernel, then the broker (daemon + CLI
-# on the kernel backend): real hw info, the NEST_PARENT refusal (QEMU's VT-d cannot nest), a
-# plain HWPT with allow_plain, a VMM stand-in mapping 512 MiB through the fds it received, and
-# the accounting proof (the second device's HWPT page tables charged to the guest's cgroup, not
-# to the daemon's). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
+# on the kernel backend): real hw info; with the bound hand-off the NEST_PARENT refusal (QEMU's
+# VT-d cannot nest), a plain HWPT with allow_plain, a VMM stand-in mapping 512 MiB through the
+# fds it received, and the accounting proof (the second device's HWPT page tables charged to the
+# guest's cgroup, not to the daemon's); then Debian's unmodified QEMU realizing vfio-pci, alone
+# and through the broker's unbound hand-off (twice for one guest, nothing left pinned;
+# guest-qemu.sh). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
 . /ifb/guest-lib.sh
 note "vtd boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
 
