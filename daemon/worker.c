@@ -43,6 +43,7 @@
 #include "errors.h"
 #include "fault.h"
 #include "fdwatch.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -87,6 +88,7 @@ typedef struct {
   int pidfd;
   guint watch;
   guint timer;
+  gint64 started_usec;
   gboolean timed_out;
   GError *error;                /* could not start: reported from an idle callback */
 } Worker;
@@ -380,6 +382,8 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);
+  ifb_metrics_worker_observe (w->batch->used_fallback ? "fork" : "clone3", error == NULL,
+                              g_get_monotonic_time () - w->started_usec);
   finish (w, error);
   start_waiting ();
   return G_SOURCE_REMOVE;
@@ -413,6 +417,7 @@ run (Worker *w)
     return;
   }
   n_running++;
+  w->started_usec = g_get_monotonic_time ();
   w->watch = ifb_fd_watch_add (w->pidfd, G_IO_IN, on_worker_exit, w);
   w->timer = g_timeout_add (w->timeout_ms, on_timeout, w);
 }

@@ -25,6 +25,8 @@
 # Env: IFB_KERNEL_CACHE (see build-kernel.sh), IFB_BOOT_TIMEOUT (seconds per boot, default 300;
 # a boot that gives no verdict, e.g. a stalled TCG vCPU, is retried once).
 set -euo pipefail
+. "$(dirname "$0")/../heavy-gate.sh"
+heavy_gate kernel "builds a Linux kernel (about 10 minutes the first time) and boots it in QEMU" root
 IFB_TAG=kernel-suite
 . "$(dirname "$0")/lib.sh"
 
