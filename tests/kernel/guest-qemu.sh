@@ -97,18 +97,20 @@ qemu_broker() {
 }
 
 # vm_reclaimed VM N: wait (60 s at most) until the broker has replaced VM's context after its
-# VMM's exit N times in all (vm.show vmm_exits), with no holder left
+# VMM's exit N times in all (vm.show vmm_exits), with no holder left and the guest not busy
 vm_reclaimed() {
     _i=0
     while :; do
         ctl --json vm show "$1" > /tmp/vm-show.json || return 1
         _n=$(json_int vmm_exits < /tmp/vm-show.json)
-        [ "${_n:-0}" -ge "$2" ] && tr -d ' \n' < /tmp/vm-show.json | grep -q '"holders":\[\]' && break
+        tr -d ' \n' < /tmp/vm-show.json > /tmp/vm-show.flat
+        [ "${_n:-0}" -ge "$2" ] && grep -q '"holders":\[\]' /tmp/vm-show.flat && grep -q '"busy":false' /tmp/vm-show.flat &&
+            break
         _i=$((_i + 1))
         [ $_i -gt 600 ] && { cat /tmp/vm-show.json; fail "vmm_exits of $1 is ${_n:-?} after 60 s, want $2"; return 1; }
         sleep 0.1
     done
-    echo "$1: vmm_exits $_n, vmm_pid $(json_int vmm_pid < /tmp/vm-show.json), no holders (after $((_i / 10)).$((_i % 10)) s)"
+    echo "$1: vmm_exits $_n, vmm_pid $(json_int vmm_pid < /tmp/vm-show.json), no holders, not busy (after $((_i / 10)).$((_i % 10)) s)"
 }
 
 mem_avail() {
