@@ -54,6 +54,8 @@ static const KeySpec keys[] = {
   S ("broker", "dev-root", dev_root),
   S ("broker", "sys-root", sys_root),
   U ("broker", "worker-timeout-ms", worker_timeout_ms, 100, 600000),
+  U ("broker", "max-workers", max_workers, 1, 1024),
+  U ("emulated", "device-reset-ms", emulated_device_reset_ms, 0, 10000),
   U ("limits", "max-frame", max_frame, 1024, 64u << 20),
   U ("limits", "max-depth", max_depth, 4, 64),
   U ("limits", "max-connections", max_connections, 1, 65536),
@@ -87,6 +89,7 @@ config_new_defaults (void)
   c->dev_root = g_strdup ("/dev");
   c->sys_root = g_strdup ("/sys");
   c->worker_timeout_ms = 10000;
+  c->max_workers = 32;
   c->max_frame = 1u << 20;
   c->max_depth = 16;
   c->max_connections = 4096;

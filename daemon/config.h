@@ -30,6 +30,9 @@ typedef struct {
   char *dev_root;               /* kernel backend: where /dev is (tests may redirect) */
   char *sys_root;               /* kernel backend: where /sys is */
   guint worker_timeout_ms;
+  guint max_workers;            /* workers running at once; more wait their turn */
+  /* [emulated] */
+  guint emulated_device_reset_ms;   /* what an emulated device's reset costs at bind and release */
   /* [limits] */
   guint max_frame;
   guint max_depth;

@@ -11,6 +11,11 @@
  * sent before the connection is closed. A frame over [limits] max-frame is answered with a limit error and
  * the connection is closed; so is a truncated control message (too many fds) or ancillary data
  * other than SCM_RIGHTS.
+ *
+ * A line whose work goes on (a worker is running for it) keeps its place: each line's reply
+ * (reply.c) waits in `lines` and replies leave in line order as they complete; lines still
+ * waiting count against max-pending. Closing a connection detaches its waiting replies: their
+ * work completes and commits, the answers are dropped.
  */
 #define G_LOG_DOMAIN "ifb-connection"
 
@@ -19,6 +24,7 @@
 
 #include "connection.h"
 #include "dispatch.h"
+#include "reply.h"
 #include "fdwatch.h"
 #include "errors.h"
 #include "frame.h"
@@ -40,6 +46,7 @@ struct IfbConnection {
   guint source;
   GIOCondition watching;
   guint queued_replies;
+  GQueue lines;                 /* IfbReply of each dispatched line, in line order, until sent */
   gboolean subscribed;
   gboolean closing;             /* flush what is queued, then close */
   gboolean eof;                 /* the peer shut down writing: answer what it sent, then close */
@@ -47,6 +54,34 @@ struct IfbConnection {
 };
 
 static void update_watch (IfbConnection *c);
+
+/* Replies and lines still being worked on, against [limits] max-pending. */
+static guint
+n_pending (IfbConnection *c)
+{
+  return c->queued_replies + c->lines.length;
+}
+
+/* Send the completed replies at the head of the line queue, in order. */
+static void
+send_ready (IfbConnection *c)
+{
+  while (!g_queue_is_empty (&c->lines) && ifb_reply_is_complete (g_queue_peek_head (&c->lines))) {
+    g_autoptr (IfbReply) r = g_queue_pop_head (&c->lines);
+    g_autoptr (json_object) msg = ifb_reply_steal_message (r);
+    if (msg)
+      ifb_connection_send (c, msg, ifb_reply_steal_fds (r));
+  }
+}
+
+void
+ifb_connection_reply_ready (IfbConnection *c)
+{
+  if (c->in_io)
+    return;   /* on_io() sends what is ready before it returns */
+  send_ready (c);
+  update_watch (c);
+}
 
 static void
 close_now (IfbConnection *c)
@@ -98,22 +133,16 @@ dispatch_frames (IfbConnection *c)
   size_t len;
   IfbFdList *fds;
 
-  while (!c->closing && c->queued_replies < c->manager->config->max_pending &&
+  while (!c->closing && n_pending (c) < c->manager->config->max_pending &&
          ifb_frame_reader_pop (c->reader, &line, &len, &fds)) {
-    g_autoptr (json_object) reply = NULL;
-    IfbFdList *out_fds = NULL;
-
     if (len == 0 || (len == 1 && line[0] == '\r')) {   /* blank line: nothing to answer */
       g_free (line);
       ifb_fd_list_free (fds);
       continue;
     }
-    ifb_dispatch_line (c->manager, c, c->peer, line, len, fds, &reply, &out_fds);
+    g_queue_push_tail (&c->lines, ifb_dispatch_line_start (c->manager, c, c->peer, line, len, fds));
     g_free (line);
-    if (reply)
-      ifb_connection_send (c, reply, out_fds);
-    else
-      ifb_fd_list_free (out_fds);
+    send_ready (c);
   }
 }
 
@@ -142,7 +171,7 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
     }
   }
   if ((cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) && !c->closing && !c->eof) {
-    for (int i = 0; i < READS_PER_WAKEUP && c->queued_replies < c->manager->config->max_pending; i++) {
+    for (int i = 0; i < READS_PER_WAKEUP && n_pending (c) < c->manager->config->max_pending; i++) {
       ssize_t n = ifb_frame_reader_recv (c->reader, c->fd);
       if (n == -EAGAIN)
         break;
@@ -182,6 +211,7 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
    * replies drain, whether or not the peer sends anything more. */
   for (;;) {
     dispatch_frames (c);
+    send_ready (c);
     if (!flush (c)) {
       close_now (c);
       return G_SOURCE_REMOVE;
@@ -190,7 +220,8 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
       break;
   }
 
-  if ((c->closing || (c->eof && !ifb_frame_reader_has_frames (c->reader))) && ifb_frame_writer_is_empty (c->writer)) {
+  if ((c->closing || (c->eof && !ifb_frame_reader_has_frames (c->reader) && g_queue_is_empty (&c->lines))) &&
+      ifb_frame_writer_is_empty (c->writer)) {
     close_now (c);
     return G_SOURCE_REMOVE;
   }
@@ -208,9 +239,10 @@ update_watch (IfbConnection *c)
 {
   GIOCondition want = 0;
 
-  if (!c->closing && !c->eof && c->queued_replies < c->manager->config->max_pending)
+  if (!c->closing && !c->eof && n_pending (c) < c->manager->config->max_pending)
     want |= G_IO_IN;
-  if (!ifb_frame_writer_is_empty (c->writer))
+  /* also when a half-closed peer's last line completed with nothing to send: on_io() closes */
+  if (!ifb_frame_writer_is_empty (c->writer) || (c->eof && g_queue_is_empty (&c->lines)))
     want |= G_IO_OUT;
   if (want == c->watching && c->source)
     return;
@@ -245,6 +277,10 @@ ifb_connection_free (IfbConnection *c)
   if (!c)
     return NULL;
   ifb_fd_watch_remove (c->source);   /* before the close: epoll tracks the open file */
+  for (IfbReply *r; (r = g_queue_pop_head (&c->lines));) {
+    ifb_reply_detach (r);
+    ifb_reply_unref (r);
+  }
   ifb_close (c->fd);
   ifb_peer_free (c->peer);
   ifb_frame_reader_free (c->reader);

@@ -23,3 +23,5 @@ void ifb_connection_set_subscribed (IfbConnection *c, gboolean on);
 gboolean ifb_connection_is_subscribed (IfbConnection *c);
 /* Queue a line and its fds (taken). */
 void ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds);
+/* A line's reply completed (reply.c): send what is ready, in line order. */
+void ifb_connection_reply_ready (IfbConnection *c);

@@ -13,12 +13,18 @@
  * line are offered to the method only if it takes fds and the line is a single request; anything
  * left is closed when the call returns. Replies that carry fds share one list per line and
  * refer to them by index.
+ *
+ * A line's answers are collected in an IfbReply (reply.c), slot by slot. A handler may answer
+ * later (ifb_call_defer(): its worker is running) or park the call until its guest is idle
+ * (ifb_call_park_if_busy()); the connection sends the line's reply, in line order, when every
+ * slot is in.
  */
 #define G_LOG_DOMAIN "ifb-dispatch"
 
 #include <string.h>
 
 #include "dispatch.h"
+#include "lifecycle.h"
 #include "errors.h"
 #include "util.h"
 #include "json.h"
@@ -49,20 +55,189 @@ error_reply (json_object *id, IfbError code, const char *msg)
   return ifb_jsonrpc_error_new (id, e);
 }
 
-/* Returns the reply, or NULL for a notification. */
+/* ---- deferred and parked calls ------------------------------------------------------- */
+
+struct IfbDeferred {
+  IfbManager *manager;
+  IfbReply *reply;
+  guint slot;
+  json_object *id;
+  gboolean has_id;
+  char *method;
+  gint64 start_usec;
+};
+
+IfbDeferred *
+ifb_call_defer (IfbCall *call)
+{
+  IfbDeferred *d = g_new0 (IfbDeferred, 1);
+
+  d->manager = call->manager;
+  d->reply = ifb_reply_ref (call->reply);
+  d->slot = call->slot;
+  d->id = json_object_get (call->id);
+  d->has_id = call->has_id;
+  d->method = g_strdup (call->method);
+  d->start_usec = call->start_usec;
+  call->deferred = TRUE;
+  return d;
+}
+
+IfbManager *ifb_deferred_manager (IfbDeferred *d) { return d->manager; }
+
+IfbFdList *
+ifb_deferred_out_fds (IfbDeferred *d)
+{
+  return ifb_reply_connection (d->reply) ? ifb_reply_fds (d->reply) : NULL;
+}
+
+const IfbPeer *
+ifb_deferred_peer (IfbDeferred *d)
+{
+  IfbConnection *c = ifb_reply_connection (d->reply);
+  return c ? ifb_connection_get_peer (c) : NULL;
+}
+
+static void
+deferred_free (IfbDeferred *d)
+{
+  ifb_reply_unref (d->reply);
+  json_object_put (d->id);
+  g_free (d->method);
+  g_free (d);
+}
+
+void
+ifb_deferred_return (IfbDeferred *d, json_object *result)
+{
+  ifb_metrics_rpc_observe (d->method, NULL, g_get_monotonic_time () - d->start_usec);
+  if (!d->has_id) {
+    json_object_put (result);
+    ifb_reply_fill (d->reply, d->slot, NULL);
+  } else {
+    ifb_reply_fill (d->reply, d->slot, ifb_jsonrpc_result_new (d->id, result));
+  }
+  deferred_free (d);
+}
+
+void
+ifb_deferred_fail (IfbDeferred *d, const GError *error)
+{
+  const IfbPeer *peer = ifb_deferred_peer (d);
+
+  ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->start_usec);
+  if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
+    g_message ("%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1, peer ? (int) peer->pid : -1,
+               error->message);
+  ifb_reply_fill (d->reply, d->slot, d->has_id ? ifb_jsonrpc_error_new (d->id, (GError *) error) : NULL);
+  deferred_free (d);
+}
+
+static void invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
+                    json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+                    gint64 start_usec);
+
+typedef struct {
+  IfbManager *manager;
+  IfbReply *reply;
+  guint slot;
+  const IfbMethod *method;
+  json_object *id, *params;
+  gboolean has_id;
+  IfbFdList *in_fds;
+  gint64 start_usec;
+} Parked;
+
+static void
+resume_parked (gpointer data)
+{
+  Parked *p = data;
+  IfbConnection *conn = ifb_reply_connection (p->reply);
+
+  if (conn)
+    invoke (p->manager, conn, ifb_connection_get_peer (conn), p->method, p->id, p->has_id, p->params, p->in_fds,
+            p->reply, p->slot, p->start_usec);
+  else
+    ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
+  ifb_reply_unref (p->reply);
+  json_object_put (p->id);
+  json_object_put (p->params);
+  ifb_fd_list_free (p->in_fds);
+  g_free (p);
+}
+
+gboolean
+ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
+{
+  Parked *p;
+
+  if (!ifb_lifecycle_is_busy (vm) || !call->reply)
+    return FALSE;
+  p = g_new0 (Parked, 1);
+  p->manager = call->manager;
+  p->reply = ifb_reply_ref (call->reply);
+  p->slot = call->slot;
+  p->method = ifb_method_lookup (call->method);
+  p->id = json_object_get (call->id);
+  p->has_id = call->has_id;
+  p->start_usec = call->start_usec;
+  p->params = json_object_get (call->params);
+  if (call->in_fds) {   /* what the method takes comes along */
+    p->in_fds = ifb_fd_list_new ();
+    for (guint i = 0; i < ifb_fd_list_len (call->in_fds); i++)
+      ifb_fd_list_push (p->in_fds, ifb_fd_list_steal (call->in_fds, i));
+  }
+  call->deferred = TRUE;
+  ifb_lifecycle_when_idle (vm, resume_parked, p);
+  return TRUE;
+}
+
+/* ---- one request --------------------------------------------------------------------- */
+
+/* start_usec: when the request arrived; a parked call keeps its first arrival. */
+static void
+invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
+        json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+        gint64 start_usec)
+{
+  g_autoptr (GError) error = NULL;
+  json_object *result = NULL;
+  IfbCall call = {
+    .manager = m, .connection = conn, .peer = peer, .method = method->name,
+    .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
+    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .start_usec = start_usec,
+  };
+  gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+                method->func (&call, params, &result, &error);
+
+  if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
+    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - start_usec);
+  if (!ok) {
+    if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
+      g_message ("%s from uid %u pid %d failed: %s", method->name, (unsigned) peer->uid, (int) peer->pid, error->message);
+    ifb_reply_fill (r, slot, has_id ? ifb_jsonrpc_error_new (id, error) : NULL);
+    return;
+  }
+  if (call.deferred)
+    return;
+  if (!has_id) {
+    json_object_put (result);
+    ifb_reply_fill (r, slot, NULL);
+    return;
+  }
+  ifb_reply_fill (r, slot, ifb_jsonrpc_result_new (id, result));
+}
+
+/* Returns an answer when the request is refused before reaching its method, else NULL (the
+ * method fills its slot, now or later). */
 static json_object *
 handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object *req,
-            IfbFdList *in_fds, IfbFdList *out_fds)
+            IfbFdList *in_fds, IfbReply *r, guint slot, gboolean *ret_invoked)
 {
   json_object *id = NULL, *method_obj = NULL, *params = NULL, *version = NULL;
   gboolean has_id = FALSE;
   const IfbMethod *method;
   const char *name;
-  g_autoptr (GError) error = NULL;
-  json_object *result = NULL;
-  IfbCall call;
-  gint64 start;
-  gboolean ok;
 
   if (!json_object_is_type (req, json_type_object))
     return error_reply (NULL, IFB_ERROR_INVALID_REQUEST, "Invalid Request: a request must be an object");
@@ -95,78 +270,67 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
     return has_id ? error_reply (id, IFB_ERROR_METHOD_NOT_FOUND, msg) : NULL;
   }
 
-  call = (IfbCall) {
-    .manager = m, .connection = conn, .peer = peer, .method = method->name,
-    .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = out_fds,
-  };
-  start = g_get_monotonic_time ();
-  ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
-       method->func (&call, params, &result, &error);
-  ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - start);
-  if (!ok) {
-    if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-      g_message ("%s from uid %u pid %d failed: %s", method->name, (unsigned) peer->uid, (int) peer->pid, error->message);
-    if (!has_id)
-      return NULL;
-    return ifb_jsonrpc_error_new (id, error);
+  *ret_invoked = TRUE;
+  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot, g_get_monotonic_time ());
+  return NULL;
+}
+
+/* One request into a new slot of r. */
+static void
+handle_into (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object *req, IfbFdList *in_fds,
+             IfbReply *r)
+{
+  guint slot = ifb_reply_add_slot (r);
+  gboolean invoked = FALSE;
+  json_object *early = handle_one (m, conn, peer, req, in_fds, r, slot, &invoked);
+
+  if (!invoked)   /* refused before its method ran (NULL: an unknown method's notification) */
+    ifb_reply_fill (r, slot, early);
+}
+
+IfbReply *
+ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+                         const char *line, size_t len, IfbFdList *in_fds_)
+{
+  g_autoptr (IfbFdList) in_fds = in_fds_;
+  g_autoptr (json_object) req = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean batch;
+  IfbReply *r;
+
+  req = ifb_json_parse (line, len, (int) m->config->max_depth, &error);
+  batch = req && json_object_is_type (req, json_type_array) && json_object_array_length (req) > 0 &&
+          json_object_array_length (req) <= m->config->max_batch;
+  r = ifb_reply_new (conn, batch);
+  if (!req) {
+    ifb_reply_fill (r, ifb_reply_add_slot (r), ifb_jsonrpc_error_new (NULL, error));
+  } else if (batch) {
+    for (size_t i = 0; i < json_object_array_length (req); i++)
+      handle_into (m, conn, peer, json_object_array_get_idx (req, i), NULL, r);
+  } else if (json_object_is_type (req, json_type_array)) {
+    size_t n = json_object_array_length (req);
+    g_autofree char *msg = n == 0 ? g_strdup ("Invalid Request: empty batch")
+      : g_strdup_printf ("Limit exceeded: a batch may hold at most %u requests ([limits] max-batch)", m->config->max_batch);
+    ifb_reply_fill (r, ifb_reply_add_slot (r),
+                    error_reply (NULL, n == 0 ? IFB_ERROR_INVALID_REQUEST : IFB_ERROR_LIMIT_EXCEEDED, msg));
+  } else {
+    handle_into (m, conn, peer, req, in_fds, r);
   }
-  if (!has_id) {
-    json_object_put (result);
-    return NULL;
-  }
-  return ifb_jsonrpc_result_new (id, result);
+  ifb_reply_seal (r);
+  return r;
 }
 
 void
 ifb_dispatch_line (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
-                   const char *line, size_t len, IfbFdList *in_fds_,
+                   const char *line, size_t len, IfbFdList *in_fds,
                    json_object **ret_reply, IfbFdList **ret_fds)
 {
-  g_autoptr (IfbFdList) in_fds = in_fds_;
-  g_autoptr (IfbFdList) out_fds = ifb_fd_list_new ();
-  g_autoptr (json_object) req = NULL;
-  g_autoptr (GError) error = NULL;
-  json_object *reply = NULL;
+  g_autoptr (IfbReply) r = ifb_dispatch_line_start (m, conn, peer, line, len, in_fds);
 
-  *ret_reply = NULL;
+  while (!ifb_reply_is_complete (r))
+    g_main_context_iteration (NULL, TRUE);
+  *ret_reply = ifb_reply_steal_message (r);
   *ret_fds = NULL;
-
-  req = ifb_json_parse (line, len, (int) m->config->max_depth, &error);
-  if (!req) {
-    *ret_reply = ifb_jsonrpc_error_new (NULL, error);
-    return;
-  }
-
-  if (json_object_is_type (req, json_type_array)) {
-    size_t n = json_object_array_length (req);
-    json_object *replies;
-
-    if (n == 0) {
-      *ret_reply = error_reply (NULL, IFB_ERROR_INVALID_REQUEST, "Invalid Request: empty batch");
-      return;
-    }
-    if (n > m->config->max_batch) {
-      g_autofree char *msg = g_strdup_printf ("Limit exceeded: a batch may hold at most %u requests ([limits] max-batch)",
-                                              m->config->max_batch);
-      *ret_reply = error_reply (NULL, IFB_ERROR_LIMIT_EXCEEDED, msg);
-      return;
-    }
-    replies = json_object_new_array ();
-    for (size_t i = 0; i < n; i++) {
-      json_object *r = handle_one (m, conn, peer, json_object_array_get_idx (req, i), NULL, out_fds);
-      if (r)
-        json_object_array_add (replies, r);
-    }
-    if (json_object_array_length (replies) == 0) {
-      json_object_put (replies);
-      return;
-    }
-    reply = replies;
-  } else {
-    reply = handle_one (m, conn, peer, req, in_fds, out_fds);
-  }
-
-  *ret_reply = reply;
-  if (reply && ifb_fd_list_len (out_fds) > 0)
-    *ret_fds = g_steal_pointer (&out_fds);
+  if (*ret_reply && ifb_fd_list_len (ifb_reply_fds (r)) > 0)
+    *ret_fds = ifb_reply_steal_fds (r);
 }

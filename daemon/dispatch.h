@@ -12,6 +12,8 @@
 #include "fdlist.h"
 #include "manager.h"
 #include "peer.h"
+#include "reply.h"
+#include "vm.h"
 
 /* What a method handler gets. */
 typedef struct {
@@ -21,7 +23,39 @@ typedef struct {
   const char *method;
   IfbFdList *in_fds;            /* fds that came with the request (NULL if none); steal what you keep */
   IfbFdList *out_fds;           /* fds to send with the reply line; append and put the index in the result */
+  /* the dispatcher's own */
+  json_object *params;
+  json_object *id;
+  gboolean has_id;
+  IfbReply *reply;
+  guint slot;
+  gboolean deferred;            /* the handler took the answer out (ifb_call_defer/park) */
+  gint64 start_usec;            /* when the request arrived (parked or not): the metrics' latency */
 } IfbCall;
+
+/*
+ * A handler whose work goes on after it returns (a worker is running) takes the answer out of
+ * the call and returns TRUE with no result; later, from the main loop, exactly one of
+ * ifb_deferred_return()/ifb_deferred_fail() answers. The line's reply waits for it; the
+ * connection may be gone by then, in which case the answer is dropped.
+ */
+typedef struct IfbDeferred IfbDeferred;
+IfbDeferred *ifb_call_defer (IfbCall *call);
+IfbManager *ifb_deferred_manager (IfbDeferred *d);
+/* The fds of the line the answer goes with (NULL when the connection is gone). */
+IfbFdList *ifb_deferred_out_fds (IfbDeferred *d);
+/* The peer that asked, while its connection lives (NULL after). */
+const IfbPeer *ifb_deferred_peer (IfbDeferred *d);
+void ifb_deferred_return (IfbDeferred *d, json_object *result);   /* result taken */
+void ifb_deferred_fail (IfbDeferred *d, const GError *error);
+
+/*
+ * One guest's requests run in arrival order: a handler about to change a guest that is busy
+ * (a worker is running for it) parks the call, which runs again from the start when the guest
+ * is idle (or is dropped if its connection has gone). Returns TRUE when parked: the handler
+ * returns TRUE with no result.
+ */
+gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
 
 typedef gboolean (*IfbMethodFunc) (IfbCall *call, json_object *params, json_object **ret_result, GError **error);
 
@@ -37,9 +71,14 @@ extern const IfbMethod ifb_methods[];
 const IfbMethod *ifb_method_lookup (const char *name);
 
 /*
- * Handle one protocol line. *ret_reply is the reply to send (NULL for none: notifications), and
- * *ret_fds the fds to send with it. in_fds is taken.
+ * Handle one protocol line (in_fds taken). Returns its reply, sealed: complete now, or once the
+ * work of deferred calls is done (the connection is told, ifb_connection_reply_ready()).
  */
+IfbReply *ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+                                   const char *line, size_t len, IfbFdList *in_fds);
+
+/* The same, waiting in the default main context until the reply is complete (tests, fuzzing).
+ * *ret_reply is the message to send (NULL for none: notifications), *ret_fds its fds. */
 void ifb_dispatch_line (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
                         const char *line, size_t len, IfbFdList *in_fds,
                         json_object **ret_reply, IfbFdList **ret_fds);

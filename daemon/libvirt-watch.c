@@ -120,7 +120,7 @@ static void
 destroy_guest (IfbLibvirtWatch *w, IfbVm *vm, const char *why)
 {
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': %s; destroying it", vm->name, why);
-  ifb_lifecycle_destroy (w->m, vm);
+  ifb_lifecycle_destroy_when_idle (w->m, vm);
 }
 
 static int

@@ -7,8 +7,12 @@
  * (each "reserved" by ownership at once, and "ready" once bound with its HWPT), destroyed.
  *
  * Every allocation goes through run_batch(): one worker in the guest's cgroup per request
- * (worker.c). The order of effects is chosen so a crash or failure at any point leaves a state
- * that restore() can make whole without guessing:
+ * (worker.c), which the main loop starts and does not wait for. While it runs the guest is busy:
+ * requests that would change it wait (the dispatcher parks them, ifb_lifecycle_when_idle()) and
+ * run in arrival order when it is idle again, while other guests' requests go on. An operation
+ * ends by calling its done callback once, then the next waiting request runs (op_done()).
+ * The order of effects is chosen so a crash or failure at any point leaves a state that
+ * restore() can make whole without guessing:
  *   1. the worker allocates (and undoes its own work if a step fails);
  *   2. the new fds go to the fd store (FDSTORE=1);
  *   3. the guest's state is written (ifb_manager_commit());
@@ -40,6 +44,69 @@
 #include "selftest-device.h"
 #include "util.h"
 #include "worker.h"
+
+/* ---- one operation per guest at a time ----------------------------------------------- */
+
+typedef struct {
+  void (*fn) (gpointer data);
+  gpointer data;
+} Waiter;
+
+gboolean
+ifb_lifecycle_is_busy (IfbVm *vm)
+{
+  return vm->busy;
+}
+
+void
+ifb_lifecycle_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data)
+{
+  Waiter *w = g_new0 (Waiter, 1);
+  w->fn = fn;
+  w->data = data;
+  g_queue_push_tail (&vm->waiters, w);
+}
+
+static gboolean
+run_waiter (gpointer data)
+{
+  g_autofree Waiter *w = data;
+  w->fn (w->data);
+  return G_SOURCE_REMOVE;
+}
+
+/* The guest is gone: what waited for it runs anyway (and finds it gone, or a new guest of the
+ * same name, which then is the one meant: requests run in arrival order). */
+static void
+hand_on_waiters (IfbVm *vm)
+{
+  for (Waiter *w; (w = g_queue_pop_head (&vm->waiters));)
+    g_idle_add (run_waiter, w);
+}
+
+/* The guest's operation is over: what waited for it runs, in order, until one makes it busy. */
+static void
+set_idle (IfbVm *vm)
+{
+  ifb_vm_ref (vm);
+  vm->busy = false;
+  while (!vm->busy && !vm->gone && !g_queue_is_empty (&vm->waiters))
+    run_waiter (g_queue_pop_head (&vm->waiters));
+  if (vm->gone)
+    hand_on_waiters (vm);
+  ifb_vm_free (vm);
+}
+
+/* Finish an operation: tell its caller, then let the next one in. */
+static void
+op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
+{
+  ifb_vm_ref (vm);
+  if (done)
+    done (m, vm, error, data);
+  set_idle (vm);
+  ifb_vm_free (vm);
+}
 
 /* Undo the allocations of devices (detach, destroy HWPT, close fd = unbind). */
 static void
@@ -154,76 +221,64 @@ realize_unbound (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError *
 
 /*
  * Allocate, in one worker in the guest's cgroup, the context (if the guest has none yet) and the
- * given devices. On success the fds are in the fd store and the devices are ready; on failure
- * nothing of this call remains.
+ * given devices, then call done (from the main loop; from here when nothing needs a worker). On
+ * success the fds are in the fd store and the devices are ready; on failure nothing of this
+ * call remains. The guest is busy meanwhile.
  */
-static gboolean
-run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
+typedef void (*BatchDone) (IfbManager *m, IfbVm *vm, const GError *error, gpointer data);
+
+typedef struct {
+  IfbManager *m;
+  IfbVm *vm;                    /* a reference */
+  GPtrArray *devs;              /* IfbVmDevice*, borrowed from the guest or the attach */
+  gboolean new_ctx;
+  int cgfd;
+  gboolean leaf;
+  BatchDone done;
+  gpointer data;
+} BatchJob;
+
+static void
+batch_end_now (BatchJob *j, const GError *error)
 {
-  g_autoptr (IfbWorkerBatch) b = ifb_worker_batch_new ();
-  ifb_autofd int cgfd = -1, target = -1;
-  gboolean leaf = FALSE, ran;
-  gboolean new_ctx = vm->iommufd < 0;
-  guint pushed = 0;
+  j->done (j->m, j->vm, error, j->data);
+  ifb_close (j->cgfd);
+  g_ptr_array_unref (j->devs);
+  ifb_vm_free (j->vm);
+  g_free (j);
+}
+
+static void
+batch_release (BatchJob *j, guint pushed, gboolean ctx_pushed)
+{
+  for (guint i = 0; i < j->devs->len; i++)
+    release_device (j->m, j->vm, g_ptr_array_index (j->devs, i), i < pushed);
+  if (j->new_ctx)
+    release_context (j->m, j->vm, ctx_pushed);
+}
+
+static void
+batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
+{
+  g_autoptr (GError) error = NULL;
+  IfbVm *vm = j->vm;
+  IfbVmDevice **devs = (IfbVmDevice **) j->devs->pdata;
+  guint n = j->devs->len, pushed = 0;
   gboolean ctx_pushed = FALSE;
   int r;
 
-  if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
-    return realize_unbound (m, vm, devs, n, error);
-  if (!b)
-    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
-  if (n > IFB_WORKER_MAX_DEVICES)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many devices in one request"), FALSE;
-  if (!m->cgroups)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers"), FALSE;
-  if (!ifb_cgroup_open (m->cgroups, vm->cgroup, &cgfd, error))
-    return g_prefix_error (error, "Guest '%s': ", vm->name), FALSE;
-
-  if (new_ctx && !open_context (m, vm, error))
-    return FALSE;
-
-  for (guint i = 0; i < n; i++) {
-    IfbVmDevice *d = devs[i];
-    gboolean selftest = ifb_selftest_device_name_is (d->bdf);   /* a dup of the context fd */
-    if (selftest) {
-      if ((r = ifb_selftest_device_open (vm, &d->fd)) < 0) {
-        ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening it", d->bdf);
-        goto fail;
-      }
-    } else if (!ifb_lifecycle_open_device (m, d, &d->fd, error)) {
-      goto fail;
-    }
-    b->devices[i] = (IfbWorkerDevice) {
-      .device_fd = d->fd,
-      .want_flags = (vm->options.nest_parent ? IFB_HWPT_NEST_PARENT : 0) |
-                    (vm->options.dirty_tracking ? IFB_HWPT_DIRTY_TRACKING : 0),
-      .allow_plain = vm->options.allow_plain,
-      .selftest = selftest,
-    };
-  }
-  b->backend = m->backend;
-  b->iommufd = vm->iommufd;
-  b->alloc_ioas = new_ctx;
-  b->ioas_id = vm->ioas_id;
-  b->n_devices = n;
-
-  if (!ifb_cgroup_open_worker_target (cgfd, &target, &leaf, error)) {
-    g_prefix_error (error, "Guest '%s': ", vm->name);
-    goto fail;
-  }
-  ran = ifb_worker_run (b, target, m->worker_mode, m->config->worker_timeout_ms, error);
-  if (leaf)
-    ifb_cgroup_worker_leaf_remove (cgfd);
-  if (!ran) {
-    g_prefix_error (error, "Guest '%s': ", vm->name);
+  if (j->leaf)
+    ifb_cgroup_worker_leaf_remove (j->cgfd);
+  if (werr) {
+    error = g_error_copy (werr);
+    g_prefix_error (&error, "Guest '%s': ", vm->name);
     goto fail;
   }
   if (b->ioas_err || b->failed_index >= 0) {
-    worker_error (vm, b, devs, error);
+    worker_error (vm, b, devs, &error);
     goto fail;
   }
-
-  if (new_ctx) {
+  if (j->new_ctx) {
     vm->ioas_id = b->ioas_id;
     g_free (vm->ioas_cgroup);
     vm->ioas_cgroup = g_strdup (b->cgroup);
@@ -241,11 +296,10 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
     d->worker_pid = b->pid;
     d->state = IFB_VM_DEVICE_READY;
   }
-
-  if (new_ctx) {
+  if (j->new_ctx) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
-      ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Guest '%s': storing its iommufd in the fd store", vm->name);
+      ifb_error_set_errno (&error, IFB_ERROR_FAILED, r, "Guest '%s': storing its iommufd in the fd store", vm->name);
       goto fail;
     }
     ctx_pushed = TRUE;
@@ -253,18 +307,133 @@ run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error
   for (; pushed < n; pushed++) {
     g_autofree char *name = ifb_vm_fdname_device (vm, devs[pushed]);
     if ((r = ifb_notify_fdstore_add (name, devs[pushed]->fd)) < 0) {
-      ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Device %s: storing its fd in the fd store", devs[pushed]->bdf);
+      ifb_error_set_errno (&error, IFB_ERROR_FAILED, r, "Device %s: storing its fd in the fd store", devs[pushed]->bdf);
       goto fail;
     }
   }
-  return TRUE;
+  batch_end_now (j, NULL);
+  return;
 
 fail:
+  /* the worker undid its own objects (one that was killed may have left some: the context's
+   * reclaim or destroy frees them); closing the device fds unbinds them */
+  batch_release (j, pushed, ctx_pushed);
+  batch_end_now (j, error);
+}
+
+static void
+on_batch_done (IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  batch_finish (data, b, error);
+  ifb_worker_batch_free (b);
+}
+
+static void
+run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, BatchDone done, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  IfbWorkerBatch *b = NULL;
+  ifb_autofd int target = -1;
+  BatchJob *j = g_new0 (BatchJob, 1);
+  int r;
+
+  j->m = m;
+  j->vm = ifb_vm_ref (vm);
+  j->devs = g_ptr_array_new ();
   for (guint i = 0; i < n; i++)
-    release_device (m, vm, devs[i], i < pushed);
-  if (new_ctx)
-    release_context (m, vm, ctx_pushed);
-  return FALSE;
+    g_ptr_array_add (j->devs, devs[i]);
+  j->new_ctx = vm->iommufd < 0;
+  j->cgfd = -1;
+  j->done = done;
+  j->data = data;
+
+  if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
+    realize_unbound (m, vm, devs, n, &error);
+    batch_end_now (j, error);
+    return;
+  }
+  if (!(b = ifb_worker_batch_new ())) {
+    ifb_error_set_errno (&error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
+    batch_end_now (j, error);
+    return;
+  }
+  if (n > IFB_WORKER_MAX_DEVICES) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many devices in one request");
+    goto fail;
+  }
+  if (!m->cgroups) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers");
+    goto fail;
+  }
+  if (!ifb_cgroup_open (m->cgroups, vm->cgroup, &j->cgfd, &error)) {
+    g_prefix_error (&error, "Guest '%s': ", vm->name);
+    goto fail;
+  }
+  if (j->new_ctx && !open_context (m, vm, &error))
+    goto fail;
+  for (guint i = 0; i < n; i++) {
+    IfbVmDevice *d = devs[i];
+    gboolean selftest = ifb_selftest_device_name_is (d->bdf);   /* a dup of the context fd */
+    if (selftest) {
+      if ((r = ifb_selftest_device_open (vm, &d->fd)) < 0) {
+        ifb_error_set_errno (&error, IFB_ERROR_KERNEL, r, "Device %s: opening it", d->bdf);
+        goto fail;
+      }
+    } else if (!ifb_lifecycle_open_device (m, d, &d->fd, &error)) {
+      goto fail;
+    }
+    b->devices[i] = (IfbWorkerDevice) {
+      .device_fd = d->fd,
+      .want_flags = (vm->options.nest_parent ? IFB_HWPT_NEST_PARENT : 0) |
+                    (vm->options.dirty_tracking ? IFB_HWPT_DIRTY_TRACKING : 0),
+      .allow_plain = vm->options.allow_plain,
+      .selftest = selftest,
+    };
+  }
+  b->emulated = ifb_uapi_backend_is_emulated (m->backend);
+  b->device_reset_ms = m->config->emulated_device_reset_ms;
+  b->iommufd = vm->iommufd;
+  b->alloc_ioas = j->new_ctx;
+  b->ioas_id = vm->ioas_id;
+  b->n_devices = n;
+  if (!ifb_cgroup_open_worker_target (j->cgfd, &target, &j->leaf, &error)) {
+    g_prefix_error (&error, "Guest '%s': ", vm->name);
+    goto fail;
+  }
+  vm->busy = true;
+  ifb_worker_start (b, ifb_steal_fd (&target), m->worker_mode, m->config->worker_timeout_ms, on_batch_done, j);
+  return;
+
+fail:
+  ifb_worker_batch_free (b);
+  batch_release (j, 0, FALSE);
+  batch_end_now (j, error);
+}
+
+/* ---- operations ------------------------------------------------------------------------ */
+
+typedef struct {
+  IfbLifecycleDone done;
+  gpointer data;
+  GPtrArray *added;             /* attach: the devices this request added (borrowed from the guest) */
+} OpCtx;
+
+static OpCtx *
+op_ctx_new (IfbLifecycleDone done, gpointer data)
+{
+  OpCtx *c = g_new0 (OpCtx, 1);
+  c->done = done;
+  c->data = data;
+  return c;
+}
+
+static void
+op_ctx_finish (OpCtx *c, IfbManager *m, IfbVm *vm, const GError *error)
+{
+  op_done (m, vm, error, c->done, c->data);
+  if (c->added)
+    g_ptr_array_unref (c->added);
+  g_free (c);
 }
 
 static gboolean
@@ -294,61 +463,87 @@ resolve_cgroup (IfbManager *m, const IfbVmCreateArgs *a, char **ret_cgroup, GErr
   }
 }
 
-gboolean
-ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbVm **ret_vm, GError **error)
+static void
+create_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 {
+  OpCtx *c = data;
+  g_autoptr (GError) local = NULL;
+
+  if (!error && !ifb_manager_commit (m, vm, &local))
+    error = local;
+  if (error) {
+    /* Never seen by anyone but requests that waited for it: they run and find it gone. */
+    g_autoptr (IfbVm) removed = ifb_registry_remove (m->registry, vm);
+    release_context (m, vm, TRUE);
+    vm->gone = true;
+    c->done (m, NULL, error, c->data);
+    set_idle (vm);
+    g_free (c);
+    return;
+  }
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' created (cgroup %s, %s)", vm->name, vm->cgroup,
+              vm->iommufd >= 0 ? "context ready" : "pending until its cgroup exists");
+  ifb_manager_emit (m, "vm.created", ifb_vm_to_json (vm, FALSE));
+  op_ctx_finish (c, m, vm, NULL);
+}
+
+void
+ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone done, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
   g_autofree char *cgroup = NULL;
   g_autofree char *uuid = NULL;
-  g_autoptr (IfbVm) vm = NULL;
+  IfbVm *vm;
   gboolean exists;
 
-  if (!ifb_vm_name_validate (a->name, error))
-    return FALSE;
-  if (a->uuid && !g_uuid_string_is_valid (a->uuid))
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
-                        "Invalid params: member 'uuid' is not a UUID: '%s'", a->uuid), FALSE;
+  if (!ifb_vm_name_validate (a->name, &error))
+    goto refuse;
+  if (a->uuid && !g_uuid_string_is_valid (a->uuid)) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'uuid' is not a UUID: '%s'", a->uuid);
+    goto refuse;
+  }
   uuid = a->uuid ? g_ascii_strdown (a->uuid, -1) : g_uuid_string_random ();
-  if (!resolve_cgroup (m, a, &cgroup, error))
-    return FALSE;
-  if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid))
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already",
-                        a->name, uuid), FALSE;
-  if (ifb_registry_n_vms (m->registry) >= m->config->max_vms)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
-                        "Limit reached: at most %u guests ([limits] max-vms)", m->config->max_vms), FALSE;
+  if (!resolve_cgroup (m, a, &cgroup, &error))
+    goto refuse;
+  if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid)) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already", a->name, uuid);
+    goto refuse;
+  }
+  if (ifb_registry_n_vms (m->registry) >= m->config->max_vms) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Limit reached: at most %u guests ([limits] max-vms)",
+                 m->config->max_vms);
+    goto refuse;
+  }
+  {
+    ifb_autofd int fd = -1;
+    exists = m->cgroups && ifb_cgroup_open (m->cgroups, cgroup, &fd, &error);
+    if (!exists && !a->options.defer) {
+      /* Without a cgroup2 hierarchy nothing set the error: say so rather than pass NULL on. */
+      if (!error)
+        error = g_error_new_literal (IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers");
+      g_prefix_error (&error, "Guest '%s': ", a->name);
+      goto refuse;
+    }
+    g_clear_error (&error);
+  }
 
   vm = ifb_vm_new (a->name, uuid, cgroup);
   vm->slot = ifb_registry_free_slot (m->registry);
   vm->options = a->options;
   vm->rlimit_per_process = a->rlimit_per_process < 0 ? m->config->rlimit_per_process : a->rlimit_per_process;
-
-  {
-    ifb_autofd int fd = -1;
-    g_autoptr (GError) local = NULL;
-    exists = m->cgroups && ifb_cgroup_open (m->cgroups, cgroup, &fd, &local);
-    if (!exists && !vm->options.defer) {
-      /* Without a cgroup2 hierarchy nothing set local: say so rather than propagate NULL (found by
-       * tests/fuzz/fuzz-dispatch; the dispatcher would have dereferenced the unset error). */
-      if (!local)
-        local = g_error_new_literal (IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers");
-      g_propagate_error (error, g_steal_pointer (&local));
-      return g_prefix_error (error, "Guest '%s': ", a->name), FALSE;
-    }
+  /* In the registry at once: its name is taken, and requests for it wait until it is made. */
+  if (!ifb_registry_add (m->registry, vm, &error)) {
+    ifb_vm_free (vm);
+    goto refuse;
   }
-  if (exists && !run_batch (m, vm, NULL, 0, error))
-    return FALSE;
+  if (exists)
+    run_batch (m, vm, NULL, 0, create_done, op_ctx_new (done, data));
+  else
+    create_done (m, vm, NULL, op_ctx_new (done, data));
+  return;
 
-  if (!ifb_registry_add (m->registry, vm, error) || !ifb_manager_commit (m, vm, error)) {
-    if (ifb_registry_lookup (m->registry, vm->name) == vm)
-      ifb_registry_remove (m->registry, vm);
-    release_context (m, vm, TRUE);
-    return FALSE;
-  }
-  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' created (cgroup %s, %s)", vm->name, vm->cgroup,
-              vm->iommufd >= 0 ? "context ready" : "pending until its cgroup exists");
-  ifb_manager_emit (m, "vm.created", ifb_vm_to_json (vm, FALSE));
-  *ret_vm = g_steal_pointer (&vm);
-  return TRUE;
+refuse:
+  done (m, NULL, error, data);
 }
 
 /* The device as sysfs shows it now: on vfio-pci, with a VFIO device cdev. */
@@ -425,50 +620,111 @@ check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError
   return TRUE;
 }
 
-gboolean
-ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, GError **error)
+/* The devices an attach added go again (its allocation or commit failed). */
+static void
+attach_undo (IfbManager *m, IfbVm *vm, GPtrArray *added)
+{
+  for (guint i = 0; i < added->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (added, i);
+    release_device (m, vm, d, d->state == IFB_VM_DEVICE_READY);
+    ifb_registry_release_device (m->registry, d->bdf);
+    g_ptr_array_remove (vm->devices, d);
+  }
+  g_ptr_array_set_size (added, 0);
+}
+
+static void
+attach_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  OpCtx *c = data;
+  g_autoptr (GError) local = NULL;
+  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+
+  if (error) {
+    attach_undo (m, vm, c->added);
+    op_ctx_finish (c, m, vm, error);
+    return;
+  }
+  for (guint i = 0; i < c->added->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (c->added, i);
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
+                d->state == IFB_VM_DEVICE_READY && bound ? "attached to" : "reserved for", vm->name,
+                !bound ? " (unbound hand-off: its VMM binds it)" :
+                d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
+                  ? " with a plain HWPT (its IOMMU cannot nest)" : "");
+  }
+  if (!ifb_manager_commit (m, vm, &local)) {
+    attach_undo (m, vm, c->added);
+    op_ctx_finish (c, m, vm, local);
+    return;
+  }
+  for (guint i = 0; i < c->added->len; i++) {
+    json_object *ev = json_object_new_object ();
+    json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+    json_object_object_add (ev, "device", json_object_new_string (((IfbVmDevice *) g_ptr_array_index (c->added, i))->bdf));
+    ifb_manager_emit (m, "device.attached", ev);
+  }
+  op_ctx_finish (c, m, vm, NULL);
+}
+
+void
+ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) devs = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
+  g_autoptr (GError) error = NULL;
   gboolean allocate;
+  OpCtx *c;
 
-  if (n == 0)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: no device given"), FALSE;
-  if (vm->devices->len + n > m->config->max_devices_per_vm)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
-                        "Limit reached: guest '%s' may have at most %u devices ([limits] max-devices-per-vm)",
-                        vm->name, m->config->max_devices_per_vm), FALSE;
+  if (n == 0) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: no device given");
+    goto refuse;
+  }
+  if (vm->devices->len + n > m->config->max_devices_per_vm) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                 "Limit reached: guest '%s' may have at most %u devices ([limits] max-devices-per-vm)",
+                 vm->name, m->config->max_devices_per_vm);
+    goto refuse;
+  }
   for (guint i = 0; i < n; i++) {
     g_autofree char *cdev = NULL;
     IfbVmDevice *d;
     for (guint j = 0; j < i; j++)
-      if (strcmp (bdfs[i], bdfs[j]) == 0)
-        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
-                            "Invalid params: device %s is listed twice", bdfs[i]), FALSE;
-    if (!check_device (m, vm, bdfs[i], &cdev, error))
-      return FALSE;
+      if (strcmp (bdfs[i], bdfs[j]) == 0) {
+        g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: device %s is listed twice", bdfs[i]);
+        goto refuse;
+      }
+    if (!check_device (m, vm, bdfs[i], &cdev, &error))
+      goto refuse;
     d = ifb_vm_device_new (bdfs[i], cdev);
+    g_ptr_array_add (devs, d);
     if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
       /* No bind will tell: check now that the node under /dev is the device sysfs names. */
       ifb_autofd int fd = -1;
-      if (!ifb_lifecycle_open_device (m, d, &fd, error)) {
-        ifb_vm_device_free (d);
-        return FALSE;
-      }
+      if (!ifb_lifecycle_open_device (m, d, &fd, &error))
+        goto refuse;
     }
     /* the lowest index neither the guest's devices nor this request's earlier ones use */
     for (d->index = 0;; d->index++) {
       gboolean taken = FALSE;
       for (guint j = 0; j < vm->devices->len && !taken; j++)
         taken = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->index == d->index;
-      for (guint j = 0; j < devs->len && !taken; j++)
+      for (guint j = 0; j + 1 < devs->len && !taken; j++)
         taken = ((IfbVmDevice *) g_ptr_array_index (devs, j))->index == d->index;
       if (!taken)
         break;
     }
-    g_ptr_array_add (devs, d);
   }
 
-  /* A ready guest allocates now; a pending one only reserves until its cgroup exists. */
+  /* Owned from here on (another guest's attach of the same device is refused), reserved until
+   * allocated: a ready guest allocates now, a pending one once its cgroup exists. */
+  c = op_ctx_new (done, data);
+  c->added = g_ptr_array_new ();
+  for (guint i = 0; i < devs->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (devs, i);
+    ifb_registry_claim_device (m->registry, d->bdf, vm);
+    g_ptr_array_add (c->added, d);
+  }
+  g_ptr_array_extend_and_steal (vm->devices, g_steal_pointer (&devs));
   allocate = vm->iommufd >= 0;
   if (!allocate && vm->cgroup) {
     ifb_autofd int fd = -1;
@@ -477,45 +733,19 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
   if (allocate) {
     /* A pending guest becoming ready takes its earlier reservations along, in the same worker. */
     g_autoptr (GPtrArray) batch = g_ptr_array_new ();
-    for (guint i = 0; vm->iommufd < 0 && i < vm->devices->len; i++)
-      g_ptr_array_add (batch, g_ptr_array_index (vm->devices, i));
-    for (guint i = 0; i < devs->len; i++)
-      g_ptr_array_add (batch, g_ptr_array_index (devs, i));
-    if (!run_batch (m, vm, (IfbVmDevice **) batch->pdata, batch->len, error))
-      return FALSE;
-  }
-
-  for (guint i = 0; i < devs->len; i++) {
-    IfbVmDevice *d = g_ptr_array_index (devs, i);
-    ifb_registry_claim_device (m->registry, d->bdf, vm);
-    g_ptr_array_add (vm->devices, d);
-  }
-  g_free (g_ptr_array_steal (devs, NULL));   /* the devices are vm's now; the steal returns the old storage (leaked before; found by fuzz-dispatch) */
-  for (guint i = 0; i < n; i++) {
-    IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
-    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
-    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
-                d->state == IFB_VM_DEVICE_READY && bound ? "attached to" : "reserved for", vm->name,
-                !bound ? " (unbound hand-off: its VMM binds it)" :
-                d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
-                  ? " with a plain HWPT (its IOMMU cannot nest)" : "");
-  }
-  if (!ifb_manager_commit (m, vm, error)) {
-    for (guint i = 0; i < n; i++) {
-      IfbVmDevice *d = ifb_vm_find_device (vm, bdfs[i]);
-      release_device (m, vm, d, TRUE);
-      ifb_registry_release_device (m->registry, d->bdf);
-      g_ptr_array_remove (vm->devices, d);
+    for (guint i = 0; i < vm->devices->len; i++) {
+      IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+      if (vm->iommufd < 0 || g_ptr_array_find (c->added, d, NULL))
+        g_ptr_array_add (batch, d);
     }
-    return FALSE;
+    run_batch (m, vm, (IfbVmDevice **) batch->pdata, batch->len, attach_done, c);
+  } else {
+    attach_done (m, vm, NULL, c);
   }
-  for (guint i = 0; i < n; i++) {
-    json_object *ev = json_object_new_object ();
-    json_object_object_add (ev, "vm", json_object_new_string (vm->name));
-    json_object_object_add (ev, "device", json_object_new_string (bdfs[i]));
-    ifb_manager_emit (m, "device.attached", ev);
-  }
-  return TRUE;
+  return;
+
+refuse:
+  op_done (m, vm, error, done, data);
 }
 
 gboolean
@@ -546,11 +776,15 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
   g_autoptr (GError) error = NULL;
   json_object *ev;
 
+  g_return_if_fail (!vm->busy);
+  vm->gone = true;
+  hand_on_waiters (vm);
   /* The state goes first: a crash after it leaves fds in the store that match no guest, which
    * restore closes (the guest is gone, as asked); a crash before it leaves the guest whole. The
    * other order could leave a guest missing some of its devices. */
   if (!ifb_manager_commit_removal (m, vm, &error))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Forgetting the state of '%s': %s, ignoring", vm->name, error->message);
+  ifb_vm_clear_holders (vm);
   /* Kernel order: every HWPT (after detaching its device) before the IOAS they sit on. */
   for (guint i = 0; i < vm->devices->len; i++)
     release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
@@ -562,8 +796,66 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
   ifb_manager_emit (m, "vm.destroyed", ev);
 }
 
-gboolean
-ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error)
+typedef struct {
+  IfbManager *m;
+  char *uuid;
+  void (*fn) (IfbManager *m, IfbVm *vm);
+} Later;
+
+static void
+run_later (gpointer data)
+{
+  Later *l = data;
+  IfbVm *vm = ifb_registry_lookup (l->m->registry, l->uuid);
+  if (vm)
+    l->fn (l->m, vm);
+  g_free (l->uuid);
+  g_free (l);
+}
+
+/* fn (m, vm) now, or once the guest is idle (if it still exists then). */
+static void
+when_idle_do (IfbManager *m, IfbVm *vm, void (*fn) (IfbManager *m, IfbVm *vm))
+{
+  Later *l;
+
+  if (!vm->busy) {
+    fn (m, vm);
+    return;
+  }
+  l = g_new0 (Later, 1);
+  l->m = m;
+  l->uuid = g_strdup (vm->uuid);
+  l->fn = fn;
+  ifb_lifecycle_when_idle (vm, run_later, l);
+}
+
+void
+ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm)
+{
+  when_idle_do (m, vm, ifb_lifecycle_destroy);
+}
+
+static void
+realize_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  OpCtx *c = data;
+  g_autoptr (GError) local = NULL;
+
+  if (!error && !ifb_manager_commit (m, vm, &local)) {
+    for (guint i = 0; i < vm->devices->len; i++)
+      release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
+    error = local;
+  }
+  if (!error) {
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
+    ifb_manager_emit (m, "vm.ready", ifb_vm_to_json (vm, FALSE));
+  }
+  op_ctx_finish (c, m, vm, error);
+}
+
+void
+ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) pending = g_ptr_array_new ();
 
@@ -572,28 +864,39 @@ ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error)
     if (d->state == IFB_VM_DEVICE_RESERVED)
       g_ptr_array_add (pending, d);
   }
-  if (vm->iommufd >= 0 && pending->len == 0)
-    return TRUE;
-  if (!run_batch (m, vm, (IfbVmDevice **) pending->pdata, pending->len, error))
-    return FALSE;
-  if (!ifb_manager_commit (m, vm, error)) {
-    for (guint i = 0; i < pending->len; i++)
-      release_device (m, vm, g_ptr_array_index (pending, i), TRUE);
-    return FALSE;
+  if (vm->iommufd >= 0 && pending->len == 0) {
+    op_done (m, vm, NULL, done, data);
+    return;
   }
-  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
-  ifb_manager_emit (m, "vm.ready", ifb_vm_to_json (vm, FALSE));
-  return TRUE;
+  run_batch (m, vm, (IfbVmDevice **) pending->pdata, pending->len, realize_done, op_ctx_new (done, data));
 }
 
-void
-ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm)
+static void
+reclaim_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 {
-  g_autoptr (GError) error = NULL;
-  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  g_autoptr (GError) local = NULL;
   json_object *ev;
 
-  ifb_vm_clear_holders (vm);
+  if (error) {
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': making its context again after its VMM exited: %s; "
+                "the next vm.fds tries again", vm->name, error->message);
+    if (!ifb_manager_commit (m, vm, &local))
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
+  }
+  ev = json_object_new_object ();
+  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
+  json_object_object_add (ev, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
+  ifb_manager_emit (m, "vm.reclaimed", ev);
+}
+
+static void
+reclaim_now (IfbManager *m, IfbVm *vm)
+{
+  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+
+  if (vm->holders->len > 0)
+    return;   /* a new VMM took the fds while the guest was busy */
   if (vm->iommufd >= 0) {
     /* Back to pending: our own objects in kernel order, then the context with whatever else is
      * in it; bound devices are unbound by closing our fds (the VMM's copies are gone with it). */
@@ -604,229 +907,11 @@ ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm)
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': the last process holding its fds exited; its context is "
                 "replaced, freeing what the VMM allocated and pinned", vm->name);
   }
-  if (!ifb_lifecycle_realize (m, vm, &error)) {
-    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': making its context again after its VMM exited: %s; "
-                "the next vm.fds tries again", vm->name, error->message);
-    g_clear_error (&error);
-    if (!ifb_manager_commit (m, vm, &error))
-      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
-  }
-  ev = json_object_new_object ();
-  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
-  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
-  json_object_object_add (ev, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
-  ifb_manager_emit (m, "vm.reclaimed", ev);
-}
-
-static int
-take_fd (GHashTable *by_name, const char *name)
-{
-  gpointer v;
-  if (!g_hash_table_steal_extended (by_name, name, NULL, &v))
-    return -1;
-  return GPOINTER_TO_INT (v) - 1;
-}
-
-/* Emulated backend only: destroy paging HWPTs on the guest's IOAS that the registry does not
- * reference and nothing uses (left by a crash between allocation and commit). */
-static void
-reap_orphans (IfbManager *m, IfbVm *vm)
-{
-  IfbUapiObject objs[256];
-  size_t n = 0;
-
-  if (!ifb_uapi_backend_is_emulated (m->backend) || vm->iommufd < 0)
-    return;
-  if (ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
-    return;
-  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
-    gboolean known = FALSE;
-    if (objs[i].type != IFB_UAPI_OBJ_HWPT_PAGING || objs[i].parent_id != vm->ioas_id)
-      continue;
-    for (guint j = 0; j < vm->devices->len && !known; j++)
-      known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
-    if (!known && ifb_uapi_destroy (m->backend, vm->iommufd, objs[i].id) == 0)
-      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
-                  objs[i].id, vm->name);
-  }
-}
-
-static void
-tidy (IfbManager *m, IfbVm *vm)
-{
-  if (!vm->needs_tidy)
-    return;
-  vm->needs_tidy = false;
-  reap_orphans (m, vm);
-}
-
-IfbVm *
-ifb_lifecycle_get (IfbManager *m, const char *key, GError **error)
-{
-  IfbVm *vm = ifb_registry_get (m->registry, key, error);
-  if (vm)
-    tidy (m, vm);
-  return vm;
-}
-
-typedef struct {
-  IfbManager *m;
-  GPtrArray *uuids;             /* of char*, left to tidy */
-} TidyJob;
-
-static gboolean
-tidy_some (gpointer data)
-{
-  TidyJob *job = data;
-
-  for (int n = 0; n < 64 && job->uuids->len > 0; n++) {
-    g_autofree char *uuid = g_ptr_array_steal_index_fast (job->uuids, job->uuids->len - 1);
-    IfbVm *vm = ifb_registry_lookup (job->m->registry, uuid);
-    if (vm)
-      tidy (job->m, vm);
-  }
-  if (job->uuids->len > 0)
-    return G_SOURCE_CONTINUE;
-  g_ptr_array_unref (job->uuids);
-  g_free (job);
-  return G_SOURCE_REMOVE;
+  ifb_lifecycle_realize (m, vm, reclaim_done, NULL);
 }
 
 void
-ifb_lifecycle_tidy_in_background (IfbManager *m)
+ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm)
 {
-  g_autoptr (GPtrArray) vms = ifb_registry_list (m->registry);
-  TidyJob *job = g_new0 (TidyJob, 1);
-
-  job->m = m;
-  job->uuids = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < vms->len; i++)
-    if (((IfbVm *) g_ptr_array_index (vms, i))->needs_tidy)
-      g_ptr_array_add (job->uuids, g_strdup (((IfbVm *) g_ptr_array_index (vms, i))->uuid));
-  if (job->uuids->len == 0) {
-    g_ptr_array_unref (job->uuids);
-    g_free (job);
-    return;
-  }
-  g_idle_add (tidy_some, job);
-}
-
-/* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
-static void
-forget_state (IfbManager *m, IfbVm *vm)
-{
-  g_autoptr (GError) error = NULL;
-  if (!ifb_state_remove_vm (m->runtime_dirfd, vm->uuid, &error))
-    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
-}
-
-void
-ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, guint n_fds)
-{
-  g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autoptr (GPtrArray) kept = g_ptr_array_new ();
-  GHashTableIter it;
-  gpointer k, v;
-  gboolean changed;
-
-  for (guint i = 0; i < n_fds; i++) {
-    if (g_hash_table_contains (by_name, names[i])) {
-      g_message ("fd store: duplicate entry '%s', closing it", names[i]);
-      ifb_close (fds[i]);
-      continue;
-    }
-    g_hash_table_insert (by_name, g_strdup (names[i]), GINT_TO_POINTER (fds[i] + 1));
-  }
-
-  /* 1. give each saved guest its fds back */
-  for (guint i = 0; i < saved->len; i++) {
-    IfbVm *vm = g_steal_pointer (&g_ptr_array_index (saved, i));
-    g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
-
-    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
-
-    vm->iommufd = take_fd (by_name, ctx_name);
-    /* An unbound guest's context is an empty /dev/iommu: whole whenever it is there. */
-    if (bound && vm->iommufd >= 0 && !vm->ioas_id) {
-      /* A pending guest whose realize stored its context but crashed before the commit: the
-       * registry says pending, so this context is half-made. Drop it; the next realize redoes it. */
-      ifb_notify_fdstore_remove (ctx_name);
-      vm->iommufd = ifb_close (vm->iommufd);
-    }
-    if (vm->iommufd < 0 && vm->ioas_id) {
-      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
-                  vm->name);
-      forget_state (m, vm);
-      for (guint j = 0; j < vm->devices->len; j++) {
-        g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
-        int dfd = take_fd (by_name, dn);
-        /* Out of the store too: the manager's copy would keep the device bound for ever. */
-        if (dfd >= 0)
-          ifb_notify_fdstore_remove (dn);
-        ifb_close (dfd);
-      }
-      ifb_vm_free (vm);
-      continue;
-    }
-    changed = FALSE;
-    for (guint j = 0; j < vm->devices->len;) {
-      IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
-      g_autofree char *dn = ifb_vm_fdname_device (vm, d);
-      d->fd = take_fd (by_name, dn);
-      if (!bound && d->fd >= 0) {
-        /* The broker keeps no fd of an unbound guest's device: a copy would keep it bound. */
-        ifb_notify_fdstore_remove (dn);
-        d->fd = ifb_close (d->fd);
-      }
-      if (bound && d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
-        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, d->bdf, "Device %s of guest '%s' lost its fd; detaching it", d->bdf, vm->name);
-        if (vm->iommufd >= 0 && d->hwpt_id)
-          ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
-        g_ptr_array_remove_index (vm->devices, j);
-        changed = TRUE;
-        continue;
-      }
-      if (d->state == IFB_VM_DEVICE_RESERVED && d->fd >= 0) {
-        /* Stored by a realize that crashed before its commit: drop it from the store as well,
-         * or the manager's copy keeps the device bound and the next realize fails. */
-        ifb_notify_fdstore_remove (dn);
-        d->fd = ifb_close (d->fd);
-      }
-      j++;
-    }
-    if (changed) {
-      g_autoptr (GError) error = NULL;
-      if (!ifb_state_save_vm (m->runtime_dirfd, vm, &error))
-        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
-    }
-    g_ptr_array_add (kept, vm);
-  }
-
-  /* 2. whatever is left matches nothing: close it (unbinding such devices) */
-  g_hash_table_iter_init (&it, by_name);
-  while (g_hash_table_iter_next (&it, &k, &v)) {
-    g_message ("fd store: entry '%s' matches no guest in the registry; closing it", (const char *) k);
-    ifb_notify_fdstore_remove (k);
-    ifb_close (GPOINTER_TO_INT (v) - 1);
-  }
-
-  /* 3. tidy each context and register the guest */
-  for (guint i = 0; i < kept->len; i++) {
-    IfbVm *vm = g_ptr_array_index (kept, i);
-    g_autoptr (GError) error = NULL;
-
-    /* Tidying a context (emulated backend) maps it and checks its devices: done after READY=1
-     * in the background, or first thing when a client touches the guest (ifb_lifecycle_get()),
-     * so a restart with thousands of guests is not held up by it. */
-    vm->needs_tidy = ifb_uapi_backend_is_emulated (m->backend);
-    if (!ifb_registry_add (m->registry, vm, &error)) {
-      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
-      forget_state (m, vm);
-      ifb_vm_free (vm);
-      continue;
-    }
-    m->n_restored_vms++;
-    ifb_holders_restore (m, vm);
-    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
-  }
+  when_idle_do (m, vm, reclaim_now);
 }

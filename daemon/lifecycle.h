@@ -21,16 +21,35 @@ typedef struct {
   int rlimit_per_process;       /* -1: the configured default */
 } IfbVmCreateArgs;
 
-gboolean ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *args, IfbVm **ret_vm, GError **error);
-gboolean ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, GError **error);
+/*
+ * How an operation ended: error NULL on success; vm NULL when a create failed. Called exactly
+ * once — from the main loop when a worker ran, or before the operation returns when none was
+ * needed. The guest takes its next request once this returns.
+ */
+typedef void (*IfbLifecycleDone) (IfbManager *m, IfbVm *vm, const GError *error, gpointer data);
+
+/* One operation per guest at a time: while a worker runs for it the guest is busy, and what
+ * must wait (a parked request, a reclaim) is queued to run when it is idle again. */
+gboolean ifb_lifecycle_is_busy (IfbVm *vm);
+void ifb_lifecycle_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data);
+
+void ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *args, IfbLifecycleDone done, gpointer data);
+/* The guest must be idle. */
+void ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done,
+                           gpointer data);
+/* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
+void ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
+/* Idle guest; no worker needed. */
 gboolean ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error);
-/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices. vm is freed. */
+/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices. The guest
+ * must be idle; vm is gone afterwards. */
 void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
-/* Allocate what is still pending: the context and IOAS, and reserved devices. */
-gboolean ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, GError **error);
+/* The same once the guest is idle (now if it is). */
+void ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm);
 
 /* The last process holding vm's fds exited: replace its context (freeing all the VMM allocated
- * and pinned in it) and, under the bound hand-off, make the broker's objects again. */
+ * and pinned in it) and, under the bound hand-off, make the broker's objects again; once the
+ * guest is idle. */
 void ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm);
 /* Open device d's cdev as sysfs names it now (d->cdev follows a new name), checking the node is
  * that device: its number must be the one sysfs vfio-dev/vfioN/dev gives. */

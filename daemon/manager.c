@@ -213,7 +213,13 @@ ifb_manager_start (IfbManager *m, GError **error)
                  store, c->max_vms, c->max_devices_per_vm, need);
   }
   if (!m->clone3_works)
-    g_message ("clone3() is unavailable (seccomp?): workers are forked and then moved into the guest's cgroup");
+    g_message ("clone3() is unavailable (seccomp?): workers are started with vfork() and then moved into the guest's cgroup");
+  {
+    g_autoptr (GError) no_worker = NULL;
+    if (!ifb_worker_init (c->max_workers, &no_worker))
+      g_warning ("%s: guests with the bound hand-off cannot be made (the package is incomplete?), ignoring",
+                 no_worker->message);
+  }
 
   if (!ifb_state_load (m->runtime_dirfd, &saved, error))
     return FALSE;

@@ -18,6 +18,26 @@
 #include "params.h"
 #include "rpc.h"
 
+/* ---- answers that come when the guest's operation is over ---------------------------- */
+
+static void
+answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  if (error)
+    ifb_deferred_fail (data, error);
+  else
+    ifb_deferred_return (data, ifb_vm_to_json (vm, FALSE));
+}
+
+static void
+answer_vm_verbose (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  if (error)
+    ifb_deferred_fail (data, error);
+  else
+    ifb_deferred_return (data, ifb_vm_to_json (vm, TRUE));
+}
+
 typedef struct {
   const char *name, *uuid, *cgroup;
   gint64 pid, pidfd;
@@ -54,7 +74,6 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
   CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
   IfbVmCreateArgs a;
   IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
-  IfbVm *vm = NULL;
 
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
@@ -77,9 +96,7 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
                  .dirty_tracking = o.dirty_tracking, .defer = o.defer },
     .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
   };
-  if (!ifb_lifecycle_create (call->manager, &a, &vm, error))
-    return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  ifb_lifecycle_create (call->manager, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -121,9 +138,11 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, error))
+  if (!vm)
     return FALSE;
-  *ret = ifb_vm_to_json (vm, TRUE);
+  if (!ifb_call_park_if_busy (call, vm))
+    ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+                          ifb_call_defer (call));
   return TRUE;
 }
 
@@ -141,7 +160,11 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_lifecycle_detach (call->manager, vm, p.device, error))
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_lifecycle_detach (call->manager, vm, p.device, error))
     return FALSE;
   *ret = ifb_vm_to_json (vm, FALSE);
   return TRUE;
@@ -169,6 +192,8 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
   if (!vm)
     return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
   o = json_object_new_object ();
   json_object_object_add (o, "name", json_object_new_string (vm->name));
   json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
@@ -288,31 +313,19 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
                       (int) call->peer->pid, peer_cgroup), FALSE;
 }
 
-gboolean
-ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
+/* The vm.fds answer for an idle, realized guest: every fd first, so a failure sends none — a
+ * copy of the context and, per device, a copy of our bound fd (bound) or a fresh open of its
+ * cdev that we keep no copy of (unbound). The caller then holds the guest's fds and is watched. */
+static gboolean
+fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
-  IfbVm *vm;
+  g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
+  g_autoptr (GError) local = NULL;
+  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
   json_object *o, *devs;
 
-  IfbManager *m = call->manager;
-  g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
-  gboolean bound;
-  g_autoptr (GError) local = NULL;
-
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_lifecycle_get (m, p.vm, error);
-  if (!vm || !check_fds_access (call, vm, error) || !ifb_holders_admit (vm, call->peer->pid, error))
-    return FALSE;
-  if (!ifb_lifecycle_realize (m, vm, error))
-    return FALSE;
-  if (ifb_fd_list_len (call->out_fds) + 1 + vm->devices->len > 32)
+  if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
-
-  /* Every fd first, so a failure sends none: a copy of the context and, per device, a copy of
-   * our bound fd (bound) or a fresh open of its cdev that we keep no copy of (unbound). */
-  bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
   fds = g_new (int, 1 + vm->devices->len);
   for (guint i = 0; i <= vm->devices->len; i++) {
     IfbVmDevice *d = i ? g_ptr_array_index (vm->devices, i - 1) : NULL;
@@ -335,8 +348,8 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
   json_object_object_add (o, "vm", json_object_new_string (vm->name));
   json_object_object_add (o, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
   json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
-  json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (call->out_fds)));
-  ifb_fd_list_push (call->out_fds, fds[0]);
+  json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+  ifb_fd_list_push (out_fds, fds[0]);
   if (bound)
     json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   devs = json_object_new_array ();
@@ -344,8 +357,8 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
     IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
     json_object *dj = json_object_new_object ();
     json_object_object_add (dj, "device", json_object_new_string (d->bdf));
-    json_object_object_add (dj, "fd", json_object_new_int ((int) ifb_fd_list_len (call->out_fds)));
-    ifb_fd_list_push (call->out_fds, fds[1 + i]);
+    json_object_object_add (dj, "fd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+    ifb_fd_list_push (out_fds, fds[1 + i]);
     if (bound) {
       json_object_object_add (dj, "dev_id", json_object_new_int64 (d->dev_id));
       json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
@@ -357,12 +370,59 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
   json_object_object_add (o, "devices", devs);
 
   /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. */
-  if (!ifb_holders_add (m, vm, call->peer->pid, call->peer->pidfd, &local))
+  if (!ifb_holders_add (m, vm, peer->pid, peer->pidfd, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
   else if (!ifb_manager_commit (m, vm, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
   *ret = o;
   return TRUE;
+}
+
+static void
+fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  IfbDeferred *d = data;
+  g_autoptr (GError) local = NULL;
+  const IfbPeer *peer = ifb_deferred_peer (d);
+  json_object *o = NULL;
+
+  if (error)
+    ifb_deferred_fail (d, error);
+  else if (!peer)   /* it hung up meanwhile: nobody to hand the fds to */
+    ifb_deferred_return (d, json_object_new_object ());
+  else if (!fds_answer (m, vm, peer, ifb_deferred_out_fds (d), &o, &local))
+    ifb_deferred_fail (d, local);
+  else
+    ifb_deferred_return (d, o);
+}
+
+gboolean
+ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
+{
+  VmParams p = { 0 };
+  IfbVm *vm;
+
+  if (!ifb_params_parse (params, vm_specs, &p, error))
+    return FALSE;
+  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  if (!vm || !check_fds_access (call, vm, error))
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_holders_admit (vm, call->peer->pid, error))
+    return FALSE;
+  ifb_lifecycle_realize (call->manager, vm, fds_realized, ifb_call_defer (call));
+  return TRUE;
+}
+
+static void
+started_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  g_autoptr (GError) local = NULL;
+
+  if (!error && !ifb_manager_commit (m, vm, &local))
+    error = local;
+  answer_vm (m, vm, error, data);
 }
 
 gboolean
@@ -382,16 +442,19 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
   if (p.pid <= 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   vm = ifb_lifecycle_get (call->manager, p.vm, error);
-  if (!vm || !ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
                         p.pid, cgroup, vm->name, vm->cgroup), FALSE;
-  if (!ifb_holders_add (call->manager, vm, (pid_t) p.pid, -1, error) ||
-      !ifb_lifecycle_realize (call->manager, vm, error) || !ifb_manager_commit (call->manager, vm, error))
+  if (!ifb_holders_add (call->manager, vm, (pid_t) p.pid, -1, error))
     return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  ifb_lifecycle_realize (call->manager, vm, started_realized, ifb_call_defer (call));
   return TRUE;
 }
 

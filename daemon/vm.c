@@ -76,16 +76,26 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->iommufd = -1;
   vm->created_usec = g_get_real_time ();
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
+  vm->ref = 1;
+  g_queue_init (&vm->waiters);
   vm->holders = g_array_new (FALSE, TRUE, sizeof (IfbVmHolder));
   g_array_set_clear_func (vm->holders, (GDestroyNotify) holder_clear);
   return vm;
 }
 
 IfbVm *
+ifb_vm_ref (IfbVm *vm)
+{
+  vm->ref++;
+  return vm;
+}
+
+IfbVm *
 ifb_vm_free (IfbVm *vm)
 {
-  if (!vm)
+  if (!vm || --vm->ref > 0)
     return NULL;
+  g_warn_if_fail (g_queue_is_empty (&vm->waiters));
   g_array_unref (vm->holders);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
   ifb_close (vm->iommufd);
@@ -267,6 +277,8 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
     json_object_object_add (o, "holders", hs);
   }
   json_object_object_add (o, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
+  if (verbose)   /* vm.list's cached text would go stale: a worker's start and end are no commits */
+    json_object_object_add (o, "busy", json_object_new_boolean (vm->busy));
   json_object_object_add (o, "created_usec", json_object_new_int64 (vm->created_usec));
   json_object_object_add (opts, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
   json_object_object_add (opts, "nest_parent", json_object_new_boolean (vm->options.nest_parent));

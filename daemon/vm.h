@@ -91,10 +91,17 @@ typedef struct {
   GPtrArray *devices;           /* of IfbVmDevice* */
   char *list_json;              /* cache of ifb_vm_to_json (vm, FALSE) as text; see ifb_vm_changed() */
   bool needs_tidy;              /* restored: its context may hold an interrupted attach's HWPT */
+  /* one operation at a time (lifecycle.c) */
+  bool busy;                    /* a worker is running for it */
+  bool gone;                    /* destroyed (or its creation failed) while someone held a reference */
+  GQueue waiters;               /* what waits for it to be idle, in arrival order */
+  gint ref;
 } IfbVm;
 
 IfbVm *ifb_vm_new (const char *name, const char *uuid, const char *cgroup);
-IfbVm *ifb_vm_free (IfbVm *vm);   /* closes every fd it holds */
+IfbVm *ifb_vm_ref (IfbVm *vm);
+/* Drop a reference; the last closes every fd it holds and frees it. Returns NULL. */
+IfbVm *ifb_vm_free (IfbVm *vm);
 
 IfbVmDevice *ifb_vm_device_new (const char *bdf, const char *cdev);
 IfbVmDevice *ifb_vm_device_free (IfbVmDevice *d);

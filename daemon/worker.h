@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * IfbWorkerBatch: the allocations of one request, carried out by one short-lived process
- * placed in the guest's cgroup so the kernel charges the guest for the memory (GFP_KERNEL_ACCOUNT
- * follows the allocating task's memory cgroup).
+ * IfbWorkerBatch: the allocations of one request, carried out by a short-lived process
+ * (iommufd-broker-worker, worker-main.c) placed in the guest's cgroup so the kernel charges the
+ * guest for the memory (GFP_KERNEL_ACCOUNT follows the allocating task's memory cgroup). The
+ * daemon starts it and goes on; it learns of the end through the worker's pidfd.
  */
 #pragma once
 
@@ -28,13 +29,13 @@ typedef enum {
 const char *ifb_worker_step_to_string (IfbWorkerStep s);
 
 typedef enum {
-  IFB_WORKER_MODE_AUTO,         /* clone3(CLONE_INTO_CGROUP), fork + move on ENOSYS */
-  IFB_WORKER_MODE_FORK,         /* always fork + move (what runs under RestrictNamespaces=) */
+  IFB_WORKER_MODE_AUTO,         /* clone3(CLONE_INTO_CGROUP), vfork + move on ENOSYS */
+  IFB_WORKER_MODE_FORK,         /* always vfork + move (what runs under RestrictNamespaces=) */
 } IfbWorkerMode;
 
 typedef struct {
   /* in */
-  int device_fd;
+  int device_fd;                /* the same number in the worker, which inherits it */
   uint32_t want_flags;          /* IfbHwptFlags */
   bool allow_plain;             /* NEST_PARENT refused -> plain paging HWPT instead */
   bool selftest;                /* the IOMMUFD_TEST mock instead of device_fd (selftest-device.h) */
@@ -48,33 +49,53 @@ typedef struct {
   IfbHwInfo info;
 } IfbWorkerDevice;
 
+/* Lives in a memfd shared with the worker, which maps it: plain data, fd numbers, no pointers. */
 typedef struct {
-  const IfbUapiBackend *backend;
+  /* in */
+  bool emulated;                /* the backend, by kind */
+  guint device_reset_ms;        /* emulated backend: what a device's reset costs ([emulated]) */
   int iommufd;
-  bool alloc_ioas;              /* in: allocate the IOAS first */
+  bool alloc_ioas;              /* allocate the IOAS first */
   uint32_t ioas_id;             /* in (when !alloc_ioas) / out */
-  int ioas_err;
   size_t n_devices;
   IfbWorkerDevice devices[IFB_WORKER_MAX_DEVICES];
   /* out */
+  bool finished;                /* the worker ran the batch to its end */
+  int ioas_err;
   int failed_index;             /* device index that failed, -1 for none/the IOAS */
   char cgroup[256];             /* where the worker really ran, from its /proc/self/cgroup */
   pid_t pid;
-  bool used_fallback;           /* fork + cgroup.procs instead of clone3 */
+  bool used_fallback;           /* vfork + cgroup.procs instead of clone3 */
+  /* the daemon's own */
+  int memfd;
 } IfbWorkerBatch;
 
-/* A batch lives in a shared anonymous mapping so the worker's results reach us. */
 IfbWorkerBatch *ifb_worker_batch_new (void);
 IfbWorkerBatch *ifb_worker_batch_free (IfbWorkerBatch *b);
 
-/*
- * Run the batch in a worker in the cgroup cgroup_dirfd. The worker undoes its own work when a
- * step fails (the caller closes the device fds, which unbinds them). Returns FALSE only when the
- * worker could not run or died; per-step failures are reported in the batch with TRUE.
- */
-gboolean ifb_worker_run (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms, GError **error);
+/* Find the worker program next to the daemon's own executable (the build tree and the install
+ * share that layout) and keep it open; the bound on workers running at once. */
+gboolean ifb_worker_init (guint max_running, GError **error);
 
-/* Workers spawned so far (for broker.info and benchmarks). */
+/*
+ * Called once per started batch, from the main loop: error is NULL when the worker ran the batch
+ * to its end (per-step failures are in the batch), or says how it ended otherwise (killed by a
+ * signal: IFB_ERROR_WORKER_KILLED; at its deadline; could not start). The worker undid its own
+ * work when a step failed; the caller closes the device fds, which unbinds them.
+ */
+typedef void (*IfbWorkerDone) (IfbWorkerBatch *b, const GError *error, gpointer data);
+
+/*
+ * Run b in a worker placed in the cgroup cgroup_dirfd (taken), killed by the daemon after
+ * timeout_ms. At most max_running workers run at once; later ones wait their turn in order.
+ * done() is always called, never from inside this function.
+ */
+void ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms,
+                       IfbWorkerDone done, gpointer data);
+
+/* Workers spawned so far, running now, waiting for a slot (broker.info, benchmarks). */
 guint64 ifb_worker_count (void);
+guint ifb_worker_n_running (void);
+guint ifb_worker_n_waiting (void);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbWorkerBatch, ifb_worker_batch_free)

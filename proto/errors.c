@@ -61,6 +61,7 @@ static const struct {
   [IFB_ERROR_KERNEL]            = { "kernel-error",       -32012 },
   [IFB_ERROR_UNAVAILABLE]       = { "unavailable",        -32013 },
   [IFB_ERROR_INVALID_ARGUMENT]  = { "invalid-argument",   -32014 },
+  [IFB_ERROR_WORKER_KILLED]     = { "worker-killed",      -32015 },
 };
 
 const char *

@@ -37,6 +37,7 @@ typedef enum {
   IFB_ERROR_KERNEL,             /* an ioctl failed; errno in data */
   IFB_ERROR_UNAVAILABLE,        /* feature off or backend lacks it */
   IFB_ERROR_INVALID_ARGUMENT,   /* generic bad value that is not a JSON-RPC param error */
+  IFB_ERROR_WORKER_KILLED,      /* a signal (or the daemon, at its deadline) ended a worker */
   _IFB_ERROR_MAX,
 } IfbError;
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "emul-private.h"
@@ -112,6 +113,34 @@ emul_read_profile (int fd, EmulProfile *p)
   if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
     return -ENODEV;
   return 0;
+}
+
+static unsigned reset_ms;
+
+void
+ifb_uapi_emul_set_reset_ms (unsigned ms)
+{
+  reset_ms = ms;
+}
+
+/* What vfio-pci's reset costs the process binding or releasing a device. */
+void
+emul_device_reset_delay (void)
+{
+  struct timespec ts = { .tv_sec = reset_ms / 1000, .tv_nsec = (long) (reset_ms % 1000) * 1000000L };
+  if (reset_ms)
+    while (nanosleep (&ts, &ts) < 0 && errno == EINTR)
+      ;
+}
+
+/* Closing a device fd that holds the bind (no other open file shares it): the kernel releases
+ * the device then, and vfio-pci resets it in the closing process. */
+void
+ifb_emul_device_close (int device_fd)
+{
+  if (emul_is_device_fd (device_fd) && emul_device_bind_state (device_fd) == 1)
+    emul_device_reset_delay ();
+  close (device_fd);
 }
 
 /* What fstat's st_rdev is on a real cdev: the profile's rdev=MAJ:MIN. */

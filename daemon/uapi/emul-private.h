@@ -99,6 +99,7 @@ void emul_copy_out (void *uarg, const void *kbuf, size_t ksize, uint32_t usize);
 /* emul-device.c: device files, their profile and their bind lock. */
 const char *emul_proc_fd_path (int fd, char *buf);
 int emul_read_profile (int fd, EmulProfile *p);
+void emul_device_reset_delay (void);
 bool emul_is_device_fd (int fd);
 void emul_lock_init (struct flock *fl, short type);
 int emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat *ret_st);

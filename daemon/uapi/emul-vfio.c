@@ -45,6 +45,7 @@ emul_device_bind (int fd, void *arg)
     return -EINVAL;
   if (!emul_is_context_fd (bind.iommufd))
     return fcntl (bind.iommufd, F_GETFD) < 0 ? -EBADF : -EBADFD;
+  emul_device_reset_delay ();   /* vfio_df_open() -> vfio_pci_core_enable(): the device is reset */
   r = emul_read_profile (fd, &prof);
   if (r < 0)
     return r;

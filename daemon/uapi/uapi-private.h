@@ -17,6 +17,7 @@ struct IfbUapiBackend {
   int (*open_device) (int dev_dirfd, const char *cdev_name, int *ret_fd);
   int (*ioctl) (int fd, unsigned long request, void *arg);
   int (*device_rdev) (int device_fd, uint64_t *ret_rdev);
+  void (*device_close) (int device_fd);   /* NULL: close(2) */
 };
 
 /* "vfio" followed by 1..6 decimal digits, nothing else. */
@@ -33,6 +34,7 @@ int ifb_emul_open_iommufd (int dev_dirfd, int *ret_fd);
 int ifb_emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd);
 int ifb_emul_ioctl (int fd, unsigned long request, void *arg);
 int ifb_emul_device_rdev (int device_fd, uint64_t *ret_rdev);
+void ifb_emul_device_close (int device_fd);
 /* 1 for an emulated context fd, 2 for an emulated device fd, 0 otherwise. */
 int ifb_emul_fd_kind (int fd);
 

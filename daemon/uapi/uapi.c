@@ -91,6 +91,7 @@ static const IfbUapiBackend emulated_backend = {
   .open_device = ifb_emul_open_device,
   .ioctl = ifb_emul_ioctl,
   .device_rdev = ifb_emul_device_rdev,
+  .device_close = ifb_emul_device_close,
 };
 
 const IfbUapiBackend *
@@ -127,6 +128,15 @@ int
 ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd)
 {
   return b->open_device (dev_dirfd, cdev_name, ret_fd);
+}
+
+void
+ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd)
+{
+  if (b->device_close)
+    b->device_close (device_fd);
+  else
+    close (device_fd);
 }
 
 int

@@ -119,6 +119,12 @@ int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, si
  * of ioctls; no fd may be closed and reused in between). Async-signal-safe; no-ops otherwise. */
 void ifb_uapi_emul_batch_begin (void);
 void ifb_uapi_emul_batch_end (void);
+/* Emulated backend: every device bind and release takes ms milliseconds in the calling process,
+ * as vfio-pci's device reset does on real hardware. Async-signal-safe. */
+void ifb_uapi_emul_set_reset_ms (unsigned ms);
+/* Close a device fd. On real hardware closing the last reference of a bound device resets it
+ * (100 ms and more) in the closing process; the emulated backend sleeps its reset time then. */
+void ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd);
 
 /*
  * Kernel tier only: the IOMMUFD_TEST mock device (IOMMU_TEST_CMD / IOMMU_TEST_OP_MOCK_DOMAIN),

@@ -367,11 +367,12 @@ def peer_holding(broker, vm, cg=None, uid=None, *args):
 
 
 def reclaimed(broker, vm, exits, timeout=10):
-    # Wait until the broker has replaced vm's context `exits` times (its holders exited).
+    # Wait until the broker has replaced vm's context `exits` times (its holders exited) and made
+    # it again (the guest is not busy).
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = broker.call("vm.show", {"vm": vm})
-        if v["vmm_exits"] >= exits:
+        if v["vmm_exits"] >= exits and not v["busy"]:
             return v
         time.sleep(0.02)
     raise AssertionError("guest %s not reclaimed %d times: %r" % (vm, exits, v))

@@ -300,7 +300,7 @@ def test_deferred_guest_allocates_when_vmm_asks():
             later = root.child("later")
             rc, out = peer(b, "g", later, NOBODY, "--nested")
             assert rc == 0 and out["ok"] and len(out["nested"]) == 2, out
-            vm = b.call("vm.show", {"vm": "g"})
+            vm = reclaimed(b, "g", 1)   # the peer exited: the context is made again, in the same cgroup
             assert vm["state"] == "ready" and all(d["state"] == "ready" for d in vm["devices"]), vm
             assert all(o["cgroup"] == later.path for o in vm["context_objects"]), vm["context_objects"]
     finally:

@@ -8,7 +8,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, run  # noqa: E402
+from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, reclaimed, run  # noqa: E402
 
 HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
 CTL = os.path.join(BUILD, "client", "iommufdctl")
@@ -276,7 +276,9 @@ def test_exec_substitutes_and_keeps_exactly_the_guest_fds():
         os.close(wfd)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
-        fds = b.call("vm.show", {"vm": "g1"})
+        # the program holding the fds exited: the broker made the guest's context again, which a
+        # fresh context numbers the same way
+        fds = reclaimed(b, "g1", 1)
         a = out["argv"]
         assert a[0].startswith("fd=") and out["fds"][a[0][3:]].startswith("/memfd:ifb-emulated-iommufd"), out
         assert a[1] == str(fds["ioas_id"]), (a, fds)
@@ -338,7 +340,7 @@ def test_exec_pending_guest_realized_in_its_cgroup():
                                 'readlink /proc/self/fd/$0', "%{dev:" + NEST_VTD[0] + "}"], capture_output=True,
                                text=True, timeout=20, preexec_fn=enter)
             assert r.returncode == 0 and "vfio" in r.stdout, (r.stdout, r.stderr)
-            vm = b.call("vm.show", {"vm": "p1"})
+            vm = reclaimed(b, "p1", 1)
             assert vm["devices"][0]["state"] == "ready" and vm["devices"][0]["cgroup"] == child.path, vm
     finally:
         cg.remove()

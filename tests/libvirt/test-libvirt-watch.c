@@ -41,16 +41,30 @@ manager_new (char **ret_tmp)
   return m;
 }
 
+typedef struct {
+  gboolean done;
+  IfbVm *vm;
+} Created;
+
+static void
+created (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  Created *c = data;
+  g_assert_no_error ((GError *) error);
+  c->vm = vm;
+  c->done = TRUE;
+}
+
 static IfbVm *
 guest (IfbManager *m, const char *name, const char *uuid, const char *cgroup)
 {
-  g_autoptr (GError) error = NULL;
   IfbVmCreateArgs a = { .name = name, .uuid = uuid, .cgroup = cgroup, .pidfd = -1,
                         .options = { .defer = TRUE }, .rlimit_per_process = 0 };
-  IfbVm *vm = NULL;
-  g_assert_true (ifb_lifecycle_create (m, &a, &vm, &error));
-  g_assert_no_error (error);
-  return vm;
+  Created c = { 0 };
+  ifb_lifecycle_create (m, &a, created, &c);
+  while (!c.done)
+    g_main_context_iteration (NULL, TRUE);
+  return c.vm;
 }
 
 /* Run the loop until name is gone (or not, within timeout). */

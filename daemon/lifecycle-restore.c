@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * After a restart the saved guests (state.c) meet the fds the service manager hands back (the
+ * fd store, LISTEN_FDS). ifb_lifecycle_restore() gives each guest its context and device fds by
+ * their fd-store names and settles what a crash can leave half-made, following the order of
+ * effects lifecycle.c keeps (allocate, fd store, state, reply): a context or device fd stored
+ * by a realize that never committed is dropped, a guest whose context is gone is dropped, fds
+ * that match no guest are closed (which unbinds their devices). The holders of each guest's fds
+ * are looked up again (holders.c).
+ *
+ * Tidying a restored context — on the emulated backend, destroying paging HWPTs nobody
+ * references, left by a crash between a worker's allocation and its commit — is done after
+ * READY=1, a few guests per main-loop turn, or first thing when a client touches the guest.
+ */
+#define G_LOG_DOMAIN "ifb-lifecycle"
+
+#include <string.h>
+
+#include "holders.h"
+#include "lifecycle.h"
+#include "log.h"
+#include "notify.h"
+#include "state.h"
+#include "util.h"
+
+static int
+take_fd (GHashTable *by_name, const char *name)
+{
+  gpointer v;
+  if (!g_hash_table_steal_extended (by_name, name, NULL, &v))
+    return -1;
+  return GPOINTER_TO_INT (v) - 1;
+}
+
+/* Emulated backend only: destroy paging HWPTs on the guest's IOAS that the registry does not
+ * reference and nothing uses (left by a crash between allocation and commit). */
+static void
+reap_orphans (IfbManager *m, IfbVm *vm)
+{
+  IfbUapiObject objs[256];
+  size_t n = 0;
+
+  if (!ifb_uapi_backend_is_emulated (m->backend) || vm->iommufd < 0)
+    return;
+  if (ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+    return;
+  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
+    gboolean known = FALSE;
+    if (objs[i].type != IFB_UAPI_OBJ_HWPT_PAGING || objs[i].parent_id != vm->ioas_id)
+      continue;
+    for (guint j = 0; j < vm->devices->len && !known; j++)
+      known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
+    if (!known && ifb_uapi_destroy (m->backend, vm->iommufd, objs[i].id) == 0)
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
+                  objs[i].id, vm->name);
+  }
+}
+
+static void
+tidy (IfbManager *m, IfbVm *vm)
+{
+  if (!vm->needs_tidy)
+    return;
+  vm->needs_tidy = false;
+  reap_orphans (m, vm);
+}
+
+IfbVm *
+ifb_lifecycle_get (IfbManager *m, const char *key, GError **error)
+{
+  IfbVm *vm = ifb_registry_get (m->registry, key, error);
+  if (vm)
+    tidy (m, vm);
+  return vm;
+}
+
+typedef struct {
+  IfbManager *m;
+  GPtrArray *uuids;             /* of char*, left to tidy */
+} TidyJob;
+
+static gboolean
+tidy_some (gpointer data)
+{
+  TidyJob *job = data;
+
+  for (int n = 0; n < 64 && job->uuids->len > 0; n++) {
+    g_autofree char *uuid = g_ptr_array_steal_index_fast (job->uuids, job->uuids->len - 1);
+    IfbVm *vm = ifb_registry_lookup (job->m->registry, uuid);
+    if (vm)
+      tidy (job->m, vm);
+  }
+  if (job->uuids->len > 0)
+    return G_SOURCE_CONTINUE;
+  g_ptr_array_unref (job->uuids);
+  g_free (job);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ifb_lifecycle_tidy_in_background (IfbManager *m)
+{
+  g_autoptr (GPtrArray) vms = ifb_registry_list (m->registry);
+  TidyJob *job = g_new0 (TidyJob, 1);
+
+  job->m = m;
+  job->uuids = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < vms->len; i++)
+    if (((IfbVm *) g_ptr_array_index (vms, i))->needs_tidy)
+      g_ptr_array_add (job->uuids, g_strdup (((IfbVm *) g_ptr_array_index (vms, i))->uuid));
+  if (job->uuids->len == 0) {
+    g_ptr_array_unref (job->uuids);
+    g_free (job);
+    return;
+  }
+  g_idle_add (tidy_some, job);
+}
+
+/* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
+static void
+forget_state (IfbManager *m, IfbVm *vm)
+{
+  g_autoptr (GError) error = NULL;
+  if (!ifb_state_remove_vm (m->runtime_dirfd, vm->uuid, &error))
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
+}
+
+void
+ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, guint n_fds)
+{
+  g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (GPtrArray) kept = g_ptr_array_new ();
+  GHashTableIter it;
+  gpointer k, v;
+  gboolean changed;
+
+  for (guint i = 0; i < n_fds; i++) {
+    if (g_hash_table_contains (by_name, names[i])) {
+      g_message ("fd store: duplicate entry '%s', closing it", names[i]);
+      ifb_close (fds[i]);
+      continue;
+    }
+    g_hash_table_insert (by_name, g_strdup (names[i]), GINT_TO_POINTER (fds[i] + 1));
+  }
+
+  /* 1. give each saved guest its fds back */
+  for (guint i = 0; i < saved->len; i++) {
+    IfbVm *vm = g_steal_pointer (&g_ptr_array_index (saved, i));
+    g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
+
+    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+
+    vm->iommufd = take_fd (by_name, ctx_name);
+    /* An unbound guest's context is an empty /dev/iommu: whole whenever it is there. */
+    if (bound && vm->iommufd >= 0 && !vm->ioas_id) {
+      /* A pending guest whose realize stored its context but crashed before the commit: the
+       * registry says pending, so this context is half-made. Drop it; the next realize redoes it. */
+      ifb_notify_fdstore_remove (ctx_name);
+      vm->iommufd = ifb_close (vm->iommufd);
+    }
+    if (vm->iommufd < 0 && vm->ioas_id) {
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
+                  vm->name);
+      forget_state (m, vm);
+      for (guint j = 0; j < vm->devices->len; j++) {
+        g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
+        int dfd = take_fd (by_name, dn);
+        /* Out of the store too: the manager's copy would keep the device bound for ever. */
+        if (dfd >= 0)
+          ifb_notify_fdstore_remove (dn);
+        ifb_close (dfd);
+      }
+      ifb_vm_free (vm);
+      continue;
+    }
+    changed = FALSE;
+    for (guint j = 0; j < vm->devices->len;) {
+      IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
+      g_autofree char *dn = ifb_vm_fdname_device (vm, d);
+      d->fd = take_fd (by_name, dn);
+      if (!bound && d->fd >= 0) {
+        /* The broker keeps no fd of an unbound guest's device: a copy would keep it bound. */
+        ifb_notify_fdstore_remove (dn);
+        d->fd = ifb_close (d->fd);
+      }
+      if (bound && d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
+        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, d->bdf, "Device %s of guest '%s' lost its fd; detaching it", d->bdf, vm->name);
+        if (vm->iommufd >= 0 && d->hwpt_id)
+          ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
+        g_ptr_array_remove_index (vm->devices, j);
+        changed = TRUE;
+        continue;
+      }
+      if (d->state == IFB_VM_DEVICE_RESERVED && d->fd >= 0) {
+        /* Stored by a realize that crashed before its commit: drop it from the store as well,
+         * or the manager's copy keeps the device bound and the next realize fails. */
+        ifb_notify_fdstore_remove (dn);
+        d->fd = ifb_close (d->fd);
+      }
+      j++;
+    }
+    if (changed) {
+      g_autoptr (GError) error = NULL;
+      if (!ifb_state_save_vm (m->runtime_dirfd, vm, &error))
+        ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
+    }
+    g_ptr_array_add (kept, vm);
+  }
+
+  /* 2. whatever is left matches nothing: close it (unbinding such devices) */
+  g_hash_table_iter_init (&it, by_name);
+  while (g_hash_table_iter_next (&it, &k, &v)) {
+    g_message ("fd store: entry '%s' matches no guest in the registry; closing it", (const char *) k);
+    ifb_notify_fdstore_remove (k);
+    ifb_close (GPOINTER_TO_INT (v) - 1);
+  }
+
+  /* 3. tidy each context and register the guest */
+  for (guint i = 0; i < kept->len; i++) {
+    IfbVm *vm = g_ptr_array_index (kept, i);
+    g_autoptr (GError) error = NULL;
+
+    /* Tidying a context (emulated backend) maps it and checks its devices: done after READY=1
+     * in the background, or first thing when a client touches the guest (ifb_lifecycle_get()),
+     * so a restart with thousands of guests is not held up by it. */
+    vm->needs_tidy = ifb_uapi_backend_is_emulated (m->backend);
+    if (!ifb_registry_add (m->registry, vm, &error)) {
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
+      forget_state (m, vm);
+      ifb_vm_free (vm);
+      continue;
+    }
+    m->n_restored_vms++;
+    ifb_holders_restore (m, vm);
+    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
+  }
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * iommufd-broker-worker: the process that carries out one request's allocations inside a guest's
+ * cgroup (see worker.c for how the daemon starts and watches it).
+ *
+ *   iommufd-broker-worker BATCH_FD GO_FD DAEMON_PID
+ *
+ * BATCH_FD is a memfd holding the IfbWorkerBatch (worker.h): what to do, with the numbers of the
+ * context and device fds this process inherited, and where the results go. GO_FD, when not -1,
+ * is a pipe to wait on until the daemon has moved this process into the guest's cgroup (the
+ * fallback when clone3 is refused). The worker runs the batch — IOAS, then per device BIND,
+ * GET_HW_INFO, HWPT_ALLOC, ATTACH — undoes its own work when a step fails (binding is undone by
+ * the daemon closing the device fds), writes what happened into the batch and exits 0. Any other
+ * end (a signal, a non-zero exit) tells the daemon the batch did not complete.
+ *
+ * Being a program of its own, it starts with default signal handlers and shares nothing with
+ * the daemon but the batch and the fds it was given: a signal sent to the guest's cgroup kills
+ * the worker, never the daemon. It dies with the daemon (PR_SET_PDEATHSIG): a worker left
+ * running after a crash would go on allocating in a context the restarted daemon has already
+ * reconciled.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "fault.h"
+#include "uapi.h"
+#include "worker.h"
+
+static const IfbUapiBackend *backend;
+
+/* Each step goes through the fault hook first (and then is not carried out), so tests can fail
+ * any one of them. */
+#define STEP(name, call) (ifb_fault_check (name) ?: (call))
+
+static void
+undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
+{
+  for (size_t i = 0; i < upto; i++) {
+    IfbWorkerDevice *d = &b->devices[i];
+    if (d->selftest && d->stdev_id) {
+      /* A mock has no fd whose close unbinds it: destroying it detaches and unbinds. */
+      ifb_uapi_destroy (backend, b->iommufd, d->stdev_id);
+      d->stdev_id = 0;
+    } else if (d->hwpt_id) {
+      ifb_uapi_device_detach (backend, d->device_fd);
+    }
+    if (d->hwpt_id) {
+      ifb_uapi_destroy (backend, b->iommufd, d->hwpt_id);
+      d->hwpt_id = 0;
+    }
+  }
+  if (ioas_is_new && b->ioas_id) {
+    ifb_uapi_destroy (backend, b->iommufd, b->ioas_id);
+    b->ioas_id = 0;
+  }
+}
+
+/* The worker's body. Async-signal-safe only. */
+static void
+worker_steps (IfbWorkerBatch *b)
+{
+  ifb_cgroup_self (b->cgroup, sizeof (b->cgroup));
+
+  if (b->alloc_ioas) {
+    b->ioas_err = ifb_fault_check ("ioas-alloc");
+    if (!b->ioas_err)
+      b->ioas_err = ifb_uapi_ioas_alloc (backend, b->iommufd, &b->ioas_id);
+    if (b->ioas_err)
+      return;
+  }
+
+  for (size_t i = 0; i < b->n_devices; i++) {
+    IfbWorkerDevice *d = &b->devices[i];
+    uint32_t flags = d->want_flags;
+    int r;
+
+    d->failed_step = IFB_WORKER_STEP_BIND;
+    if (d->selftest)   /* MOCK_DOMAIN: the mock, bound and attached to an automatic HWPT on the IOAS */
+      r = STEP ("bind", ifb_uapi_selftest_mock_domain (backend, b->iommufd, b->ioas_id, &d->stdev_id, NULL, &d->dev_id));
+    else
+      r = STEP ("bind", ifb_uapi_device_bind (backend, d->device_fd, b->iommufd, &d->dev_id));
+    if (r == 0) {
+      d->failed_step = IFB_WORKER_STEP_HW_INFO;
+      r = STEP ("hw-info", ifb_uapi_get_hw_info (backend, b->iommufd, d->dev_id, &d->info));
+    }
+    if (r == 0) {
+      d->failed_step = IFB_WORKER_STEP_HWPT_ALLOC;
+      if ((flags & IFB_HWPT_DIRTY_TRACKING) && !d->info.dirty_tracking)
+        flags &= ~IFB_HWPT_DIRTY_TRACKING;   /* asked for "where supported" */
+      r = STEP ("hwpt-alloc", ifb_uapi_hwpt_alloc (backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id));
+      if (r == -EOPNOTSUPP && (flags & IFB_HWPT_NEST_PARENT) && d->allow_plain) {
+        flags &= ~IFB_HWPT_NEST_PARENT;
+        r = ifb_uapi_hwpt_alloc (backend, b->iommufd, d->dev_id, b->ioas_id, flags, &d->hwpt_id);
+      }
+    }
+    if (r == 0) {
+      d->hwpt_flags = flags;
+      d->failed_step = IFB_WORKER_STEP_ATTACH;
+      r = STEP ("attach", d->selftest ? ifb_uapi_selftest_mock_domain_replace (backend, b->iommufd, d->stdev_id, d->hwpt_id)
+                                      : ifb_uapi_device_attach (backend, d->device_fd, d->hwpt_id));
+      if (r < 0) {
+        ifb_uapi_destroy (backend, b->iommufd, d->hwpt_id);
+        d->hwpt_id = 0;
+      }
+    }
+    if (r < 0) {
+      d->err = r;
+      if (d->selftest && d->stdev_id) {
+        ifb_uapi_destroy (backend, b->iommufd, d->stdev_id);
+        d->stdev_id = 0;
+      }
+      b->failed_index = (int) i;
+      undo (b, i, b->alloc_ioas);
+      return;
+    }
+    d->failed_step = IFB_WORKER_STEP_NONE;
+  }
+}
+
+
+int
+main (int argc, char **argv)
+{
+  IfbWorkerBatch *b;
+  int batch_fd, go_fd;
+  pid_t daemon_pid;
+
+  if (argc != 4)
+    return 2;
+  batch_fd = atoi (argv[1]);
+  go_fd = atoi (argv[2]);
+  daemon_pid = (pid_t) atoi (argv[3]);
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid () != daemon_pid)   /* the daemon died before we asked */
+    return 4;
+  if (go_fd >= 0) {
+    char go = 0;
+    if (read (go_fd, &go, 1) != 1 || go != 'g')
+      return 3;
+    close (go_fd);
+  }
+  b = mmap (NULL, sizeof (IfbWorkerBatch), PROT_READ | PROT_WRITE, MAP_SHARED, batch_fd, 0);
+  if (b == MAP_FAILED)
+    return 5;
+  close (batch_fd);
+  ifb_fault_init ();
+  backend = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
+  ifb_uapi_emul_set_reset_ms (b->device_reset_ms);
+  ifb_uapi_emul_batch_begin ();   /* the emulated backend keeps its table mapped meanwhile */
+  worker_steps (b);
+  ifb_uapi_emul_batch_end ();
+  b->finished = true;
+  return 0;
+}
