@@ -89,11 +89,14 @@ simple_call (IfbCtl *ctl, const char *method, json_object *params, void (*print)
   return print_or_json (ctl, r, print);
 }
 
-static json_object *
-vm_param (const char *vm)
+json_object *
+ifb_ctl_vm_param (const char *vm)
 {
   json_object *p = json_object_new_object ();
-  json_object_object_add (p, "vm", json_object_new_string (vm));
+  if (g_str_has_prefix (vm, "uuid:"))
+    json_object_object_add (p, "uuid", json_object_new_string (vm + 5));
+  else
+    json_object_object_add (p, "vm", json_object_new_string (vm));
   return p;
 }
 
@@ -166,7 +169,7 @@ cmd_fds (IfbCtl *ctl, const char *vm)
   json_object *devs;
   gint64 idx;
 
-  if (!c || !ifb_ctl_call (ctl, c, "vm.fds", vm_param (vm), &r, &fds))
+  if (!c || !ifb_ctl_call (ctl, c, "vm.fds", ifb_ctl_vm_param (vm), &r, &fds))
     return IFB_EXIT_FAILED;
   if (ctl->json)
     return print_or_json (ctl, r, NULL);
@@ -204,15 +207,15 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
   if (strcmp (sub, "list") == 0 && argc == 2)
     return simple_call (ctl, "vm.list", NULL, print_list);
   if (strcmp (sub, "show") == 0 && argc == 3)
-    return simple_call (ctl, "vm.show", vm_param (argv[2]), print_vm);
+    return simple_call (ctl, "vm.show", ifb_ctl_vm_param (argv[2]), print_vm);
   if (strcmp (sub, "destroy") == 0 && argc == 3)
-    return simple_call (ctl, "vm.destroy", vm_param (argv[2]), print_destroyed);
+    return simple_call (ctl, "vm.destroy", ifb_ctl_vm_param (argv[2]), print_destroyed);
   if (strcmp (sub, "fds") == 0 && argc == 3)
     return cmd_fds (ctl, argv[2]);
   if (strcmp (sub, "create") == 0)
     return cmd_create (ctl, argc - 1, argv + 1);
   if (strcmp (sub, "attach") == 0 && argc >= 4) {
-    json_object *p = vm_param (argv[2]);
+    json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object *a = json_object_new_array ();
     for (int i = 3; i < argc; i++)
       json_object_array_add (a, json_object_new_string (argv[i]));
@@ -220,7 +223,7 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
     return simple_call (ctl, "vm.attach", p, print_vm);
   }
   if (strcmp (sub, "detach") == 0 && argc == 4) {
-    json_object *p = vm_param (argv[2]);
+    json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object_object_add (p, "device", json_object_new_string (argv[3]));
     return simple_call (ctl, "vm.detach", p, print_vm);
   }

@@ -49,6 +49,9 @@ void ifb_ctl_print_json (json_object *o);
  * freed at exit: convenient for tables. */
 const char *ifb_ctl_text (json_object *o, const char *key);
 
+/* {"vm": NAME}, or {"uuid": UUID} for "uuid:UUID" (a name never stands for a UUID). */
+json_object *ifb_ctl_vm_param (const char *vm);
+
 int ifb_ctl_cmd_status (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_devices (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv);

@@ -46,7 +46,8 @@ static const IfbCtlCommand commands[] = {
     "       iommufdctl vm attach NAME BDF [BDF...]\n"
     "       iommufdctl vm detach NAME BDF\n"
     "       iommufdctl vm destroy NAME\n"
-    "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n" },
+    "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n"
+    "A guest is named by its NAME, or by its UUID as uuid:UUID.\n" },
   { "events", "", "Follow guest and device events until interrupted", ifb_ctl_cmd_events,
     "Usage: iommufdctl events\n\n"
     "Subscribe to the broker's events (vm.created, vm.ready, vm.destroyed, device.attached,\n"

@@ -64,6 +64,11 @@ static const KeySpec keys[] = {
   U ("limits", "max-batch", max_batch, 1, 4096),
   U ("limits", "max-vms", max_vms, 1, 65536),
   U ("limits", "max-devices-per-vm", max_devices_per_vm, 1, 64),
+  U ("limits", "max-queued-bytes", max_queued_bytes, 65536, 1u << 30),
+  U ("limits", "reserved-connections", reserved_connections, 0, 65535),
+  U ("limits", "idle-timeout", idle_timeout, 0, 86400),
+  U ("limits", "max-refusals-logged", max_refusals_logged, 0, 100000),
+  U ("limits", "expensive-calls-per-second", expensive_calls_per_second, 0, 1000000),
   S ("access", "admin-group", admin_group),
   S ("access", "read-group", read_group),
   B ("accounting", "rlimit-per-process", rlimit_per_process),
@@ -98,6 +103,11 @@ config_new_defaults (void)
   c->max_batch = 64;
   c->max_vms = 1024;            /* x (1 + max_devices_per_vm) = the unit's FileDescriptorStoreMax=17408 */
   c->max_devices_per_vm = 16;
+  c->max_queued_bytes = 16u << 20;
+  c->reserved_connections = 16;
+  c->idle_timeout = 300;
+  c->max_refusals_logged = 20;
+  c->expensive_calls_per_second = 200;
   c->admin_group = NULL;
   c->read_group = NULL;
   c->admin_gid = (gid_t) -1;

@@ -42,6 +42,11 @@ typedef struct {
   guint max_batch;
   guint max_vms;
   guint max_devices_per_vm;
+  guint max_queued_bytes;       /* replies and events waiting to be sent, per connection */
+  guint reserved_connections;   /* of max_connections, for root and the admin group only */
+  guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
+  guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
+  guint expensive_calls_per_second;  /* per uid (not root, not admins); 0: no budget */
   /* [access] */
   char *admin_group;
   char *read_group;

@@ -18,6 +18,13 @@
  * later (ifb_call_defer(): its worker is running) or park the call until its guest is idle
  * (ifb_call_park_if_busy()); the connection sends the line's reply, in line order, when every
  * slot is in.
+ *
+ * What one line can cost is bounded: a batch's replies may take a quarter of [limits]
+ * max-queued-bytes, measured as they are made, and the requests after that are answered with
+ * limit-exceeded without running; the expensive methods (a large reply, or a walk of every guest
+ * or device) are budgeted per uid by a token bucket of [limits] expensive-calls-per-second
+ * (root and the admin group are not counted). Refused calls are logged through
+ * ifb_log_refusal(), a few per uid per interval.
  */
 #define G_LOG_DOMAIN "ifb-dispatch"
 
@@ -26,6 +33,7 @@
 #include "dispatch.h"
 #include "lifecycle.h"
 #include "errors.h"
+#include "log.h"
 #include "util.h"
 #include "json.h"
 #include "jsonrpc.h"
@@ -46,6 +54,52 @@ id_is_valid (json_object *id)
   /* json-c represents null as NULL; presence is checked by the caller */
   return !id || json_object_is_type (id, json_type_string) || json_object_is_type (id, json_type_int) ||
          json_object_is_type (id, json_type_double);
+}
+
+typedef struct {
+  double tokens;
+  gint64 last;
+} Bucket;
+
+static GHashTable *buckets;   /* uid -> Bucket* (one manager per process) */
+
+/* One expensive call of uid, if its bucket (rate per second, as deep as one second's worth)
+ * has a token. */
+static gboolean
+take_token (uid_t uid, guint rate)
+{
+  gint64 now = g_get_monotonic_time ();
+  Bucket *b;
+
+  if (!buckets)
+    buckets = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  b = g_hash_table_lookup (buckets, GUINT_TO_POINTER (uid));
+  if (!b) {
+    if (g_hash_table_size (buckets) >= 4096)   /* a full bucket and a forgotten one are the same */
+      g_hash_table_remove_all (buckets);
+    b = g_new0 (Bucket, 1);
+    b->tokens = rate;
+    b->last = now;
+    g_hash_table_insert (buckets, GUINT_TO_POINTER (uid), b);
+  }
+  b->tokens = MIN ((double) rate, b->tokens + (double) (now - b->last) * rate / G_USEC_PER_SEC);
+  b->last = now;
+  if (b->tokens < 1.0)
+    return FALSE;
+  b->tokens -= 1.0;
+  return TRUE;
+}
+
+static gboolean
+check_budget (IfbManager *m, const IfbPeer *peer, const IfbMethod *method, GError **error)
+{
+  guint rate = m->config->expensive_calls_per_second;
+
+  if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, m->config) || take_token (peer->uid, rate))
+    return TRUE;
+  return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list and device.list "
+                      "per second ([limits] expensive-calls-per-second)", (unsigned) peer->uid, rate), FALSE;
 }
 
 static json_object *
@@ -127,8 +181,9 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 
   ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->start_usec);
   if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-    g_message ("%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1, peer ? (int) peer->pid : -1,
-               error->message);
+    ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->manager->config->max_refusals_logged,
+                     "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
+                     peer ? (int) peer->pid : -1, error->message);
   ifb_reply_fill (d->reply, d->slot, d->has_id ? ifb_jsonrpc_error_new (d->id, (GError *) error) : NULL);
   deferred_free (d);
 }
@@ -208,13 +263,15 @@ invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod
     .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .start_usec = start_usec,
   };
   gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+                check_budget (m, peer, method, &error) &&
                 method->func (&call, params, &result, &error);
 
   if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
     ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - start_usec);
   if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-      g_message ("%s from uid %u pid %d failed: %s", method->name, (unsigned) peer->uid, (int) peer->pid, error->message);
+      ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
+                       (unsigned) peer->uid, (int) peer->pid, error->message);
     ifb_reply_fill (r, slot, has_id ? ifb_jsonrpc_error_new (id, error) : NULL);
     return;
   }
@@ -305,8 +362,21 @@ ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer
   if (!req) {
     ifb_reply_fill (r, ifb_reply_add_slot (r), ifb_jsonrpc_error_new (NULL, error));
   } else if (batch) {
-    for (size_t i = 0; i < json_object_array_length (req); i++)
-      handle_into (m, conn, peer, json_object_array_get_idx (req, i), NULL, r);
+    for (size_t i = 0; i < json_object_array_length (req); i++) {
+      json_object *one = json_object_array_get_idx (req, i);
+      json_object *id = NULL;
+      if (ifb_reply_bytes (r) < m->config->max_queued_bytes / 4) {
+        handle_into (m, conn, peer, one, NULL, r);
+        continue;
+      }
+      /* Over this line's share of the queue: the rest is answered, not run. */
+      if (json_object_is_type (one, json_type_object) && !json_object_object_get_ex (one, "id", &id))
+        continue;   /* a notification: nothing to say */
+      ifb_reply_fill (r, ifb_reply_add_slot (r),
+                      error_reply (id_is_valid (id) ? id : NULL, IFB_ERROR_LIMIT_EXCEEDED,
+                                   "Limit reached: this batch's replies take a quarter of [limits] max-queued-bytes "
+                                   "already; the request was not run"));
+    }
   } else if (json_object_is_type (req, json_type_array)) {
     size_t n = json_object_array_length (req);
     g_autofree char *msg = n == 0 ? g_strdup ("Invalid Request: empty batch")

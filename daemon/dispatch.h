@@ -64,6 +64,7 @@ typedef struct {
   IfbAccess access;
   gboolean takes_fds;
   IfbMethodFunc func;
+  gboolean expensive;           /* a large reply or a walk of every guest or device: budgeted per uid */
 } IfbMethod;
 
 /* The one method table (rpc-methods.c), terminated by { NULL }. */

@@ -503,7 +503,8 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone 
     goto refuse;
   }
   uuid = a->uuid ? g_ascii_strdown (a->uuid, -1) : g_uuid_string_random ();
-  if (!resolve_cgroup (m, a, &cgroup, &error))
+  if (!resolve_cgroup (m, a, &cgroup, &error) ||
+      !ifb_peer_check_guest_cgroup (a->caller, cgroup, m->self_cgroup, a->allow_caller_cgroup, &error))
     goto refuse;
   if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid)) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already", a->name, uuid);

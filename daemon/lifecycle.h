@@ -9,6 +9,7 @@
 #include <glib.h>
 
 #include "manager.h"
+#include "peer.h"
 #include "vm.h"
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
   int pidfd;                    /* -1: none (a pidfd passed by the caller) */
   IfbVmOptions options;
   int rlimit_per_process;       /* -1: the configured default */
+  const IfbPeer *caller;        /* NULL: none to keep out of the guest's cgroup */
+  gboolean allow_caller_cgroup; /* root says: a cgroup containing it is meant */
 } IfbVmCreateArgs;
 
 /*
@@ -57,6 +60,8 @@ gboolean ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, 
 
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
+/* What ifb_lifecycle_get() does to the guest it finds, for a guest looked up otherwise. */
+void ifb_lifecycle_touch (IfbManager *m, IfbVm *vm);
 /* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */
 void ifb_lifecycle_tidy_in_background (IfbManager *m);
 

@@ -221,7 +221,7 @@ ifb_manager_start (IfbManager *m, GError **error)
                  no_worker->message);
   }
 
-  if (!ifb_state_load (m->runtime_dirfd, &saved, error))
+  if (!ifb_state_load (m->runtime_dirfd, c->max_vms, &saved, error))
     return FALSE;
 
   n = sd_listen_fds_with_names (TRUE, &names);

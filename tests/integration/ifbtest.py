@@ -391,6 +391,11 @@ def run(tests):
     """Run test functions; print one line each and the closing tally. Exit non-zero on failure."""
     require_root()
     only = sys.argv[1:]
+    unknown = set(only) - {t.__name__ for t in tests}
+    if unknown:
+        # a typo (or a build directory passed on) must not turn into "0 passed"
+        print("no test named %s" % ", ".join(sorted(unknown)))
+        sys.exit(1)
     passed = failed = skipped = 0
     for t in tests:
         if only and t.__name__ not in only:

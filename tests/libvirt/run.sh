@@ -5,6 +5,7 @@
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-${IFB_BUILD_DIR:-$src/build}}
+[ $# -gt 0 ] && shift   # the rest names tests to run (all by default)
 . "$src/tests/heavy-gate.sh"
 heavy_gate libvirtd "runs a real libvirtd and QEMU (and installs them)" root
 "$src/tools/install-deps" libvirt
