@@ -50,8 +50,8 @@ static const IfbCtlCommand commands[] = {
     "A guest is named by its NAME, or by its UUID as uuid:UUID.\n" },
   { "events", "", "Follow guest and device events until interrupted", ifb_ctl_cmd_events,
     "Usage: iommufdctl events\n\n"
-    "Subscribe to the broker's events (vm.created, vm.ready, vm.destroyed, device.attached,\n"
-    "device.detached) and print one line each until interrupted; with --json one JSON object each.\n" },
+    "Subscribe to the broker's events (vm.created, vm.ready, vm.reclaimed, vm.destroyed,\n"
+    "device.attached, device.detached) and print one line each until interrupted; with --json one JSON object each.\n" },
   { "metrics", "", "The broker's metrics in the OpenMetrics text format", ifb_ctl_cmd_metrics,
     "Usage: iommufdctl metrics\n\n"
     "Print the broker's metrics in the OpenMetrics text format (what [metrics] textfile= writes\n"

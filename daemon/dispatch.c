@@ -98,7 +98,7 @@ check_budget (IfbManager *m, const IfbPeer *peer, const IfbMethod *method, GErro
   if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, m->config) || take_token (peer->uid, rate))
     return TRUE;
   return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
-                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list and device.list "
+                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list, device.list and metrics "
                       "per second ([limits] expensive-calls-per-second)", (unsigned) peer->uid, rate), FALSE;
 }
 
@@ -113,12 +113,12 @@ error_reply (json_object *id, IfbError code, const char *msg)
 
 struct IfbDeferred {
   IfbManager *manager;
+  gint64 started_usec;
   IfbReply *reply;
   guint slot;
   json_object *id;
   gboolean has_id;
   char *method;
-  gint64 start_usec;
 };
 
 IfbDeferred *
@@ -132,7 +132,7 @@ ifb_call_defer (IfbCall *call)
   d->id = json_object_get (call->id);
   d->has_id = call->has_id;
   d->method = g_strdup (call->method);
-  d->start_usec = call->start_usec;
+  d->started_usec = call->started_usec;
   call->deferred = TRUE;
   return d;
 }
@@ -164,7 +164,7 @@ deferred_free (IfbDeferred *d)
 void
 ifb_deferred_return (IfbDeferred *d, json_object *result)
 {
-  ifb_metrics_rpc_observe (d->method, NULL, g_get_monotonic_time () - d->start_usec);
+  ifb_metrics_rpc_observe (d->method, NULL, g_get_monotonic_time () - d->started_usec);
   if (!d->has_id) {
     json_object_put (result);
     ifb_reply_fill (d->reply, d->slot, NULL);
@@ -179,7 +179,7 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 {
   const IfbPeer *peer = ifb_deferred_peer (d);
 
-  ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->start_usec);
+  ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->started_usec);
   if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
     ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->manager->config->max_refusals_logged,
                      "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
@@ -190,7 +190,7 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 
 static void invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
                     json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
-                    gint64 start_usec);
+                    gint64 started_usec);
 
 typedef struct {
   IfbManager *manager;
@@ -200,7 +200,7 @@ typedef struct {
   json_object *id, *params;
   gboolean has_id;
   IfbFdList *in_fds;
-  gint64 start_usec;
+  gint64 started_usec;
 } Parked;
 
 static void
@@ -211,7 +211,7 @@ resume_parked (gpointer data)
 
   if (conn)
     invoke (p->manager, conn, ifb_connection_get_peer (conn), p->method, p->id, p->has_id, p->params, p->in_fds,
-            p->reply, p->slot, p->start_usec);
+            p->reply, p->slot, p->started_usec);
   else
     ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
   ifb_reply_unref (p->reply);
@@ -235,7 +235,7 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
   p->method = ifb_method_lookup (call->method);
   p->id = json_object_get (call->id);
   p->has_id = call->has_id;
-  p->start_usec = call->start_usec;
+  p->started_usec = call->started_usec;
   p->params = json_object_get (call->params);
   if (call->in_fds) {   /* what the method takes comes along */
     p->in_fds = ifb_fd_list_new ();
@@ -249,25 +249,25 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
 
 /* ---- one request --------------------------------------------------------------------- */
 
-/* start_usec: when the request arrived; a parked call keeps its first arrival. */
+/* started_usec: when the request arrived; a parked call keeps its first arrival. */
 static void
 invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
         json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
-        gint64 start_usec)
+        gint64 started_usec)
 {
   g_autoptr (GError) error = NULL;
   json_object *result = NULL;
   IfbCall call = {
     .manager = m, .connection = conn, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
-    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .start_usec = start_usec,
+    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .started_usec = started_usec,
   };
   gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
                 check_budget (m, peer, method, &error) &&
                 method->func (&call, params, &result, &error);
 
   if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
-    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - start_usec);
+    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);
   if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
       ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,

@@ -30,7 +30,7 @@ typedef struct {
   IfbReply *reply;
   guint slot;
   gboolean deferred;            /* the handler took the answer out (ifb_call_defer/park) */
-  gint64 start_usec;            /* when the request arrived (parked or not): the metrics' latency */
+  gint64 started_usec;          /* when the request arrived (parked or not): the metrics' latency */
 } IfbCall;
 
 /*

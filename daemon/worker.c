@@ -42,8 +42,8 @@
 
 #include "errors.h"
 #include "fault.h"
-#include "metrics.h"
 #include "fdwatch.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -88,9 +88,9 @@ typedef struct {
   int pidfd;
   guint watch;
   guint timer;
+  gint64 started_usec;
   gboolean timed_out;
   GError *error;                /* could not start: reported from an idle callback */
-  gint64 spawned_usec;          /* for the metrics' worker duration */
 } Worker;
 
 static int program_fd = -1;     /* the worker program, O_PATH */
@@ -382,7 +382,8 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);
-  ifb_metrics_worker_observe (w->batch->used_fallback ? "vfork" : "clone3", !error, g_get_monotonic_time () - w->spawned_usec);
+  ifb_metrics_worker_observe (w->batch->used_fallback ? "vfork" : "clone3", error == NULL,
+                              g_get_monotonic_time () - w->started_usec);
   finish (w, error);
   start_waiting ();
   return G_SOURCE_REMOVE;
@@ -416,7 +417,7 @@ run (Worker *w)
     return;
   }
   n_running++;
-  w->spawned_usec = g_get_monotonic_time ();
+  w->started_usec = g_get_monotonic_time ();
   w->watch = ifb_fd_watch_add (w->pidfd, G_IO_IN, on_worker_exit, w);
   w->timer = g_timeout_add (w->timeout_ms, on_timeout, w);
 }

@@ -207,6 +207,7 @@ def test_started_records_pid_and_realizes():
             assert r.returncode == 0 and b"re-creating" in r.stderr, r
             vm = b.call("vm.show", {"vm": NAME})
             assert vm["cgroup"] == CGROUP and len(vm["devices"]) == 2, vm
+            assert vm["options"]["handoff"] == "unbound" and vm["vmm_pid"] == p.pid, vm
             # reconnect with the guest present: quiet
             r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
             assert r.returncode == 0 and r.stderr == b"", r
