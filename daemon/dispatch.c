@@ -189,7 +189,8 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 }
 
 static void invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
-                    json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot);
+                    json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+                    gint64 started_usec);
 
 typedef struct {
   IfbManager *manager;
@@ -199,6 +200,7 @@ typedef struct {
   json_object *id, *params;
   gboolean has_id;
   IfbFdList *in_fds;
+  gint64 started_usec;
 } Parked;
 
 static void
@@ -209,7 +211,7 @@ resume_parked (gpointer data)
 
   if (conn)
     invoke (p->manager, conn, ifb_connection_get_peer (conn), p->method, p->id, p->has_id, p->params, p->in_fds,
-            p->reply, p->slot);
+            p->reply, p->slot, p->started_usec);
   else
     ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
   ifb_reply_unref (p->reply);
@@ -233,6 +235,7 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
   p->method = ifb_method_lookup (call->method);
   p->id = json_object_get (call->id);
   p->has_id = call->has_id;
+  p->started_usec = call->started_usec;
   p->params = json_object_get (call->params);
   if (call->in_fds) {   /* what the method takes comes along */
     p->in_fds = ifb_fd_list_new ();
@@ -246,24 +249,25 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
 
 /* ---- one request --------------------------------------------------------------------- */
 
+/* started_usec: when the request arrived; a parked call keeps its first arrival. */
 static void
 invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
-        json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot)
+        json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+        gint64 started_usec)
 {
   g_autoptr (GError) error = NULL;
   json_object *result = NULL;
   IfbCall call = {
     .manager = m, .connection = conn, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
-    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot,
-    .started_usec = g_get_monotonic_time (),
+    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .started_usec = started_usec,
   };
-  gboolean ok;
+  gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+                check_budget (m, peer, method, &error) &&
+                method->func (&call, params, &result, &error);
 
-  ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
-       check_budget (m, peer, method, &error) && method->func (&call, params, &result, &error);
-  if (!call.deferred)
-    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - call.started_usec);
+  if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
+    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);
   if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
       ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
@@ -324,7 +328,7 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
   }
 
   *ret_invoked = TRUE;
-  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot);
+  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot, g_get_monotonic_time ());
   return NULL;
 }
 

@@ -30,7 +30,7 @@ typedef struct {
   IfbReply *reply;
   guint slot;
   gboolean deferred;            /* the handler took the answer out (ifb_call_defer/park) */
-  gint64 started_usec;          /* for the RPC latency histogram (metrics.c) */
+  gint64 started_usec;          /* when the request arrived (parked or not): the metrics' latency */
 } IfbCall;
 
 /*

@@ -4,7 +4,8 @@
  *
  * Two kinds of numbers. Events are counted as they happen, in this file's static state (the
  * daemon is one thread): every RPC call by method, with its errors by wire name and its duration
- * (the dispatcher, dispatch.c), and every worker by spawn strategy with its duration (worker.c).
+ * (the dispatcher, dispatch.c: from the request's arrival to its answer, however long it was
+ * parked or its worker ran), and every worker by spawn strategy with its duration (worker.c).
  * Label values of these come only from fixed tables (the method table, the error table, the
  * two strategies), never from what a peer sent, so the number of series is bounded. State is
  * read when the text is rendered: guests from the registry (labels vm and uuid: names the
@@ -68,7 +69,7 @@ typedef struct {
   Histogram duration;
 } MethodStats;
 
-static const char *const strategies[] = { "clone3", "fork" };
+static const char *const strategies[] = { "clone3", "vfork" };
 
 typedef struct {
   guint64 spawns;
@@ -315,7 +316,7 @@ render_daemon (Out *o, IfbManager *m, GPtrArray *vms)
   }
 
   family (o, "ifb_worker_spawns", "counter",
-          "Workers started in a guest's cgroup, by strategy (clone3: CLONE_INTO_CGROUP; fork: fork, then cgroup.procs).");
+          "Workers started in a guest's cgroup, by strategy (clone3: CLONE_INTO_CGROUP; vfork: vfork, then cgroup.procs).");
   for (guint i = 0; i < G_N_ELEMENTS (strategies); i++) {
     g_string_truncate (l, 0);
     label (l, "strategy", strategies[i]);
@@ -327,6 +328,10 @@ render_daemon (Out *o, IfbManager *m, GPtrArray *vms)
     label (l, "strategy", strategies[i]);
     sample (o, "ifb_worker_failures", "_total", l, worker_stats[i].failures);
   }
+  family (o, "ifb_workers_running", "gauge", "Workers running now ([broker] max-workers bounds them).");
+  sample (o, "ifb_workers_running", "", NULL, ifb_worker_n_running ());
+  family (o, "ifb_workers_waiting", "gauge", "Batches waiting for a worker slot.");
+  sample (o, "ifb_workers_waiting", "", NULL, ifb_worker_n_waiting ());
   family (o, "ifb_worker_duration_seconds", "histogram", "Time from a worker's spawn to its reaping, by strategy.");
   for (guint i = 0; i < G_N_ELEMENTS (strategies); i++) {
     g_string_truncate (l, 0);

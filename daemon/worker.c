@@ -412,7 +412,7 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);
-  ifb_metrics_worker_observe (w->batch->used_fallback ? "fork" : "clone3", error == NULL,
+  ifb_metrics_worker_observe (w->batch->used_fallback ? "vfork" : "clone3", error == NULL,
                               g_get_monotonic_time () - w->started_usec);
   finish (w, error);
   start_waiting ();

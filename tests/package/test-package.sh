@@ -36,7 +36,7 @@ deb=$tmp/iommufd-broker_${version}_$(dpkg --print-architecture).deb
 
 echo "==> contents of $(basename "$deb")"
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$tmp/files"
-for f in /usr/libexec/iommufd-brokerd /usr/bin/iommufdctl \
+for f in /usr/libexec/iommufd-brokerd /usr/libexec/iommufd-broker-worker /usr/bin/iommufdctl \
          /lib/systemd/system/iommufd-broker.service /lib/systemd/system/iommufd-broker.socket \
          /usr/lib/sysusers.d/iommufd-broker.conf /usr/lib/tmpfiles.d/iommufd-broker.conf \
          /usr/libexec/iommufd-broker-hook /usr/libexec/iommufd-broker-hook-xml /etc/libvirt/hooks/qemu.d/iommufd-broker-hook \
