@@ -404,7 +404,7 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
                  "Worker %d did not finish within %u ms ([broker] worker-timeout-ms) and was killed",
                  (int) w->pid, w->timeout_ms);
   else if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
-    g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_KILLED, "Worker %d was killed by signal %s (%d)",
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_KILLED, "Worker %d was killed by signal SIG%s (%d)",
                  (int) w->pid, sigabbrev_np (si.si_status) ? sigabbrev_np (si.si_status) : "?", si.si_status);
   else if (si.si_status == 127)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d: the worker program could not be executed",
