@@ -439,7 +439,8 @@ report_not_started (gpointer data)
 }
 
 /* A release batch's fds are the worker's: the daemon's copies go now (or, with no worker, the
- * daemon closes them itself, paying for the resets). */
+ * daemon closes them itself, paying for the resets). The batch is left as it is: the worker
+ * reads the same numbers in its own fd table, maybe at this very moment. */
 static void
 give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
 {
@@ -449,7 +450,6 @@ give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
       ifb_uapi_device_close (be, b->devices[i].device_fd);
     else
       close (b->devices[i].device_fd);
-    b->devices[i].device_fd = -1;
   }
 }
 
