@@ -156,7 +156,7 @@ release_now (Release *r)
     b->devices[i].device_fd = g_array_index (r->items, IfbVmRelease, i).fd;
     b->devices[i].hwpt_id = g_array_index (r->items, IfbVmRelease, i).hwpt_id;
   }
-  ifb_worker_start (b, -1, r->m->worker_mode, r->m->config->worker_timeout_ms, on_released, r);
+  ifb_worker_start (b, -1, r->m->config->worker_timeout_ms, on_released, r);
 }
 
 static gboolean
@@ -496,7 +496,7 @@ ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, 
     goto fail;
   }
   vm->busy = true;
-  ifb_worker_start (b, ifb_steal_fd (&target), m->worker_mode, m->config->worker_timeout_ms, on_batch_done, j);
+  ifb_worker_start (b, ifb_steal_fd (&target), m->config->worker_timeout_ms, on_batch_done, j);
   return;
 
 fail:

@@ -47,7 +47,6 @@ ifb_manager_new (IfbConfig *config, GError **error)
   m->registry = ifb_registry_new (config->max_vms);
   m->hw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   m->loop = g_main_loop_new (NULL, FALSE);
-  m->worker_mode = g_strcmp0 (g_getenv ("IFB_WORKER_MODE"), "fork") == 0 ? IFB_WORKER_MODE_FORK : IFB_WORKER_MODE_AUTO;
   m->started_usec = g_get_monotonic_time ();
   return m;
 }
@@ -200,7 +199,6 @@ ifb_manager_start (IfbManager *m, GError **error)
                  "whose names could exceed what systemd can pass back on restart (128 KiB of LISTEN_FDNAMES), ignoring",
                  c->max_vms, c->max_devices_per_vm, max_fds);
   }
-  m->clone3_works = !(syscall (SYS_clone3, NULL, 0) < 0 && errno == ENOSYS);
   {
     /* systemd 254+ tells us the size of our fd store ($FDSTORE = FileDescriptorStoreMax=). A store
      * smaller than our limits can hold drops fds over it without telling us, and those guests
@@ -212,8 +210,6 @@ ifb_manager_start (IfbManager *m, GError **error)
                  "max-devices-per-vm=%u may need %" G_GUINT64_FORMAT ": guests beyond it would be lost on restart, ignoring",
                  store, c->max_vms, c->max_devices_per_vm, need);
   }
-  if (!m->clone3_works)
-    g_message ("clone3() is unavailable (seccomp?): workers are started with vfork() and then moved into the guest's cgroup");
   {
     g_autoptr (GError) no_worker = NULL;
     if (!ifb_worker_init (c->max_workers, &no_worker))

@@ -30,8 +30,6 @@ typedef struct IfbManager {
   char *emulated_root;          /* path of the emulated root, NULL on the kernel backend */
   IfbCgroupRoot *cgroups;
   char *self_cgroup;            /* the daemon's own cgroup, never a guest's */
-  IfbWorkerMode worker_mode;
-  bool clone3_works;            /* probed at start-up */
   bool selftest_available;      /* kernel offers IOMMUFD_TEST and config allows it */
   IfbRegistry *registry;
   GHashTable *hw_cache;         /* bdf -> IfbHwInfo* from probes of unowned devices */

@@ -98,7 +98,7 @@ ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GErr
 
   workers = json_object_new_object ();
   json_object_object_add (workers, "placement", json_object_new_string (
-      m->worker_mode == IFB_WORKER_MODE_FORK || !m->clone3_works ? "fork+cgroup.procs" : "clone3-into-cgroup"));
+      "vfork+cgroup.procs"));
   json_object_object_add (workers, "spawned", json_object_new_int64 ((int64_t) ifb_worker_count ()));
   json_object_object_add (workers, "running", json_object_new_int64 (ifb_worker_n_running ()));
   json_object_object_add (workers, "waiting", json_object_new_int64 (ifb_worker_n_waiting ()));

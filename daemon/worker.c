@@ -10,19 +10,21 @@
  * waits 100 ms) — so the daemon never waits for a worker: it starts it, watches its pidfd in the
  * main loop, and completes the request when the worker has exited.
  *
- * Spawning, the way posix_spawn() and systemd's safe_fork_full() do it:
- *  - the daemon blocks every signal, then clones a child that shares its memory only until it
- *    executes the worker program (CLONE_VM | CLONE_VFORK: the daemon is suspended for those few
- *    microseconds, nothing else); the child resets every signal handler to the default, unblocks
- *    all signals, clears close-on-exec on exactly the fds the batch names, and execs. From then
- *    on the worker shares nothing with the daemon but the batch (a memfd) and those fds, and a
- *    signal sent to the guest's cgroup ends the worker, never the daemon;
- *  - preferred: clone3(CLONE_INTO_CGROUP | CLONE_PIDFD): the child is born in the guest's cgroup,
- *    no window in which it could allocate elsewhere;
- *  - when clone3 is refused with ENOSYS (systemd's RestrictNamespaces= installs a seccomp filter
- *    that answers ENOSYS to clone3, as its flags cannot be inspected): vfork() and exec the worker
- *    told to wait on a pipe; the daemon writes its pid into the cgroup's cgroup.procs, then lets
- *    it go.
+ * Spawning, the way posix_spawn() and systemd's safe_fork_full() do it: the daemon blocks every
+ * signal and vfork()s a child that shares its memory only until it executes the worker program
+ * (the daemon is suspended for that half millisecond, nothing else); the child resets every
+ * signal handler to the default, unblocks all signals, clears close-on-exec on exactly the fds
+ * the batch names, and execs. From then on the worker shares nothing with the daemon but the
+ * batch (a memfd) and those fds, and a signal sent to the guest's cgroup ends the worker, never
+ * the daemon. The worker first waits on a pipe; the daemon writes its pid into the guest
+ * cgroup's cgroup.procs and only then lets it go, so it allocates nothing outside the guest.
+ *
+ * Why not clone3(CLONE_INTO_CGROUP), which puts the child in the cgroup at birth: with
+ * CLONE_VFORK the daemon waits until the child execs, and a child born into a frozen cgroup
+ * (cgroup.freeze=1, a paused guest) never does — the daemon hung, tests/integration/
+ * test-workers.py shows it; without CLONE_VFORK, clone3 copies the daemon's page tables (~2 ms
+ * in the main loop per worker). The move costs one write. vfork is also what systemd's
+ * RestrictNamespaces= seccomp filter allows (it refuses clone3 with ENOSYS).
  *
  * The deadline is the daemon's: a timer kills the worker through its pidfd (SIGKILL also ends a
  * task in a frozen cgroup2), so a frozen or stuck worker cannot hold anything up. At most
@@ -48,24 +50,12 @@
 #include "util.h"
 #include "worker.h"
 
-#ifndef CLONE_PIDFD
-#define CLONE_PIDFD 0x00001000
-#endif
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
 #ifndef AT_EMPTY_PATH
 #define AT_EMPTY_PATH 0x1000
 #endif
-
-/* Layout of clone3's argument (CLONE_ARGS_SIZE_VER2, Linux 5.7+). */
-struct ifb_clone_args {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
-  uint64_t set_tid, set_tid_size, cgroup;
-};
 
 #define WORKER_PROGRAM "iommufd-broker-worker"
 
@@ -81,7 +71,6 @@ static const char *const step_names[_IFB_WORKER_STEP_MAX] = {
 typedef struct {
   IfbWorkerBatch *batch;
   int cgroup_dirfd;
-  IfbWorkerMode mode;
   guint timeout_ms;
   IfbWorkerDone done;
   gpointer data;
@@ -188,68 +177,6 @@ child_exec (void *data)
   _exit (127);
 }
 
-#if defined(__x86_64__)
-#define HAVE_CLONE3_VM 1
-#define CHILD_STACK_SIZE (64u * 1024u)
-#define CHILD_STACK_GUARD 4096u
-
-/*
- * clone3() whose child starts fn(arg) on the stack given in args and exits with its return
- * value, without ever returning into C code of the parent's stack frames (the same trampoline
- * as glibc's clone(), which has no clone3 counterpart before glibc 2.39). fn and arg sit in
- * r8/r9, which the syscall keeps in the child. Returns the pid in the parent, or -errno.
- */
-static long
-clone3_on_stack (struct ifb_clone_args *args, int (*fn) (void *), void *arg)
-{
-  register int (*r8_fn) (void *) __asm__ ("r8") = fn;
-  register void *r9_arg __asm__ ("r9") = arg;
-  long ret;
-
-  __asm__ volatile ("syscall\n\t"
-                    "test %%rax, %%rax\n\t"
-                    "jnz 1f\n\t"
-                    "xor %%ebp, %%ebp\n\t"     /* child: outermost frame */
-                    "mov %%r9, %%rdi\n\t"
-                    "call *%%r8\n\t"
-                    "mov %%eax, %%edi\n\t"
-                    "mov $60, %%eax\n\t"       /* SYS_exit */
-                    "syscall\n\t"
-                    "ud2\n"
-                    "1:"
-                    : "=a" (ret)
-                    : "0" ((long) SYS_clone3), "D" (args), "S" (sizeof (*args)), "r" (r8_fn), "r" (r9_arg)
-                    : "rcx", "r11", "memory");
-  return ret;
-}
-
-/* Born in the cgroup; the daemon is suspended (CLONE_VFORK) until the child has exec'd. */
-static pid_t
-spawn_into_cgroup (const ChildArgs *a, int cgroup_dirfd, int *ret_pidfd)
-{
-  static uint8_t *stack;        /* the parent waits until exec: one stack serves every child */
-  struct ifb_clone_args args = {
-    .flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP | CLONE_PIDFD,
-    .pidfd = (uint64_t) (uintptr_t) ret_pidfd,
-    .exit_signal = SIGCHLD,
-    .cgroup = (uint64_t) cgroup_dirfd,
-  };
-  long pid;
-
-  if (!stack) {
-    void *p = mmap (NULL, CHILD_STACK_GUARD + CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (p == MAP_FAILED)
-      return -errno;
-    mprotect (p, CHILD_STACK_GUARD, PROT_NONE);   /* an overflow faults instead of corrupting */
-    stack = p;
-  }
-  args.stack = (uint64_t) (uintptr_t) (stack + CHILD_STACK_GUARD);
-  args.stack_size = CHILD_STACK_SIZE;
-  pid = clone3_on_stack (&args, child_exec, (void *) a);
-  return (pid_t) pid;
-}
-#endif
 
 /* A child where the daemon is (no cgroup to place it in). */
 static pid_t
@@ -309,7 +236,7 @@ spawn (Worker *w, GError **error)
   int keep[IFB_WORKER_MAX_DEVICES + 3];
   ChildArgs a = { .argv = argv, .keep = keep };
   sigset_t all, old;
-  pid_t pid = -ENOSYS;
+  pid_t pid;
   int f;
 
   if ((f = ifb_fault_check ("worker-spawn")))
@@ -338,17 +265,7 @@ spawn (Worker *w, GError **error)
 
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-#ifdef HAVE_CLONE3_VM
-  if (w->mode == IFB_WORKER_MODE_AUTO) {
-    pid = spawn_into_cgroup (&a, w->cgroup_dirfd, &w->pidfd);
-    if (pid < 0 && pid != -ENOSYS && pid != -EINVAL) {   /* EINVAL: no CLONE_VM in clone3 here */
-      pthread_sigmask (SIG_SETMASK, &old, NULL);
-      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "clone3 into the guest's cgroup");
-    }
-  }
-#endif
-  b->used_fallback = pid < 0;
-  if (pid < 0) {
+  {
     int p[2];
     if (pipe2 (p, O_CLOEXEC) < 0) {
       pthread_sigmask (SIG_SETMASK, &old, NULL);
@@ -413,7 +330,7 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);
-  ifb_metrics_worker_observe (w->batch->used_fallback ? "vfork" : "clone3", error == NULL,
+  ifb_metrics_worker_observe ("vfork", error == NULL,
                               g_get_monotonic_time () - w->started_usec);
   finish (w, error);
   start_waiting ();
@@ -460,6 +377,7 @@ static void
 run (Worker *w)
 {
   w->batch->finished = false;
+  w->started_usec = g_get_monotonic_time ();   /* before: the child may be at work before spawn() returns */
   if (!spawn (w, &w->error)) {
     give_up_fds (w->batch, TRUE);
     g_idle_add (report_not_started, w);
@@ -467,7 +385,6 @@ run (Worker *w)
   }
   give_up_fds (w->batch, FALSE);
   n_running++;
-  w->started_usec = g_get_monotonic_time ();
   w->watch = ifb_fd_watch_add (w->pidfd, G_IO_IN, on_worker_exit, w);
   w->timer = g_timeout_add (w->timeout_ms, on_timeout, w);
 }
@@ -500,14 +417,13 @@ start_waiting (void)
 }
 
 void
-ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms,
+ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms,
                   IfbWorkerDone done, gpointer data)
 {
   Worker *w = g_new0 (Worker, 1);
 
   w->batch = b;
   w->cgroup_dirfd = cgroup_dirfd;
-  w->mode = mode;
   w->timeout_ms = timeout_ms;
   w->done = done;
   w->data = data;

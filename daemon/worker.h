@@ -28,10 +28,6 @@ typedef enum {
 
 const char *ifb_worker_step_to_string (IfbWorkerStep s);
 
-typedef enum {
-  IFB_WORKER_MODE_AUTO,         /* clone3(CLONE_INTO_CGROUP), vfork + move on ENOSYS */
-  IFB_WORKER_MODE_FORK,         /* always vfork + move (what runs under RestrictNamespaces=) */
-} IfbWorkerMode;
 
 typedef struct {
   /* in */
@@ -66,7 +62,6 @@ typedef struct {
   int failed_index;             /* device index that failed, -1 for none/the IOAS */
   char cgroup[256];             /* where the worker really ran, from its /proc/self/cgroup */
   pid_t pid;
-  bool used_fallback;           /* vfork + cgroup.procs instead of clone3 */
   /* the daemon's own */
   int memfd;
 } IfbWorkerBatch;
@@ -87,11 +82,12 @@ gboolean ifb_worker_init (guint max_running, GError **error);
 typedef void (*IfbWorkerDone) (IfbWorkerBatch *b, const GError *error, gpointer data);
 
 /*
- * Run b in a worker placed in the cgroup cgroup_dirfd (taken), killed by the daemon after
+ * Run b in a worker placed in the cgroup cgroup_dirfd (taken; -1: where the daemon is, for a
+ * release), killed by the daemon after
  * timeout_ms. At most max_running workers run at once; later ones wait their turn in order.
  * done() is always called, never from inside this function.
  */
-void ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint timeout_ms,
+void ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms,
                        IfbWorkerDone done, gpointer data);
 
 /* Workers spawned so far, running now, waiting for a slot (broker.info, benchmarks). */

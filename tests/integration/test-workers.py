@@ -126,6 +126,31 @@ def test_deadline_kills_the_worker_and_nothing_stays():
         assert b.call("broker.info")["workers"]["running"] == 0
 
 
+def test_frozen_guest_cgroup_holds_nothing_up():
+    # A guest whose cgroup is frozen (cgroup.freeze=1: a paused scope) gets a worker that cannot
+    # run: the daemon answers everyone meanwhile, kills the worker at its deadline (SIGKILL ends a
+    # frozen task) and the request fails saying so; thawed, the guest works again. (A worker born
+    # into the frozen cgroup by clone3(CLONE_VFORK|CLONE_INTO_CGROUP) hung the daemon here.)
+    with Cgroup("wfrz") as cg, Broker(config="[broker]\nworker-timeout-ms=1000\n") as b:
+        b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        with open(cg.full + "/cgroup.freeze", "w") as f:
+            f.write("1")
+        try:
+            c = Client(b.socket)
+            c.request("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
+            time.sleep(0.2)
+            t = time.monotonic()
+            b.call("broker.info")
+            assert time.monotonic() - t < 0.1, time.monotonic() - t
+            reply, _ = c.recv()
+            assert reply["error"]["data"]["name"] == "worker-killed" and "within 1000 ms" in reply["error"]["message"], reply
+        finally:
+            with open(cg.full + "/cgroup.freeze", "w") as f:
+                f.write("0")
+        v = b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
+        assert [d["state"] for d in v["devices"]] == ["ready"], v
+
+
 def test_client_hanging_up_does_not_cancel():
     # A client that hangs up while its attach's worker runs: the worker runs on, the result is
     # committed (device ready, state written), and the connection's slot is gone. (A peer that
@@ -215,4 +240,5 @@ def test_signals_into_guest_cgroups_never_reach_the_daemon():
 if __name__ == "__main__":
     run([test_guests_attach_in_parallel_and_the_loop_answers, test_one_guests_requests_run_in_order,
          test_worker_bound_queues_in_order, test_deadline_kills_the_worker_and_nothing_stays,
+         test_frozen_guest_cgroup_holds_nothing_up,
          test_client_hanging_up_does_not_cancel, test_signals_into_guest_cgroups_never_reach_the_daemon])

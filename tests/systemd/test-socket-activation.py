@@ -85,7 +85,7 @@ def test_seccomp_fallback_under_socket_activation():
     try:
         with Activated(wrapper=[NO_CLONE3]) as b:
             info = b.call("broker.info")
-            assert info["workers"]["placement"] == "fork+cgroup.procs", info["workers"]
+            assert info["workers"]["placement"] == "vfork+cgroup.procs", info["workers"]
             b.call("vm.create", {"name": "g", "cgroup": g.path, "options": {"handoff": "bound"}})
             vm = b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
             assert vm["devices"][0]["cgroup"] == g.path, vm
