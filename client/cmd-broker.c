@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* iommufdctl status, devices, events. */
+/* iommufdctl status, devices, events, metrics. */
 #include <signal.h>
 #include <stdio.h>
 
@@ -16,7 +16,7 @@ ifb_ctl_cmd_status (IfbCtl *ctl, int argc, char **argv)
   json_object *acct, *counts, *workers, *limits;
 
   if (argc != 1)
-    return ifb_ctl_usage_error ("status takes no arguments");
+    return ifb_ctl_usage_fail ("status", "status takes no arguments");
   if (!(c = ifb_ctl_connect (ctl)) || !ifb_ctl_call (ctl, c, "broker.info", NULL, &r, NULL))
     return IFB_EXIT_FAILED;
   if (ctl->json) {
@@ -51,7 +51,7 @@ ifb_ctl_cmd_devices (IfbCtl *ctl, int argc, char **argv)
   json_object *devs;
 
   if (argc != 1)
-    return ifb_ctl_usage_error ("devices takes no arguments");
+    return ifb_ctl_usage_fail ("devices", "devices takes no arguments");
   if (!(c = ifb_ctl_connect (ctl)) || !ifb_ctl_call (ctl, c, "device.list", NULL, &r, NULL))
     return IFB_EXIT_FAILED;
   if (ctl->json) {
@@ -78,7 +78,7 @@ ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv)
   g_autoptr (json_object) r = NULL;
 
   if (argc != 1)
-    return ifb_ctl_usage_error ("events takes no arguments");
+    return ifb_ctl_usage_fail ("events", "events takes no arguments");
   if (!(c = ifb_ctl_connect (ctl)) || !ifb_ctl_call (ctl, c, "events.subscribe", NULL, &r, NULL))
     return IFB_EXIT_FAILED;
   setvbuf (stdout, NULL, _IOLBF, 0);
@@ -105,4 +105,27 @@ ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv)
               ifb_json_get (p, "device") ? " device=" : "", ifb_json_get (p, "device") ? ifb_ctl_text (p, "device") : "");
     }
   }
+}
+
+int
+ifb_ctl_cmd_metrics (IfbCtl *ctl, int argc, char **argv)
+{
+  g_autoptr (IfbRpcClient) c = NULL;
+  g_autoptr (json_object) r = NULL;
+  const char *text;
+
+  if (argc != 1)
+    return ifb_ctl_usage_fail ("metrics", "metrics takes no arguments");
+  if (!(c = ifb_ctl_connect (ctl)) || !ifb_ctl_call (ctl, c, "metrics", NULL, &r, NULL))
+    return IFB_EXIT_FAILED;
+  if (ctl->json) {
+    ifb_ctl_print_json (r);
+    return IFB_EXIT_OK;
+  }
+  if (!(text = ifb_json_get_string (r, "text"))) {
+    fprintf (stderr, "iommufdctl: metrics: the broker's reply has no 'text'\n");
+    return IFB_EXIT_FAILED;
+  }
+  fputs (text, stdout);
+  return IFB_EXIT_OK;
 }

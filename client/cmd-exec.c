@@ -40,42 +40,47 @@
 #include "json.h"
 #include "util.h"
 
-static void
-exec_usage (FILE *f)
+/* QEMU's -name value: "guest=NAME,debug-threads=on", "debug-threads=on,guest=NAME" or a bare
+ * "NAME,..." (only as the first item); ",," is a literal ','. NULL when it names no guest. */
+static char *
+guest_from_name_value (const char *v)
 {
-  fprintf (f, "Usage: iommufdctl exec (--vm NAME | --vm-from-argv) [--] CMD [ARGS...]\n"
-              "Placeholders in ARGS: %%{iommufd} %%{ioas} %%{dev:BDF} %%{devid:BDF} %%{hwpt:BDF}\n");
+  g_autoptr (GPtrArray) items = g_ptr_array_new_with_free_func (g_free);
+  GString *s = g_string_new (NULL);
+
+  for (;; v++) {
+    if (*v == ',' && v[1] == ',') {
+      g_string_append_c (s, ',');
+      v++;
+    } else if (*v == ',' || !*v) {
+      g_ptr_array_add (items, g_string_free (s, FALSE));
+      if (!*v)
+        break;
+      s = g_string_new (NULL);
+    } else {
+      g_string_append_c (s, *v);
+    }
+  }
+  for (guint i = 0; i < items->len; i++) {
+    const char *item = g_ptr_array_index (items, i);
+    if (g_str_has_prefix (item, "guest="))
+      return g_strdup (item + 6);
+    if (i == 0 && *item && !strchr (item, '='))
+      return g_strdup (item);
+  }
+  return NULL;
 }
 
-/* QEMU's -name value: "guest=NAME,debug-threads=on" or a bare "NAME,..."; ",," is a literal ','. */
+/* The guest of QEMU's last -name option, as QEMU itself takes the last one. */
 static char *
 name_from_qemu_argv (char **args)
 {
-  for (int i = 0; args[i]; i++) {
-    const char *v;
-    GString *s;
-    if (strcmp (args[i], "-name") != 0 && strcmp (args[i], "--name") != 0)
-      continue;
-    if (!(v = args[i + 1]))
-      return NULL;
-    if (g_str_has_prefix (v, "guest="))
-      v += 6;
-    else if (strchr (v, '=') && strchr (v, '=') < (strchr (v, ',') ? strchr (v, ',') : v + strlen (v)))
-      continue;   /* another key first: look for guest= below */
-    s = g_string_new (NULL);
-    for (; *v; v++) {
-      if (*v == ',' && v[1] == ',') {
-        g_string_append_c (s, ',');
-        v++;
-      } else if (*v == ',') {
-        break;
-      } else {
-        g_string_append_c (s, *v);
-      }
-    }
-    return g_string_free (s, FALSE);
-  }
-  return NULL;
+  const char *value = NULL;
+
+  for (int i = 0; args[i]; i++)
+    if ((strcmp (args[i], "-name") == 0 || strcmp (args[i], "--name") == 0) && args[i + 1])
+      value = args[++i];
+  return value ? guest_from_name_value (value) : NULL;
 }
 
 static gboolean
@@ -183,13 +188,6 @@ expand (const char *arg, json_object *r, IfbFdList *fds, GError **error)
   return g_string_free (g_steal_pointer (&out), FALSE);
 }
 
-static json_object *
-vm_fds_params (const char *vm)
-{
-  json_object *p = json_object_new_object ();
-  json_object_object_add (p, "vm", json_object_new_string (vm));
-  return p;
-}
 
 static int
 do_exec (char **args)
@@ -220,20 +218,18 @@ ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv)
       vm = argv[i] + 5;
     else if (strcmp (argv[i], "--vm-from-argv") == 0)
       from_argv = TRUE;
-    else if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0)
-      return exec_usage (stdout), IFB_EXIT_OK;
     else if (strcmp (argv[i], "--") == 0) {
       i++;
       break;
     } else if (argv[i][0] == '-')
-      return exec_usage (stderr), ifb_ctl_usage_error ("exec: unknown option '%s'", argv[i]);
+      return ifb_ctl_usage_fail ("exec", "exec: unknown option '%s'", argv[i]);
     else
       break;
   }
   if (i >= argc)
-    return exec_usage (stderr), ifb_ctl_usage_error ("exec: missing CMD");
+    return ifb_ctl_usage_fail ("exec", "exec: missing CMD");
   if (!!vm == !!from_argv)
-    return exec_usage (stderr), ifb_ctl_usage_error ("exec: give exactly one of --vm NAME or --vm-from-argv");
+    return ifb_ctl_usage_fail ("exec", "exec: give exactly one of --vm NAME or --vm-from-argv");
   cmd = argv + i;
 
   if (from_argv)
@@ -241,7 +237,7 @@ ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv)
   if (vm) {
     if (!(c = ifb_ctl_connect (ctl)))
       return IFB_EXIT_FAILED;
-    if (!ifb_rpc_client_call (c, "vm.fds", vm_fds_params (vm), NULL, &r, &fds, &error)) {
+    if (!ifb_rpc_client_call (c, "vm.fds", ifb_ctl_vm_param (vm), NULL, &r, &fds, &error)) {
       /* A domain the broker does not manage may still use the wrapper as its emulator. */
       if (!(from_argv && g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM) && !has_placeholders (cmd + 1))) {
         fprintf (stderr, "iommufdctl: exec: guest '%s': %s\n", vm, error->message);

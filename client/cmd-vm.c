@@ -10,24 +10,6 @@
 #include "table.h"
 #include "util.h"
 
-static void
-vm_usage (FILE *f)
-{
-  fprintf (f,
-           "Usage: iommufdctl vm list\n"
-           "       iommufdctl vm show NAME\n"
-           "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--handoff unbound|bound]\n"
-           "                                 [--no-nest-parent] [--allow-plain] [--dirty-tracking] [--defer]\n"
-           "                                 [--rlimit-per-process=yes|no]\n"
-           "         --handoff unbound (default): the VMM gets unbound device fds and binds them itself (QEMU,\n"
-           "                   libvirt, cloud-hypervisor); bound: the broker binds and allocates the\n"
-           "                   NEST_PARENT HWPTs, the VMM gets bound fds plus ids\n"
-           "       iommufdctl vm attach NAME BDF [BDF...]\n"
-           "       iommufdctl vm detach NAME BDF\n"
-           "       iommufdctl vm destroy NAME\n"
-           "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n");
-}
-
 static int
 print_or_json (IfbCtl *ctl, json_object *r, void (*print) (json_object *))
 {
@@ -107,11 +89,14 @@ simple_call (IfbCtl *ctl, const char *method, json_object *params, void (*print)
   return print_or_json (ctl, r, print);
 }
 
-static json_object *
-vm_param (const char *vm)
+json_object *
+ifb_ctl_vm_param (const char *vm)
 {
   json_object *p = json_object_new_object ();
-  json_object_object_add (p, "vm", json_object_new_string (vm));
+  if (g_str_has_prefix (vm, "uuid:"))
+    json_object_object_add (p, "uuid", json_object_new_string (vm + 5));
+  else
+    json_object_object_add (p, "vm", json_object_new_string (vm));
   return p;
 }
 
@@ -137,7 +122,7 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
         long pid = strtol (argv[i + 1], &end, 10);
         if (*end || pid <= 0) {
           json_object_put (p), json_object_put (o);
-          return ifb_ctl_usage_error ("--pid needs a process id, not '%s'", argv[i + 1]);
+          return ifb_ctl_usage_fail ("vm", "vm create: --pid needs a process id, not '%s'", argv[i + 1]);
         }
         json_object_object_add (p, "pid", json_object_new_int64 (pid));
       } else {
@@ -162,14 +147,12 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
       name = a;
     } else {
       json_object_put (p), json_object_put (o);
-      vm_usage (stderr);
-      return ifb_ctl_usage_error ("vm create: unexpected argument '%s'", a);
+      return ifb_ctl_usage_fail ("vm", "vm create: unexpected argument '%s'", a);
     }
   }
   if (!name) {
     json_object_put (p), json_object_put (o);
-    vm_usage (stderr);
-    return ifb_ctl_usage_error ("vm create: missing NAME");
+    return ifb_ctl_usage_fail ("vm", "vm create: missing NAME");
   }
   json_object_object_add (p, "name", json_object_new_string (name));
   json_object_object_add (p, "options", o);
@@ -186,7 +169,7 @@ cmd_fds (IfbCtl *ctl, const char *vm)
   json_object *devs;
   gint64 idx;
 
-  if (!c || !ifb_ctl_call (ctl, c, "vm.fds", vm_param (vm), &r, &fds))
+  if (!c || !ifb_ctl_call (ctl, c, "vm.fds", ifb_ctl_vm_param (vm), &r, &fds))
     return IFB_EXIT_FAILED;
   if (ctl->json)
     return print_or_json (ctl, r, NULL);
@@ -219,22 +202,20 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
 {
   const char *sub = argc > 1 ? argv[1] : NULL;
 
-  if (!sub || strcmp (sub, "--help") == 0 || strcmp (sub, "-h") == 0) {
-    vm_usage (sub ? stdout : stderr);
-    return sub ? IFB_EXIT_OK : IFB_EXIT_USAGE;
-  }
+  if (!sub)
+    return ifb_ctl_usage_fail ("vm", "vm: missing subcommand");
   if (strcmp (sub, "list") == 0 && argc == 2)
     return simple_call (ctl, "vm.list", NULL, print_list);
   if (strcmp (sub, "show") == 0 && argc == 3)
-    return simple_call (ctl, "vm.show", vm_param (argv[2]), print_vm);
+    return simple_call (ctl, "vm.show", ifb_ctl_vm_param (argv[2]), print_vm);
   if (strcmp (sub, "destroy") == 0 && argc == 3)
-    return simple_call (ctl, "vm.destroy", vm_param (argv[2]), print_destroyed);
+    return simple_call (ctl, "vm.destroy", ifb_ctl_vm_param (argv[2]), print_destroyed);
   if (strcmp (sub, "fds") == 0 && argc == 3)
     return cmd_fds (ctl, argv[2]);
   if (strcmp (sub, "create") == 0)
     return cmd_create (ctl, argc - 1, argv + 1);
   if (strcmp (sub, "attach") == 0 && argc >= 4) {
-    json_object *p = vm_param (argv[2]);
+    json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object *a = json_object_new_array ();
     for (int i = 3; i < argc; i++)
       json_object_array_add (a, json_object_new_string (argv[i]));
@@ -242,10 +223,11 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
     return simple_call (ctl, "vm.attach", p, print_vm);
   }
   if (strcmp (sub, "detach") == 0 && argc == 4) {
-    json_object *p = vm_param (argv[2]);
+    json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object_object_add (p, "device", json_object_new_string (argv[3]));
     return simple_call (ctl, "vm.detach", p, print_vm);
   }
-  vm_usage (stderr);
-  return ifb_ctl_usage_error ("vm %s: wrong arguments", sub);
+  if (!g_strv_contains ((const char *const[]) { "list", "show", "destroy", "fds", "create", "attach", "detach", NULL }, sub))
+    return ifb_ctl_usage_fail ("vm", "vm: unknown subcommand '%s'", sub);
+  return ifb_ctl_usage_fail ("vm", "vm %s: wrong arguments", sub);
 }

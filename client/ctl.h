@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdio.h>
 #include <glib.h>
 #include <json-c/json.h>
 
@@ -28,10 +29,15 @@ typedef struct {
   const char *args;
   const char *help;
   IfbCtlFunc func;
+  const char *usage;            /* what `iommufdctl help NAME` prints */
 } IfbCtlCommand;
 
 /* Print "iommufdctl: <msg>" on stderr and return IFB_EXIT_USAGE. */
 int ifb_ctl_usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+/* The same, then the usage of command on stderr (the error first, so it is not scrolled away). */
+int ifb_ctl_usage_fail (const char *command, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+/* Print command's usage text (the table's) to f. */
+void ifb_ctl_command_usage (FILE *f, const char *command);
 /* Connect; on failure print the error and return NULL. */
 IfbRpcClient *ifb_ctl_connect (IfbCtl *ctl);
 /* Call method; on failure print "iommufdctl: <method>: <message> [name, errno]" and return FALSE. */
@@ -43,8 +49,12 @@ void ifb_ctl_print_json (json_object *o);
  * freed at exit: convenient for tables. */
 const char *ifb_ctl_text (json_object *o, const char *key);
 
+/* {"vm": NAME}, or {"uuid": UUID} for "uuid:UUID" (a name never stands for a UUID). */
+json_object *ifb_ctl_vm_param (const char *vm);
+
 int ifb_ctl_cmd_status (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_devices (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_metrics (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv);

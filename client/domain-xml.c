@@ -8,11 +8,13 @@
  *
  *   <metadata>
  *     <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
- *       <ifb:options nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
+ *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
  *       <ifb:device address="0000:65:00.0"/>
  *     </ifb:broker>
  *   </metadata>
  *
+ * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
+ * HWPTs the broker allocates, so they matter to bound guests.
  * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
@@ -34,6 +36,26 @@
 #include "errors.h"
 
 #define MAX_DEVICES 64
+
+static const char *const handoff_names[_IFB_DOMAIN_HANDOFF_MAX] = {
+  [IFB_DOMAIN_HANDOFF_UNBOUND] = "unbound",
+  [IFB_DOMAIN_HANDOFF_BOUND] = "bound",
+};
+
+const char *
+ifb_domain_handoff_to_string (IfbDomainHandoff h)
+{
+  return (unsigned) h < _IFB_DOMAIN_HANDOFF_MAX ? handoff_names[h] : NULL;
+}
+
+IfbDomainHandoff
+ifb_domain_handoff_from_string (const char *s)
+{
+  for (int i = 0; s && i < _IFB_DOMAIN_HANDOFF_MAX; i++)
+    if (strcmp (handoff_names[i], s) == 0)
+      return (IfbDomainHandoff) i;
+  return IFB_DOMAIN_HANDOFF_INVALID;
+}
 
 IfbDomainXml *
 ifb_domain_xml_free (IfbDomainXml *d)
@@ -91,6 +113,29 @@ parse_yes_no (xmlNode *n, const char *attr, IfbTri *ret, GError **error)
   return ok;
 }
 
+/* handoff='unbound|bound'; absent leaves *ret as it is (the default, unbound). */
+static gboolean
+parse_handoff (xmlNode *n, IfbDomainHandoff *ret, GError **error)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) "handoff");
+  IfbDomainHandoff h;
+
+  if (!v)
+    return TRUE;
+  h = ifb_domain_handoff_from_string ((const char *) v);
+  if (h == IFB_DOMAIN_HANDOFF_INVALID) {
+    g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                 "broker metadata: <options handoff='%s'> must be 'unbound' (the VMM binds the devices: "
+                 "QEMU, cloud-hypervisor) or 'bound' (the broker binds: VMMs that take a bound fd and ids)",
+                 (const char *) v);
+    xmlFree (v);
+    return FALSE;
+  }
+  xmlFree (v);
+  *ret = h;
+  return TRUE;
+}
+
 static gboolean
 check_attrs (xmlNode *n, const char *const *allowed, GError **error)
 {
@@ -109,7 +154,7 @@ check_attrs (xmlNode *n, const char *const *allowed, GError **error)
 static gboolean
 parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
 {
-  static const char *const options_attrs[] = { "nest-parent", "allow-plain", "dirty-tracking", NULL };
+  static const char *const options_attrs[] = { "handoff", "nest-parent", "allow-plain", "dirty-tracking", NULL };
   static const char *const device_attrs[] = { "address", NULL };
 
   d->has_broker = TRUE;
@@ -122,6 +167,7 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
                           (const char *) c->name), FALSE;
     if (strcmp ((const char *) c->name, "options") == 0) {
       if (!check_attrs (c, options_attrs, error) ||
+          !parse_handoff (c, &d->handoff, error) ||
           !parse_yes_no (c, "nest-parent", &d->nest_parent, error) ||
           !parse_yes_no (c, "allow-plain", &d->allow_plain, error) ||
           !parse_yes_no (c, "dirty-tracking", &d->dirty_tracking, error))
@@ -165,6 +211,7 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML too large"), FALSE;
   d->id = -1;
   d->nest_parent = d->allow_plain = d->dirty_tracking = IFB_TRI_DEFAULT;
+  d->handoff = IFB_DOMAIN_HANDOFF_UNBOUND;
   d->devices = g_ptr_array_new_with_free_func (g_free);
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {

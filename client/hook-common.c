@@ -15,9 +15,9 @@
 #define MAX_XML (16u << 20)
 
 char *
-ifb_hook_read_stdin (size_t *ret_len)
+ifb_hook_read_stdin (size_t *ret_len, GError **error)
 {
-  GString *s = g_string_new (NULL);
+  g_autoptr (GString) s = g_string_new (NULL);
   char buf[65536];
   ssize_t n;
 
@@ -25,14 +25,34 @@ ifb_hook_read_stdin (size_t *ret_len)
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      break;
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Reading the domain XML from stdin"), NULL;
     }
+    /* Refused, never cut: a truncated XML passed on (migrate, restore) would be a different domain. */
     if (s->len + (size_t) n > MAX_XML)
-      break;
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                          "The domain XML on stdin is larger than %u MiB, which this hook refuses", MAX_XML >> 20), NULL;
     g_string_append_len (s, buf, n);
   }
   *ret_len = s->len;
-  return g_string_free (s, FALSE);
+  return g_string_free (g_steal_pointer (&s), FALSE);
+}
+
+char *
+ifb_hook_domain_uuid (const char *xml, size_t len)
+{
+  /* libvirt writes <name> and <uuid> first in <domain>, before any element a user can fill. */
+  const char *start = g_strstr_len (xml, (gssize) len, "<uuid>");
+  const char *end;
+  g_autofree char *uuid = NULL;
+
+  if (!start)
+    return NULL;
+  start += strlen ("<uuid>");
+  end = g_strstr_len (start, (gssize) (len - (size_t) (start - xml)), "</uuid>");
+  if (!end)
+    return NULL;
+  uuid = g_strstrip (g_strndup (start, (size_t) (end - start)));
+  return g_uuid_string_is_valid (uuid) ? g_steal_pointer (&uuid) : NULL;
 }
 
 const char *
@@ -89,10 +109,12 @@ ifb_hook_call (IfbRpcClient *c, const char *method, json_object *params, json_ob
 }
 
 json_object *
-ifb_hook_vm_param (const char *name)
+ifb_hook_vm_param (const char *name, const char *uuid)
 {
   json_object *p = json_object_new_object ();
   json_object_object_add (p, "vm", json_object_new_string (name));
+  if (uuid)
+    json_object_object_add (p, "uuid", json_object_new_string (uuid));
   return p;
 }
 
@@ -116,24 +138,24 @@ read_pid (const char *name, gint64 *ret_pid, GError **error)
 }
 
 gboolean
-ifb_hook_started (IfbRpcClient *c, const char *name, GError **error)
+ifb_hook_started (IfbRpcClient *c, const char *name, const char *uuid, GError **error)
 {
   json_object *p;
   gint64 pid;
 
   if (!read_pid (name, &pid, error))
     return FALSE;
-  p = ifb_hook_vm_param (name);
+  p = ifb_hook_vm_param (name, uuid);
   json_object_object_add (p, "pid", json_object_new_int64 (pid));
   return ifb_hook_call (c, "vm.started", p, NULL, error);
 }
 
 int
-ifb_hook_release (IfbRpcClient *c, const char *name)
+ifb_hook_release (IfbRpcClient *c, const char *name, const char *uuid)
 {
   g_autoptr (GError) error = NULL;
 
-  if (ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (name), NULL, &error) ||
+  if (ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (name, uuid), NULL, &error) ||
       g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
     return 0;
   ifb_hook_fail (name, error);

@@ -8,12 +8,14 @@
  * must be quick; the XML parser (libxml2, which drags in ICU) alone costs more to load than the
  * rest of the hook. So this front links no parser and does what needs none:
  *
- *   migrate, restore   the XML passes through to stdout unchanged;
+ *   migrate, restore   the XML passes through to stdout unchanged (an XML over the 16 MiB the
+ *                      hook reads is refused with an error, never passed on cut short);
  *   other operations   not ours: exit 0;
  *   no broker metadata the domain's XML does not mention the broker's namespace URI: exit 0
  *                      without contacting the broker (a namespace must be declared by its URI);
- *   started            vm.started with QEMU's pid, by domain name (argv[1]);
- *   release            vm.destroy by domain name;
+ *   started            vm.started with QEMU's pid, by domain name (argv[1]) and UUID (the XML's);
+ *   release            vm.destroy by domain name and UUID: a guest of that name but another
+ *                      UUID is not this domain's and stays;
  *   prepare, reconnect these need the metadata: exec iommufd-broker-hook-xml (hook.c) with the
  *                      same arguments and the XML on stdin (a memfd).
  *
@@ -60,6 +62,7 @@ main (int argc, char **argv)
 {
   g_autofree char *xml = NULL;
   g_autofree char *sock = NULL;
+  g_autofree char *uuid = NULL;
   g_autoptr (IfbRpcClient) c = NULL;
   g_autoptr (GError) error = NULL;
   const char *op;
@@ -71,7 +74,9 @@ main (int argc, char **argv)
     return 2;
   }
   op = argv[2];
-  xml = ifb_hook_read_stdin (&len);
+  xml = ifb_hook_read_stdin (&len, &error);
+  if (!xml)
+    return ifb_hook_fail (argv[1], error);
   if (strcmp (op, "migrate") == 0 || strcmp (op, "restore") == 0)
     return fwrite (xml, 1, len, stdout) == len && fflush (stdout) == 0 ? 0 : 1;
   if (strcmp (op, "prepare") != 0 && strcmp (op, "started") != 0 && strcmp (op, "release") != 0 &&
@@ -86,7 +91,8 @@ main (int argc, char **argv)
   c = ifb_rpc_client_connect (sock, &error);
   if (!c)
     return ifb_hook_fail (argv[1], error), strcmp (op, "started") == 0 ? 1 : 0;
+  uuid = ifb_hook_domain_uuid (xml, len);
   if (strcmp (op, "started") == 0)
-    return ifb_hook_started (c, argv[1], &error) ? 0 : ifb_hook_fail (argv[1], error);
-  return ifb_hook_release (c, argv[1]);
+    return ifb_hook_started (c, argv[1], uuid, &error) ? 0 : ifb_hook_fail (argv[1], error);
+  return ifb_hook_release (c, argv[1], uuid);
 }

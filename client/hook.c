@@ -12,8 +12,11 @@
  * domain's lock: we must never call back into libvirt, and we must be quick. A non-zero exit of
  * prepare/start/started aborts the start and libvirt shows our stderr to the user.
  *
- *   prepare   vm.create {defer} with the cgroup libvirt is about to create, then vm.attach
+ *   prepare   vm.create {defer, handoff} with the cgroup libvirt is about to create, then vm.attach
  *             (which only reserves devices while the cgroup does not exist). Refusal: undo, exit 1.
+ *             The hand-off is the metadata's, else "unbound", sent explicitly so the guest is
+ *             what QEMU can take whatever the broker's default: QEMU binds the device fds itself,
+ *             and the kernel binds a device once.
  *   started   vm.started {pid from /run/libvirt/qemu/NAME.pid}: the broker checks that QEMU runs
  *             inside the guest's cgroup and allocates whatever the launcher has not pulled yet.
  *   release   vm.destroy; a guest the broker does not know is fine (idempotent).
@@ -63,6 +66,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
     json_object_object_add (p, "uuid", json_object_new_string (d->uuid));
   json_object_object_add (p, "cgroup", json_object_new_string (cgroup));
   json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
+  json_object_object_add (o, "handoff", json_object_new_string (ifb_domain_handoff_to_string (d->handoff)));
   add_tri (o, "nest_parent", d->nest_parent);
   add_tri (o, "allow_plain", d->allow_plain);
   add_tri (o, "dirty_tracking", d->dirty_tracking);
@@ -72,7 +76,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   if (d->devices->len == 0)
     return TRUE;
 
-  p = ifb_hook_vm_param (d->name);
+  p = ifb_hook_vm_param (d->name, d->uuid);
   {
     json_object *a = json_object_new_array ();
     for (guint i = 0; i < d->devices->len; i++)
@@ -81,7 +85,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   }
   if (ifb_hook_call (c, "vm.attach", p, NULL, error))
     return TRUE;
-  ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name), NULL, &undo);
+  ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
   return FALSE;
 }
 
@@ -146,13 +150,13 @@ op_prepare (IfbRpcClient *c, const IfbDomainXml *d)
                             "is unknown\n", d->name), 1;
   /* A guest left over from a run whose release hook was missed (the watcher normally reaps it):
    * the same domain (same UUID) may replace it; anything else keeps its name. */
-  if (ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name), &old, NULL)) {
+  if (ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name, NULL), &old, NULL)) {
     const char *uuid = json_object_get_string (ifb_json_get (old, "uuid"));
     if (!d->uuid || g_ascii_strcasecmp (uuid, d->uuid) != 0)
       return fprintf (stderr, PREFIX "domain '%s': the broker already has a guest of that name with UUID %s\n",
                       d->name, uuid), 1;
     fprintf (stderr, PREFIX "domain '%s': replacing a stale guest of the same UUID (its release was missed)\n", d->name);
-    if (!ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name), NULL, &error))
+    if (!ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &error))
       return ifb_hook_fail (d->name, error);
   }
   if (!create_guest (c, d, cgroup, &error))
@@ -166,7 +170,7 @@ op_reconnect (IfbRpcClient *c, const IfbDomainXml *d)
   g_autoptr (GError) error = NULL;
   g_autoptr (json_object) vm = NULL;
 
-  if (!ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name), &vm, &error)) {
+  if (!ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name, d->uuid), &vm, &error)) {
     g_autofree char *cgroup = NULL;
     if (!g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
       return ifb_hook_fail (d->name, error), 0;
@@ -183,7 +187,7 @@ op_reconnect (IfbRpcClient *c, const IfbDomainXml *d)
     if (!create_guest (c, d, cgroup, &error))
       return ifb_hook_fail (d->name, error), 0;
   }
-  if (!ifb_hook_started (c, d->name, &error))
+  if (!ifb_hook_started (c, d->name, d->uuid, &error))
     ifb_hook_fail (d->name, error);
   return 0;
 }
@@ -206,8 +210,8 @@ main (int argc, char **argv)
     return 2;
   }
   prepare = strcmp (argv[2], "prepare") == 0;
-  xml = ifb_hook_read_stdin (&len);
-  if (!ifb_domain_xml_parse (xml, len, &d, &error)) {
+  xml = ifb_hook_read_stdin (&len, &error);
+  if (!xml || !ifb_domain_xml_parse (xml, len, &d, &error)) {
     /* Only prepare can refuse; a broken XML later on must not kill a running guest. */
     ifb_hook_fail (argv[1], error);
     return prepare ? 1 : 0;

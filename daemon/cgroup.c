@@ -191,15 +191,59 @@ parse_cgroup_file (const char *text, char **ret_path)
   return FALSE;
 }
 
+int
+ifb_proc_stat (pid_t pid, char *ret_state, guint64 *ret_start_time)
+{
+  g_autofree char *file = g_strdup_printf ("/proc/%d/stat", (int) pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) f = NULL;
+  const char *p;
+
+  if (!g_file_get_contents (file, &text, NULL, NULL))
+    return -ESRCH;
+  /* comm may hold spaces and parentheses: the fields start after the last ')' */
+  if (!(p = strrchr (text, ')')) || p[1] != ' ')
+    return -EINVAL;
+  f = g_strsplit (p + 2, " ", 21);
+  if (g_strv_length (f) < 20)
+    return -EINVAL;
+  if (ret_state)
+    *ret_state = f[0][0];
+  if (ret_start_time)
+    *ret_start_time = g_ascii_strtoull (f[19], NULL, 10);   /* field 22, starttime */
+  return 0;
+}
+
+int
+ifb_proc_euid (pid_t pid, uid_t *ret_uid)
+{
+  g_autofree char *file = g_strdup_printf ("/proc/%d/status", (int) pid);
+  g_autofree char *text = NULL;
+  const char *p;
+  unsigned long real, eff;
+
+  if (!g_file_get_contents (file, &text, NULL, NULL))
+    return -ESRCH;
+  if (!(p = strstr (text, "\nUid:")) || sscanf (p + 5, "%lu %lu", &real, &eff) != 2)
+    return -EINVAL;
+  *ret_uid = (uid_t) eff;
+  return 0;
+}
+
 gboolean
 ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error)
 {
   g_autofree char *file = g_strdup_printf ("/proc/%d/cgroup", (int) pid);
   g_autofree char *text = NULL;
   char *path = NULL;
+  char state = 0;
 
   if (!g_file_get_contents (file, &text, NULL, NULL))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
+  /* A zombie still answers signal 0 and keeps its cgroup, but it runs nothing any more: a guest
+   * defined by it would be defined by a cgroup no process of it lives in. */
+  if (ifb_proc_stat (pid, &state, NULL) < 0 || state == 'Z' || state == 'X')
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has exited", (int) pid), FALSE;
   /* The pidfd pins the pid number: while it still refers to a live process, /proc/PID was it. */
   if (syscall (SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
@@ -262,4 +306,30 @@ ifb_cgroup_is_within (const char *path, const char *base)
     return path[0] == '/';
   n = strlen (base);
   return strncmp (path, base, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+gboolean
+ifb_cgroup_guest_check (const char *guest, const char *daemon_cgroup, const char *caller_cgroup,
+                        gboolean caller_may_share, GError **error)
+{
+  if (strcmp (guest, "/") == 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cgroup '/' holds every process of the host: anyone would pass a guest's "
+                        "cgroup check there"), FALSE;
+  if (daemon_cgroup && ifb_cgroup_is_within (daemon_cgroup, guest))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cgroup '%s' contains the broker itself (%s): it cannot be a guest's", guest,
+                        daemon_cgroup), FALSE;
+  if (caller_may_share)
+    return TRUE;
+  if (!caller_cgroup)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cannot tell whether cgroup '%s' contains the caller (its cgroup is unknown); "
+                        "root may say it does on purpose with options.allow_caller_cgroup", guest), FALSE;
+  if (ifb_cgroup_is_within (caller_cgroup, guest))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cgroup '%s' contains the caller (%s): every process there would receive the "
+                        "guest's fds; root may ask for it on purpose with options.allow_caller_cgroup",
+                        guest, caller_cgroup), FALSE;
+  return TRUE;
 }

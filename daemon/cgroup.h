@@ -52,6 +52,20 @@ gboolean ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error);
 /* The calling process's cgroup2 path into buf (async-signal-safe: open/read/close only). */
 int ifb_cgroup_self (char *buf, size_t size);
 
+/* /proc/PID/stat: the state letter ('Z' for a zombie) and the start time (clock ticks after
+ * boot). -ESRCH when the process is gone. */
+int ifb_proc_stat (pid_t pid, char *ret_state, guint64 *ret_start_time);
+/* /proc/PID/status: the effective uid. */
+int ifb_proc_euid (pid_t pid, uid_t *ret_uid);
+
+/*
+ * Whether guest may be a guest's cgroup: never '/' (every process would pass vm.fds' cgroup
+ * check) nor the broker's own cgroup or an ancestor of it, and not a cgroup that contains the
+ * caller (caller_cgroup; NULL: unknown) unless caller_may_share (root asked for it explicitly).
+ */
+gboolean ifb_cgroup_guest_check (const char *guest, const char *daemon_cgroup, const char *caller_cgroup,
+                                 gboolean caller_may_share, GError **error);
+
 /* Whether path is base or below it. */
 bool ifb_cgroup_is_within (const char *path, const char *base);
 

@@ -64,6 +64,11 @@ static const KeySpec keys[] = {
   U ("limits", "max-batch", max_batch, 1, 4096),
   U ("limits", "max-vms", max_vms, 1, 65536),
   U ("limits", "max-devices-per-vm", max_devices_per_vm, 1, 64),
+  U ("limits", "max-queued-bytes", max_queued_bytes, 65536, 1u << 30),
+  U ("limits", "reserved-connections", reserved_connections, 0, 65535),
+  U ("limits", "idle-timeout", idle_timeout, 0, 86400),
+  U ("limits", "max-refusals-logged", max_refusals_logged, 0, 100000),
+  U ("limits", "expensive-calls-per-second", expensive_calls_per_second, 0, 1000000),
   S ("access", "admin-group", admin_group),
   S ("access", "read-group", read_group),
   B ("accounting", "rlimit-per-process", rlimit_per_process),
@@ -72,6 +77,8 @@ static const KeySpec keys[] = {
   { "libvirt", "cgroup-layout", KEY_CHOICE, G_STRUCT_OFFSET (IfbConfig, libvirt_cgroup_layout), 0, 0,
     "auto|systemd|manual" },
   B ("kernel", "allow-selftest", allow_selftest),
+  S ("metrics", "textfile", metrics_textfile),
+  U ("metrics", "interval-sec", metrics_interval_sec, 1, 86400),
   { NULL },
 };
 
@@ -83,7 +90,7 @@ config_new_defaults (void)
   c->socket_mode = 0660;
   c->runtime_dir = g_strdup (IFB_DEFAULT_RUNTIME_DIR);
   c->backend = IFB_BACKEND_CHOICE_AUTO;
-  c->emulated_template = g_strdup (IFB_EMUL_TEMPLATE);
+  c->emulated_template = NULL;   /* the built-in set (emul-builtin.h) */
   c->dev_root = g_strdup ("/dev");
   c->sys_root = g_strdup ("/sys");
   c->worker_timeout_ms = 10000;
@@ -96,6 +103,11 @@ config_new_defaults (void)
   c->max_batch = 64;
   c->max_vms = 1024;            /* x (1 + max_devices_per_vm) = the unit's FileDescriptorStoreMax=17408 */
   c->max_devices_per_vm = 16;
+  c->max_queued_bytes = 16u << 20;
+  c->reserved_connections = 16;
+  c->idle_timeout = 300;
+  c->max_refusals_logged = 20;
+  c->expensive_calls_per_second = 200;
   c->admin_group = NULL;
   c->read_group = NULL;
   c->admin_gid = (gid_t) -1;
@@ -104,6 +116,8 @@ config_new_defaults (void)
   c->libvirt_uri = NULL;
   c->libvirt_cgroup_layout = g_strdup ("auto");
   c->allow_selftest = false;
+  c->metrics_textfile = NULL;
+  c->metrics_interval_sec = 15;
   return c;
 }
 
@@ -121,6 +135,7 @@ ifb_config_free (IfbConfig *c)
   g_free (c->read_group);
   g_free (c->libvirt_uri);
   g_free (c->libvirt_cgroup_layout);
+  g_free (c->metrics_textfile);
   g_free (c);
   return NULL;
 }

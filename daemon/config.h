@@ -26,7 +26,7 @@ typedef struct {
   guint socket_mode;             /* of a socket we bind ourselves (not socket-activated) */
   char *runtime_dir;
   IfbBackendChoice backend;
-  char *emulated_template;      /* template tree copied into the runtime dir */
+  char *emulated_template;      /* template tree copied into the runtime dir; NULL: the built-in set */
   char *dev_root;               /* kernel backend: where /dev is (tests may redirect) */
   char *sys_root;               /* kernel backend: where /sys is */
   guint worker_timeout_ms;
@@ -42,6 +42,11 @@ typedef struct {
   guint max_batch;
   guint max_vms;
   guint max_devices_per_vm;
+  guint max_queued_bytes;       /* replies and events waiting to be sent, per connection */
+  guint reserved_connections;   /* of max_connections, for root and the admin group only */
+  guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
+  guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
+  guint expensive_calls_per_second;  /* per uid (not root, not admins); 0: no budget */
   /* [access] */
   char *admin_group;
   char *read_group;
@@ -54,6 +59,9 @@ typedef struct {
   char *libvirt_cgroup_layout;  /* auto, systemd or manual: the hook's (client/hook.c) */
   /* [kernel] */
   bool allow_selftest;          /* accept the kernel's IOMMUFD_TEST mock device (test kernels only) */
+  /* [metrics] */
+  char *metrics_textfile;       /* NULL: none; else the Prometheus text written every interval */
+  guint metrics_interval_sec;
 } IfbConfig;
 
 /* Defaults, then the file at path if it exists (a missing default file is fine; a missing

@@ -21,7 +21,11 @@ IfbConnection *ifb_connection_free (IfbConnection *c);
 const IfbPeer *ifb_connection_get_peer (IfbConnection *c);
 void ifb_connection_set_subscribed (IfbConnection *c, gboolean on);
 gboolean ifb_connection_is_subscribed (IfbConnection *c);
-/* Queue a line and its fds (taken). */
+/* Whether the peer has sent nothing for timeout_usec and nothing is owed to it (subscribers,
+ * which wait for events by design, never are). */
+gboolean ifb_connection_is_idle (IfbConnection *c, gint64 now, gint64 timeout_usec);
+/* Queue a line and its fds (taken). Over [limits] max-queued-bytes the line is dropped and the
+ * connection is closed once the caller's stack unwinds. */
 void ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds);
 /* A line's reply completed (reply.c): send what is ready, in line order. */
 void ifb_connection_reply_ready (IfbConnection *c);

@@ -18,6 +18,13 @@
  * later (ifb_call_defer(): its worker is running) or park the call until its guest is idle
  * (ifb_call_park_if_busy()); the connection sends the line's reply, in line order, when every
  * slot is in.
+ *
+ * What one line can cost is bounded: a batch's replies may take a quarter of [limits]
+ * max-queued-bytes, measured as they are made, and the requests after that are answered with
+ * limit-exceeded without running; the expensive methods (a large reply, or a walk of every guest
+ * or device) are budgeted per uid by a token bucket of [limits] expensive-calls-per-second
+ * (root and the admin group are not counted). Refused calls are logged through
+ * ifb_log_refusal(), a few per uid per interval.
  */
 #define G_LOG_DOMAIN "ifb-dispatch"
 
@@ -26,9 +33,11 @@
 #include "dispatch.h"
 #include "lifecycle.h"
 #include "errors.h"
+#include "log.h"
 #include "util.h"
 #include "json.h"
 #include "jsonrpc.h"
+#include "metrics.h"
 
 const IfbMethod *
 ifb_method_lookup (const char *name)
@@ -47,6 +56,52 @@ id_is_valid (json_object *id)
          json_object_is_type (id, json_type_double);
 }
 
+typedef struct {
+  double tokens;
+  gint64 last;
+} Bucket;
+
+static GHashTable *buckets;   /* uid -> Bucket* (one manager per process) */
+
+/* One expensive call of uid, if its bucket (rate per second, as deep as one second's worth)
+ * has a token. */
+static gboolean
+take_token (uid_t uid, guint rate)
+{
+  gint64 now = g_get_monotonic_time ();
+  Bucket *b;
+
+  if (!buckets)
+    buckets = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
+  b = g_hash_table_lookup (buckets, GUINT_TO_POINTER (uid));
+  if (!b) {
+    if (g_hash_table_size (buckets) >= 4096)   /* a full bucket and a forgotten one are the same */
+      g_hash_table_remove_all (buckets);
+    b = g_new0 (Bucket, 1);
+    b->tokens = rate;
+    b->last = now;
+    g_hash_table_insert (buckets, GUINT_TO_POINTER (uid), b);
+  }
+  b->tokens = MIN ((double) rate, b->tokens + (double) (now - b->last) * rate / G_USEC_PER_SEC);
+  b->last = now;
+  if (b->tokens < 1.0)
+    return FALSE;
+  b->tokens -= 1.0;
+  return TRUE;
+}
+
+static gboolean
+check_budget (IfbManager *m, const IfbPeer *peer, const IfbMethod *method, GError **error)
+{
+  guint rate = m->config->expensive_calls_per_second;
+
+  if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, m->config) || take_token (peer->uid, rate))
+    return TRUE;
+  return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                      "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list, device.list and metrics "
+                      "per second ([limits] expensive-calls-per-second)", (unsigned) peer->uid, rate), FALSE;
+}
+
 static json_object *
 error_reply (json_object *id, IfbError code, const char *msg)
 {
@@ -58,6 +113,7 @@ error_reply (json_object *id, IfbError code, const char *msg)
 
 struct IfbDeferred {
   IfbManager *manager;
+  gint64 started_usec;
   IfbReply *reply;
   guint slot;
   json_object *id;
@@ -76,6 +132,7 @@ ifb_call_defer (IfbCall *call)
   d->id = json_object_get (call->id);
   d->has_id = call->has_id;
   d->method = g_strdup (call->method);
+  d->started_usec = call->started_usec;
   call->deferred = TRUE;
   return d;
 }
@@ -107,6 +164,7 @@ deferred_free (IfbDeferred *d)
 void
 ifb_deferred_return (IfbDeferred *d, json_object *result)
 {
+  ifb_metrics_rpc_observe (d->method, NULL, g_get_monotonic_time () - d->started_usec);
   if (!d->has_id) {
     json_object_put (result);
     ifb_reply_fill (d->reply, d->slot, NULL);
@@ -121,15 +179,18 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 {
   const IfbPeer *peer = ifb_deferred_peer (d);
 
+  ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->started_usec);
   if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-    g_message ("%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1, peer ? (int) peer->pid : -1,
-               error->message);
+    ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->manager->config->max_refusals_logged,
+                     "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
+                     peer ? (int) peer->pid : -1, error->message);
   ifb_reply_fill (d->reply, d->slot, d->has_id ? ifb_jsonrpc_error_new (d->id, (GError *) error) : NULL);
   deferred_free (d);
 }
 
 static void invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
-                    json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot);
+                    json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+                    gint64 started_usec);
 
 typedef struct {
   IfbManager *manager;
@@ -139,6 +200,7 @@ typedef struct {
   json_object *id, *params;
   gboolean has_id;
   IfbFdList *in_fds;
+  gint64 started_usec;
 } Parked;
 
 static void
@@ -149,7 +211,7 @@ resume_parked (gpointer data)
 
   if (conn)
     invoke (p->manager, conn, ifb_connection_get_peer (conn), p->method, p->id, p->has_id, p->params, p->in_fds,
-            p->reply, p->slot);
+            p->reply, p->slot, p->started_usec);
   else
     ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
   ifb_reply_unref (p->reply);
@@ -173,6 +235,7 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
   p->method = ifb_method_lookup (call->method);
   p->id = json_object_get (call->id);
   p->has_id = call->has_id;
+  p->started_usec = call->started_usec;
   p->params = json_object_get (call->params);
   if (call->in_fds) {   /* what the method takes comes along */
     p->in_fds = ifb_fd_list_new ();
@@ -186,22 +249,29 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
 
 /* ---- one request --------------------------------------------------------------------- */
 
+/* started_usec: when the request arrived; a parked call keeps its first arrival. */
 static void
 invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
-        json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot)
+        json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
+        gint64 started_usec)
 {
   g_autoptr (GError) error = NULL;
   json_object *result = NULL;
   IfbCall call = {
     .manager = m, .connection = conn, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
-    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot,
+    .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .started_usec = started_usec,
   };
+  gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
+                check_budget (m, peer, method, &error) &&
+                method->func (&call, params, &result, &error);
 
-  if (!ifb_peer_check (peer, m->config, method->access, method->name, &error) ||
-      !method->func (&call, params, &result, &error)) {
+  if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
+    ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);
+  if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-      g_message ("%s from uid %u pid %d failed: %s", method->name, (unsigned) peer->uid, (int) peer->pid, error->message);
+      ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
+                       (unsigned) peer->uid, (int) peer->pid, error->message);
     ifb_reply_fill (r, slot, has_id ? ifb_jsonrpc_error_new (id, error) : NULL);
     return;
   }
@@ -258,7 +328,7 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
   }
 
   *ret_invoked = TRUE;
-  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot);
+  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot, g_get_monotonic_time ());
   return NULL;
 }
 
@@ -292,8 +362,21 @@ ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer
   if (!req) {
     ifb_reply_fill (r, ifb_reply_add_slot (r), ifb_jsonrpc_error_new (NULL, error));
   } else if (batch) {
-    for (size_t i = 0; i < json_object_array_length (req); i++)
-      handle_into (m, conn, peer, json_object_array_get_idx (req, i), NULL, r);
+    for (size_t i = 0; i < json_object_array_length (req); i++) {
+      json_object *one = json_object_array_get_idx (req, i);
+      json_object *id = NULL;
+      if (ifb_reply_bytes (r) < m->config->max_queued_bytes / 4) {
+        handle_into (m, conn, peer, one, NULL, r);
+        continue;
+      }
+      /* Over this line's share of the queue: the rest is answered, not run. */
+      if (json_object_is_type (one, json_type_object) && !json_object_object_get_ex (one, "id", &id))
+        continue;   /* a notification: nothing to say */
+      ifb_reply_fill (r, ifb_reply_add_slot (r),
+                      error_reply (id_is_valid (id) ? id : NULL, IFB_ERROR_LIMIT_EXCEEDED,
+                                   "Limit reached: this batch's replies take a quarter of [limits] max-queued-bytes "
+                                   "already; the request was not run"));
+    }
   } else if (json_object_is_type (req, json_type_array)) {
     size_t n = json_object_array_length (req);
     g_autofree char *msg = n == 0 ? g_strdup ("Invalid Request: empty batch")

@@ -30,6 +30,7 @@ typedef struct {
   IfbReply *reply;
   guint slot;
   gboolean deferred;            /* the handler took the answer out (ifb_call_defer/park) */
+  gint64 started_usec;          /* when the request arrived (parked or not): the metrics' latency */
 } IfbCall;
 
 /*
@@ -63,6 +64,7 @@ typedef struct {
   IfbAccess access;
   gboolean takes_fds;
   IfbMethodFunc func;
+  gboolean expensive;           /* a large reply or a walk of every guest or device: budgeted per uid */
 } IfbMethod;
 
 /* The one method table (rpc-methods.c), terminated by { NULL }. */

@@ -20,5 +20,7 @@ gboolean ifb_fd_watch_is_direct (void);
 guint ifb_fd_watch_add (int fd, GIOCondition cond, GUnixFDSourceFunc func, gpointer data);
 /* Change what a watch waits for (one epoll_ctl). */
 void ifb_fd_watch_update (guint id, GIOCondition cond);
-/* End a watch (also from inside any watch's callback). id 0 is ignored. */
+/* End a watch (also from inside any watch's callback). id 0 is ignored. Always before closing
+ * its fd — also when the callback will return G_SOURCE_REMOVE: epoll forgets fds by number, and
+ * a callback that closes its fd may see the number reused (a new watch) before it returns. */
 void ifb_fd_watch_remove (guint id);

@@ -80,11 +80,11 @@ on_holder_exit (int fd, GIOCondition cond, gpointer data)
   guint idx;
   IfbVmHolder *h = find_holder (vm, w->pid, &idx);
 
-  /* This watch ends with this callback: the holder's clear must not remove it a second time. */
-  if (h) {
-    h->watch = 0;
+  /* w is freed here; the holder's clear below still removes the watch, before it closes the
+   * pidfd (epoll_ctl(DEL) by fd number after the close could hit a new fd with that number: the
+   * reclaim started below opens a worker's pidfd). dispatch()'s removal is then a no-op. */
+  if (h)
     h->watch_data = NULL;
-  }
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, holding guest '%s''s fds, exited", (int) w->pid, vm->name);
   g_free (w);
   if (h)

@@ -76,6 +76,12 @@ ifb_lifecycle_get (IfbManager *m, const char *key, GError **error)
   return vm;
 }
 
+void
+ifb_lifecycle_touch (IfbManager *m, IfbVm *vm)
+{
+  tidy (m, vm);
+}
+
 typedef struct {
   IfbManager *m;
   GPtrArray *uuids;             /* of char*, left to tidy */

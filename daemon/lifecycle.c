@@ -35,6 +35,7 @@
 #include "cgroup.h"
 #include "errors.h"
 #include "fault.h"
+#include "fdwatch.h"
 #include "holders.h"
 #include "lifecycle.h"
 #include "log.h"
@@ -84,12 +85,11 @@ hand_on_waiters (IfbVm *vm)
     g_idle_add (run_waiter, w);
 }
 
-/* The guest's operation is over: what waited for it runs, in order, until one makes it busy. */
+/* What waited for the guest runs, in order, while it stays idle (a waiter may start an operation). */
 static void
-set_idle (IfbVm *vm)
+run_waiters (IfbVm *vm)
 {
   ifb_vm_ref (vm);
-  vm->busy = false;
   while (!vm->busy && !vm->gone && !g_queue_is_empty (&vm->waiters))
     run_waiter (g_queue_pop_head (&vm->waiters));
   if (vm->gone)
@@ -97,14 +97,115 @@ set_idle (IfbVm *vm)
   ifb_vm_free (vm);
 }
 
-/* Finish an operation: tell its caller, then let the next one in. */
+static void
+set_idle (IfbVm *vm)
+{
+  vm->busy = false;
+  run_waiters (vm);
+}
+
+/*
+ * Releasing devices. On real hardware the last close of a bound device fd resets the device
+ * (vfio_pci_core_disable(): 100 ms and more), in the process that closes it — never the main
+ * loop. So an operation that gives devices up (detach, destroy, a failed attach, a reclaim) only
+ * collects their fds (release_device() -> vm->releasing), and before it ends a release worker
+ * inherits them and closes them, the daemon having closed its own copies. Under a service manager
+ * the fds' fd-store copies were removed first; a barrier (waited for in the main loop, not by
+ * blocking it) makes sure PID 1 has closed its copies, so the worker's close is the last one. The
+ * guest stays busy until the worker is done, and the operation's answer waits for it: a device
+ * detached from one guest can be attached to another as soon as the detach has answered.
+ */
+typedef struct {
+  IfbManager *m;
+  IfbVm *vm;                    /* a reference */
+  GArray *fds;
+  GError *error;                /* the operation's own outcome, passed on */
+  IfbLifecycleDone done;
+  gpointer data;
+  int barrier_fd;
+  guint watch;
+} Release;
+
+static void op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data);
+
+static void
+on_released (IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  Release *r = data;
+
+  if (error)   /* its fds were closed when it ended, however it ended */
+    ifb_log_vm (G_LOG_LEVEL_WARNING, r->vm, NULL, "Guest '%s': releasing %u devices: %s, ignoring", r->vm->name,
+                r->fds->len, error->message);
+  ifb_worker_batch_free (b);
+  op_done (r->m, r->vm, r->error, r->done, r->data);
+  ifb_vm_free (r->vm);
+  g_array_unref (r->fds);
+  g_clear_error (&r->error);
+  g_free (r);
+}
+
+static void
+release_now (Release *r)
+{
+  IfbWorkerBatch *b = ifb_worker_batch_new ();
+
+  if (!b) {   /* no worker: close them here, as a last resort */
+    for (guint i = 0; i < r->fds->len; i++)
+      ifb_uapi_device_close (r->m->backend, g_array_index (r->fds, int, i));
+    g_array_set_size (r->fds, 0);
+    on_released (NULL, NULL, r);
+    return;
+  }
+  b->release = true;
+  b->emulated = ifb_uapi_backend_is_emulated (r->m->backend);
+  b->device_reset_ms = r->m->config->emulated_device_reset_ms;
+  b->n_devices = r->fds->len;
+  for (guint i = 0; i < r->fds->len; i++)
+    b->devices[i].device_fd = g_array_index (r->fds, int, i);   /* the worker takes them */
+  ifb_worker_start (b, -1, r->m->worker_mode, r->m->config->worker_timeout_ms, on_released, r);
+}
+
+static gboolean
+on_barrier (int fd, GIOCondition cond, gpointer data)
+{
+  Release *r = data;
+
+  ifb_fd_watch_remove (r->watch);   /* before the close: epoll removes by fd number */
+  r->watch = 0;
+  r->barrier_fd = ifb_close (r->barrier_fd);
+  release_now (r);
+  return G_SOURCE_REMOVE;
+}
+
+/* Finish an operation: release the devices it gave up, tell its caller, let the next one in. */
 static void
 op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
 {
+  if (vm->releasing->len > 0) {
+    Release *r = g_new0 (Release, 1);
+    r->m = m;
+    r->vm = ifb_vm_ref (vm);
+    r->fds = g_steal_pointer (&vm->releasing);
+    vm->releasing = g_array_new (FALSE, FALSE, sizeof (int));
+    g_array_set_size (r->fds, MIN (r->fds->len, IFB_WORKER_MAX_DEVICES));   /* at most 1 + max-devices-per-vm (64) */
+    r->error = error ? g_error_copy (error) : NULL;
+    r->done = done;
+    r->data = data;
+    r->barrier_fd = -1;
+    vm->busy = true;
+    if (ifb_notify_barrier_start (&r->barrier_fd) == 0 &&
+        (r->watch = ifb_fd_watch_add (r->barrier_fd, G_IO_IN, on_barrier, r)))
+      return;
+    r->barrier_fd = ifb_close (r->barrier_fd);
+    release_now (r);
+    return;
+  }
+  /* Idle before done: done may start the guest's next operation (which makes it busy again). */
   ifb_vm_ref (vm);
+  vm->busy = false;
   if (done)
     done (m, vm, error, data);
-  set_idle (vm);
+  run_waiters (vm);
   ifb_vm_free (vm);
 }
 
@@ -127,7 +228,9 @@ release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
     g_autofree char *name = ifb_vm_fdname_device (vm, d);
     ifb_notify_fdstore_remove (name);
   }
-  d->fd = ifb_close (d->fd);
+  if (d->fd >= 0)   /* closed by a release worker, as the operation ends (flush_releases()) */
+    g_array_append_val (vm->releasing, d->fd);
+  d->fd = -1;
   d->hwpt_id = 0;
   d->dev_id = 0;
   d->state = IFB_VM_DEVICE_RESERVED;
@@ -503,7 +606,8 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone 
     goto refuse;
   }
   uuid = a->uuid ? g_ascii_strdown (a->uuid, -1) : g_uuid_string_random ();
-  if (!resolve_cgroup (m, a, &cgroup, &error))
+  if (!resolve_cgroup (m, a, &cgroup, &error) ||
+      !ifb_peer_check_guest_cgroup (a->caller, cgroup, m->self_cgroup, a->allow_caller_cgroup, &error))
     goto refuse;
   if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid)) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already", a->name, uuid);
@@ -748,37 +852,81 @@ refuse:
   op_done (m, vm, error, done, data);
 }
 
-gboolean
-ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error)
+typedef struct {
+  IfbLifecycleDone done;
+  gpointer data;
+  char *bdf;
+} DetachCtx;
+
+static void
+detach_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 {
-  IfbVmDevice *d = ifb_vm_find_device (vm, bdf);
+  DetachCtx *c = data;
+  g_autoptr (GError) local = NULL;
   json_object *ev;
 
-  if (!d)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED, "Device %s is not attached to guest '%s'", bdf, vm->name), FALSE;
-  release_device (m, vm, d, TRUE);
-  ifb_registry_release_device (m->registry, bdf);
-  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, bdf, "Device %s detached from guest '%s'", bdf, vm->name);
-  g_ptr_array_remove (vm->devices, d);
-  if (!ifb_manager_commit (m, vm, error))
-    return FALSE;   /* the device is free either way; the next commit writes it */
-  ev = json_object_new_object ();
-  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
-  json_object_object_add (ev, "device", json_object_new_string (bdf));
-  ifb_manager_emit (m, "device.detached", ev);
-  return TRUE;
+  /* released: now another guest may have it */
+  ifb_registry_release_device (m->registry, c->bdf);
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, c->bdf, "Device %s detached from guest '%s'", c->bdf, vm->name);
+  if (!ifb_manager_commit (m, vm, &local)) {
+    c->done (m, vm, local, c->data);   /* the device is free either way; the next commit writes it */
+  } else {
+    ev = json_object_new_object ();
+    json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+    json_object_object_add (ev, "device", json_object_new_string (c->bdf));
+    ifb_manager_emit (m, "device.detached", ev);
+    c->done (m, vm, NULL, c->data);
+  }
+  g_free (c->bdf);
+  g_free (c);
 }
 
 void
-ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
+ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data)
 {
-  g_autoptr (IfbVm) vm = ifb_registry_remove (m->registry, vm_);
+  IfbVmDevice *d = ifb_vm_find_device (vm, bdf);
   g_autoptr (GError) error = NULL;
+  DetachCtx *c;
+
+  if (!d) {
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED, "Device %s is not attached to guest '%s'", bdf, vm->name);
+    op_done (m, vm, error, done, data);
+    return;
+  }
+  c = g_new0 (DetachCtx, 1);
+  c->done = done;
+  c->data = data;
+  c->bdf = g_strdup (bdf);
+  release_device (m, vm, d, TRUE);
+  g_ptr_array_remove (vm->devices, d);
+  op_done (m, vm, NULL, detach_done, c);
+}
+
+static void
+destroy_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  OpCtx *c = data;
+  g_autoptr (IfbVm) removed = ifb_registry_remove (m->registry, vm);   /* its devices are free now */
   json_object *ev;
 
-  g_return_if_fail (!vm->busy);
   vm->gone = true;
-  hand_on_waiters (vm);
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
+  ev = json_object_new_object ();
+  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
+  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
+  ifb_manager_emit (m, "vm.destroyed", ev);
+  if (c->done)
+    c->done (m, vm, NULL, c->data);
+  g_free (c);
+}
+
+void
+ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_return_if_fail (!vm->busy);
+  vm->destroying = true;
   /* The state goes first: a crash after it leaves fds in the store that match no guest, which
    * restore closes (the guest is gone, as asked); a crash before it leaves the guest whole. The
    * other order could leave a guest missing some of its devices. */
@@ -789,11 +937,7 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm_)
   for (guint i = 0; i < vm->devices->len; i++)
     release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
   release_context (m, vm, TRUE);
-  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
-  ev = json_object_new_object ();
-  json_object_object_add (ev, "vm", json_object_new_string (vm->name));
-  json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
-  ifb_manager_emit (m, "vm.destroyed", ev);
+  op_done (m, vm, NULL, destroy_done, op_ctx_new (done, data));
 }
 
 typedef struct {
@@ -830,10 +974,16 @@ when_idle_do (IfbManager *m, IfbVm *vm, void (*fn) (IfbManager *m, IfbVm *vm))
   ifb_lifecycle_when_idle (vm, run_later, l);
 }
 
+static void
+destroy_quietly (IfbManager *m, IfbVm *vm)
+{
+  ifb_lifecycle_destroy (m, vm, NULL, NULL);
+}
+
 void
 ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm)
 {
-  when_idle_do (m, vm, ifb_lifecycle_destroy);
+  when_idle_do (m, vm, destroy_quietly);
 }
 
 static void
@@ -891,6 +1041,13 @@ reclaim_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 }
 
 static void
+reclaim_released (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  if (!vm->gone)
+    ifb_lifecycle_realize (m, vm, reclaim_done, NULL);
+}
+
+static void
 reclaim_now (IfbManager *m, IfbVm *vm)
 {
   gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
@@ -907,7 +1064,7 @@ reclaim_now (IfbManager *m, IfbVm *vm)
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': the last process holding its fds exited; its context is "
                 "replaced, freeing what the VMM allocated and pinned", vm->name);
   }
-  ifb_lifecycle_realize (m, vm, reclaim_done, NULL);
+  op_done (m, vm, NULL, reclaim_released, NULL);   /* the devices released before they are bound again */
 }
 
 void

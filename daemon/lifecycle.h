@@ -9,6 +9,7 @@
 #include <glib.h>
 
 #include "manager.h"
+#include "peer.h"
 #include "vm.h"
 
 typedef struct {
@@ -19,6 +20,8 @@ typedef struct {
   int pidfd;                    /* -1: none (a pidfd passed by the caller) */
   IfbVmOptions options;
   int rlimit_per_process;       /* -1: the configured default */
+  const IfbPeer *caller;        /* NULL: none to keep out of the guest's cgroup */
+  gboolean allow_caller_cgroup; /* root says: a cgroup containing it is meant */
 } IfbVmCreateArgs;
 
 /*
@@ -39,11 +42,12 @@ void ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, gu
                            gpointer data);
 /* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
 void ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
-/* Idle guest; no worker needed. */
-gboolean ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, GError **error);
-/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices. The guest
- * must be idle; vm is gone afterwards. */
-void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm);
+/* Idle guest. The device is another guest's to take once done has run (its release worker
+ * closed it). */
+void ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data);
+/* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices (done may be
+ * NULL). The guest must be idle; it is gone when done runs. */
+void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
 /* The same once the guest is idle (now if it is). */
 void ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm);
 
@@ -57,6 +61,8 @@ gboolean ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, 
 
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
+/* What ifb_lifecycle_get() does to the guest it finds, for a guest looked up otherwise. */
+void ifb_lifecycle_touch (IfbManager *m, IfbVm *vm);
 /* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */
 void ifb_lifecycle_tidy_in_background (IfbManager *m);
 

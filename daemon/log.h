@@ -5,8 +5,18 @@
  */
 #pragma once
 
+#include <sys/types.h>
 #include <glib.h>
 
 #include "vm.h"
 
 void ifb_log_vm (GLogLevelFlags level, const IfbVm *vm, const char *device, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
+
+/*
+ * A refused call (or connection) of uid, at G_LOG_LEVEL_MESSAGE: at most max lines per uid per
+ * IFB_LOG_REFUSAL_INTERVAL_S seconds; the rest are counted, and the next line logged for that
+ * uid says how many were not. A peer that is refused in a loop cannot flood the journal (whose
+ * own rate limit would then hide everything else the daemon says).
+ */
+#define IFB_LOG_REFUSAL_INTERVAL_S 10
+void ifb_log_refusal (uid_t uid, guint max, const char *fmt, ...) G_GNUC_PRINTF (3, 4);

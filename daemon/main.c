@@ -23,7 +23,7 @@ static const GOptionEntry entries[] = {
   { "backend", 0, 0, G_OPTION_ARG_STRING, &arg_backend, "auto (default), kernel or emulated", "NAME" },
   { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &arg_runtime_dir, "State directory (default " IFB_DEFAULT_RUNTIME_DIR ")", "DIR" },
   { "config", 0, 0, G_OPTION_ARG_FILENAME, &arg_config, "Configuration file (default " IFB_CONFIG_FILE ")", "FILE" },
-  { "emulated-template", 0, 0, G_OPTION_ARG_FILENAME, &arg_emulated_template, "Template tree of the emulated devices", "DIR" },
+  { "emulated-template", 0, 0, G_OPTION_ARG_FILENAME, &arg_emulated_template, "Template tree of the emulated devices (default: the set built into the daemon)", "DIR" },
   { NULL },
 };
 

@@ -3,7 +3,8 @@
  * Theory of operation
  *
  * Start-up, in order: choose the backend (kernel when /dev/iommu is a character device, unless
- * told otherwise; the emulated one gets a private copy of its device tree in the runtime dir),
+ * told otherwise; the emulated one gets a private copy of its device tree in the runtime dir:
+ * the set built into the daemon, or the template tree the configuration names),
  * open /dev and /sys (or their emulated stand-ins) as directory fds, find cgroup2 and check where
  * the memory controller lives, load the saved registry, take the fds systemd hands back
  * (LISTEN_FDS: the listening socket when socket-activated, and the fd store), re-associate them
@@ -23,12 +24,14 @@
 #include <unistd.h>
 
 #include "connection.h"
+#include "emul-builtin.h"
 #include "emul-root.h"
 #include "errors.h"
 #include "jsonrpc.h"
 #include "lifecycle.h"
 #include "libvirt-watch.h"
 #include "manager.h"
+#include "metrics.h"
 #include "notify.h"
 #include "selftest-device.h"
 #include "server.h"
@@ -54,6 +57,7 @@ ifb_manager_free (IfbManager *m)
 {
   if (!m)
     return NULL;
+  ifb_metrics_textfile_stop ();
   m->libvirt = ifb_libvirt_watch_free (m->libvirt);
   m->server = ifb_server_free (m->server);
   ifb_registry_free (m->registry);
@@ -111,10 +115,13 @@ choose_backend (IfbManager *m, GError **error)
   m->backend = ifb_uapi_backend_emulated ();
   {
     ifb_autofd int root = -1;
-    r = ifb_emul_root_prepare (c->emulated_template, m->runtime_dirfd, "emulated", &root);
-    if (r < 0)
+    r = c->emulated_template ? ifb_emul_root_prepare (c->emulated_template, m->runtime_dirfd, "emulated", &root)
+                             : ifb_emul_builtin_prepare (m->runtime_dirfd, "emulated", &root);
+    if (r < 0 && c->emulated_template)
       return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, r,
                                   "Preparing the emulated device tree from '%s'", c->emulated_template);
+    if (r < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, r, "Preparing the built-in emulated device tree");
     m->emulated_root = g_build_filename (c->runtime_dir, "emulated", NULL);
     if ((m->dev_dirfd = open_dir (root, "dev")) < 0 || (m->sys_dirfd = open_dir (root, "sys")) < 0)
       return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -errno, "Opening the emulated root '%s'", m->emulated_root);
@@ -214,7 +221,7 @@ ifb_manager_start (IfbManager *m, GError **error)
                  no_worker->message);
   }
 
-  if (!ifb_state_load (m->runtime_dirfd, &saved, error))
+  if (!ifb_state_load (m->runtime_dirfd, c->max_vms, &saved, error))
     return FALSE;
 
   n = sd_listen_fds_with_names (TRUE, &names);
@@ -251,6 +258,7 @@ ifb_manager_start (IfbManager *m, GError **error)
              status, m->n_restored_vms);
   ifb_notify_ready (status);
   ifb_notify_watchdog_start ();
+  ifb_metrics_textfile_start (m);
   ifb_lifecycle_tidy_in_background (m);
   return TRUE;
 }

@@ -2,9 +2,11 @@
 #define G_LOG_DOMAIN "ifb-notify"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "fault.h"
 #include "notify.h"
@@ -88,15 +90,24 @@ ifb_notify_fdstore_remove (const char *name)
     return 0;
   msg = g_strdup_printf ("FDSTOREREMOVE=1\nFDNAME=%s", name);
   r = sd_notify (0, msg);
-  if (r < 0)
-    return r;
-  /* Wait until the service manager has processed the removal, i.e. closed its copy. A device fd
-   * there keeps the device bound to the guest's context (the kernel unbinds on the last close),
-   * so without this a detach followed at once by an attach to another guest fails with EINVAL
-   * (and an IOMMUFD context outlives its destroy) until PID 1 gets round to it. Bounded, so a
-   * busy manager delays us by at most this much; on timeout we go on as before. */
-  r = sd_notify_barrier (0, 2 * G_USEC_PER_SEC);
-  if (r < 0)
-    g_debug ("fd store: no barrier after removing '%s': %s", name, g_strerror (-r));
+  return r < 0 ? r : 0;
+}
+
+int
+ifb_notify_barrier_start (int *ret_fd)
+{
+  int p[2], r;
+
+  if (!ifb_notify_enabled ())
+    return -ENOTCONN;
+  if (pipe2 (p, O_CLOEXEC | O_NONBLOCK) < 0)
+    return -errno;
+  r = sd_pid_notify_with_fds (0, 0, "BARRIER=1", &p[1], 1);
+  close (p[1]);
+  if (r <= 0) {
+    close (p[0]);
+    return r < 0 ? r : -ENOTCONN;
+  }
+  *ret_fd = p[0];
   return 0;
 }

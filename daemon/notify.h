@@ -19,5 +19,8 @@ void ifb_notify_watchdog_start (void);
 int ifb_notify_fdstore_add (const char *name, int fd);
 /* FDSTOREREMOVE=1 + FDNAME=name. */
 int ifb_notify_fdstore_remove (const char *name);
+/* Ask the service manager for a barrier without waiting: *ret_fd reports EOF (readable) once it
+ * has processed every message sent before. -ENOTCONN without a service manager. */
+int ifb_notify_barrier_start (int *ret_fd);
 /* Whether name is acceptable as FDNAME (no ':', printable, at most 255 bytes). */
 bool ifb_notify_fdname_valid (const char *name);

@@ -1,7 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * A peer is identified once, at accept: SO_PEERCRED (pid, uid, gid of the process that called
+ * connect()), SO_PEERGROUPS, and a pidfd. Roles come from the uid and groups alone. Authorizing
+ * by cgroup (vm.fds for a guest's VMM) also needs the process itself, and a pid number alone is
+ * not one: the connecting process may have exited before we accepted, and its pid been reused.
+ *
+ *  - SO_PEERPIDFD (Linux 6.5) gives a pidfd the kernel took at connect() time: it is the
+ *    connecting process or nothing. Only such a peer is authorized by cgroup outright.
+ *  - Otherwise (Debian 12's 6.1, or SO_PEERPIDFD refused because the peer has exited) we open a
+ *    pidfd on the SO_PEERCRED pid. That process may be another one that reused the pid, so its
+ *    effective uid must equal SO_PEERCRED's and, when the cgroup is read, it must still be alive
+ *    with the same start time as when we opened it. A pid reused by a process of the same uid
+ *    remains possible; the refusal message names the fallback so an operator can tell.
+ */
 #define G_LOG_DOMAIN "ifb-peer"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,6 +28,8 @@
 #include "peer.h"
 #include "util.h"
 
+/* Linux 6.5; Debian 12's headers (6.1) lack it. The value is the same on every architecture
+ * but alpha, mips, parisc and sparc, none of which this daemon targets (libvirt does the same). */
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
@@ -36,10 +55,18 @@ ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error)
     p->n_groups = (int) (glen / sizeof (gid_t));
     p->groups = g_memdup2 (groups, glen);
   }
-  if (getsockopt (sockfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) == 0 && pidfd >= 0)
+  if (getsockopt (sockfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) == 0 && pidfd >= 0) {
     p->pidfd = pidfd;
-  else if (p->pid > 0)
-    p->pidfd = (int) syscall (SYS_pidfd_open, p->pid, 0);
+    p->pidfd_exact = true;
+  } else if (p->pid > 0) {
+    uid_t uid;
+    p->pidfd = (int) syscall (SYS_pidfd_open, p->pid, 0);   /* always close-on-exec */
+    if (p->pidfd >= 0 &&
+        (ifb_proc_stat (p->pid, NULL, &p->start_time) < 0 || ifb_proc_euid (p->pid, &uid) < 0 || uid != p->uid)) {
+      g_debug ("pid %d of a uid %u peer is now another process: no pidfd", (int) p->pid, (unsigned) p->uid);
+      p->pidfd = ifb_close (p->pidfd);
+    }
+  }
   *ret_peer = g_steal_pointer (&p);
   return TRUE;
 }
@@ -111,8 +138,40 @@ ifb_peer_check (const IfbPeer *p, const IfbConfig *c, IfbAccess access, const ch
 gboolean
 ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error)
 {
+  g_autofree char *path = NULL;
+  guint64 start = 0;
+  uid_t uid;
+
   if (p->pidfd < 0)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
-                        "Cannot identify the peer's process (pid %d)", (int) p->pid), FALSE;
-  return ifb_cgroup_of_pidfd (p->pidfd, p->pid, ret_path, error);
+                        "Cannot identify the peer's process (pid %d): the kernel gave no pidfd for it "
+                        "(SO_PEERPIDFD) and pid %d is gone or now another user's", (int) p->pid, (int) p->pid), FALSE;
+  if (!ifb_cgroup_of_pidfd (p->pidfd, p->pid, &path, error))
+    return FALSE;
+  /* Without SO_PEERPIDFD: the process we read is still the one we checked at accept (alive,
+   * thanks to the pidfd; same start time and uid). */
+  if (!p->pidfd_exact &&
+      (ifb_proc_stat (p->pid, NULL, &start) < 0 || start != p->start_time ||
+       ifb_proc_euid (p->pid, &uid) < 0 || uid != p->uid ||
+       syscall (SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Cannot identify the peer's process (pid %d): it changed while its cgroup was read "
+                        "(no SO_PEERPIDFD)", (int) p->pid), FALSE;
+  *ret_path = g_steal_pointer (&path);
+  return TRUE;
+}
+
+gboolean
+ifb_peer_check_guest_cgroup (const IfbPeer *p, const char *guest, const char *daemon_cgroup,
+                             gboolean allow_caller_cgroup, GError **error)
+{
+  g_autofree char *mine = NULL;
+
+  if (allow_caller_cgroup && p && p->uid != 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Permission denied: only root may create a guest in a cgroup that contains it "
+                        "(options.allow_caller_cgroup; peer uid %u)", (unsigned) p->uid), FALSE;
+  if (p && !allow_caller_cgroup)
+    ifb_peer_get_cgroup (p, &mine, NULL);
+  return ifb_cgroup_guest_check (guest, daemon_cgroup, mine, !p || allow_caller_cgroup, error);
 }

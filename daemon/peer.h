@@ -24,7 +24,9 @@ typedef struct {
   gid_t gid;
   gid_t *groups;
   int n_groups;
-  int pidfd;                    /* -1 if neither SO_PEERPIDFD nor pidfd_open worked */
+  int pidfd;                    /* -1 if neither SO_PEERPIDFD nor a checked pidfd_open worked */
+  bool pidfd_exact;             /* from SO_PEERPIDFD: the connecting process itself */
+  guint64 start_time;           /* without SO_PEERPIDFD: the start time of the process pidfd is */
 } IfbPeer;
 
 gboolean ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error);
@@ -34,7 +36,12 @@ bool ifb_peer_is_admin (const IfbPeer *p, const IfbConfig *c);
 bool ifb_peer_can_read (const IfbPeer *p, const IfbConfig *c);
 /* Check access; the error names the peer and what it lacks. */
 gboolean ifb_peer_check (const IfbPeer *p, const IfbConfig *c, IfbAccess access, const char *method, GError **error);
-/* The peer process's current cgroup2 path, read through its pidfd. */
+/* The peer process's current cgroup2 path, read through its pidfd; without SO_PEERPIDFD, only
+ * while that process is still the one checked at accept (see peer.c). */
 gboolean ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error);
+/* ifb_cgroup_guest_check() for a guest peer p creates (p NULL: no caller to protect);
+ * allow_caller_cgroup is root's explicit "yes, a cgroup I am in". */
+gboolean ifb_peer_check_guest_cgroup (const IfbPeer *p, const char *guest, const char *daemon_cgroup,
+                                      gboolean allow_caller_cgroup, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbPeer, ifb_peer_free)

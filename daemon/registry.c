@@ -51,6 +51,19 @@ ifb_registry_lookup (IfbRegistry *r, const char *key)
 }
 
 IfbVm *
+ifb_registry_lookup_name (IfbRegistry *r, const char *name)
+{
+  return name ? g_hash_table_lookup (r->by_name, name) : NULL;
+}
+
+IfbVm *
+ifb_registry_lookup_uuid (IfbRegistry *r, const char *uuid)
+{
+  g_autofree char *lower = uuid ? g_ascii_strdown (uuid, -1) : NULL;
+  return lower ? g_hash_table_lookup (r->by_uuid, lower) : NULL;
+}
+
+IfbVm *
 ifb_registry_get (IfbRegistry *r, const char *key, GError **error)
 {
   IfbVm *vm = ifb_registry_lookup (r, key);

@@ -15,7 +15,11 @@ IfbRegistry *ifb_registry_free (IfbRegistry *r);
 
 /* Look a guest up by name or UUID; NULL when unknown. */
 IfbVm *ifb_registry_lookup (IfbRegistry *r, const char *name_or_uuid);
-/* Same, as an error naming the guest. */
+/* By name only, or by UUID only (any case): what the RPC methods use, so a name can never
+ * stand for another guest's UUID. NULL when unknown. */
+IfbVm *ifb_registry_lookup_name (IfbRegistry *r, const char *name);
+IfbVm *ifb_registry_lookup_uuid (IfbRegistry *r, const char *uuid);
+/* Same as ifb_registry_lookup(), as an error naming the guest. */
 IfbVm *ifb_registry_get (IfbRegistry *r, const char *name_or_uuid, GError **error);
 /* The lowest slot no guest holds (names its fds in the fd store, see vm.h). */
 guint ifb_registry_free_slot (IfbRegistry *r);

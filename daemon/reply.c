@@ -11,6 +11,7 @@ struct IfbReply {
   gboolean sealed;
   GPtrArray *slots;             /* json_object* per request, NULL until filled or for notifications */
   guint outstanding;
+  size_t bytes;                 /* of the responses filled in so far (batches only) */
   IfbFdList *fds;
 };
 
@@ -56,6 +57,11 @@ ifb_reply_fill (IfbReply *r, guint i, json_object *response)
 {
   g_return_if_fail (i < r->slots->len && r->outstanding > 0);
   g_ptr_array_index (r->slots, i) = response;
+  if (r->batch && response) {
+    size_t len = 0;
+    json_object_to_json_string_length (response, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    r->bytes += len + 1;
+  }
   r->outstanding--;
   if (r->sealed && r->outstanding == 0 && r->conn)
     ifb_connection_reply_ready (r->conn);
@@ -70,6 +76,8 @@ ifb_reply_seal (IfbReply *r)
 IfbFdList *ifb_reply_fds (IfbReply *r) { return r->fds; }
 IfbConnection *ifb_reply_connection (IfbReply *r) { return r->conn; }
 void ifb_reply_detach (IfbReply *r) { r->conn = NULL; }
+
+size_t ifb_reply_bytes (IfbReply *r) { return r->bytes; }
 
 gboolean
 ifb_reply_is_complete (IfbReply *r)

@@ -34,6 +34,8 @@ IfbConnection *ifb_reply_connection (IfbReply *r);
 void ifb_reply_detach (IfbReply *r);   /* the connection is closing */
 
 gboolean ifb_reply_is_complete (IfbReply *r);
+/* What the batch's responses filled in so far take on the wire (0 for a single request). */
+size_t ifb_reply_bytes (IfbReply *r);
 /* What to send: the response or the batch array (NULL when only notifications). Taken. */
 json_object *ifb_reply_steal_message (IfbReply *r);
 IfbFdList *ifb_reply_steal_fds (IfbReply *r);

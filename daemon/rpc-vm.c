@@ -46,7 +46,7 @@ typedef struct {
 
 typedef struct {
   const char *handoff;
-  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process;
+  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process, allow_caller_cgroup;
 } CreateOptions;
 
 gboolean
@@ -68,9 +68,10 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
     { "defer", IFB_PARAM_BOOL, offsetof (CreateOptions, defer), 0 },
     { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (CreateOptions, rlimit_per_process), 0 },
+    { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_caller_cgroup), 0 },
     { NULL },
   };
-  CreateParams p = { .pidfd = -1 };
+  CreateParams p = { .pid = G_MININT64, .pidfd = -1 };   /* G_MININT64, -1: not given */
   CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
   IfbVmCreateArgs a;
   IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
@@ -83,30 +84,32 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
                         o.handoff), FALSE;
-  if (p.pid < 0 || p.pid > G_MAXINT32)
+  if (p.pid != G_MININT64 && (p.pid <= 0 || p.pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: member 'pidfd' is fd index %" G_GINT64_FORMAT " but %u fds came with the request",
                         p.pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
   a = (IfbVmCreateArgs) {
-    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = (pid_t) p.pid,
+    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = p.pid > 0 ? (pid_t) p.pid : 0,
     .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
     .options = { .handoff = handoff, .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
                  .dirty_tracking = o.dirty_tracking, .defer = o.defer },
     .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
+    .caller = call->peer, .allow_caller_cgroup = o.allow_caller_cgroup,
   };
   ifb_lifecycle_create (call->manager, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
 typedef struct {
-  const char *vm, *device;
+  const char *vm, *uuid, *device;
   json_object *devices;
 } DeviceParams;
 
 static const IfbParamSpec attach_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
+  { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
   { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), 0 },
   { "devices", IFB_PARAM_ARRAY, offsetof (DeviceParams, devices), 0 },
   { NULL },
@@ -137,7 +140,7 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
                           call->manager->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
@@ -150,7 +153,8 @@ gboolean
 ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), IFB_PARAM_REQUIRED },
+    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
+    { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
     { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), IFB_PARAM_REQUIRED },
     { NULL },
   };
@@ -159,26 +163,37 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
 
   if (!ifb_params_parse (params, specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
-  if (ifb_call_park_if_busy (call, vm))
-    return TRUE;
-  if (!ifb_lifecycle_detach (call->manager, vm, p.device, error))
-    return FALSE;
-  *ret = ifb_vm_to_json (vm, FALSE);
+  if (!ifb_call_park_if_busy (call, vm))
+    ifb_lifecycle_detach (call->manager, vm, p.device, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
 typedef struct {
-  const char *vm;
+  const char *vm, *uuid;
   gint64 pid;
 } VmParams;
 
 static const IfbParamSpec vm_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
+  { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
   { NULL },
 };
+
+typedef struct {
+  IfbDeferred *d;
+  json_object *result;
+} DestroyCtx;
+
+static void
+destroyed (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+{
+  DestroyCtx *c = data;
+  ifb_deferred_return (c->d, c->result);
+  g_free (c);
+}
 
 gboolean
 ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error)
@@ -186,10 +201,11 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   VmParams p = { 0 };
   IfbVm *vm;
   json_object *o;
+  DestroyCtx *c;
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))
@@ -198,8 +214,10 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   json_object_object_add (o, "name", json_object_new_string (vm->name));
   json_object_object_add (o, "uuid", json_object_new_string (vm->uuid));
   json_object_object_add (o, "devices_freed", json_object_new_int (vm->devices->len));
-  ifb_lifecycle_destroy (call->manager, vm);
-  *ret = o;
+  c = g_new0 (DestroyCtx, 1);
+  c->d = ifb_call_defer (call);
+  c->result = o;
+  ifb_lifecycle_destroy (call->manager, vm, destroyed, c);
   return TRUE;
 }
 
@@ -284,7 +302,7 @@ ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError *
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
@@ -404,9 +422,9 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
 
   if (!ifb_params_parse (params, vm_specs, &p, error))
     return FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm || !check_fds_access (call, vm, error))
-    return FALSE;
+    return ifb_rpc_fds_refused (call, error);
   if (ifb_call_park_if_busy (call, vm))
     return TRUE;
   if (!ifb_holders_admit (vm, call->peer->pid, error))
@@ -429,7 +447,8 @@ gboolean
 ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error)
 {
   static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), IFB_PARAM_REQUIRED },
+    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
+    { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
     { "pid", IFB_PARAM_INT, offsetof (VmParams, pid), IFB_PARAM_REQUIRED },
     { NULL },
   };
@@ -441,7 +460,7 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
     return FALSE;
   if (p.pid <= 0 || p.pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  vm = ifb_lifecycle_get (call->manager, p.vm, error);
+  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))

@@ -2,7 +2,14 @@
 /*
  * The listener. Accepts with SOCK_CLOEXEC|SOCK_NONBLOCK, reads the peer's credentials once, and
  * refuses a connection beyond [limits] max-connections or max-connections-per-uid by closing it
- * straight away (the peer sees EOF; the journal says why).
+ * straight away (the peer sees EOF; the journal says why). The last [limits]
+ * reserved-connections of max-connections are kept for root and the admin group, so that
+ * unprivileged uids together cannot lock the operator out.
+ *
+ * It also keeps what is shared between connections: the budget of fds that peers may make the
+ * daemon hold in transit (an eighth of RLIMIT_NOFILE, so that guests, connections and the
+ * operator keep the rest), and the sweep that closes connections idle for [limits]
+ * idle-timeout seconds.
  */
 #define G_LOG_DOMAIN "ifb-server"
 
@@ -10,6 +17,7 @@
 #include <fcntl.h>
 #include <glib-unix.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +26,7 @@
 #include "connection.h"
 #include "errors.h"
 #include "fdwatch.h"
+#include "log.h"
 #include "server.h"
 #include "util.h"
 
@@ -29,6 +38,9 @@ struct IfbServer {
   guint resume;                 /* timeout that resumes accepting after EMFILE/ENFILE */
   GHashTable *connections;      /* IfbConnection* set (owned) */
   GHashTable *per_uid;          /* uid -> count */
+  guint fds_held;               /* fds in transit, over all connections */
+  guint fd_budget;
+  guint idle_sweep;             /* timeout source of the idle sweep, 0 when off */
 };
 
 #define ACCEPT_PAUSE_MS 100
@@ -77,10 +89,16 @@ on_accept (int fd, GIOCondition cond, gpointer data)
     }
     uid_count = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (peer->uid)));
     if (g_hash_table_size (s->connections) >= s->manager->config->max_connections ||
-        uid_count >= s->manager->config->max_connections_per_uid) {
-      g_message ("Refusing connection of uid %u pid %d: connection limit reached ([limits] max-connections%s)",
+        uid_count >= s->manager->config->max_connections_per_uid ||
+        (g_hash_table_size (s->connections) + MIN (s->manager->config->reserved_connections,
+                                                   s->manager->config->max_connections / 2) >= s->manager->config->max_connections &&
+         !ifb_peer_is_admin (peer, s->manager->config))) {
+      ifb_log_refusal (peer->uid, s->manager->config->max_refusals_logged,
+                 "Refusing connection of uid %u pid %d: connection limit reached ([limits] %s)",
                  (unsigned) peer->uid, (int) peer->pid,
-                 uid_count >= s->manager->config->max_connections_per_uid ? "-per-uid" : "");
+                 uid_count >= s->manager->config->max_connections_per_uid ? "max-connections-per-uid" :
+                 g_hash_table_size (s->connections) >= s->manager->config->max_connections ? "max-connections" :
+                 "max-connections less reserved-connections, which are kept for root and the admin group");
       ifb_peer_free (peer);
       ifb_close (cfd);
       continue;
@@ -102,6 +120,40 @@ ifb_server_connection_closed (IfbServer *s, IfbConnection *c)
   else
     g_hash_table_insert (s->per_uid, GUINT_TO_POINTER (uid), GUINT_TO_POINTER (n - 1));
   g_hash_table_remove (s->connections, c);
+}
+
+gboolean
+ifb_server_hold_fds (IfbServer *s, int delta)
+{
+  s->fds_held = (guint) MAX (0, (int) s->fds_held + delta);
+  return s->fds_held <= s->fd_budget;
+}
+
+guint
+ifb_server_fd_budget (IfbServer *s)
+{
+  return s->fd_budget;
+}
+
+static gboolean
+on_idle_sweep (gpointer data)
+{
+  IfbServer *s = data;
+  g_autoptr (GPtrArray) idle = g_ptr_array_new ();
+  gint64 now = g_get_monotonic_time (), timeout = (gint64) s->manager->config->idle_timeout * G_USEC_PER_SEC;
+  GHashTableIter it;
+  gpointer key;
+
+  g_hash_table_iter_init (&it, s->connections);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (ifb_connection_is_idle (key, now, timeout))
+      g_ptr_array_add (idle, key);
+  if (idle->len > 0)
+    g_message ("Closing %u connections idle for %u s or more ([limits] idle-timeout)", idle->len,
+               s->manager->config->idle_timeout);
+  for (guint i = 0; i < idle->len; i++)
+    ifb_server_connection_closed (s, g_ptr_array_index (idle, i));
+  return G_SOURCE_CONTINUE;
 }
 
 static int
@@ -154,6 +206,13 @@ ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
   s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
   s->per_uid = g_hash_table_new (g_direct_hash, g_direct_equal);
   s->source = ifb_fd_watch_add (listen_fd, G_IO_IN, on_accept, s);
+  {
+    struct rlimit rl = { .rlim_cur = 1024 };
+    getrlimit (RLIMIT_NOFILE, &rl);
+    s->fd_budget = (guint) MIN (rl.rlim_cur / 8, (rlim_t) G_MAXINT / 2);
+  }
+  if (m->config->idle_timeout > 0)   /* checked four times per timeout: closed within 1.25 of it */
+    s->idle_sweep = g_timeout_add (MAX (250u, m->config->idle_timeout * 1000u / 4), on_idle_sweep, s);
   return s;
 }
 
@@ -163,6 +222,8 @@ ifb_server_free (IfbServer *s)
   if (!s)
     return NULL;
   ifb_fd_watch_remove (s->source);
+  if (s->idle_sweep)
+    g_source_remove (s->idle_sweep);
   if (s->resume)
     g_source_remove (s->resume);
   g_hash_table_unref (s->connections);

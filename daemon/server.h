@@ -20,5 +20,9 @@ guint ifb_server_n_connections (IfbServer *s);
 /* Queue a notification line to every subscribed connection. */
 void ifb_server_broadcast (IfbServer *s, json_object *notification);
 
+/* Count delta more (or fewer) fds held in transit for peers; FALSE when over the budget. */
+gboolean ifb_server_hold_fds (IfbServer *s, int delta);
+guint ifb_server_fd_budget (IfbServer *s);
+
 /* Called by connections. */
 void ifb_server_connection_closed (IfbServer *s, IfbConnection *c);

@@ -1,4 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * Writing: one file per guest, replaced atomically (see state.h). Reading, at start-up, trusts
+ * nothing in the runtime directory: the directory and each file are opened without following
+ * symlinks; a file must be a regular file of at most IFB_STATE_MAX_SIZE bytes, parse, carry our
+ * version and pass every field's check (names, UUID, cgroup paths, device addresses and cdevs,
+ * indexes and ids in range, no device twice). Then across files: one name, one fd-store slot
+ * and each device belong to one guest only — the oldest keeps them — and no more than
+ * [limits] max-vms guests. A file that fails is moved to guests/rejected/ with the reason in the
+ * log, and every other guest is restored: one bad file never stops the daemon nor costs the
+ * others. A guest quarantined this way keeps its file for the operator, never deleted.
+ */
 #define G_LOG_DOMAIN "ifb-state"
 
 #include <dirent.h>
@@ -9,9 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "errors.h"
 #include "fault.h"
 #include "json.h"
+#include "pci-device.h"
+#include "selftest-device.h"
 #include "state.h"
 #include "util.h"
 
@@ -21,7 +37,7 @@ open_state_dir (int runtime_dirfd, gboolean create)
   int fd;
   if (create && mkdirat (runtime_dirfd, IFB_STATE_DIR, 0700) < 0 && errno != EEXIST)
     return -errno;
-  fd = openat (runtime_dirfd, IFB_STATE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  fd = openat (runtime_dirfd, IFB_STATE_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }
 
@@ -60,7 +76,7 @@ ifb_state_save_vm (int runtime_dirfd, const IfbVm *vm, GError **error)
   json_object_object_add (root, "vm", ifb_vm_to_json (vm, TRUE));
   text = json_object_to_json_string_length (root, JSON_C_TO_STRING_PLAIN, &len);
 
-  fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  fd = openat (dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Creating %s", tmp);
   if (!write_all (fd, text, len) || fsync (fd) < 0) {
@@ -93,37 +109,190 @@ ifb_state_remove_vm (int runtime_dirfd, const char *uuid, GError **error)
   return TRUE;
 }
 
-static IfbVm *
-load_one (int dirfd, const char *name, GError **error)
+/* A device's name: a PCI address, or one of the kernel selftest's mock devices. */
+static gboolean
+device_name_is_valid (const char *bdf)
 {
-  g_autoptr (GString) text = g_string_new (NULL);
+  if (ifb_selftest_device_name_is (bdf)) {
+    const char *p = bdf + strlen (IFB_SELFTEST_PREFIX);
+    return p[0] >= '0' && p[0] < '0' + IFB_SELFTEST_N_DEVICES && p[1] == '\0';
+  }
+  return ifb_pci_bdf_is_valid (bdf);
+}
+
+static gboolean
+cdev_is_valid (const char *cdev)
+{
+  if (strcmp (cdev, "selftest") == 0)
+    return TRUE;
+  if (!g_str_has_prefix (cdev, "vfio") || !cdev[4] || strlen (cdev) > 14)
+    return FALSE;
+  for (const char *p = cdev + 4; *p; p++)
+    if (!g_ascii_isdigit (*p))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+optional_cgroup_is_valid (const char *path)
+{
+  return !path || ifb_cgroup_path_validate (path, NULL);
+}
+
+/* An integer member, when present, within lo..hi. */
+static gboolean
+int_in_range (json_object *o, const char *key, gint64 lo, gint64 hi)
+{
+  json_object *v = ifb_json_get (o, key);
+  gint64 n;
+  if (!v)
+    return TRUE;
+  if (!json_object_is_type (v, json_type_int))
+    return FALSE;
+  n = json_object_get_int64 (v);
+  return n >= lo && n <= hi;
+}
+
+static gboolean
+reject (GError **error, const char *what)
+{
+  return g_set_error_literal (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, what), FALSE;
+}
+
+/* Every field of one guest, beyond what ifb_vm_from_json() needs to build it. */
+static gboolean
+validate (json_object *jvm, const IfbVm *vm, GError **error)
+{
+  json_object *jdevs = ifb_json_get (jvm, "devices");
+  g_autofree char *lower = g_ascii_strdown (vm->uuid, -1);
+
+  if (!ifb_vm_name_validate (vm->name, NULL))
+    return reject (error, "invalid guest name");
+  if (!g_uuid_string_is_valid (vm->uuid) || strcmp (lower, vm->uuid) != 0)
+    return reject (error, "invalid UUID (lower-case RFC 4122 text expected)");
+  if (!vm->cgroup || !ifb_cgroup_path_validate (vm->cgroup, NULL))
+    return reject (error, "missing or invalid cgroup path");
+  if (strcmp (vm->cgroup, "/") == 0)
+    return reject (error, "cgroup '/' (every process would pass the guest's cgroup check)");
+  if (!optional_cgroup_is_valid (vm->ioas_cgroup))
+    return reject (error, "invalid ioas_cgroup");
+  if (!int_in_range (jvm, "ioas_id", 0, G_MAXUINT32) || !int_in_range (jvm, "vmm_pid", 0, G_MAXINT32) ||
+      !int_in_range (jvm, "created_usec", 0, G_MAXINT64))
+    return reject (error, "ioas_id, vmm_pid or created_usec out of range");
+  if (ifb_json_get (jvm, "holders") && (!json_object_is_type (ifb_json_get (jvm, "holders"), json_type_array) ||
+                                         json_object_array_length (ifb_json_get (jvm, "holders")) > 64))
+    return reject (error, "holders is not a list of at most 64");
+  if (!int_in_range (jvm, "vmm_exits", 0, G_MAXINT64))
+    return reject (error, "vmm_exits out of range");
+  if (vm->devices->len > IFB_VM_MAX_DEVICE_INDEX)
+    return reject (error, "more devices than a guest can have");
+  for (guint i = 0; i < vm->devices->len; i++) {
+    const IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    json_object *jd = json_object_array_get_idx (jdevs, i);
+    const char *state = ifb_json_get_string (jd, "state");
+
+    if (!device_name_is_valid (d->bdf) || !cdev_is_valid (d->cdev))
+      return reject (error, "invalid device address or cdev");
+    if (!state || ifb_vm_device_state_from_string (state) == IFB_VM_DEVICE_STATE_INVALID)
+      return reject (error, "invalid device state");
+    if (!int_in_range (jd, "dev_id", 0, G_MAXUINT32) || !int_in_range (jd, "hwpt_id", 0, G_MAXUINT32) ||
+        !int_in_range (jd, "worker_pid", 0, G_MAXINT32))
+      return reject (error, "device ids out of range");
+    if (!optional_cgroup_is_valid (d->cgroup))
+      return reject (error, "invalid device cgroup");
+    for (guint j = 0; j < i; j++) {
+      const IfbVmDevice *e = g_ptr_array_index (vm->devices, j);
+      if (strcmp (d->bdf, e->bdf) == 0 || d->index == e->index)
+        return reject (error, "a device (or device index) listed twice");
+    }
+  }
+  return TRUE;
+}
+
+IfbVm *
+ifb_state_parse (const char *text, size_t len, const char *expect_uuid, GError **error)
+{
   g_autoptr (json_object) root = NULL;
-  ifb_autofd int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC);
-  char buf[16384];
+  g_autoptr (IfbVm) vm = NULL;
   gint64 version;
+
+  if (len > IFB_STATE_MAX_SIZE)
+    return reject (error, "larger than any guest's state"), NULL;
+  root = ifb_json_parse (text, len, 16, error);
+  if (!root)
+    return NULL;
+  if (!json_object_is_type (root, json_type_object) || !ifb_json_get_int (root, "version", &version) ||
+      version != IFB_STATE_VERSION)
+    return reject (error, "unsupported version"), NULL;
+  if (!json_object_is_type (ifb_json_get (root, "vm"), json_type_object))
+    return reject (error, "no guest object"), NULL;
+  vm = ifb_vm_from_json (ifb_json_get (root, "vm"), error);
+  if (!vm || !validate (ifb_json_get (root, "vm"), vm, error))
+    return NULL;
+  if (expect_uuid && strcmp (expect_uuid, vm->uuid) != 0)
+    return reject (error, "holds another guest's UUID than its file name"), NULL;
+  return g_steal_pointer (&vm);
+}
+
+/* Read a regular file of at most IFB_STATE_MAX_SIZE bytes, never through a symlink. */
+static char *
+read_file (int dirfd, const char *name, size_t *ret_len, GError **error)
+{
+  ifb_autofd int fd = openat (dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  g_autofree char *buf = NULL;
+  struct stat st;
+  size_t off = 0;
   ssize_t n;
 
   if (fd < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Opening %s", name), NULL;
-  while ((n = read (fd, buf, sizeof (buf))) > 0)
-    g_string_append_len (text, buf, n);
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "cannot be opened (a symlink?)"), NULL;
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode))
+    return reject (error, "not a regular file"), NULL;
+  if (st.st_size > IFB_STATE_MAX_SIZE)
+    return reject (error, "larger than any guest's state"), NULL;
+  buf = g_malloc (IFB_STATE_MAX_SIZE + 1);
+  while ((n = read (fd, buf + off, IFB_STATE_MAX_SIZE + 1 - off)) > 0 && off + (size_t) n <= IFB_STATE_MAX_SIZE)
+    off += (size_t) n;
   if (n < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Reading %s", name), NULL;
-  root = ifb_json_parse (text->str, text->len, 16, error);
-  if (!root)
-    return g_prefix_error (error, "%s: ", name), NULL;
-  if (!ifb_json_get_int (root, "version", &version) || version != IFB_STATE_VERSION)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "%s: unsupported version", name), NULL;
-  {
-    IfbVm *vm = ifb_vm_from_json (ifb_json_get (root, "vm"), error);
-    if (!vm)
-      return g_prefix_error (error, "%s: ", name), NULL;
-    if (!g_str_has_prefix (name, vm->uuid)) {
-      ifb_vm_free (vm);
-      return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "%s: holds another guest's UUID", name), NULL;
-    }
-    return vm;
-  }
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "cannot be read"), NULL;
+  if (n > 0)
+    return reject (error, "larger than any guest's state"), NULL;
+  buf[off] = 0;
+  *ret_len = off;
+  return g_steal_pointer (&buf);
+}
+
+/* Move a state file the daemon cannot trust out of the way, keeping it for the operator. */
+static void
+quarantine (int dirfd, const char *name, const char *why)
+{
+  ifb_autofd int rejfd = -1;
+
+  if (mkdirat (dirfd, IFB_STATE_REJECTED_DIR, 0700) < 0 && errno != EEXIST)
+    goto fail;
+  rejfd = openat (dirfd, IFB_STATE_REJECTED_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (rejfd < 0 || renameat (dirfd, name, rejfd, name) < 0)
+    goto fail;
+  g_warning ("State file %s/%s moved to %s/%s/: %s; its guest is not restored", IFB_STATE_DIR, name,
+             IFB_STATE_DIR, IFB_STATE_REJECTED_DIR, why);
+  return;
+fail:
+  g_warning ("State file %s/%s cannot be trusted (%s) nor moved to %s/ (%s); its guest is not restored", IFB_STATE_DIR,
+             name, why, IFB_STATE_REJECTED_DIR, g_strerror (errno));
+}
+
+typedef struct {
+  char *file;
+  IfbVm *vm;
+} Loaded;
+
+static int
+cmp_loaded (gconstpointer a, gconstpointer b)
+{
+  const Loaded *x = a, *y = b;
+  if (x->vm->created_usec != y->vm->created_usec)
+    return x->vm->created_usec < y->vm->created_usec ? -1 : 1;
+  return strcmp (x->file, y->file);
 }
 
 static int
@@ -132,11 +301,31 @@ cmp_name (gconstpointer a, gconstpointer b)
   return strcmp ((*(IfbVm *const *) a)->name, (*(IfbVm *const *) b)->name);
 }
 
+/* The state directory, never through a symlink. Something else in its place is moved aside. */
+static int
+open_state_dir_checked (int runtime_dirfd)
+{
+  int fd = open_state_dir (runtime_dirfd, FALSE);
+  if (fd == -ELOOP || fd == -ENOTDIR) {
+    g_autofree char *aside = g_strdup_printf ("%s.rejected-%" G_GINT64_FORMAT, IFB_STATE_DIR, g_get_real_time ());
+    if (renameat (runtime_dirfd, IFB_STATE_DIR, runtime_dirfd, aside) < 0)
+      return -errno;
+    g_warning ("The state directory '%s' is not a directory (a symlink?): moved to '%s', no guest restored from it",
+               IFB_STATE_DIR, aside);
+    return -ENOENT;
+  }
+  return fd;
+}
+
 gboolean
-ifb_state_load (int runtime_dirfd, GPtrArray **ret_vms, GError **error)
+ifb_state_load (int runtime_dirfd, guint max_vms, GPtrArray **ret_vms, GError **error)
 {
   g_autoptr (GPtrArray) vms = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_free);
-  int dirfd = open_state_dir (runtime_dirfd, FALSE);
+  g_autoptr (GArray) loaded = g_array_new (FALSE, FALSE, sizeof (Loaded));
+  g_autoptr (GHashTable) names = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) slots = g_hash_table_new (g_direct_hash, g_direct_equal);
+  g_autoptr (GHashTable) owners = g_hash_table_new (g_str_hash, g_str_equal);
+  int dirfd = open_state_dir_checked (runtime_dirfd);
   DIR *d;
   struct dirent *e;
 
@@ -150,8 +339,13 @@ ifb_state_load (int runtime_dirfd, GPtrArray **ret_vms, GError **error)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Opening the state directory");
   }
   while ((e = readdir (d))) {
+    g_autoptr (GError) local = NULL;
+    g_autofree char *text = NULL;
+    g_autofree char *uuid = NULL;
+    size_t len = 0;
     IfbVm *vm;
-    if (e->d_name[0] == '.')
+
+    if (e->d_name[0] == '.' || strcmp (e->d_name, IFB_STATE_REJECTED_DIR) == 0)
       continue;
     if (g_str_has_suffix (e->d_name, ".tmp")) {   /* a write a crash interrupted: the old file stands */
       unlinkat (dirfd, e->d_name, 0);
@@ -159,11 +353,40 @@ ifb_state_load (int runtime_dirfd, GPtrArray **ret_vms, GError **error)
     }
     if (!g_str_has_suffix (e->d_name, ".json"))
       continue;
-    if (!(vm = load_one (dirfd, e->d_name, error))) {
-      closedir (d);
-      return g_prefix_error (error, "%s/", IFB_STATE_DIR), FALSE;
+    uuid = g_strndup (e->d_name, strlen (e->d_name) - 5);
+    if (!(text = read_file (dirfd, e->d_name, &len, &local)) ||
+        !(vm = ifb_state_parse (text, len, uuid, &local))) {
+      quarantine (dirfd, e->d_name, local->message);
+      continue;
     }
-    g_ptr_array_add (vms, vm);
+    g_array_append_val (loaded, ((Loaded) { g_strdup (e->d_name), vm }));
+  }
+  /* Across guests: the oldest keeps a name, slot or device the others also claim. */
+  g_array_sort (loaded, cmp_loaded);
+  for (guint i = 0; i < loaded->len; i++) {
+    Loaded *l = &g_array_index (loaded, Loaded, i);
+    const char *why = NULL;
+
+    if (g_hash_table_contains (names, l->vm->name))
+      why = "another guest has its name";
+    else if (g_hash_table_contains (slots, GUINT_TO_POINTER (l->vm->slot)))
+      why = "another guest has its fd-store slot";
+    else if (vms->len >= max_vms)
+      why = "more guests than [limits] max-vms";
+    for (guint j = 0; !why && j < l->vm->devices->len; j++)
+      if (g_hash_table_contains (owners, ((IfbVmDevice *) g_ptr_array_index (l->vm->devices, j))->bdf))
+        why = "one of its devices belongs to another guest";
+    if (why) {
+      quarantine (dirfd, l->file, why);
+      ifb_vm_free (l->vm);
+    } else {
+      g_hash_table_add (names, l->vm->name);
+      g_hash_table_add (slots, GUINT_TO_POINTER (l->vm->slot));
+      for (guint j = 0; j < l->vm->devices->len; j++)
+        g_hash_table_add (owners, ((IfbVmDevice *) g_ptr_array_index (l->vm->devices, j))->bdf);
+      g_ptr_array_add (vms, l->vm);
+    }
+    g_free (l->file);
   }
   closedir (d);
   g_ptr_array_sort (vms, cmp_name);

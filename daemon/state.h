@@ -13,11 +13,17 @@
 
 #define IFB_STATE_VERSION 1
 #define IFB_STATE_DIR "guests"
+#define IFB_STATE_REJECTED_DIR "rejected"   /* below IFB_STATE_DIR: files restore did not trust */
+#define IFB_STATE_MAX_SIZE (1u << 20)       /* a guest with 64 devices takes about 40 KiB */
 
 /* Write (or replace) the state of one guest. */
 gboolean ifb_state_save_vm (int runtime_dirfd, const IfbVm *vm, GError **error);
 /* Forget a guest's state; a missing file is fine. */
 gboolean ifb_state_remove_vm (int runtime_dirfd, const char *uuid, GError **error);
 /* Load every saved guest (fds all -1), sorted by name. No directory yet is an empty list. A file
- * that cannot be read or parsed fails the load, naming it: guessing would lose a guest. */
-gboolean ifb_state_load (int runtime_dirfd, GPtrArray **ret_vms, GError **error);
+ * that cannot be trusted (state.c) is moved to IFB_STATE_DIR/IFB_STATE_REJECTED_DIR with the
+ * reason logged, and the others are loaded; only an unreadable directory fails the load. */
+gboolean ifb_state_load (int runtime_dirfd, guint max_vms, GPtrArray **ret_vms, GError **error);
+/* Parse and check one state file's text (expect_uuid: the UUID its file name says, or NULL).
+ * What the state fuzzer drives. */
+IfbVm *ifb_state_parse (const char *text, size_t len, const char *expect_uuid, GError **error);

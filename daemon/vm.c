@@ -78,6 +78,7 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   vm->ref = 1;
   g_queue_init (&vm->waiters);
+  vm->releasing = g_array_new (FALSE, FALSE, sizeof (int));
   vm->holders = g_array_new (FALSE, TRUE, sizeof (IfbVmHolder));
   g_array_set_clear_func (vm->holders, (GDestroyNotify) holder_clear);
   return vm;
@@ -97,6 +98,9 @@ ifb_vm_free (IfbVm *vm)
     return NULL;
   g_warn_if_fail (g_queue_is_empty (&vm->waiters));
   g_array_unref (vm->holders);
+  for (guint i = 0; i < vm->releasing->len; i++)
+    ifb_close (g_array_index (vm->releasing, int, i));
+  g_array_unref (vm->releasing);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
   ifb_close (vm->iommufd);
   g_free (vm->name);
@@ -261,7 +265,8 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (o, "cgroup", string_or_null (vm->cgroup));
   json_object_object_add (o, "slot", json_object_new_int64 (vm->slot));
   json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_iommufd (vm)));
-  json_object_object_add (o, "state", json_object_new_string (vm->iommufd >= 0 ? "ready" : "pending"));
+  json_object_object_add (o, "state", json_object_new_string (vm->destroying ? "destroying" :
+                                                              vm->iommufd >= 0 ? "ready" : "pending"));
   json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   json_object_object_add (o, "ioas_cgroup", string_or_null (vm->ioas_cgroup));
   json_object_object_add (o, "vmm_pid", json_object_new_int64 (vm->vmm_pid));

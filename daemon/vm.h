@@ -95,6 +95,8 @@ typedef struct {
   bool busy;                    /* a worker is running for it */
   bool gone;                    /* destroyed (or its creation failed) while someone held a reference */
   GQueue waiters;               /* what waits for it to be idle, in arrival order */
+  GArray *releasing;            /* device fds given up, for a release worker to close (lifecycle.c) */
+  bool destroying;              /* vm.destroy under way: only its releases are left */
   gint ref;
 } IfbVm;
 

@@ -5,6 +5,9 @@
  *
  *   iommufd-broker-worker BATCH_FD GO_FD DAEMON_PID
  *
+ * A release batch only closes the device fds it names: on real hardware the last close of a
+ * bound device resets it (100 ms and more), which is why the daemon does not close them itself.
+ *
  * BATCH_FD is a memfd holding the IfbWorkerBatch (worker.h): what to do, with the numbers of the
  * context and device fds this process inherited, and where the results go. GO_FD, when not -1,
  * is a pipe to wait on until the daemon has moved this process into the guest's cgroup (the
@@ -151,6 +154,12 @@ main (int argc, char **argv)
   ifb_fault_init ();
   backend = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
   ifb_uapi_emul_set_reset_ms (b->device_reset_ms);
+  if (b->release) {   /* the last close of each bound device: its reset happens here */
+    for (size_t i = 0; i < b->n_devices; i++)
+      ifb_uapi_device_close (backend, b->devices[i].device_fd);
+    b->finished = true;
+    return 0;
+  }
   ifb_uapi_emul_batch_begin ();   /* the emulated backend keeps its table mapped meanwhile */
   worker_steps (b);
   ifb_uapi_emul_batch_end ();

@@ -43,6 +43,7 @@
 #include "errors.h"
 #include "fault.h"
 #include "fdwatch.h"
+#include "metrics.h"
 #include "util.h"
 #include "worker.h"
 
@@ -87,6 +88,7 @@ typedef struct {
   int pidfd;
   guint watch;
   guint timer;
+  gint64 started_usec;
   gboolean timed_out;
   GError *error;                /* could not start: reported from an idle callback */
 } Worker;
@@ -248,6 +250,26 @@ spawn_into_cgroup (const ChildArgs *a, int cgroup_dirfd, int *ret_pidfd)
 }
 #endif
 
+/* A child where the daemon is (no cgroup to place it in). */
+static pid_t
+spawn_here (const ChildArgs *a, int *ret_pidfd)
+{
+  pid_t pid = vfork ();
+
+  if (pid == 0)
+    child_exec ((void *) a);   /* never returns */
+  if (pid < 0)
+    return -errno;
+  *ret_pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
+  if (*ret_pidfd < 0) {
+    int e = errno;
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return -e;
+  }
+  return pid;
+}
+
 /* vfork + exec a worker that waits on go_r; then move it into the cgroup and let it go. */
 static pid_t
 spawn_then_move (const ChildArgs *a, int cgroup_dirfd, int go_w, int *ret_pidfd, GError **error)
@@ -301,6 +323,17 @@ spawn (Worker *w, GError **error)
   g_snprintf (batch_arg, sizeof batch_arg, "%d", b->memfd);
   g_snprintf (parent_arg, sizeof parent_arg, "%d", (int) getpid ());
   g_snprintf (go_arg, sizeof go_arg, "-1");
+  if (w->cgroup_dirfd < 0) {   /* no placement asked for (a release): plain clone, no move */
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &old);
+    pid = spawn_here (&a, &w->pidfd);
+    pthread_sigmask (SIG_SETMASK, &old, NULL);
+    if (pid < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "Starting a worker");
+    n_workers++;
+    w->pid = b->pid = pid;
+    return TRUE;
+  }
 
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
@@ -363,8 +396,7 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   siginfo_t si = { 0 };
   GError *error = NULL;
 
-  w->watch = 0;   /* this callback ends the watch */
-  n_running--;
+  n_running--;   /* finish() removes the watch before it closes the pidfd (fdwatch.h) */
   if (waitid (P_PIDFD, (id_t) w->pidfd, &si, WEXITED) < 0)
     ifb_error_set_errno (&error, IFB_ERROR_WORKER_FAILED, -errno, "Waiting for worker %d", (int) w->pid);
   else if (w->timed_out)
@@ -372,7 +404,7 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
                  "Worker %d did not finish within %u ms ([broker] worker-timeout-ms) and was killed",
                  (int) w->pid, w->timeout_ms);
   else if (si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
-    g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_KILLED, "Worker %d was killed by signal %s (%d)",
+    g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_KILLED, "Worker %d was killed by signal SIG%s (%d)",
                  (int) w->pid, sigabbrev_np (si.si_status) ? sigabbrev_np (si.si_status) : "?", si.si_status);
   else if (si.si_status == 127)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d: the worker program could not be executed",
@@ -380,6 +412,8 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);
+  ifb_metrics_worker_observe (w->batch->used_fallback ? "vfork" : "clone3", error == NULL,
+                              g_get_monotonic_time () - w->started_usec);
   finish (w, error);
   start_waiting ();
   return G_SOURCE_REMOVE;
@@ -404,15 +438,33 @@ report_not_started (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* A release batch's fds are the worker's: the daemon's copies go now (or, with no worker, the
+ * daemon closes them itself, paying for the resets). */
+static void
+give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
+{
+  const IfbUapiBackend *be = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
+  for (size_t i = 0; b->release && i < b->n_devices; i++) {
+    if (close_as_device)
+      ifb_uapi_device_close (be, b->devices[i].device_fd);
+    else
+      close (b->devices[i].device_fd);
+    b->devices[i].device_fd = -1;
+  }
+}
+
 static void
 run (Worker *w)
 {
   w->batch->finished = false;
   if (!spawn (w, &w->error)) {
+    give_up_fds (w->batch, TRUE);
     g_idle_add (report_not_started, w);
     return;
   }
+  give_up_fds (w->batch, FALSE);
   n_running++;
+  w->started_usec = g_get_monotonic_time ();
   w->watch = ifb_fd_watch_add (w->pidfd, G_IO_IN, on_worker_exit, w);
   w->timer = g_timeout_add (w->timeout_ms, on_timeout, w);
 }

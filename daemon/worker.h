@@ -53,6 +53,7 @@ typedef struct {
 typedef struct {
   /* in */
   bool emulated;                /* the backend, by kind */
+  bool release;                 /* only close the device fds (the last close resets a device) */
   guint device_reset_ms;        /* emulated backend: what a device's reset costs ([emulated]) */
   int iommufd;
   bool alloc_ioas;              /* allocate the IOAS first */

@@ -37,6 +37,7 @@ struct IfbFrameReader {
   size_t scanned;         /* bytes of buf already searched for '\n' */
   IfbFdList *fds;         /* fds of the partial line */
   GQueue frames;          /* of Frame* */
+  guint frame_fds;        /* fds of the complete lines in frames */
 };
 
 static void
@@ -77,6 +78,18 @@ ifb_frame_reader_pending (const IfbFrameReader *r)
   return r->buf->len;
 }
 
+guint
+ifb_frame_reader_unclaimed_fds (const IfbFrameReader *r)
+{
+  return ifb_fd_list_len (r->fds);
+}
+
+guint
+ifb_frame_reader_held_fds (const IfbFrameReader *r)
+{
+  return ifb_fd_list_len (r->fds) + r->frame_fds;
+}
+
 gboolean
 ifb_frame_reader_has_frames (const IfbFrameReader *r)
 {
@@ -108,6 +121,7 @@ ifb_frame_reader_feed (IfbFrameReader *r, const char *data, size_t len, const in
     g_byte_array_append (r->buf, (const guint8 *) "", 1);
     f->line = (char *) g_byte_array_free (g_steal_pointer (&r->buf), FALSE);
     f->fds = g_steal_pointer (&r->fds);
+    r->frame_fds += ifb_fd_list_len (f->fds);
     r->buf = g_byte_array_new ();
     g_queue_push_tail (&r->frames, f);
 
@@ -198,6 +212,7 @@ ifb_frame_reader_pop (IfbFrameReader *r, char **ret_line, size_t *ret_len, IfbFd
   Frame *f = g_queue_pop_head (&r->frames);
   if (!f)
     return FALSE;
+  r->frame_fds -= ifb_fd_list_len (f->fds);
   *ret_line = g_steal_pointer (&f->line);
   *ret_len = f->len;
   if (ret_fds)

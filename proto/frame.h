@@ -41,6 +41,10 @@ gboolean ifb_frame_reader_pop (IfbFrameReader *r, char **ret_line, size_t *ret_l
 
 /* Bytes buffered that do not yet form a line. */
 size_t ifb_frame_reader_pending (const IfbFrameReader *r);
+/* fds received since the last complete line: no line has claimed them yet. */
+guint ifb_frame_reader_unclaimed_fds (const IfbFrameReader *r);
+/* Every fd the reader holds: those above plus those of complete lines not yet popped. */
+guint ifb_frame_reader_held_fds (const IfbFrameReader *r);
 /* Complete lines waiting to be popped. */
 gboolean ifb_frame_reader_has_frames (const IfbFrameReader *r);
 

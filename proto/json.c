@@ -31,6 +31,43 @@ parse_fail (GError **error, const char *what)
 }
 
 /* Check an integer literal's magnitude: json-c clamps silently. */
+/* The number grammar of RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and nothing else
+ * ("00", "1.", "01", "1e" are not numbers; json-c would take them). */
+static gboolean
+number_is_valid (const char *s, size_t n)
+{
+  size_t i = 0;
+
+  if (i < n && s[i] == '-')
+    i++;
+  if (i < n && s[i] == '0')
+    i++;
+  else if (i < n && s[i] >= '1' && s[i] <= '9')
+    while (i < n && g_ascii_isdigit (s[i]))
+      i++;
+  else
+    return FALSE;
+  if (i < n && s[i] == '.') {
+    size_t d = ++i;
+    while (i < n && g_ascii_isdigit (s[i]))
+      i++;
+    if (i == d)
+      return FALSE;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    size_t d;
+    i++;
+    if (i < n && (s[i] == '+' || s[i] == '-'))
+      i++;
+    d = i;
+    while (i < n && g_ascii_isdigit (s[i]))
+      i++;
+    if (i == d)
+      return FALSE;
+  }
+  return i == n;
+}
+
 static gboolean
 int_literal_fits (const char *p, size_t n)
 {
@@ -155,6 +192,10 @@ lex_check (const char *s, size_t len, int max_depth, UintVec *member_counts, GEr
         if (!g_ascii_isdigit (s[i]))
           integer = FALSE;
         i++;
+      }
+      if (!number_is_valid (s + start, i - start)) {
+        parse_fail (error, "invalid number (RFC 8259: no leading zeros, digits after '.' and after an exponent)");
+        goto out;
       }
       if (integer && !int_literal_fits (s + start, i - start)) {
         parse_fail (error, "integer out of range");

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The emulated host root: a private copy of the template tree (tests/fixtures/emulated,
- * installed as IFB_EMUL_TEMPLATE) holding sys/ for device discovery and dev/ for the emulated
- * /dev/iommu and device cdevs.
+ * The emulated host root: a private copy of a template tree (laid out as tests/fixtures/emulated,
+ * which is also built into the daemon: daemon/emul-builtin.h) holding sys/ for device discovery
+ * and dev/ for the emulated /dev/iommu and device cdevs.
  */
 #pragma once
 

@@ -193,7 +193,7 @@ reset_state (void)
 {
   g_autoptr (GPtrArray) vms = ifb_registry_list (manager->registry);
   for (guint i = 0; i < vms->len; i++)
-    ifb_lifecycle_destroy (manager, g_ptr_array_index (vms, i));
+    ifb_lifecycle_destroy (manager, g_ptr_array_index (vms, i), NULL, NULL);
 }
 
 int

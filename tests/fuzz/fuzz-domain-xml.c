@@ -2,7 +2,8 @@
 /*
  * libFuzzer target: the libvirt hook's domain-XML reader (client/domain-xml.c, libxml2 underneath),
  * then what the hook derives from it: the machine name and the cgroup path. Oracles beyond
- * ASan/UBSan: exactly one of a result and an error; a derived cgroup path is absolute.
+ * ASan/UBSan: exactly one of a result and an error; a result's hand-off has a name (the hook
+ * sends it to vm.create); a derived cgroup path is absolute.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     g_autofree char *machine = ifb_domain_machine_name (d->id, d->name ? d->name : "");
     g_autofree char *cgroup = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MANUAL);
     g_autofree char *scope = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MACHINED);
+    if (!ifb_domain_handoff_to_string (d->handoff))
+      abort ();
     if (machine && strlen (machine) > 64)
       abort ();
     if (cgroup && cgroup[0] != '/')

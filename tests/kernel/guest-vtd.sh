@@ -1,10 +1,12 @@
 #!/bin/sh
 # Runs inside the "vtd" boot (emulated Intel VT-d + two e1000e); see tests/kernel/run.sh.
 # Proves the platform, runs the uAPI scenarios on the real kernel, then the broker (daemon + CLI
-# on the kernel backend): real hw info, the NEST_PARENT refusal (QEMU's VT-d cannot nest), a
-# plain HWPT with allow_plain, a VMM stand-in mapping 512 MiB through the fds it received, and
-# the accounting proof (the second device's HWPT page tables charged to the guest's cgroup, not
-# to the daemon's). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
+# on the kernel backend): real hw info; with the bound hand-off the NEST_PARENT refusal (QEMU's
+# VT-d cannot nest), a plain HWPT with allow_plain, a VMM stand-in mapping 512 MiB through the
+# fds it received, and the accounting proof (the second device's HWPT page tables charged to the
+# guest's cgroup, not to the daemon's); then Debian's unmodified QEMU realizing vfio-pci, alone
+# and through the broker's unbound hand-off (twice for one guest, nothing left pinned;
+# guest-qemu.sh). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
 . /ifb/guest-lib.sh
 note "vtd boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
 
@@ -67,6 +69,61 @@ step accounting       charged_attach plain "$BDF2" 512
 step vm-show-after    ctl vm show plain
 step vmm-stop         vmm_stop
 step vm-destroy-plain ctl vm destroy plain
+
+# ---- Debian's unmodified QEMU on a vfio-pci device (nested TCG, paused L2 machine) ---------
+# The control, without the broker: the shell hands QEMU /dev/iommu and the first NIC's cdev as
+# fds 3 and 4 with the -object/-device lines the broker's hand-off produces. QEMU binds the
+# device, allocates its IOAS and HWPT and maps (pins) the L2 guest's 256 MiB; all of it goes when
+# QEMU exits and closes the fds.
+. /ifb/guest-qemu.sh
+need qemu-version     qemu-system-x86_64 --version
+step qemu-direct-mem0 mem_avail MD0
+step qemu-direct      qemu_direct "$BDF1"
+step qemu-direct-pci  qemu_realized hostnic "vtd QEMU alone (fds from the shell)"
+step qemu-direct-mem1 mem_avail MD1
+step qemu-direct-quit qemu_quit
+step qemu-direct-mem2 mem_avail MD2
+step qemu-direct-memory mem_compare "vtd QEMU alone" MD0 MD1 MD2
+
+# The broker's unbound hand-off (the default) to the same QEMU, as the README's quickstart:
+# `iommufdctl exec --vm q1` started inside the guest's cgroup. Twice for one guest: when QEMU
+# exits the broker replaces the guest's context, so nothing QEMU allocated stays pinned and the
+# next launch gets the device again without `vm destroy`.
+step vm-create-q1     ctl vm create q1 --cgroup /guest
+step q1-unbound       sh -c 'iommufdctl --json vm show q1 | grep "\"handoff\"" | grep -q "\"unbound\"" && echo "q1: handoff unbound (the default)"'
+step attach-q1        ctl vm attach q1 "$BDF1"
+step broker-mem0      mem_avail MB0
+step broker-qemu-1    qemu_broker q1 "$BDF1" qemu-broker-1
+step broker-qemu-1-pci qemu_realized hostnic "vtd broker unbound, QEMU run 1 (iommufdctl exec, fds from vm.fds)"
+step broker-mem1      mem_avail MB1
+one_vmm() {
+    if iommufdctl exec --vm q1 -- true >/tmp/busy.out 2>&1; then
+        cat /tmp/busy.out; fail "a second launcher got q1's fds while QEMU $QEMU_PID holds them"; return 1
+    fi
+    cat /tmp/busy.out
+    grep -q "held by process $QEMU_PID" /tmp/busy.out || { fail "refused, but not naming QEMU's pid $QEMU_PID"; return 1; }
+}
+step broker-one-vmm   one_vmm
+step broker-qemu-1-quit qemu_quit
+step broker-reclaim-1 vm_reclaimed q1 1
+step broker-mem2      mem_avail MB2
+step broker-memory    mem_compare "vtd broker unbound, QEMU run 1" MB0 MB1 MB2
+step broker-qemu-2    qemu_broker q1 "$BDF1" qemu-broker-2
+step broker-qemu-2-pci qemu_realized hostnic "vtd broker unbound, QEMU run 2 (same guest, no vm destroy)"
+step broker-qemu-2-quit qemu_quit
+step broker-reclaim-2 vm_reclaimed q1 2
+# No broker ids exist for an unbound guest: %{devid:...} is refused, naming --handoff bound.
+devid_refused() {
+    if iommufdctl exec --vm q1 -- true "%{devid:$BDF1}" >/tmp/devid.out 2>&1; then
+        cat /tmp/devid.out; fail "%{devid:$BDF1} was accepted for an unbound guest"; return 1
+    fi
+    cat /tmp/devid.out
+    grep -q 'unbound hand-off' /tmp/devid.out && grep -q -- '--handoff bound' /tmp/devid.out ||
+        { fail "refused, but without naming the hand-off"; return 1; }
+    result "vtd unbound %{devid:BDF} refused: $(cat /tmp/devid.out)"
+}
+step devid-refused    devid_refused
+step vm-destroy-q1    ctl vm destroy q1
 step daemon-stop      daemon_stop
 
 finish

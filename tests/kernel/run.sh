@@ -4,12 +4,16 @@
 #
 # 1. build-kernel.sh: the test kernel (installs prerequisites; cached outside the clone, so only
 #    the first run on a machine takes ~10 min).
-# 2. Builds the guest probe libprobe.c (the broker's library set) into BUILD_DIR/tests/kernel/.
+# 2. Builds the guest probe libprobe.c (the broker's library set) and the QMP client qmp-call.c
+#    into BUILD_DIR/tests/kernel/.
 # 3. mkinitramfs.sh: one initramfs per boot with busybox, the broker's binaries from BUILD_DIR
-#    (daemon/iommufd-brokerd, client/iommufdctl, tests/uapi/ifb-uapi-scenarios and the VMM
-#    stand-in tests/helpers/vmm-peer; all required) with their shared libraries, guest-lib.sh
-#    and the boot's guest script. Every IOMMUFD call in the guests goes through the broker's
-#    uAPI layer (daemon/uapi/): the daemon, the scenarios and vmm-peer.
+#    (daemon/iommufd-brokerd and the worker it runs from next to itself,
+#    daemon/iommufd-broker-worker, client/iommufdctl, tests/uapi/ifb-uapi-scenarios and the VMM
+#    stand-in tests/helpers/vmm-peer; all required) with their shared libraries, every
+#    tests/kernel/guest-*.sh in /ifb/ and the boot's guest script as /ifb/guest.sh. The vtd
+#    boot's also holds Debian's unmodified qemu-system-x86_64 (its libraries, the two firmware
+#    files a paused q35 opens) and qmp-call. The broker's own IOMMUFD calls all go through its
+#    uAPI layer (daemon/uapi/): the daemon, the scenarios and vmm-peer; QEMU makes its own.
 # 4. boot.sh twice: "vtd" (emulated VT-d + two e1000e, runs guest-vtd.sh) and "mock" (no
 #    vIOMMU, the kernel's IOMMUFD selftest mock device, runs guest-mock.sh). Both always run.
 # 5. The ifb-uapi-scenarios lines of each boot compared with the emulated backend's
@@ -21,6 +25,8 @@
 # Env: IFB_KERNEL_CACHE (see build-kernel.sh), IFB_BOOT_TIMEOUT (seconds per boot, default 300;
 # a boot that gives no verdict, e.g. a stalled TCG vCPU, is retried once).
 set -euo pipefail
+. "$(dirname "$0")/../heavy-gate.sh"
+heavy_gate kernel "builds a Linux kernel (about 10 minutes the first time) and boots it in QEMU" root
 IFB_TAG=kernel-suite
 . "$(dirname "$0")/lib.sh"
 
@@ -41,22 +47,34 @@ pkgs="glib-2.0 json-c libsystemd libvirt libvirt-glib-1.0 libxml-2.0"
 flags=$(pkg-config --cflags --libs $pkgs) ||
     die "pkg-config cannot find the broker's libraries ($pkgs): run 'tools/install-deps build'"
 gcc -O1 -Wall -Werror -o "$out/libprobe" "$KDIR/libprobe.c" $flags || die "building libprobe failed"
+gcc -O1 -Wall -Wextra -Werror -o "$out/qmp-call" "$KDIR/qmp-call.c" || die "building qmp-call failed"
 
 # -- 3. initramfs
 bins=("$out/libprobe")
-for b in daemon/iommufd-brokerd client/iommufdctl tests/uapi/ifb-uapi-scenarios tests/helpers/vmm-peer; do
+for b in daemon/iommufd-brokerd daemon/iommufd-broker-worker client/iommufdctl tests/uapi/ifb-uapi-scenarios \
+         tests/helpers/vmm-peer; do
     [ -x "$build/$b" ] || die "$build/$b is not built: run 'ninja -C $build' first"
     bins+=("$build/$b")
 done
 binargs=()
 for b in "${bins[@]}"; do binargs+=(--bin "$b"); done
+# every guest-*.sh goes to /ifb/ (guest-lib.sh, guest-qemu.sh, step files a boot's script sources)
+for f in "$KDIR"/guest-*.sh; do binargs+=(--file "$f:/ifb/$(basename "$f")"); done
+# the vtd boot also runs Debian's unmodified QEMU (nested TCG) on a vfio-pci device, with the
+# only two firmware files a paused q35 -nodefaults machine opens (found with strace)
+qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
+vtdargs=(--bin "$qemu" --bin "$out/qmp-call"
+         --file /usr/share/seabios/bios-256k.bin:/usr/share/seabios/bios-256k.bin
+         --file /usr/share/qemu/kvmvapic.bin:/usr/share/qemu/kvmvapic.bin)
 
 declare -A result=() timing=()
 for boot in vtd mock; do
     viommu=$boot; [ $boot = mock ] && viommu=none
     t=$(date +%s%N)
-    "$KDIR/mkinitramfs.sh" "$out/initramfs-$boot.cpio" "${binargs[@]}" \
-        --file "$KDIR/guest-lib.sh:/ifb/guest-lib.sh" --init "$KDIR/guest-$boot.sh" ||
+    bootargs=()
+    [ $boot = vtd ] && bootargs=("${vtdargs[@]}")
+    "$KDIR/mkinitramfs.sh" "$out/initramfs-$boot.cpio" "${binargs[@]}" "${bootargs[@]}" \
+        --init "$KDIR/guest-$boot.sh" ||
         die "mkinitramfs for the $boot boot failed"
     t_init=$(( ($(date +%s%N) - t) / 1000000 ))
 

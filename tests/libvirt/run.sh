@@ -5,10 +5,9 @@
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-${IFB_BUILD_DIR:-$src/build}}
-if [ "$(id -u)" != 0 ]; then
-    echo "the libvirt suite runs libvirtd and QEMU as root: run meson test as root" >&2
-    exit 1
-fi
+. "$src/tests/heavy-gate.sh"
+heavy_gate libvirtd "runs a real libvirtd and QEMU (and installs them)" root
+[ $# -gt 0 ] && shift   # the rest names tests to run (all by default)
 "$src/tools/install-deps" libvirt
 exec unshare -m --propagation private env IFB_LIBVIRT_NS=1 IFB_BUILD_DIR="$build" IFB_SOURCE_DIR="$src" \
     PYTHONDONTWRITEBYTECODE=1 python3 "$src/tests/libvirt/test-libvirtd.py" "$@"

@@ -41,6 +41,14 @@ def with_devices(xml, devices):
     return (s[:start] + devs + s[end:]).encode()
 
 
+def with_options(xml, attrs):
+    """The captured XML with another <ifb:options> element (attrs: its attributes, as text)."""
+    s = xml.decode()
+    start = s.index("<ifb:options")
+    end = s.index("/>", start) + 2
+    return (s[:start] + "<ifb:options %s/>" % attrs + s[end:]).encode()
+
+
 def test_no_metadata_untouched():
     """A domain without broker metadata: exit 0, nothing printed, the broker is never contacted."""
     for op in ("prepare", "started", "release", "reconnect"):
@@ -65,12 +73,26 @@ def test_prepare_creates_pending_guest_with_libvirt_cgroup():
         vm = b.call("vm.show", {"vm": NAME})
         assert vm["uuid"] == UUID and vm["cgroup"] == CGROUP, vm
         assert vm["options"]["defer"] is True and vm["options"]["nest_parent"] is True, vm
+        assert vm["options"]["handoff"] == "unbound", vm   # the hook's default, whatever the broker's
         assert sorted(d["device"] for d in vm["devices"]) == NEST_VTD, vm
         assert all(d["state"] == "reserved" for d in vm["devices"]), vm
         for xml in ("release-end.xml", "release-end.xml"):
             r = hook(b, "release", fixture(xml), subop="end")
             assert r.returncode == 0 and r.stderr == b"", r.stderr
         assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_refused_bad_handoff():
+    """A handoff other than unbound or bound aborts prepare with a message that quotes it and
+    names both choices; the broker is not asked, so no guest exists."""
+    with Broker() as b:
+        for v in ("Bound", "sideways", ""):
+            r = hook(b, "prepare", with_options(fixture("prepare-begin.xml"), 'handoff="%s"' % v))
+            err = r.stderr.decode()
+            assert r.returncode == 1, r
+            assert err.startswith("iommufd-broker: ") and "<options handoff='%s'> must be 'unbound'" % v in err, err
+            assert "or 'bound'" in err, err
+            assert b.call("vm.list")["vms"] == []
 
 
 def test_prepare_refused_non_vfio_device():
@@ -185,9 +207,33 @@ def test_started_records_pid_and_realizes():
             assert r.returncode == 0 and b"re-creating" in r.stderr, r
             vm = b.call("vm.show", {"vm": NAME})
             assert vm["cgroup"] == CGROUP and len(vm["devices"]) == 2, vm
+            assert vm["options"]["handoff"] == "unbound" and vm["vmm_pid"] == p.pid, vm
             # reconnect with the guest present: quiet
             r = hook(b, "reconnect", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
             assert r.returncode == 0 and r.stderr == b"", r
+    finally:
+        remove_cgroup(full, p)
+
+
+def test_bound_handoff_from_metadata():
+    """<options handoff="bound"/>: prepare creates a bound guest; at started the broker binds and
+    allocates in libvirt's cgroup and the devices carry ids (for a VMM that takes them)."""
+    full, p = make_libvirt_cgroup()
+    try:
+        with Broker() as b:
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            xml = with_options(fixture("prepare-begin.xml"), 'handoff="bound" nest-parent="yes"')
+            r = hook(b, "prepare", xml)
+            assert r.returncode == 0, r.stderr
+            assert b.call("vm.show", {"vm": NAME})["options"]["handoff"] == "bound"
+            r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["options"]["handoff"] == "bound" and vm["ioas_id"] > 0 and vm["vmm_pid"] == p.pid, vm
+            assert all(d["state"] == "ready" and d["cgroup"] == CGROUP and d["dev_id"] > 0 and d["hwpt_id"] > 0
+                       and d["nest_parent"] for d in vm["devices"]), vm
     finally:
         remove_cgroup(full, p)
 
@@ -348,9 +394,10 @@ def test_exec_pending_guest_realized_in_its_cgroup():
 
 if __name__ == "__main__":
     run([test_no_metadata_untouched, test_migrate_restore_pass_through,
-         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_non_vfio_device,
+         test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_bad_handoff,
+         test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
-         test_machined_layout,
+         test_bound_handoff_from_metadata, test_machined_layout,
          test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
          test_exec_pending_guest_realized_in_its_cgroup])

@@ -1,8 +1,16 @@
 """The broker under a real libvirtd 9.0 and QEMU 10 (TCG): the hook installed before libvirtd
 starts, `iommufdctl exec` as the domain's <emulator> (through a two-line wrapper script), the
 broker daemon on its default socket with the emulated backend and [libvirt] uri=qemu:///system.
-Run through run.sh (a private mount namespace); every domain is tiny: no disk, 64 MiB."""
+Run through run.sh (a private mount namespace); every domain is tiny: no disk, 64 MiB.
+
+This host has no VFIO: the emulated backend's device fds are regular files, so QEMU's vfio-pci
+cannot realize a device on them. A domain with the README's real device line
+(-device vfio-pci,iommufd=ifb0,fd=%{dev:BDF}) is run as far as that allows — QEMU gets the fds
+and issues its bind ioctl on them, which fails, and the start fails cleanly; a domain that puts
+the device fds into -add-fd sets instead starts. The kernel suite realizes the device."""
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,17 +35,39 @@ cat > "%(d)s/$1-$2-$3.xml"
 echo "$1 $2 $3" >> %(d)s/calls
 """ % {"d": RECORD}
 
+EXECS = "/run/libvirt/ifb-qemu-execs"
+SHIM = "/var/lib/libvirt/ifb-record-exec"
+
+# Between the launcher and QEMU: records the argv, the open fds and the cgroup QEMU gets, then
+# becomes QEMU (execv keeps the pid, the fds and the cgroup), so a QEMU that exits at once can
+# still be checked.
+SHIM_SCRIPT = """#!/usr/bin/python3
+import json, os, sys
+fds = {}
+for f in os.listdir("/proc/self/fd"):
+    try:
+        fds[f] = os.readlink("/proc/self/fd/" + f)
+    except OSError:
+        pass
+with open("/proc/self/cgroup") as f:
+    cgroup = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+os.makedirs(%(d)r, exist_ok=True)
+with open("%(d)s/%%d.json" %% os.getpid(), "w") as f:
+    json.dump({"argv": sys.argv[1:], "fds": fds, "cgroup": cgroup}, f)
+os.execv(sys.argv[1], sys.argv[1:])
+""" % {"d": EXECS}
+
 WRAPPER_SCRIPT = """#!/bin/sh
-# The domain's <emulator>: QEMU with the guest's fds from iommufd-broker.
-exec %s exec --vm-from-argv -- %s "$@"
-""" % (CTL, QEMU)
+# The domain's <emulator>: QEMU with the guest's fds from iommufd-broker (through the recording
+# shim, which then execs QEMU unchanged).
+exec %s exec --vm-from-argv -- %s %s "$@"
+""" % (CTL, SHIM, QEMU)
 
 DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>%(name)s</name>
   <metadata>
     <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
-      <ifb:options nest-parent="yes" allow-plain="yes"/>
-%(devices)s    </ifb:broker>
+%(options)s%(devices)s    </ifb:broker>
   </metadata>
   <memory unit='MiB'>64</memory>
   <vcpu>1</vcpu>
@@ -55,13 +85,19 @@ DOMAIN = """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qe
 """
 
 
-def domain_xml(name, devices, emulator=WRAPPER, metadata=True):
+def domain_xml(name, devices, emulator=WRAPPER, metadata=True, vfio=False, handoff=None):
+    """vfio: each device as the README writes it, a real vfio-pci device on its fd (what a host
+    with VFIO runs); otherwise its fd goes into a QEMU fd set (-add-fd), which QEMU only holds.
+    handoff: the <options handoff=…> value, None for no <options> (the default, unbound)."""
     devs = "".join('      <ifb:device address="%s"/>\n' % d for d in devices)
-    # Device fds go into QEMU fd sets: emulated cdevs cannot back a real vfio-pci device, but a
-    # host would write -device vfio-pci,host=BDF,iommufd=ifb0,fd=%{dev:BDF} here.
-    fdargs = "".join("    <qemu:arg value='-add-fd'/>\n    <qemu:arg value='fd=%%{dev:%s},set=%d,opaque=%s'/>\n"
-                     % (d, 10 + i, d) for i, d in enumerate(devices))
-    x = DOMAIN % {"name": name, "devices": devs, "emulator": emulator, "fdargs": fdargs}
+    options = '      <ifb:options handoff="%s"/>\n' % handoff if handoff else ""
+    if vfio:
+        fdargs = "".join("    <qemu:arg value='-device'/>\n    <qemu:arg value='vfio-pci,iommufd=ifb0,fd=%%{dev:%s}'/>\n"
+                         % d for d in devices)
+    else:
+        fdargs = "".join("    <qemu:arg value='-add-fd'/>\n    <qemu:arg value='fd=%%{dev:%s},set=%d,opaque=%s'/>\n"
+                         % (d, 10 + i, d) for i, d in enumerate(devices))
+    x = DOMAIN % {"name": name, "devices": devs, "options": options, "emulator": emulator, "fdargs": fdargs}
     if not metadata:
         x = x[:x.index("  <metadata>")] + x[x.index("</metadata>\n") + len("</metadata>\n"):]
         x = x[:x.index("  <qemu:commandline>")] + x[x.index("</qemu:commandline>\n") + len("</qemu:commandline>\n"):]
@@ -97,10 +133,81 @@ def guest_names():
     return [v["name"] for v in broker.call("vm.list")["vms"]]
 
 
+def qemu_execs(name):
+    """What the shim recorded for each QEMU libvirt ran for domain `name`: {pid: record}."""
+    out = {}
+    for f in os.listdir(EXECS) if os.path.isdir(EXECS) else []:
+        with open(os.path.join(EXECS, f)) as fh:
+            rec = json.load(fh)
+        a = rec["argv"]
+        if "-name" in a and a[a.index("-name") + 1].split(",")[0] == "guest=" + name:
+            out[int(f.split(".")[0])] = rec
+    return out
+
+
+def arg_after(argv, opt, prefix):
+    """The values of `opt` in argv that start with prefix, in order."""
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == opt and argv[i + 1].startswith(prefix)]
+
+
+def cdevs():
+    """{BDF: the basename of its vfio cdev} from the broker."""
+    return {d["device"]: os.path.basename(d["cdev"] or "") for d in broker.call("device.list")["devices"]}
+
+
+def test_vfio_pci_line_reaches_bind_and_fails_cleanly():
+    """The README's device line, -device vfio-pci,iommufd=ifb0,fd=%{dev:BDF}, under libvirtd:
+    the launcher, in the cgroup libvirt gave QEMU, hands QEMU the iommufd and one device fd per
+    device with the placeholders replaced by their numbers; QEMU's vfio-pci takes them and issues
+    its bind ioctl (VFIO_DEVICE_BIND_IOMMUFD) on the first device's fd, which this host cannot
+    honour (emulated cdevs are regular files). The start then fails with QEMU's error in virsh's,
+    naming the same fds; the hook's release frees the guest and its devices and the broker holds
+    no fd more than before."""
+    name = "ifb-lv-vfio"
+    devices = [NEST_VTD[0], SMMU]
+    define(name, domain_xml(name, devices, vfio=True, handoff="unbound"))
+    fds_before = broker.open_fds()
+    t = time.monotonic()
+    r = L.virsh("start", name, check=False)
+    failed = time.monotonic() - t
+    assert r.returncode != 0, r
+    m = re.search(r"vfio VFIO_FD(\d+): error bind device fd=(\d+) to iommufd=(\d+): (.*)", r.stderr)
+    assert m and m.group(1) == m.group(2), r.stderr
+    sys.stdout.write("# the start failed after %.2fs; virsh: %s\n" % (failed, m.group(0)))
+    runs = qemu_execs(name)
+    assert len(runs) == 1, runs
+    (pid, rec), = runs.items()
+    a = rec["argv"]
+    # the argv libvirt built from the domain, placeholders replaced by fd numbers
+    assert arg_after(a, "-object", "iommufd,") == ["iommufd,id=ifb0,fd=%s" % m.group(3)], a
+    dev_args = arg_after(a, "-device", "vfio-pci,")
+    assert len(dev_args) == 2 and all(re.fullmatch(r"vfio-pci,iommufd=ifb0,fd=\d+", d) for d in dev_args), a
+    assert dev_args[0] == "vfio-pci,iommufd=ifb0,fd=%s" % m.group(2), (dev_args, m.group(0))
+    # those numbers are the broker's fds: the iommufd, and each device's own cdev
+    fds = rec["fds"]
+    assert fds[m.group(3)].startswith("/memfd:ifb-emulated-iommufd"), fds
+    names = cdevs()
+    for bdf, arg in zip(devices, dev_args):
+        target = fds[arg.rsplit(",fd=", 1)[1]]
+        assert "/vfio/devices/" in target and os.path.basename(target) == names[bdf], (bdf, target, names)
+    domid_cg = re.fullmatch(r"/machine/qemu-(\d+)-%s\.libvirt-qemu(/.*)?" % name, rec["cgroup"])
+    assert domid_cg, rec["cgroup"]
+    # a clean failure: the domain is off, its QEMU gone, the guest released, nothing held
+    assert L.virsh("domstate", name).stdout.strip() == "shut off"
+    wait_for(lambda: not os.path.exists("/proc/%d" % pid), what="QEMU %d to be gone" % pid)
+    wait_for(lambda: name not in guest_names(), what="release to destroy the guest")
+    assert [c[1] for c in calls() if c[0] == name][-2:] == ["stopped", "release"], calls()
+    owners = {d["device"]: d.get("owner") for d in broker.call("device.list")["devices"]}
+    assert all(owners[d] is None for d in devices), owners
+    assert broker.open_fds() == fds_before, (fds_before, broker.open_fds())
+    L.virsh("undefine", name)
+
+
 def test_start_gives_qemu_its_fds_and_destroy_frees_them():
-    """A domain with broker metadata starts: prepare created the guest with the cgroup libvirt
-    really gave QEMU, the launcher handed QEMU the iommufd and the device fds (in its
-    /proc/PID/fd), started recorded QEMU's pid; destroy (release hook) frees everything."""
+    """A domain with broker metadata whose device fds go into QEMU fd sets (no vfio-pci device)
+    starts: prepare created the guest with the cgroup libvirt really gave QEMU, the launcher
+    handed QEMU the iommufd and the device fds (in its /proc/PID/fd), started recorded QEMU's
+    pid; destroy (release hook) frees everything."""
     name = "ifb-lv1"
     define(name, domain_xml(name, [NEST_VTD[0], SMMU]))
     fds_before = broker.open_fds()
@@ -116,8 +223,11 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
             qemu_cg = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
         assert qemu_cg.startswith(want + "/") or qemu_cg == want, (qemu_cg, want)
         vm = broker.call("vm.show", {"vm": name})
+        # no <options>: the hook asked for the unbound hand-off; QEMU (the launcher's pid, and
+        # the pid started recorded) is the one holder the broker watches
         assert vm["cgroup"] == want and vm["state"] == "ready" and vm["vmm_pid"] == pid, vm
-        assert all(d["state"] == "ready" and d["cgroup"].startswith(want) for d in vm["devices"]), vm
+        assert vm["options"]["handoff"] == "unbound" and [h["pid"] for h in vm["holders"]] == [pid], vm
+        assert all(d["state"] == "ready" for d in vm["devices"]), vm
         fds = {}
         for f in os.listdir("/proc/%d/fd" % pid):
             try:
@@ -127,6 +237,9 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
         assert any(t.startswith("/memfd:ifb-emulated-iommufd") for t in fds.values()), fds
         vfio = [t for t in fds.values() if "/vfio/devices/vfio" in t]
         assert len(vfio) == 2, fds
+        # fresh opens: the broker keeps no copy of a device fd it handed out
+        mine = [os.readlink("/proc/%d/fd/%s" % (broker.proc.pid, f)) for f in os.listdir("/proc/%d/fd" % broker.proc.pid)]
+        assert not [t for t in mine if "/vfio/devices/vfio" in t], mine
         assert ("%s prepare begin" % name).split() in [list(c) for c in calls()]
         assert [c[1] for c in calls() if c[0] == name][-3:] == ["prepare", "start", "started"], calls()
         sys.stdout.write("# start took %.2fs; QEMU %d in %s; fds %s\n" % (started, pid, qemu_cg, sorted(fds.values())))
@@ -217,12 +330,14 @@ def main():
     try:
         libvirtd.start()
         os.makedirs("/var/lib/libvirt", exist_ok=True)
-        with open(WRAPPER, "w") as f:
-            f.write(WRAPPER_SCRIPT)
-        os.chmod(WRAPPER, 0o755)
+        for path, text in ((WRAPPER, WRAPPER_SCRIPT), (SHIM, SHIM_SCRIPT)):
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, 0o755)
         broker.start()
         wait_for(lambda: broker.call("broker.info")["libvirt_connected"], what="the broker's libvirt watch")
-        run([test_start_gives_qemu_its_fds_and_destroy_frees_them,
+        run([test_vfio_pci_line_reaches_bind_and_fails_cleanly,
+             test_start_gives_qemu_its_fds_and_destroy_frees_them,
              test_refused_prepare_aborts_start_with_broker_message,
              test_device_of_another_guest_refused,
              test_domain_without_metadata_untouched,

@@ -4,6 +4,7 @@ workers in real cgroup2 directories. Restarts by SIGTERM, by SIGKILL between ope
 SIGKILL at random moments while a client keeps operating."""
 import json
 import os
+import re
 import random
 import signal
 import threading
@@ -119,6 +120,13 @@ def check_invariants(sm):
     return vms, owners
 
 
+def metrics_fdstore_fds(b):
+    """The metrics' count of guest fds in the fd store."""
+    m = re.search(r"^ifb_fdstore_fds (\d+)$", b.call("metrics")["text"], re.M)
+    assert m, "no ifb_fdstore_fds in the metrics"
+    return int(m.group(1))
+
+
 def fresh_request_after_ready(sm):
     """READY=1 means state loaded and socket listening: the very first request is answered."""
     assert sm.ready
@@ -165,6 +173,7 @@ def test_restart_keeps_every_guest_and_object():
             b.call("vm.attach", {"vm": "g3", "device": NO_NEST_VTD})
             before, owners_before = check_invariants(sm)
             assert len(sm.store) == 5, sm.names()
+            assert metrics_fdstore_fds(b) == 5
             assert not [p for p, _ in sm.foreign], "workers or others notified: %r" % sm.foreign
 
             sm.restart(signal.SIGTERM)
@@ -173,6 +182,7 @@ def test_restart_keeps_every_guest_and_object():
             after, owners_after = check_invariants(sm)
             assert after == before, "guests changed across the restart:\n%r\n%r" % (before, after)
             assert owners_after == owners_before
+            assert metrics_fdstore_fds(b) == len(sm.store) == 5
             assert "3 restored" in b.read_log() or "restored" in b.read_log()
 
             # the handed-back fds work: a fresh vm.fds gives the same objects

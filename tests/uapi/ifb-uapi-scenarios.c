@@ -7,7 +7,7 @@
  *   ifb-uapi-scenarios --backend kernel [--dev-root /dev] --device vfio0 [--mock]
  *
  * --dev-root is the directory standing for /dev. For the emulated backend without one, a
- * private emulated root is copied from --template (default: the installed template) into a
+ * private emulated root is copied from --template (default: the source tree's tests/fixtures/emulated) into a
  * temporary directory. Without --device, every cdev in DEV/vfio/devices is tested.
  */
 #include <dirent.h>
@@ -109,7 +109,7 @@ main (int argc, char **argv)
       return 2;
     }
     tfd = open (tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    r = ifb_emul_root_prepare (arg_template ? arg_template : IFB_EMUL_TEMPLATE, tfd, "root", &rootfd);
+    r = ifb_emul_root_prepare (arg_template ? arg_template : IFB_TEST_EMUL_TEMPLATE, tfd, "root", &rootfd);
     if (r < 0) {
       fprintf (stderr, "Preparing emulated root: %s\n", g_strerror (-r));
       return 2;

@@ -65,7 +65,10 @@ test_example_is_the_defaults (void)
   g_assert_cmpstr (c->libvirt_uri, ==, defaults->libvirt_uri);
   g_assert_cmpstr (c->libvirt_cgroup_layout, ==, defaults->libvirt_cgroup_layout);
   g_assert_cmpint (c->allow_selftest, ==, defaults->allow_selftest);
-  /* emulated-template's default depends on the build's prefix; the example shows /usr's */
+  g_assert_cmpstr (c->metrics_textfile, ==, defaults->metrics_textfile);
+  g_assert_cmpuint (c->metrics_interval_sec, ==, defaults->metrics_interval_sec);
+  g_assert_null (defaults->emulated_template);   /* the built-in set */
+  g_assert_cmpstr (c->emulated_template, ==, defaults->emulated_template);
   ifb_config_free (c);
   ifb_config_free (defaults);
 }

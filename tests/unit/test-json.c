@@ -336,6 +336,27 @@ test_getters (void)
   g_assert_null (ifb_json_get (NULL, "s"));
 }
 
+/* Numbers follow RFC 8259's grammar exactly: json-c alone takes "00" and "1." (and the broker
+ * then echoed "1." back as an id, which is not JSON). */
+static void
+test_number_grammar (void)
+{
+  const char *bad[] = { "00", "01", "-01", "1.", "-", "1e", "1e+", ".5", "1.e3", "+1", "0x10", "1..2", "1e2e3", "--1" };
+  const char *good[] = { "0", "-0", "10", "1.5", "0.25", "-0.5e-3", "1E10", "1e+2", "9007199254740993" };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *text = g_strdup_printf ("{\"id\":%s}", bad[i]);
+    assert_rejected (text, "a malformed number");
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_autofree char *text = g_strdup_printf ("{\"id\":%s}", good[i]);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (json_object) o = ifb_json_parse (text, strlen (text), IFB_JSON_DEFAULT_DEPTH, &error);
+    if (!o)
+      g_error ("rejected '%s': %s", text, error->message);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -353,5 +374,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/json/valid", test_valid);
   g_test_add_func ("/ifb/json/numbers-exact", test_numbers_exact);
   g_test_add_func ("/ifb/json/getters", test_getters);
+  g_test_add_func ("/ifb/json/number-grammar", test_number_grammar);
   return g_test_run ();
 }

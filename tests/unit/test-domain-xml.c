@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * client/domain-xml.c: what the libvirt hook reads from a domain's XML. The broker block's
+ * <options handoff=…> (unbound unless it says bound; anything else refused with a message that
+ * names the value and both choices), the yes/no options, the schema's refusals, and the cgroup
+ * libvirt 9.0 gives the captured domain (tests/libvirt/fixtures).
+ */
+#include <string.h>
+
+#include "domain-xml.h"
+#include "errors.h"
+
+#define NS "https://iommufd-broker.example/xmlns/1"
+
+/* A domain with id 3 and the broker block holding `inner`. */
+static char *
+domain_with (const char *inner)
+{
+  return g_strdup_printf ("<domain type='qemu' id='3'><name>web1</name>"
+                          "<uuid>6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e01</uuid><metadata>"
+                          "<ifb:broker xmlns:ifb='" NS "'>%s</ifb:broker></metadata></domain>", inner);
+}
+
+static IfbDomainXml *
+parse_ok (const char *xml)
+{
+  g_autoptr (GError) error = NULL;
+  IfbDomainXml *d = NULL;
+
+  g_assert_true (ifb_domain_xml_parse (xml, strlen (xml), &d, &error));
+  g_assert_no_error (error);
+  g_assert_nonnull (d);
+  return d;
+}
+
+static GError *
+parse_refused (const char *xml)
+{
+  GError *error = NULL;
+  IfbDomainXml *d = NULL;
+
+  g_assert_false (ifb_domain_xml_parse (xml, strlen (xml), &d, &error));
+  g_assert_null (d);
+  g_assert_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT);
+  return error;
+}
+
+static void
+test_handoff_names (void)
+{
+  /* the names are the broker's vm.create values, and the tables agree both ways */
+  g_assert_cmpstr (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_UNBOUND), ==, "unbound");
+  g_assert_cmpstr (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_BOUND), ==, "bound");
+  g_assert_null (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_INVALID));
+  g_assert_null (ifb_domain_handoff_to_string (_IFB_DOMAIN_HANDOFF_MAX));
+  for (int i = 0; i < _IFB_DOMAIN_HANDOFF_MAX; i++)
+    g_assert_cmpint (ifb_domain_handoff_from_string (ifb_domain_handoff_to_string (i)), ==, i);
+  g_assert_cmpint (ifb_domain_handoff_from_string (NULL), ==, IFB_DOMAIN_HANDOFF_INVALID);
+  g_assert_cmpint (ifb_domain_handoff_from_string ("Bound"), ==, IFB_DOMAIN_HANDOFF_INVALID);
+  g_assert_cmpint (ifb_domain_handoff_from_string (""), ==, IFB_DOMAIN_HANDOFF_INVALID);
+}
+
+static void
+test_handoff_default_unbound (void)
+{
+  /* without handoff= the hook asks for unbound: what unmodified QEMU takes */
+  static const char *const inners[] = {
+    "",
+    "<ifb:device address='0000:65:00.0'/>",
+    "<ifb:options nest-parent='yes'/><ifb:device address='0000:65:00.0'/>",
+    NULL,
+  };
+  for (const char *const *i = inners; *i; i++) {
+    g_autofree char *xml = domain_with (*i);
+    g_autoptr (IfbDomainXml) d = parse_ok (xml);
+    g_assert_true (d->has_broker);
+    g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  }
+  {
+    const char *plain = "<domain><name>plain</name></domain>";
+    g_autoptr (IfbDomainXml) d = parse_ok (plain);
+    g_assert_false (d->has_broker);
+    g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  }
+}
+
+static void
+test_handoff_values (void)
+{
+  /* both values are read, next to the other options, which keep their own meaning */
+  g_autofree char *bound = domain_with ("<ifb:options handoff='bound' nest-parent='no' allow-plain='yes'/>"
+                                        "<ifb:device address='0000:65:00.0'/>");
+  g_autofree char *unbound = domain_with ("<ifb:device address='0000:65:00.0'/><ifb:options handoff='unbound'/>");
+  g_autoptr (IfbDomainXml) b = parse_ok (bound);
+  g_autoptr (IfbDomainXml) u = parse_ok (unbound);
+
+  g_assert_cmpint (b->handoff, ==, IFB_DOMAIN_HANDOFF_BOUND);
+  g_assert_cmpint (b->nest_parent, ==, IFB_TRI_NO);
+  g_assert_cmpint (b->allow_plain, ==, IFB_TRI_YES);
+  g_assert_cmpint (b->dirty_tracking, ==, IFB_TRI_DEFAULT);
+  g_assert_cmpuint (b->devices->len, ==, 1);
+  g_assert_cmpint (u->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  g_assert_cmpint (u->nest_parent, ==, IFB_TRI_DEFAULT);
+  g_assert_cmpuint (u->devices->len, ==, 1);
+}
+
+static void
+test_handoff_refused (void)
+{
+  /* any other value refuses the domain (prepare aborts the start with this message): the
+   * message quotes the value and names both choices */
+  static const char *const bad[] = { "Bound", "", "yes", "bound ", "unbound,bound", "bind", NULL };
+  for (const char *const *v = bad; *v; v++) {
+    g_autofree char *inner = g_strdup_printf ("<ifb:options handoff='%s'/>", *v);
+    g_autofree char *xml = domain_with (inner);
+    g_autofree char *want = g_strdup_printf ("<options handoff='%s'>", *v);
+    g_autoptr (GError) error = parse_refused (xml);
+    g_assert_nonnull (strstr (error->message, want));
+    g_assert_nonnull (strstr (error->message, "'unbound'"));
+    g_assert_nonnull (strstr (error->message, "'bound'"));
+  }
+}
+
+static void
+test_schema_refusals (void)
+{
+  /* a typo in the broker's namespace refuses the domain rather than dropping a setting */
+  static const struct {
+    const char *inner, *message;
+  } cases[] = {
+    { "<ifb:options hand-off='bound'/>", "unknown attribute 'hand-off' on <options>" },
+    { "<ifb:options nest-parent='true'/>", "<options nest-parent='true'> must be 'yes' or 'no'" },
+    { "<ifb:handoff value='bound'/>", "unknown element <handoff>" },
+    { "<ifb:device/>", "needs an address" },
+    { "<device address='0000:65:00.0'/>", "outside the broker's namespace" },
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *xml = domain_with (cases[i].inner);
+    g_autoptr (GError) error = parse_refused (xml);
+    if (!strstr (error->message, cases[i].message))
+      g_error ("%s: got '%s', want '%s'", cases[i].inner, error->message, cases[i].message);
+  }
+}
+
+static void
+test_capture (void)
+{
+  /* the XML libvirtd 9.0 passed at prepare: what the hook creates the guest from */
+  g_autofree char *path = g_build_filename (IFB_LIBVIRT_FIXTURES, "prepare-begin.xml", NULL);
+  g_autofree char *xml = NULL;
+  g_autofree char *manual = NULL;
+  g_autofree char *scope = NULL;
+  g_autoptr (IfbDomainXml) d = NULL;
+  gsize len;
+
+  g_assert_true (g_file_get_contents (path, &xml, &len, NULL));
+  d = parse_ok (xml);
+  g_assert_cmpstr (d->name, ==, "ifb-capture");
+  g_assert_cmpstr (d->uuid, ==, "6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e01");
+  g_assert_cmpint (d->id, ==, 1);
+  g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  g_assert_cmpint (d->nest_parent, ==, IFB_TRI_YES);
+  g_assert_cmpuint (d->devices->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (d->devices, 0), ==, "0000:65:00.0");
+  manual = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MANUAL);
+  scope = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MACHINED);
+  g_assert_cmpstr (manual, ==, "/machine/qemu-1-ifb-capture.libvirt-qemu");
+  g_assert_cmpstr (scope, ==, "/machine.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope");
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/ifb/domain-xml/handoff-names", test_handoff_names);
+  g_test_add_func ("/ifb/domain-xml/handoff-default-unbound", test_handoff_default_unbound);
+  g_test_add_func ("/ifb/domain-xml/handoff-values", test_handoff_values);
+  g_test_add_func ("/ifb/domain-xml/handoff-refused", test_handoff_refused);
+  g_test_add_func ("/ifb/domain-xml/schema-refusals", test_schema_refusals);
+  g_test_add_func ("/ifb/domain-xml/capture", test_capture);
+  return g_test_run ();
+}
