@@ -9,7 +9,10 @@
 #     /guest.
 #  2. The patched QEMU given x-devid alone is refused before it touches the iommufd (the three
 #     ids go together); its exit is reclaimed like any VMM's.
-#  3. Twice: `iommufdctl exec` (inside /guest) launches it with
+#  3. An IOAS with a mapping left in it: vmm-peer, a second holder of the bound guest's fds, maps
+#     1 MiB into the broker's IOAS and holds it; the patched QEMU empties the IOAS before mapping
+#     its RAM (its trace: unmapped=0x100000) and realizes the device.
+#  4. Twice: `iommufdctl exec` (inside /guest) launches it with
 #       -object iommufd,fd=%{iommufd}
 #       -device vfio-pci,fd=%{dev:BDF},x-devid=%{devid:BDF},x-ioas-id=%{ioas},x-hwpt-id=%{hwpt:BDF}
 #     QMP query-pci lists the device; QEMU's trace says it adopted the broker's dev_id, IOAS and
@@ -67,6 +70,14 @@ adopt_traced() {
     echo "QEMU adopted dev_id $_dev, IOAS $_ioas (emptied first) and HWPT $_hwpt, and allocated nothing"
 }
 
+# adopt_emptied BYTES: QEMU's unmap of the whole adopted IOAS removed BYTES left by another user
+adopt_emptied() {
+    grep 'iommufd_backend_unmap_all' "$QEMU_LOG"
+    grep -q "iommufd_backend_unmap_all .* unmapped=$1 (0)\$" "$QEMU_LOG" ||
+        { fail "QEMU did not empty the $1 bytes left in the IOAS"; return 1; }
+    echo "QEMU emptied the adopted IOAS of the $1 bytes vmm-peer had mapped before mapping its RAM"
+}
+
 # adopt_partial: x-devid alone is refused, naming the rule
 adopt_partial() {
     # shellcheck disable=SC2086
@@ -87,7 +98,7 @@ adopt_failed() { case "$IFB_STEPS_FAILED" in *adopt-*) return 0 ;; esac; return 
 
 adopt_result() {
     adopt_failed && { fail "failed:$IFB_STEPS_FAILED"; return 1; }
-    result "vtd adopting QEMU (contrib/qemu, bound hand-off): realized twice through iommufdctl exec on the broker's device, IOAS and plain HWPT ($ADOPT_IDS1), unchanged by it, none of its own allocated; nothing pinned after each run"
+    result "vtd adopting QEMU (contrib/qemu, bound hand-off): realized twice through iommufdctl exec on the broker's device, IOAS and plain HWPT ($ADOPT_IDS1), unchanged by it, none of its own allocated; nothing pinned after each run; an IOAS left with 1 MiB mapped emptied first"
 }
 
 if ! have "$ADOPT_QEMU"; then
@@ -101,6 +112,13 @@ else
     else
         step adopt-partial      adopt_partial
         step adopt-partial-reclaimed vm_reclaimed adopt 1
+        step adopt-leftover-map vmm_start adopt --map 1048576 --hold 600
+        step adopt-qemu0        adopt_launch 0
+        step adopt-pci0         qemu_realized hostnic "vtd adopting QEMU on an IOAS another holder had mapped 1 MiB into"
+        step adopt-emptied0     adopt_emptied 0x100000
+        step adopt-quit0        qemu_quit
+        step adopt-leftover-stop vmm_stop
+        step adopt-reclaimed0   vm_reclaimed adopt 2
         for _run in 1 2; do
             adopt_failed && break
             step adopt-ids$_run-before adopt_show ADOPT_IDS0
@@ -116,7 +134,7 @@ else
             step adopt-same$_run    adopt_same "run $_run" "$ADOPT_IDS0" "$ADOPT_IDS1"
             step adopt-mem$_run-running mem_avail adopt$_run-running
             step adopt-quit$_run    qemu_quit
-            step adopt-reclaimed$_run vm_reclaimed adopt $((_run + 1))
+            step adopt-reclaimed$_run vm_reclaimed adopt $((_run + 2))
             step adopt-mem$_run-after mem_avail adopt$_run-after
             step adopt-memory$_run  mem_compare "vtd adopting QEMU, run $_run" adopt$_run-before adopt$_run-running adopt$_run-after
         done
