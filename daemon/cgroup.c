@@ -267,34 +267,6 @@ ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error)
   return ifb_cgroup_of_pidfd (pidfd, pid, ret_path, error);
 }
 
-int
-ifb_cgroup_self (char *buf, size_t size)
-{
-  char text[4096];
-  ssize_t n;
-  int fd = open ("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  n = read (fd, text, sizeof (text) - 1);
-  close (fd);
-  if (n < 0)
-    return -errno;
-  text[n] = 0;
-  for (char *l = text; l && *l;) {
-    char *nl = strchr (l, '\n');
-    if (nl)
-      *nl = 0;
-    if (l[0] == '0' && l[1] == ':' && l[2] == ':') {
-      size_t len = strlen (l + 3);
-      if (len >= size)
-        return -ENAMETOOLONG;
-      memcpy (buf, l + 3, len + 1);
-      return 0;
-    }
-    l = nl ? nl + 1 : NULL;
-  }
-  return -ENOENT;
-}
 
 bool
 ifb_cgroup_is_within (const char *path, const char *base)

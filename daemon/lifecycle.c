@@ -27,6 +27,7 @@
 #define G_LOG_DOMAIN "ifb-lifecycle"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -107,9 +108,11 @@ set_idle (IfbVm *vm)
 /*
  * Releasing devices. On real hardware the last close of a bound device fd resets the device
  * (vfio_pci_core_disable(): 100 ms and more), in the process that closes it — never the main
- * loop. So an operation that gives devices up (detach, destroy, a failed attach, a reclaim) only
- * collects their fds (release_device() -> vm->releasing), and before it ends a release worker
- * inherits them and closes them, the daemon having closed its own copies. Under a service manager
+ * loop; nor does unpinning a guest's memory when its IOAS goes. So an operation that gives devices
+ * or a context up (detach, destroy, a failed attach, a reclaim) only collects them
+ * (release_device(), release_context() -> vm->releasing), and before it ends a release worker
+ * inherits the fds and does the kernel's part in kernel order — detach, destroy each HWPT, close
+ * each device, destroy the IOAS, close the context — the daemon having closed its own copies. Under a service manager
  * the fds' fd-store copies were removed first; a barrier (waited for in the main loop, not by
  * blocking it) makes sure PID 1 has closed its copies, so the worker's close is the last one. The
  * guest stays busy until the worker is done, and the operation's answer waits for it: a device
@@ -118,7 +121,9 @@ set_idle (IfbVm *vm)
 typedef struct {
   IfbManager *m;
   IfbVm *vm;                    /* a reference */
-  GArray *fds;
+  GArray *items;                /* IfbVmRelease */
+  int ctx;                      /* the context the HWPTs (and maybe the IOAS) are in, or -1 */
+  uint32_t ioas_id;             /* to destroy, 0 when the context stays */
   GError *error;                /* the operation's own outcome, passed on */
   IfbLifecycleDone done;
   gpointer data;
@@ -135,11 +140,11 @@ on_released (IfbWorkerBatch *b, const GError *error, gpointer data)
 
   if (error)   /* its fds were closed when it ended, however it ended */
     ifb_log_vm (G_LOG_LEVEL_WARNING, r->vm, NULL, "Guest '%s': releasing %u devices: %s, ignoring", r->vm->name,
-                r->fds->len, error->message);
+                r->items->len, error->message);
   ifb_worker_batch_free (b);
   op_done (r->m, r->vm, r->error, r->done, r->data);
   ifb_vm_free (r->vm);
-  g_array_unref (r->fds);
+  g_array_unref (r->items);
   g_clear_error (&r->error);
   g_free (r);
 }
@@ -149,19 +154,24 @@ release_now (Release *r)
 {
   IfbWorkerBatch *b = ifb_worker_batch_new ();
 
-  if (!b) {   /* no worker: close them here, as a last resort */
-    for (guint i = 0; i < r->fds->len; i++)
-      ifb_uapi_device_close (r->m->backend, g_array_index (r->fds, int, i));
-    g_array_set_size (r->fds, 0);
+  if (!b) {   /* no worker: close them here, as a last resort (their objects go with the context) */
+    for (guint i = 0; i < r->items->len; i++)
+      ifb_uapi_device_close (r->m->backend, g_array_index (r->items, IfbVmRelease, i).fd);
+    g_array_set_size (r->items, 0);
+    ifb_close (r->ctx);
     on_released (NULL, NULL, r);
     return;
   }
   b->release = true;
   b->emulated = ifb_uapi_backend_is_emulated (r->m->backend);
   b->device_reset_ms = r->m->config->emulated_device_reset_ms;
-  b->n_devices = r->fds->len;
-  for (guint i = 0; i < r->fds->len; i++)
-    b->devices[i].device_fd = g_array_index (r->fds, int, i);   /* the worker takes them */
+  b->iommufd = r->ctx;   /* the worker takes these fds */
+  b->ioas_id = r->ioas_id;
+  b->n_devices = r->items->len;
+  for (guint i = 0; i < r->items->len; i++) {
+    b->devices[i].device_fd = g_array_index (r->items, IfbVmRelease, i).fd;
+    b->devices[i].hwpt_id = g_array_index (r->items, IfbVmRelease, i).hwpt_id;
+  }
   ifb_worker_start (b, -1, r->m->worker_mode, r->m->config->worker_timeout_ms, on_released, r);
 }
 
@@ -181,13 +191,18 @@ on_barrier (int fd, GIOCondition cond, gpointer data)
 static void
 op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
 {
-  if (vm->releasing->len > 0) {
+  if (vm->releasing->len > 0 || vm->releasing_ctx >= 0) {
     Release *r = g_new0 (Release, 1);
     r->m = m;
     r->vm = ifb_vm_ref (vm);
-    r->fds = g_steal_pointer (&vm->releasing);
-    vm->releasing = g_array_new (FALSE, FALSE, sizeof (int));
-    g_array_set_size (r->fds, MIN (r->fds->len, IFB_WORKER_MAX_DEVICES));   /* at most 1 + max-devices-per-vm (64) */
+    r->items = g_steal_pointer (&vm->releasing);
+    vm->releasing = g_array_new (FALSE, FALSE, sizeof (IfbVmRelease));
+    g_array_set_size (r->items, MIN (r->items->len, IFB_WORKER_MAX_DEVICES));   /* at most max-devices-per-vm (64) */
+    /* the HWPTs to destroy live in the context given up, else in the guest's own */
+    r->ctx = vm->releasing_ctx >= 0 ? vm->releasing_ctx : fcntl (vm->iommufd, F_DUPFD_CLOEXEC, 3);
+    r->ioas_id = vm->releasing_ctx >= 0 ? vm->releasing_ioas : 0;
+    vm->releasing_ctx = -1;
+    vm->releasing_ioas = 0;
     r->error = error ? g_error_copy (error) : NULL;
     r->done = done;
     r->data = data;
@@ -213,23 +228,18 @@ op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, g
 static void
 release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
 {
-  if (ifb_selftest_device_name_is (d->bdf))
+  gboolean selftest = ifb_selftest_device_name_is (d->bdf);
+
+  if (selftest)
     ifb_selftest_device_release (m, vm, d);   /* no device fd to detach: the mock goes first */
-  else if (d->fd >= 0 && d->hwpt_id) {
-    int r = ifb_uapi_device_detach (m->backend, d->fd);
-    if (r < 0)
-      ifb_log_vm (G_LOG_LEVEL_DEBUG, vm, d->bdf, "detach failed: %s", g_strerror (-r));
-    r = ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
-    if (r < 0)
-      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "HWPT %u not destroyed (%s): it goes with the context",
-                  d->hwpt_id, g_strerror (-r));
-  }
   if (in_store) {
     g_autofree char *name = ifb_vm_fdname_device (vm, d);
     ifb_notify_fdstore_remove (name);
   }
-  if (d->fd >= 0)   /* closed by a release worker, as the operation ends (flush_releases()) */
-    g_array_append_val (vm->releasing, d->fd);
+  if (d->fd >= 0) {   /* detach, HWPT, close: a release worker's, as the operation ends (op_done()) */
+    IfbVmRelease rel = { .fd = d->fd, .hwpt_id = selftest ? 0 : d->hwpt_id };
+    g_array_append_val (vm->releasing, rel);
+  }
   d->fd = -1;
   d->hwpt_id = 0;
   d->dev_id = 0;
@@ -239,17 +249,16 @@ release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
 static void
 release_context (IfbManager *m, IfbVm *vm, gboolean in_store)
 {
-  if (vm->iommufd >= 0 && vm->ioas_id) {
-    int r = ifb_uapi_destroy (m->backend, vm->iommufd, vm->ioas_id);
-    if (r < 0)
-      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "IOAS %u not destroyed (%s): it goes with the context",
-                  vm->ioas_id, g_strerror (-r));
-  }
   if (in_store) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     ifb_notify_fdstore_remove (name);
   }
-  vm->iommufd = ifb_close (vm->iommufd);
+  if (vm->iommufd >= 0) {   /* its IOAS destroyed and closed by the release worker (unpinning takes time) */
+    ifb_close (vm->releasing_ctx);   /* (one context given up per operation) */
+    vm->releasing_ctx = vm->iommufd;
+    vm->releasing_ioas = vm->ioas_id;
+  }
+  vm->iommufd = -1;
   vm->ioas_id = 0;
   g_clear_pointer (&vm->ioas_cgroup, g_free);
 }

@@ -78,7 +78,8 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   vm->ref = 1;
   g_queue_init (&vm->waiters);
-  vm->releasing = g_array_new (FALSE, FALSE, sizeof (int));
+  vm->releasing = g_array_new (FALSE, FALSE, sizeof (IfbVmRelease));
+  vm->releasing_ctx = -1;
   vm->holders = g_array_new (FALSE, TRUE, sizeof (IfbVmHolder));
   g_array_set_clear_func (vm->holders, (GDestroyNotify) holder_clear);
   return vm;
@@ -99,8 +100,9 @@ ifb_vm_free (IfbVm *vm)
   g_warn_if_fail (g_queue_is_empty (&vm->waiters));
   g_array_unref (vm->holders);
   for (guint i = 0; i < vm->releasing->len; i++)
-    ifb_close (g_array_index (vm->releasing, int, i));
+    ifb_close (g_array_index (vm->releasing, IfbVmRelease, i).fd);
   g_array_unref (vm->releasing);
+  ifb_close (vm->releasing_ctx);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
   ifb_close (vm->iommufd);
   g_free (vm->name);

@@ -67,6 +67,11 @@ typedef struct {
 } IfbVmHolder;
 
 typedef struct {
+  int fd;                       /* a bound device fd, closed last (on hardware: the reset) */
+  uint32_t hwpt_id;             /* detached and destroyed first, 0 when none */
+} IfbVmRelease;
+
+typedef struct {
   IfbVmHandoff handoff;
   bool nest_parent;             /* allocate HWPTs as NEST_PARENT (default true) */
   bool allow_plain;             /* NEST_PARENT refused -> a plain HWPT, reported as such */
@@ -95,7 +100,10 @@ typedef struct {
   bool busy;                    /* a worker is running for it */
   bool gone;                    /* destroyed (or its creation failed) while someone held a reference */
   GQueue waiters;               /* what waits for it to be idle, in arrival order */
-  GArray *releasing;            /* device fds given up, for a release worker to close (lifecycle.c) */
+  /* given up, for a release worker (lifecycle.c): devices (fd + HWPT) and maybe the context */
+  GArray *releasing;            /* of IfbVmRelease */
+  int releasing_ctx;            /* a context given up, -1 when none */
+  uint32_t releasing_ioas;      /* its IOAS, 0 when none */
   bool destroying;              /* vm.destroy under way: only its releases are left */
   gint ref;
 } IfbVm;

@@ -126,6 +126,26 @@ worker_steps (IfbWorkerBatch *b)
 }
 
 
+/* Kernel order: each device detached and its HWPT destroyed, then the devices closed (the last
+ * close of a bound device resets it, here), then the IOAS (unpinning what it maps), then the context. */
+static void
+release (IfbWorkerBatch *b)
+{
+  ifb_uapi_emul_batch_begin ();
+  for (size_t i = 0; i < b->n_devices; i++)
+    if (b->devices[i].hwpt_id && b->iommufd >= 0) {
+      ifb_uapi_device_detach (backend, b->devices[i].device_fd);
+      ifb_uapi_destroy (backend, b->iommufd, b->devices[i].hwpt_id);
+    }
+  ifb_uapi_emul_batch_end ();
+  for (size_t i = 0; i < b->n_devices; i++)
+    ifb_uapi_device_close (backend, b->devices[i].device_fd);
+  if (b->iommufd >= 0 && b->ioas_id)
+    ifb_uapi_destroy (backend, b->iommufd, b->ioas_id);
+  if (b->iommufd >= 0)
+    close (b->iommufd);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -154,9 +174,8 @@ main (int argc, char **argv)
   ifb_fault_init ();
   backend = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
   ifb_uapi_emul_set_reset_ms (b->device_reset_ms);
-  if (b->release) {   /* the last close of each bound device: its reset happens here */
-    for (size_t i = 0; i < b->n_devices; i++)
-      ifb_uapi_device_close (backend, b->devices[i].device_fd);
+  if (b->release) {
+    release (b);
     b->finished = true;
     return 0;
   }

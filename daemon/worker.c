@@ -26,7 +26,8 @@
  *
  * The deadline is the daemon's: a timer kills the worker through its pidfd (SIGKILL also ends a
  * task in a frozen cgroup2), so a frozen or stuck worker cannot hold anything up. At most
- * max_running workers run at once; further batches wait in arrival order.
+ * max_running workers run at once; further batches wait in arrival order, and a few are started
+ * per main-loop turn (spawn_some()).
  */
 #define G_LOG_DOMAIN "ifb-worker"
 
@@ -439,7 +440,8 @@ report_not_started (gpointer data)
 }
 
 /* A release batch's fds are the worker's: the daemon's copies go now (or, with no worker, the
- * daemon closes them itself, paying for the resets). */
+ * daemon closes them itself, paying for the resets). The batch is left as it is: the worker
+ * reads the same numbers in its own fd table, maybe at this very moment. */
 static void
 give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
 {
@@ -449,8 +451,9 @@ give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
       ifb_uapi_device_close (be, b->devices[i].device_fd);
     else
       close (b->devices[i].device_fd);
-    b->devices[i].device_fd = -1;
   }
+  if (b->release && b->iommufd >= 0)
+    close (b->iommufd);
 }
 
 static void
@@ -469,11 +472,31 @@ run (Worker *w)
   w->timer = g_timeout_add (w->timeout_ms, on_timeout, w);
 }
 
+/*
+ * Spawning suspends the daemon until the child has exec'd (CLONE_VFORK; about half a millisecond):
+ * a boot storm's 32 requests read in one loop turn would hold every other client up for their
+ * sum. So workers are started a few per main-loop turn, from a source of the same priority as the
+ * connections, which get their turn in between.
+ */
+#define SPAWNS_PER_TURN 4
+static guint spawn_source;
+
+static gboolean
+spawn_some (gpointer data)
+{
+  for (int n = 0; n < SPAWNS_PER_TURN && n_running < max_running && !g_queue_is_empty (&waiting); n++)
+    run (g_queue_pop_head (&waiting));
+  if (n_running < max_running && !g_queue_is_empty (&waiting))
+    return G_SOURCE_CONTINUE;
+  spawn_source = 0;
+  return G_SOURCE_REMOVE;
+}
+
 static void
 start_waiting (void)
 {
-  while (n_running < max_running && !g_queue_is_empty (&waiting))
-    run (g_queue_pop_head (&waiting));
+  if (!spawn_source && n_running < max_running && !g_queue_is_empty (&waiting))
+    spawn_source = g_idle_add_full (G_PRIORITY_DEFAULT, spawn_some, NULL, NULL);
 }
 
 void
@@ -491,8 +514,6 @@ ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, IfbWorkerMode mode, guint
   w->pidfd = -1;
   b->failed_index = -1;
   b->cgroup[0] = 0;
-  if (n_running < max_running)
-    run (w);
-  else
-    g_queue_push_tail (&waiting, w);
+  g_queue_push_tail (&waiting, w);
+  start_waiting ();
 }
