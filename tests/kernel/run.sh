@@ -13,8 +13,9 @@
 #    tests/kernel/guest-*.sh in /ifb/ and the boot's guest script as /ifb/guest.sh. The vtd
 #    boot's also holds Debian's unmodified qemu-system-x86_64 (its libraries, the two firmware
 #    files a paused q35 opens), qmp-call, and the adopting QEMU of contrib/qemu/
-#    (qemu-system-x86_64-adopt, built and cached by build-qemu.sh, step 1b). The broker's own IOMMUFD calls all go through its
-#    uAPI layer (daemon/uapi/): the daemon, the scenarios and vmm-peer; QEMU makes its own.
+#    (qemu-system-x86_64-adopt, built and cached by build-qemu.sh, step 1b). The broker's own
+#    IOMMUFD calls all go through its uAPI layer (daemon/uapi/): the daemon, the scenarios and
+#    vmm-peer; the QEMUs make their own.
 # 4. boot.sh twice: "vtd" (emulated VT-d + two e1000e, runs guest-vtd.sh) and "mock" (no
 #    vIOMMU, the kernel's IOMMUFD selftest mock device, runs guest-mock.sh). Both always run.
 # 5. The ifb-uapi-scenarios lines of each boot compared with the emulated backend's
