@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Inside the guest lifecycle: the machinery of lifecycle-work.c (one operation per guest at a
+ * time, workers, releases) that the operations in lifecycle.c are built from. Not for other
+ * modules.
+ */
+#pragma once
+
+#include "lifecycle.h"
+#include "pci-device.h"
+
+/* End an operation: release what it gave up (a release worker), call done, run what waited. */
+void ifb_lifecycle_op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data);
+/* The guest is idle again (without an operation's end: a failed create). */
+void ifb_lifecycle_set_idle (IfbVm *vm);
+/* The guest is gone: what waited for it runs from the main loop and finds it gone. */
+void ifb_lifecycle_hand_on_waiters (IfbVm *vm);
+/* fn (m, vm) now, or once the guest is idle (if it still exists then). */
+void ifb_lifecycle_when_idle_do (IfbManager *m, IfbVm *vm, void (*fn) (IfbManager *m, IfbVm *vm));
+
+/* Give a device up (its fd store entry now; detach, HWPT and close by the operation's release
+ * worker); it is reserved again. */
+void ifb_lifecycle_release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store);
+/* Give the guest's context up (its IOAS destroyed and the fd closed by the release worker). */
+void ifb_lifecycle_release_context (IfbManager *m, IfbVm *vm, gboolean in_store);
+
+/* Allocate the context (if none yet) and devs in one worker in the guest's cgroup (or, unbound,
+ * just open the context), then done — from the main loop, or at once when no worker is needed. On
+ * failure nothing of the call remains. The guest is busy meanwhile. */
+typedef void (*IfbLifecycleBatchDone) (IfbManager *m, IfbVm *vm, const GError *error, gpointer data);
+void ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done,
+                              gpointer data);
+
+/* The device as sysfs shows it now: on vfio-pci, with a VFIO device cdev. */
+gboolean ifb_lifecycle_lookup_vfio_device (IfbManager *m, const char *bdf, IfbPciDevice **ret_dev, GError **error);
