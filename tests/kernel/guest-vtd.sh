@@ -124,6 +124,7 @@ devid_refused() {
 }
 step devid-refused    devid_refused
 step vm-destroy-q1    ctl vm destroy q1
+. /ifb/guest-adopt.sh   # the bound hand-off to the adopting QEMU of contrib/qemu/
 step daemon-stop      daemon_stop
 
 finish

@@ -12,8 +12,10 @@
 #    stand-in tests/helpers/vmm-peer; all required) with their shared libraries, every
 #    tests/kernel/guest-*.sh in /ifb/ and the boot's guest script as /ifb/guest.sh. The vtd
 #    boot's also holds Debian's unmodified qemu-system-x86_64 (its libraries, the two firmware
-#    files a paused q35 opens) and qmp-call. The broker's own IOMMUFD calls all go through its
-#    uAPI layer (daemon/uapi/): the daemon, the scenarios and vmm-peer; QEMU makes its own.
+#    files a paused q35 opens), qmp-call, and the adopting QEMU of contrib/qemu/
+#    (qemu-system-x86_64-adopt, built and cached by build-qemu.sh, step 1b). The broker's own
+#    IOMMUFD calls all go through its uAPI layer (daemon/uapi/): the daemon, the scenarios and
+#    vmm-peer; the QEMUs make their own.
 # 4. boot.sh twice: "vtd" (emulated VT-d + two e1000e, runs guest-vtd.sh) and "mock" (no
 #    vIOMMU, the kernel's IOMMUFD selftest mock device, runs guest-mock.sh). Both always run.
 # 5. The ifb-uapi-scenarios lines of each boot compared with the emulated backend's
@@ -42,6 +44,11 @@ kernel=$("$KDIR/build-kernel.sh") || die "kernel build failed (see above)"
 t_kernel=$(( $(date +%s) - t ))
 say "kernel: $kernel ($(fmt_secs $t_kernel))"
 
+# -- 1b. the adopting QEMU of contrib/qemu/ for guest-adopt.sh (build-qemu.sh; cached like the kernel)
+t=$(date +%s)
+adopt_qemu=$("$KDIR/build-qemu.sh" | tail -n 1) || die "building the adopting QEMU failed (see above)"
+say "adopting QEMU: $adopt_qemu ($(fmt_secs $(( $(date +%s) - t ))))"
+
 # -- 2. libprobe
 pkgs="glib-2.0 json-c libsystemd libvirt libvirt-glib-1.0 libxml-2.0"
 flags=$(pkg-config --cflags --libs $pkgs) ||
@@ -66,6 +73,7 @@ qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 missing (tools/
 vtdargs=(--bin "$qemu" --bin "$out/qmp-call"
          --file /usr/share/seabios/bios-256k.bin:/usr/share/seabios/bios-256k.bin
          --file /usr/share/qemu/kvmvapic.bin:/usr/share/qemu/kvmvapic.bin)
+vtdargs+=(--bin "$adopt_qemu")   # qemu-system-x86_64-adopt: Debian's firmware paths, the same files
 
 declare -A result=() timing=()
 for boot in vtd mock; do
