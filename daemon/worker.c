@@ -395,7 +395,7 @@ run (Worker *w)
  * sum. So workers are started a few per main-loop turn, from a source of the same priority as the
  * connections, which get their turn in between.
  */
-#define SPAWNS_PER_TURN 4
+#define SPAWNS_PER_TURN 2
 static guint spawn_source;
 
 static gboolean
