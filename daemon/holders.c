@@ -26,6 +26,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "errors.h"
 #include "fdwatch.h"
 #include "holders.h"
@@ -40,24 +41,6 @@ typedef struct {
   IfbVm *vm;                    /* valid while the watch exists: freeing the guest removes it */
   pid_t pid;
 } HolderWatch;
-
-gboolean
-ifb_holders_start_time (pid_t pid, guint64 *ret_start_time)
-{
-  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", (int) pid);
-  g_autofree char *text = NULL;
-  g_auto (GStrv) fields = NULL;
-  const char *p;
-
-  if (!g_file_get_contents (path, &text, NULL, NULL) || !(p = strrchr (text, ')')))
-    return FALSE;
-  /* after "pid (comm)" come fields 3.. ; starttime is field 22 */
-  fields = g_strsplit (p + 2, " ", 21);
-  if (g_strv_length (fields) < 20)
-    return FALSE;
-  *ret_start_time = g_ascii_strtoull (fields[19], NULL, 10);
-  return TRUE;
-}
 
 static IfbVmHolder *
 find_holder (IfbVm *vm, pid_t pid, guint *ret_index)
@@ -143,7 +126,7 @@ ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error)
   if (h.pidfd < 0)
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Watching process %d, which takes guest '%s''s fds",
                                 (int) pid, vm->name);
-  if (!ifb_holders_start_time (pid, &h.start_time)) {
+  if (ifb_proc_stat (pid, NULL, &h.start_time) < 0) {
     ifb_close (h.pidfd);
     return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Process %d, which takes guest '%s''s fds, is gone",
                         (int) pid, vm->name), FALSE;
@@ -184,7 +167,7 @@ ifb_holders_restore (IfbManager *m, IfbVm *vm)
     guint64 st = 0;
     h->pidfd = (int) syscall (SYS_pidfd_open, h->pid, 0);
     /* The pidfd pins whoever has the pid now; the start time says whether it is the same process. */
-    if (h->pidfd < 0 || !ifb_holders_start_time (h->pid, &st) || st != h->start_time || !watch (m, vm, h)) {
+    if (h->pidfd < 0 || ifb_proc_stat (h->pid, NULL, &st) < 0 || st != h->start_time || !watch (m, vm, h)) {
       ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, which held guest '%s''s fds, exited while the broker was down",
                   (int) h->pid, vm->name);
       g_array_remove_index (vm->holders, i);

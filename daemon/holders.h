@@ -18,5 +18,3 @@ gboolean ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError
 /* After a restart: watch the saved holders still alive (same pid and start time), drop the rest,
  * and reclaim the guest from the main loop when none is left. */
 void ifb_holders_restore (IfbManager *m, IfbVm *vm);
-/* /proc/PID/stat's start time (clock ticks since boot), which tells a recycled pid apart. */
-gboolean ifb_holders_start_time (pid_t pid, guint64 *ret_start_time);
