@@ -7,15 +7,10 @@
  *   no-peerpidfd CMD [ARGS...]
  */
 #include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <unistd.h>
+
+#include "seccomp-exec.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
@@ -25,10 +20,7 @@ int
 main (int argc, char **argv)
 {
   struct sock_filter filter[] = {
-    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, arch)),
-    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, nr)),
+    SECCOMP_EXEC_ARCH_CHECK,
     BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockopt, 0, 5),
     BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, args[1])),   /* level (low half) */
     BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, SOL_SOCKET, 0, 3),
@@ -37,17 +29,5 @@ main (int argc, char **argv)
     BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOPROTOOPT & SECCOMP_RET_DATA)),
     BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
-  struct sock_fprog prog = { .len = sizeof (filter) / sizeof (filter[0]), .filter = filter };
-
-  if (argc < 2) {
-    fprintf (stderr, "usage: no-peerpidfd CMD [ARGS...]\n");
-    return 2;
-  }
-  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0) {
-    perror ("no-peerpidfd: seccomp");
-    return 1;
-  }
-  execvp (argv[1], argv + 1);
-  perror ("no-peerpidfd: exec");
-  return 127;
+  return seccomp_exec ("no-peerpidfd", filter, sizeof (filter) / sizeof (filter[0]), argc, argv);
 }
