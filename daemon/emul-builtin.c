@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "emul-builtin.h"
+#include "emul-root.h"
 
 static int
 write_file (int dfd, const IfbEmulBuiltinEntry *e)
@@ -34,18 +35,8 @@ write_file (int dfd, const IfbEmulBuiltinEntry *e)
   return r;
 }
 
-/* Remove what the first n entries made, children first (the table lists parents first). */
-static void
-unwrite (int dfd, size_t n)
-{
-  while (n-- > 0) {
-    const IfbEmulBuiltinEntry *e = &ifb_emul_builtin_entries[n];
-    unlinkat (dfd, e->path, e->kind == 'd' ? AT_REMOVEDIR : 0);
-  }
-}
-
 static int
-write_tree (int dfd, size_t *ret_done)
+write_tree (int dfd, void *data)
 {
   size_t i;
   int r = 0;
@@ -59,7 +50,7 @@ write_tree (int dfd, size_t *ret_done)
     case 'l': {
       char target[PATH_MAX];
       if (e->len >= sizeof target)
-        return *ret_done = i, -ENAMETOOLONG;
+        return -ENAMETOOLONG;
       memcpy (target, e->data, e->len);
       target[e->len] = '\0';
       r = symlinkat (target, dfd, e->path) < 0 ? -errno : 0;
@@ -72,54 +63,11 @@ write_tree (int dfd, size_t *ret_done)
       r = -EINVAL;
     }
   }
-  *ret_done = i;   /* on failure this counts the failed entry too: it may be half made */
   return r;
 }
 
 int
 ifb_emul_builtin_prepare (int runtime_dirfd, const char *name, int *ret_rootfd)
 {
-  char tmp[NAME_MAX + 1];
-  size_t done = 0;
-  int dfd, rootfd, r;
-
-  if (!name || !*name || strchr (name, '/') || strcmp (name, ".") == 0 || strcmp (name, "..") == 0 ||
-      strlen (name) > NAME_MAX - 24)
-    return -EINVAL;
-
-  rootfd = openat (runtime_dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (rootfd >= 0) {
-    *ret_rootfd = rootfd;
-    return 0;
-  }
-  if (errno != ENOENT)
-    return -errno;
-
-  snprintf (tmp, sizeof tmp, ".%s.tmp-%d", name, (int) getpid ());
-  if (mkdirat (runtime_dirfd, tmp, 0755) < 0)
-    return -errno;
-  dfd = openat (runtime_dirfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (dfd < 0) {
-    r = -errno;
-    unlinkat (runtime_dirfd, tmp, AT_REMOVEDIR);
-    return r;
-  }
-  r = write_tree (dfd, &done);
-  if (r == 0 && renameat (runtime_dirfd, tmp, runtime_dirfd, name) < 0)
-    r = (errno == EEXIST || errno == ENOTEMPTY) ? -EEXIST : -errno;
-  if (r < 0) {
-    unwrite (dfd, done);
-    unlinkat (runtime_dirfd, tmp, AT_REMOVEDIR);
-  }
-  close (dfd);
-  if (r == -EEXIST)     /* lost a race with another daemon on the same dir: use theirs */
-    r = 0;
-  if (r < 0)
-    return r;
-
-  rootfd = openat (runtime_dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (rootfd < 0)
-    return -errno;
-  *ret_rootfd = rootfd;
-  return 0;
+  return ifb_emul_root_prepare_with (runtime_dirfd, name, write_tree, NULL, ret_rootfd);
 }

@@ -135,10 +135,10 @@ remove_tree (int dfd, const char *name)
 }
 
 int
-ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *name, int *ret_rootfd)
+ifb_emul_root_prepare_with (int runtime_dirfd, const char *name, IfbEmulRootFill fill, void *data, int *ret_rootfd)
 {
   char tmp[NAME_MAX + 1];
-  int sfd, dfd, rootfd, r;
+  int dfd, rootfd, r;
 
   if (!name || !*name || strchr (name, '/') || strcmp (name, ".") == 0 || strcmp (name, "..") == 0 ||
       strlen (name) > NAME_MAX - 24)
@@ -152,19 +152,13 @@ ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *
   if (errno != ENOENT)
     return -errno;
 
-  sfd = open (template_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (sfd < 0)
-    return -errno;
+  /* Filled under a temporary name and renamed: a root is whole or absent. */
   snprintf (tmp, sizeof tmp, ".%s.tmp-%d", name, (int) getpid ());
   remove_tree (runtime_dirfd, tmp);
-  if (mkdirat (runtime_dirfd, tmp, 0755) < 0) {
-    r = -errno;
-    close (sfd);
-    return r;
-  }
+  if (mkdirat (runtime_dirfd, tmp, 0755) < 0)
+    return -errno;
   dfd = openat (runtime_dirfd, tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  r = dfd < 0 ? -errno : copy_tree (sfd, dfd);
-  close (sfd);
+  r = dfd < 0 ? -errno : fill (dfd, data);
   if (dfd >= 0)
     close (dfd);
   if (r == 0 && renameat (runtime_dirfd, tmp, runtime_dirfd, name) < 0)
@@ -178,4 +172,23 @@ ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *
     return -errno;
   *ret_rootfd = rootfd;
   return 0;
+}
+
+static int
+fill_from_template (int dfd, void *data)
+{
+  return copy_tree (*(int *) data, dfd);
+}
+
+int
+ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *name, int *ret_rootfd)
+{
+  int sfd = open (template_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int r;
+
+  if (sfd < 0)
+    return -errno;
+  r = ifb_emul_root_prepare_with (runtime_dirfd, name, fill_from_template, &sfd, ret_rootfd);
+  close (sfd);
+  return r;
 }

@@ -13,3 +13,8 @@
  * Returns 0 or -errno; *ret_rootfd untouched on failure.
  */
 int ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const char *name, int *ret_rootfd);
+
+/* The same with any way of filling the root: fill writes it into the fresh directory dfd
+ * (0 or -errno); what a failed fill left is removed. */
+typedef int (*IfbEmulRootFill) (int dfd, void *data);
+int ifb_emul_root_prepare_with (int runtime_dirfd, const char *name, IfbEmulRootFill fill, void *data, int *ret_rootfd);
