@@ -35,8 +35,8 @@ gboolean ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dir
 
 /*
  * Where a worker for the guest cgroup guest_dirfd goes. cgroup2 keeps processes out of a cgroup
- * that delegates controllers to children (the "no internal processes" rule: clone3 answers
- * EBUSY), as a libvirt machine cgroup on a pure cgroup2 host does. Then the worker goes into a
+ * that delegates controllers to children (the "no internal processes" rule: writing a pid into
+ * its cgroup.procs answers EBUSY), as a libvirt machine cgroup on a pure cgroup2 host does. Then the worker goes into a
  * leaf IFB_CGROUP_WORKER_LEAF below it — still inside the guest, so charges land there — which
  * the caller removes with ifb_cgroup_worker_leaf_remove() once the worker is gone, so the
  * guest's manager can remove its cgroup. *ret_leaf says whether a leaf is in use.

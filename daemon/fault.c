@@ -55,17 +55,3 @@ ifb_fault_check (const char *step)
   }
   return 0;
 }
-
-void
-ifb_fault_hits_save (IfbFaultHits *h)
-{
-  for (unsigned i = 0; i < n_faults; i++)
-    h->hits[i] = faults[i].hits;
-}
-
-void
-ifb_fault_hits_restore (const IfbFaultHits *h)
-{
-  for (unsigned i = 0; i < n_faults; i++)
-    faults[i].hits = h->hits[i];
-}

@@ -14,11 +14,3 @@
 void ifb_fault_init (void);
 /* -EIO if step was asked to fail, else 0. Async-signal-safe. */
 int ifb_fault_check (const char *step);
-/* "steps checked inside a worker count per worker": a worker that shares our memory
- * (CLONE_VM, worker.c) would add its hits to ours, so the parent saves them before and puts them
- * back after. */
-typedef struct {
-  unsigned hits[16];
-} IfbFaultHits;
-void ifb_fault_hits_save (IfbFaultHits *h);
-void ifb_fault_hits_restore (const IfbFaultHits *h);

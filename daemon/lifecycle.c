@@ -6,8 +6,9 @@
  * later, as under libvirt where the hook runs before QEMU's cgroup exists), devices attached
  * (each "reserved" by ownership at once, and "ready" once bound with its HWPT), destroyed.
  *
- * Every allocation goes through run_batch(): one worker in the guest's cgroup per request
- * (worker.c), which the main loop starts and does not wait for. While it runs the guest is busy:
+ * Every allocation goes through ifb_lifecycle_run_batch() (lifecycle-work.c): one worker in the
+ * guest's cgroup per request (worker.c), which the main loop starts and does not wait for; every
+ * teardown through the operation's release worker (ifb_lifecycle_op_done()). While it runs the guest is busy:
  * requests that would change it wait (the dispatcher parks them, ifb_lifecycle_when_idle()) and
  * run in arrival order when it is idle again, while other guests' requests go on. An operation
  * ends by calling its done callback once, then the next waiting request runs (op_done()).

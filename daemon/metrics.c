@@ -7,7 +7,7 @@
  * (the dispatcher, dispatch.c: from the request's arrival to its answer, however long it was
  * parked or its worker ran), and every worker by spawn strategy with its duration (worker.c).
  * Label values of these come only from fixed tables (the method table, the error table, the
- * two strategies), never from what a peer sent, so the number of series is bounded. State is
+ * spawn strategies), never from what a peer sent, so the number of series is bounded. State is
  * read when the text is rendered: guests from the registry (labels vm and uuid: names the
  * broker validated, at most max-vms of them; their hand-off mode, holders and VMM exits), devices from sysfs, connections from the server,
  * and where the memory controller is on cgroup2 each guest cgroup's memory.stat.
@@ -69,7 +69,8 @@ typedef struct {
   Histogram duration;
 } MethodStats;
 
-static const char *const strategies[] = { "clone3", "vfork" };
+/* How workers are started (worker.c); a table so a new way is one more label, not new code. */
+static const char *const strategies[] = { "vfork" };
 
 typedef struct {
   guint64 spawns;
@@ -316,7 +317,7 @@ render_daemon (Out *o, IfbManager *m, GPtrArray *vms)
   }
 
   family (o, "ifb_worker_spawns", "counter",
-          "Workers started in a guest's cgroup, by strategy (clone3: CLONE_INTO_CGROUP; vfork: vfork, then cgroup.procs).");
+          "Workers started, by strategy (vfork: vforked, exec'd, moved into the guest's cgroup.procs).");
   for (guint i = 0; i < G_N_ELEMENTS (strategies); i++) {
     g_string_truncate (l, 0);
     label (l, "strategy", strategies[i]);

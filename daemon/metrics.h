@@ -20,7 +20,7 @@ typedef enum {
 
 /* One RPC call of method (a name from the method table) done in usec; error is NULL on success. */
 void ifb_metrics_rpc_observe (const char *method, const GError *error, gint64 usec);
-/* One worker spawned with strategy ("clone3" or "vfork") that ran for usec; ok: it did its job. */
+/* One worker spawned with strategy ("vfork") that ran for usec; ok: it did its job. */
 void ifb_metrics_worker_observe (const char *strategy, gboolean ok, gint64 usec);
 
 /* Everything, as text in format. */

@@ -10,8 +10,8 @@
  *
  * BATCH_FD is a memfd holding the IfbWorkerBatch (worker.h): what to do, with the numbers of the
  * context and device fds this process inherited, and where the results go. GO_FD, when not -1,
- * is a pipe to wait on until the daemon has moved this process into the guest's cgroup (the
- * fallback when clone3 is refused). The worker runs the batch — IOAS, then per device BIND,
+ * is a pipe to wait on until the daemon has moved this process into the guest's cgroup (it is
+ * started where the daemon is; see worker.c). The worker runs the batch — IOAS, then per device BIND,
  * GET_HW_INFO, HWPT_ALLOC, ATTACH — undoes its own work when a step fails (binding is undone by
  * the daemon closing the device fds), writes what happened into the batch and exits 0. Any other
  * end (a signal, a non-zero exit) tells the daemon the batch did not complete.

@@ -76,7 +76,7 @@ def test_raw_client_and_guest_under_socket_activation():
 
 
 def test_seccomp_fallback_under_socket_activation():
-    # RestrictNamespaces=yes answers clone3 with ENOSYS: workers are forked, then written into
+    # RestrictNamespaces=yes answers clone3 with ENOSYS: workers (vforked) are written into
     # the guest's cgroup.procs; every object is still recorded in the guest's cgroup.
     if not os.access(NO_CLONE3, os.X_OK):
         raise Skip("tests/helpers/no-clone3 is not built")
