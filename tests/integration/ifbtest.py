@@ -329,6 +329,19 @@ def as_user(uid, gid=None):
     os.setuid(uid)
 
 
+def read_child_json(pid, r):
+    """What a forked child wrote to the pipe r as JSON, once it has exited (r is closed)."""
+    data = b""
+    while True:
+        d = os.read(r, 65536)
+        if not d:
+            break
+        data += d
+    os.close(r)
+    os.waitpid(pid, 0)
+    return json.loads(data or b'{"error": "no result"}')
+
+
 # ---- a VMM stand-in (tests/helpers/vmm-peer) run inside a guest's cgroup ----------------
 
 VMM_PEER = os.path.join(BUILD, "tests", "helpers", "vmm-peer")

@@ -35,7 +35,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifbtest import Broker, Client, run  # noqa: E402
+from ifbtest import Broker, Client, read_child_json, run  # noqa: E402
 
 MAX_FRAME = 65536
 N_IDLE = 2000
@@ -239,18 +239,7 @@ def spawn(fn, path, deadline):
 
 
 def collect(children):
-    results = {}
-    for name, (pid, r) in children.items():
-        data = b""
-        while True:
-            d = os.read(r, 65536)
-            if not d:
-                break
-            data += d
-        os.close(r)
-        os.waitpid(pid, 0)
-        results[name] = json.loads(data or b'{"error": "no result"}')
-    return results
+    return {name: read_child_json(pid, r) for name, (pid, r) in children.items()}
 
 
 def timed_calls(c, seconds, gap=CALL_GAP_S):

@@ -13,18 +13,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifbtest import (BUILD, CTL, NEST_VTD, SMMU, Broker, Cgroup, Client, RpcError, Skip, as_user,  # noqa: E402
-                     run)
+from ifbtest import (BUILD, CTL, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, RpcError, Skip, as_user,  # noqa: E402
+                     in_cgroup, read_child_json, run)
 
-NOBODY = 65534
 NO_PEERPIDFD = os.path.join(BUILD, "tests", "helpers", "no-peerpidfd")
-
-
-def in_cgroup(cg):
-    def f():
-        with open(cg.full + "/cgroup.procs", "w") as p:
-            p.write(str(os.getpid()))
-    return f
 
 
 def call_from(broker, cg=None, uid=None, method="broker.info", params=None):
@@ -49,15 +41,7 @@ def call_from(broker, cg=None, uid=None, method="broker.info", params=None):
         os.write(w, json.dumps(out).encode())
         os._exit(0)
     os.close(w)
-    data = b""
-    while True:
-        d = os.read(r, 65536)
-        if not d:
-            break
-        data += d
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
+    return read_child_json(pid, r)
 
 
 def err_name(reply):
