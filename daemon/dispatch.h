@@ -8,17 +8,16 @@
 #include <glib.h>
 #include <json-c/json.h>
 
-#include "connection.h"
 #include "fdlist.h"
-#include "manager.h"
+#include "core.h"
 #include "peer.h"
 #include "reply.h"
 #include "vm.h"
 
 /* What a method handler gets. */
 typedef struct {
-  IfbManager *manager;
-  IfbConnection *connection;    /* NULL in unit tests */
+  IfbCore *core;
+  const IfbCaller *caller;      /* NULL in unit tests */
   const IfbPeer *peer;
   const char *method;
   IfbFdList *in_fds;            /* fds that came with the request (NULL if none); steal what you keep */
@@ -41,7 +40,7 @@ typedef struct {
  */
 typedef struct IfbDeferred IfbDeferred;
 IfbDeferred *ifb_call_defer (IfbCall *call);
-IfbManager *ifb_deferred_manager (IfbDeferred *d);
+IfbCore *ifb_deferred_core (IfbDeferred *d);
 /* The fds of the line the answer goes with (NULL when the connection is gone). */
 IfbFdList *ifb_deferred_out_fds (IfbDeferred *d);
 /* The peer that asked, while its connection lives (NULL after). */
@@ -56,6 +55,9 @@ void ifb_deferred_fail (IfbDeferred *d, const GError *error);
  * returns TRUE with no result.
  */
 gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
+
+/* events.subscribe: the caller's connection gets the event notifications from now on. */
+void ifb_call_subscribe (IfbCall *call);
 
 typedef gboolean (*IfbMethodFunc) (IfbCall *call, json_object *params, json_object **ret_result, GError **error);
 
@@ -73,13 +75,13 @@ const IfbMethod *ifb_method_lookup (const char *name);
 
 /*
  * Handle one protocol line (in_fds taken). Returns its reply, sealed: complete now, or once the
- * work of deferred calls is done (the connection is told, ifb_connection_reply_ready()).
+ * work of deferred calls is done (the caller is told: reply_ready).
  */
-IfbReply *ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+IfbReply *ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                                    const char *line, size_t len, IfbFdList *in_fds);
 
 /* The same, waiting in the default main context until the reply is complete (tests, fuzzing).
  * *ret_reply is the message to send (NULL for none: notifications), *ret_fds its fds. */
-void ifb_dispatch_line (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+void ifb_dispatch_line (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                         const char *line, size_t len, IfbFdList *in_fds,
                         json_object **ret_reply, IfbFdList **ret_fds);

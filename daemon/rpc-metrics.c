@@ -2,7 +2,7 @@
 /* metrics: the OpenMetrics text (metrics.h) in a JSON-RPC reply. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
-#include "metrics.h"
+#include "metrics-text.h"
 #include "params.h"
 #include "rpc.h"
 
@@ -15,7 +15,7 @@ ifb_rpc_metrics (IfbCall *call, json_object *params, json_object **ret, GError *
 
   if (!ifb_params_parse (params, specs, NULL, error))
     return FALSE;
-  text = ifb_metrics_render (call->manager, IFB_METRICS_OPENMETRICS);
+  text = ifb_metrics_render (call->core, IFB_METRICS_OPENMETRICS);
   o = json_object_new_object ();
   json_object_object_add (o, "content_type", json_object_new_string (IFB_METRICS_OPENMETRICS_CONTENT_TYPE));
   json_object_object_add (o, "text", json_object_new_string (text));

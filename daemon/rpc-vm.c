@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "cgroup.h"
-#include "connection.h"
 #include "errors.h"
 #include "holders.h"
 #include "log.h"
@@ -21,7 +20,7 @@
 /* ---- answers that come when the guest's operation is over ---------------------------- */
 
 static void
-answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+answer_vm (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   if (error)
     ifb_deferred_fail (data, error);
@@ -30,7 +29,7 @@ answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 }
 
 static void
-answer_vm_verbose (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+answer_vm_verbose (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   if (error)
     ifb_deferred_fail (data, error);
@@ -98,7 +97,7 @@ ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError
     .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
     .caller = call->peer, .allow_caller_cgroup = o.allow_caller_cgroup,
   };
-  ifb_lifecycle_create (call->manager, &a, answer_vm, ifb_call_defer (call));
+  ifb_lifecycle_create (call->core, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -134,17 +133,17 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
     if (!json_object_is_type (e, json_type_string))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                           "Invalid params: member 'devices' must be an array of strings"), FALSE;
-    if (bdfs->len >= call->manager->config->max_devices_per_vm)
+    if (bdfs->len >= call->core->config->max_devices_per_vm)
       return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                           "Limit reached: at most %u devices per guest ([limits] max-devices-per-vm)",
-                          call->manager->config->max_devices_per_vm), FALSE;
+                          call->core->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
   vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+    ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
                           ifb_call_defer (call));
   return TRUE;
 }
@@ -167,7 +166,7 @@ ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_detach (call->manager, vm, p.device, answer_vm, ifb_call_defer (call));
+    ifb_lifecycle_detach (call->core, vm, p.device, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -188,7 +187,7 @@ typedef struct {
 } DestroyCtx;
 
 static void
-destroyed (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+destroyed (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   DestroyCtx *c = data;
   ifb_deferred_return (c->d, c->result);
@@ -217,7 +216,7 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   c = g_new0 (DestroyCtx, 1);
   c->d = ifb_call_defer (call);
   c->result = o;
-  ifb_lifecycle_destroy (call->manager, vm, destroyed, c);
+  ifb_lifecycle_destroy (call->core, vm, destroyed, c);
   return TRUE;
 }
 
@@ -245,7 +244,7 @@ ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError *
 
   if (!ifb_params_parse (params, specs, NULL, error))
     return FALSE;
-  vms = ifb_registry_list (call->manager->registry);
+  vms = ifb_registry_list (call->core->registry);
   text = g_string_sized_new (64 + vms->len * 512);
   g_string_append_c (text, '[');
   for (guint i = 0; i < vms->len; i++) {
@@ -269,15 +268,16 @@ static const char *const obj_type_names[] = {
   [IFB_UAPI_OBJ_HWPT_NESTED] = "hwpt-nested", [IFB_UAPI_OBJ_VIOMMU] = "viommu", [IFB_UAPI_OBJ_VDEVICE] = "vdevice",
 };
 
-/* The context's own object table (emulated backend): each object with the cgroup it was made in. */
+/* The context's own objects, where the backend can list them (the emulated one): each object with
+ * the cgroup it was made in. */
 static json_object *
-context_objects (IfbVm *vm)
+context_objects (IfbCore *core, IfbVm *vm)
 {
   IfbUapiObject objs[128];
   size_t n = 0;
   json_object *arr;
 
-  if (vm->iommufd < 0 || ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+  if (vm->iommufd < 0 || ifb_uapi_list_objects (core->backend, vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
     return NULL;
   arr = json_object_new_array ();
   for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
@@ -306,7 +306,7 @@ ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError *
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
-  if ((objs = context_objects (vm)))
+  if ((objs = context_objects (call->core, vm)))
     json_object_object_add (o, "context_objects", objs);
   *ret = o;
   return TRUE;
@@ -318,7 +318,7 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
 {
   g_autofree char *peer_cgroup = NULL;
 
-  if (ifb_peer_is_admin (call->peer, call->manager->config))
+  if (ifb_peer_is_admin (call->peer, call->core->config))
     return TRUE;
   if (!ifb_peer_get_cgroup (call->peer, &peer_cgroup, error))
     return g_prefix_error (error, "Permission denied: vm.fds: "), FALSE;
@@ -335,7 +335,7 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
  * copy of the context and, per device, a copy of our bound fd (bound) or a fresh open of its
  * cdev that we keep no copy of (unbound). The caller then holds the guest's fds and is watched. */
 static gboolean
-fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
+fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
 {
   g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
   g_autoptr (GError) local = NULL;
@@ -353,7 +353,7 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
       if (fds[i] < 0)
         ok = ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Guest '%s': duplicating an fd", vm->name);
     } else {
-      ok = ifb_lifecycle_open_device (m, d, &fds[i], error);
+      ok = ifb_lifecycle_open_device (core, vm, d, &fds[i], error);
     }
     if (!ok) {
       for (guint j = 0; j < i; j++)
@@ -365,7 +365,7 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   o = json_object_new_object ();
   json_object_object_add (o, "vm", json_object_new_string (vm->name));
   json_object_object_add (o, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
-  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (core->backend)));
   json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
   ifb_fd_list_push (out_fds, fds[0]);
   if (bound)
@@ -388,16 +388,16 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   json_object_object_add (o, "devices", devs);
 
   /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. */
-  if (!ifb_holders_add (m, vm, peer->pid, peer->pidfd, &local))
+  if (!ifb_holders_add (core, vm, peer->pid, peer->pidfd, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
-  else if (!ifb_manager_commit (m, vm, &local))
+  else if (!ifb_core_persist (core, vm, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
   *ret = o;
   return TRUE;
 }
 
 static void
-fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+fds_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   IfbDeferred *d = data;
   g_autoptr (GError) local = NULL;
@@ -408,7 +408,7 @@ fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
     ifb_deferred_fail (d, error);
   else if (!peer)   /* it hung up meanwhile: nobody to hand the fds to */
     ifb_deferred_return (d, json_object_new_object ());
-  else if (!fds_answer (m, vm, peer, ifb_deferred_out_fds (d), &o, &local))
+  else if (!fds_answer (core, vm, peer, ifb_deferred_out_fds (d), &o, &local))
     ifb_deferred_fail (d, local);
   else
     ifb_deferred_return (d, o);
@@ -429,18 +429,18 @@ ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **
     return TRUE;
   if (!ifb_holders_admit (vm, call->peer->pid, error))
     return FALSE;
-  ifb_lifecycle_realize (call->manager, vm, fds_realized, ifb_call_defer (call));
+  ifb_lifecycle_realize (call->core, vm, fds_realized, ifb_call_defer (call));
   return TRUE;
 }
 
 static void
-started_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+started_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   g_autoptr (GError) local = NULL;
 
-  if (!error && !ifb_manager_commit (m, vm, &local))
+  if (!error && !ifb_core_persist (core, vm, &local))
     error = local;
-  answer_vm (m, vm, error, data);
+  answer_vm (core, vm, error, data);
 }
 
 gboolean
@@ -471,9 +471,9 @@ ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GErro
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
                         p.pid, cgroup, vm->name, vm->cgroup), FALSE;
-  if (!ifb_holders_add (call->manager, vm, (pid_t) p.pid, -1, error))
+  if (!ifb_holders_add (call->core, vm, (pid_t) p.pid, -1, error))
     return FALSE;
-  ifb_lifecycle_realize (call->manager, vm, started_realized, ifb_call_defer (call));
+  ifb_lifecycle_realize (call->core, vm, started_realized, ifb_call_defer (call));
   return TRUE;
 }
 
@@ -485,8 +485,7 @@ ifb_rpc_events_subscribe (IfbCall *call, json_object *params, json_object **ret,
 
   if (!ifb_params_parse (params, specs, NULL, error))
     return FALSE;
-  if (call->connection)
-    ifb_connection_set_subscribed (call->connection, TRUE);
+  ifb_call_subscribe (call);
   o = json_object_new_object ();
   json_object_object_add (o, "subscribed", json_object_new_boolean (TRUE));
   *ret = o;

@@ -12,7 +12,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "json.h"
-#include "manager.h"
+#include "core.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -124,7 +124,7 @@ test_access_and_fds (void)
 }
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *m;
   IfbPeer root;
 } Daemon;
 
@@ -134,7 +134,7 @@ daemon_init (Daemon *d)
   g_autoptr (GError) error = NULL;
   IfbConfig *c = ifb_config_load (NULL, FALSE, &error);
   g_assert_no_error (error);
-  d->m = ifb_manager_new (c, &error);
+  d->m = ifb_core_new (c);
   g_assert_no_error (error);
   d->root = (IfbPeer) { .pid = getpid (), .uid = 0, .gid = 0, .pidfd = -1 };
 }
@@ -175,7 +175,7 @@ test_discover (void)
   g_assert_nonnull (sent);
   if (!json_object_equal (ifb_json_get (sent, "result"), doc))
     g_error ("rpc.discover did not return proto/openrpc.json: %.300s", json_object_to_json_string (reply));
-  ifb_manager_free (d.m);
+  ifb_core_free (d.m);
 }
 
 /* A value of the wrong JSON type for a documented parameter type. */
@@ -249,7 +249,7 @@ test_documented_params_known (void)
       }
     }
   }
-  ifb_manager_free (d.m);
+  ifb_core_free (d.m);
 }
 
 int
