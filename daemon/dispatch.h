@@ -11,6 +11,7 @@
 #include "connection.h"
 #include "fdlist.h"
 #include "manager.h"
+#include "params.h"
 #include "peer.h"
 #include "reply.h"
 #include "vm.h"
@@ -57,7 +58,9 @@ void ifb_deferred_fail (IfbDeferred *d, const GError *error);
  */
 gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
 
-typedef gboolean (*IfbMethodFunc) (IfbCall *call, json_object *params, json_object **ret_result, GError **error);
+/* args: the request's params as the method's table entry parsed them (NULL when it takes none);
+ * its strings and arrays are borrowed from the request and last until the handler returns. */
+typedef gboolean (*IfbMethodFunc) (IfbCall *call, const void *args, json_object **ret_result, GError **error);
 
 typedef struct {
   const char *name;
@@ -65,6 +68,12 @@ typedef struct {
   gboolean takes_fds;
   IfbMethodFunc func;
   gboolean expensive;           /* a large reply or a walk of every guest or device: budgeted per uid */
+  /* What the method accepts: the dispatcher parses params by this table into a struct of
+   * args_size bytes, which starts as a copy of args_defaults (zeroes when NULL). params NULL:
+   * the method takes none (any member is unknown). proto/openrpc.json describes the same. */
+  const IfbParamSpec *params;
+  size_t args_size;
+  const void *args_defaults;
 } IfbMethod;
 
 /* The one method table (rpc-methods.c), terminated by { NULL }. */

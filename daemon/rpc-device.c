@@ -5,7 +5,6 @@
 
 #include "errors.h"
 #include "json.h"
-#include "params.h"
 #include "pci-device.h"
 #include "rpc.h"
 #include "selftest-device.h"
@@ -40,15 +39,12 @@ probe_hw_info (IfbManager *m, const char *bdf, const char *cdev, char **ret_erro
 }
 
 gboolean
-ifb_rpc_device_list (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   IfbManager *m = call->manager;
   g_autoptr (GPtrArray) devs = NULL;
   json_object *arr, *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
   devs = ifb_pci_device_scan (m->sys_dirfd, error);
   if (!devs)
     return FALSE;

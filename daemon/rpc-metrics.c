@@ -3,18 +3,14 @@
 #define G_LOG_DOMAIN "ifb-rpc"
 
 #include "metrics.h"
-#include "params.h"
 #include "rpc.h"
 
 gboolean
-ifb_rpc_metrics (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_metrics (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   g_autofree char *text = NULL;
   json_object *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
   text = ifb_metrics_render (call->manager, IFB_METRICS_OPENMETRICS);
   o = json_object_new_object ();
   json_object_object_add (o, "content_type", json_object_new_string (IFB_METRICS_OPENMETRICS_CONTENT_TYPE));
