@@ -9,10 +9,11 @@
  * sent back, neither result nor error, and a batch of only notifications produces no line at
  * all. An invalid request is answered with -32600 and the id when one could be read, else null.
  *
- * Access is checked on every call from the peer's credentials (peer.c). fds that arrive with a
- * line are offered to the method only if it takes fds and the line is a single request; anything
- * left is closed when the call returns. Replies that carry fds share one list per line and
- * refer to them by index.
+ * Access is checked on every call from the peer's credentials (peer.c); then the params are
+ * parsed by the method's own table (its entry in rpc-methods.c), and the handler gets what that
+ * parsed, never the raw params. fds that arrive with a line are offered to the method only if it
+ * takes fds and the line is a single request; anything left is closed when the call returns.
+ * Replies that carry fds share one list per line and refer to them by index.
  *
  * A line's answers are collected in an IfbReply (reply.c), slot by slot. A handler may answer
  * later (ifb_call_defer(): its worker is running) or park the call until its guest is idle
@@ -255,6 +256,22 @@ ifb_call_subscribe (IfbCall *call)
 
 /* ---- one request --------------------------------------------------------------------- */
 
+/* params parsed by method's table into a new args struct (*ret_args NULL when it takes none). */
+static gboolean
+parse_args (const IfbMethod *method, json_object *params, void **ret_args, GError **error)
+{
+  static const IfbParamSpec none[] = { { NULL } };
+  g_autofree void *args = NULL;
+
+  if (method->args_size)
+    args = method->args_defaults ? g_memdup2 (method->args_defaults, method->args_size)
+                                 : g_malloc0 (method->args_size);
+  if (!ifb_params_parse (params, method->params ? method->params : none, args, error))
+    return FALSE;
+  *ret_args = g_steal_pointer (&args);
+  return TRUE;
+}
+
 /* started_usec: when the request arrived; a parked call keeps its first arrival. */
 static void
 invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMethod *method,
@@ -262,6 +279,7 @@ invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMe
         gint64 started_usec)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree void *args = NULL;
   json_object *result = NULL;
   IfbCall call = {
     .core = core, .caller = caller, .peer = peer, .method = method->name,
@@ -270,7 +288,8 @@ invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMe
   };
   gboolean ok = ifb_peer_check (peer, core->config, method->access, method->name, &error) &&
                 check_budget (core, peer, method, &error) &&
-                method->func (&call, params, &result, &error);
+                parse_args (method, params, &args, &error) &&
+                method->func (&call, args, &result, &error);
 
   if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
     ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);

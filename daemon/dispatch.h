@@ -10,6 +10,7 @@
 
 #include "fdlist.h"
 #include "core.h"
+#include "params.h"
 #include "peer.h"
 #include "reply.h"
 #include "vm.h"
@@ -59,7 +60,9 @@ gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
 /* events.subscribe: the caller's connection gets the event notifications from now on. */
 void ifb_call_subscribe (IfbCall *call);
 
-typedef gboolean (*IfbMethodFunc) (IfbCall *call, json_object *params, json_object **ret_result, GError **error);
+/* args: the request's params as the method's table entry parsed them (NULL when it takes none);
+ * its strings and arrays are borrowed from the request and last until the handler returns. */
+typedef gboolean (*IfbMethodFunc) (IfbCall *call, const void *args, json_object **ret_result, GError **error);
 
 typedef struct {
   const char *name;
@@ -67,6 +70,12 @@ typedef struct {
   gboolean takes_fds;
   IfbMethodFunc func;
   gboolean expensive;           /* a large reply or a walk of every guest or device: budgeted per uid */
+  /* What the method accepts: the dispatcher parses params by this table into a struct of
+   * args_size bytes, which starts as a copy of args_defaults (zeroes when NULL). params NULL:
+   * the method takes none (any member is unknown). proto/openrpc.json describes the same. */
+  const IfbParamSpec *params;
+  size_t args_size;
+  const void *args_defaults;
 } IfbMethod;
 
 /* The one method table (rpc-methods.c), terminated by { NULL }. */

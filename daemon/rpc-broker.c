@@ -11,8 +11,6 @@
 #include "rpc.h"
 #include "worker.h"
 
-static const IfbParamSpec no_params[] = { { NULL } };
-
 /* The document's reply text, rendered once (on one line, as the framing needs). */
 static int
 serialize_discover (json_object *jso, struct printbuf *pb, int level, int flags)
@@ -22,13 +20,11 @@ serialize_discover (json_object *jso, struct printbuf *pb, int level, int flags)
 }
 
 gboolean
-ifb_rpc_discover (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_discover (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
   static GString *text;
   json_object *o;
 
-  if (!ifb_params_parse (params, no_params, NULL, error))
-    return FALSE;
   if (!text) {
     g_autoptr (json_object) doc = json_tokener_parse (ifb_openrpc_json);
     if (!doc)
@@ -66,14 +62,12 @@ limits_json (const IfbConfig *c)
 }
 
 gboolean
-ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_broker_info (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
   IfbCore *core = call->core;
   json_object *o, *counts, *acct, *workers;
   gboolean mem;
 
-  if (!ifb_params_parse (params, no_params, NULL, error))
-    return FALSE;
   o = json_object_new_object ();
   json_object_object_add (o, "version", json_object_new_string (IFB_VERSION));
   json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (core->backend)));

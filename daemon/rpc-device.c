@@ -6,19 +6,17 @@
 #include "device-kind.h"
 #include "errors.h"
 #include "json.h"
-#include "params.h"
 #include "rpc.h"
 #include "util.h"
 #include "vm.h"
 
 gboolean
-ifb_rpc_device_list (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   g_autoptr (json_object) arr = json_object_new_array ();
   json_object *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error) || !ifb_device_kinds_list (call->core, arr, error))
+  if (!ifb_device_kinds_list (call->core, arr, error))
     return FALSE;
   o = json_object_new_object ();
   json_object_object_add (o, "devices", g_steal_pointer (&arr));

@@ -1,10 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* vm.* methods: parameter tables, access rules beyond the method table, and result shapes. The
- * work itself is lifecycle.c. */
+/* vm.* methods: checks of their args beyond the method table's (rpc-methods.c), access rules
+ * beyond it, and result shapes. The work itself is lifecycle.c. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
 #include <fcntl.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "cgroup.h"
@@ -14,7 +13,6 @@
 #include "util.h"
 #include "json.h"
 #include "lifecycle.h"
-#include "params.h"
 #include "rpc.h"
 
 /* ---- answers that come when the guest's operation is over ---------------------------- */
@@ -37,99 +35,50 @@ answer_vm_verbose (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
     ifb_deferred_return (data, ifb_vm_to_json (vm, TRUE));
 }
 
-typedef struct {
-  const char *name, *uuid, *cgroup;
-  gint64 pid, pidfd;
-  json_object *options;
-} CreateParams;
-
-typedef struct {
-  const char *handoff;
-  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process, allow_caller_cgroup;
-} CreateOptions;
-
 gboolean
-ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "name", IFB_PARAM_STRING, offsetof (CreateParams, name), IFB_PARAM_REQUIRED },
-    { "uuid", IFB_PARAM_STRING, offsetof (CreateParams, uuid), 0 },
-    { "cgroup", IFB_PARAM_STRING, offsetof (CreateParams, cgroup), 0 },
-    { "pid", IFB_PARAM_INT, offsetof (CreateParams, pid), 0 },
-    { "pidfd", IFB_PARAM_INT, offsetof (CreateParams, pidfd), 0 },
-    { "options", IFB_PARAM_OBJECT, offsetof (CreateParams, options), 0 },
-    { NULL },
-  };
-  static const IfbParamSpec option_specs[] = {
-    { "handoff", IFB_PARAM_STRING, offsetof (CreateOptions, handoff), 0 },
-    { "nest_parent", IFB_PARAM_BOOL, offsetof (CreateOptions, nest_parent), 0 },
-    { "allow_plain", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_plain), 0 },
-    { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
-    { "defer", IFB_PARAM_BOOL, offsetof (CreateOptions, defer), 0 },
-    { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (CreateOptions, rlimit_per_process), 0 },
-    { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_caller_cgroup), 0 },
-    { NULL },
-  };
-  CreateParams p = { .pid = G_MININT64, .pidfd = -1 };   /* G_MININT64, -1: not given */
-  CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
+  const IfbRpcVmCreateArgs *p = args;
+  const IfbRpcVmCreateOptions *o = &p->options;
   IfbVmCreateArgs a;
   IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  if (p.options && !ifb_params_parse (p.options, option_specs, &o, error))
-    return g_prefix_error (error, "In 'options': "), FALSE;
-  if (o.handoff && (handoff = ifb_vm_handoff_from_string (o.handoff)) == IFB_VM_HANDOFF_INVALID)
+  if (o->handoff && (handoff = ifb_vm_handoff_from_string (o->handoff)) == IFB_VM_HANDOFF_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
-                        o.handoff), FALSE;
-  if (p.pid != G_MININT64 && (p.pid <= 0 || p.pid > G_MAXINT32))
+                        o->handoff), FALSE;
+  if (p->pid != G_MININT64 && (p->pid <= 0 || p->pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
+  if (p->pidfd >= 0 && (p->pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p->pidfd > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: member 'pidfd' is fd index %" G_GINT64_FORMAT " but %u fds came with the request",
-                        p.pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
+                        p->pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
   a = (IfbVmCreateArgs) {
-    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = p.pid > 0 ? (pid_t) p.pid : 0,
-    .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
-    .options = { .handoff = handoff, .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
-                 .dirty_tracking = o.dirty_tracking, .defer = o.defer },
-    .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
-    .caller = call->peer, .allow_caller_cgroup = o.allow_caller_cgroup,
+    .name = p->name, .uuid = p->uuid, .cgroup = p->cgroup, .pid = p->pid > 0 ? (pid_t) p->pid : 0,
+    .pidfd = p->pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p->pidfd) : -1,
+    .options = { .handoff = handoff, .nest_parent = o->nest_parent, .allow_plain = o->allow_plain,
+                 .dirty_tracking = o->dirty_tracking, .defer = o->defer },
+    .rlimit_per_process = o->rlimit_per_process == -1 ? -1 : !!o->rlimit_per_process,
+    .caller = call->peer, .allow_caller_cgroup = o->allow_caller_cgroup,
   };
   ifb_lifecycle_create (call->core, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
-typedef struct {
-  const char *vm, *uuid, *device;
-  json_object *devices;
-} DeviceParams;
-
-static const IfbParamSpec attach_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
-  { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
-  { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), 0 },
-  { "devices", IFB_PARAM_ARRAY, offsetof (DeviceParams, devices), 0 },
-  { NULL },
-};
-
 gboolean
-ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  DeviceParams p = { 0 };
+  const IfbRpcVmDeviceArgs *p = args;
   g_autoptr (GPtrArray) bdfs = g_ptr_array_new ();
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, attach_specs, &p, error))
-    return FALSE;
-  if (!!p.device == !!p.devices)
+  if (!!p->device == !!p->devices)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: give either 'device' or 'devices'"), FALSE;
-  if (p.device)
-    g_ptr_array_add (bdfs, (gpointer) p.device);
-  for (size_t i = 0; p.devices && i < json_object_array_length (p.devices); i++) {
-    json_object *e = json_object_array_get_idx (p.devices, i);
+  if (p->device)
+    g_ptr_array_add (bdfs, (gpointer) p->device);
+  for (size_t i = 0; p->devices && i < json_object_array_length (p->devices); i++) {
+    json_object *e = json_object_array_get_idx (p->devices, i);
     if (!json_object_is_type (e, json_type_string))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                           "Invalid params: member 'devices' must be an array of strings"), FALSE;
@@ -139,7 +88,7 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
                           call->core->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
@@ -149,37 +98,18 @@ ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError
 }
 
 gboolean
-ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_detach (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
-    { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
-    { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), IFB_PARAM_REQUIRED },
-    { NULL },
-  };
-  DeviceParams p = { 0 };
+  const IfbRpcVmDeviceArgs *p = args;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_detach (call->core, vm, p.device, answer_vm, ifb_call_defer (call));
+    ifb_lifecycle_detach (call->core, vm, p->device, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
-
-typedef struct {
-  const char *vm, *uuid;
-  gint64 pid;
-} VmParams;
-
-static const IfbParamSpec vm_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
-  { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
-  { NULL },
-};
 
 typedef struct {
   IfbDeferred *d;
@@ -195,16 +125,14 @@ destroyed (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 }
 
 gboolean
-ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_destroy (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
   json_object *o;
   DestroyCtx *c;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))
@@ -235,15 +163,12 @@ free_joined (json_object *jso, void *userdata)
 }
 
 gboolean
-ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   g_autoptr (GPtrArray) vms = NULL;
   GString *text;
   json_object *arr, *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
   vms = ifb_registry_list (call->core->registry);
   text = g_string_sized_new (64 + vms->len * 512);
   g_string_append_c (text, '[');
@@ -294,15 +219,13 @@ context_objects (IfbCore *core, IfbVm *vm)
 }
 
 gboolean
-ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_show (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
   json_object *o, *objs;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
@@ -415,14 +338,12 @@ fds_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 }
 
 gboolean
-ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_fds (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm || !check_fds_access (call, vm, error))
     return ifb_rpc_fds_refused (call, error);
   if (ifb_call_park_if_busy (call, vm))
@@ -444,47 +365,36 @@ started_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 }
 
 gboolean
-ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
-    { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
-    { "pid", IFB_PARAM_INT, offsetof (VmParams, pid), IFB_PARAM_REQUIRED },
-    { NULL },
-  };
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   g_autofree char *cgroup = NULL;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  if (p.pid <= 0 || p.pid > G_MAXINT32)
+  if (p->pid <= 0 || p->pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))
     return TRUE;
-  if (!ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
+  if (!ifb_cgroup_of_pid ((pid_t) p->pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
-                        p.pid, cgroup, vm->name, vm->cgroup), FALSE;
-  if (!ifb_holders_add (call->core, vm, (pid_t) p.pid, -1, error))
+                        p->pid, cgroup, vm->name, vm->cgroup), FALSE;
+  if (!ifb_holders_add (call->core, vm, (pid_t) p->pid, -1, error))
     return FALSE;
   ifb_lifecycle_realize (call->core, vm, started_realized, ifb_call_defer (call));
   return TRUE;
 }
 
 gboolean
-ifb_rpc_events_subscribe (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   json_object *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
   ifb_call_subscribe (call);
   o = json_object_new_object ();
   json_object_object_add (o, "subscribed", json_object_new_boolean (TRUE));
