@@ -115,10 +115,9 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
   }
   ifb_frame_writer_queue (c->writer, line, len, fds);
   c->queued_replies++;
-  /* Performance: a reply queued while on_io() runs is flushed by on_io() right after, which then
-   * updates the watch once. Updating it here too replaced the GSource twice per call (G_IO_OUT
-   * added, then dropped), each replacement waking the main context through its eventfd: five
-   * extra syscalls per round trip (tests/bench, issue 9). */
+  /* A reply queued while on_io() runs is flushed by on_io() right after, which then updates the
+   * watch once; updating it here as well would add G_IO_OUT and drop it again, two epoll_ctl
+   * calls per request for nothing. */
   if (!c->in_io)
     update_watch (c);
 }
@@ -330,9 +329,8 @@ update_watch (IfbConnection *c)
     return;
   c->watching = want;
   /* All connections share one epoll instance (fdwatch.c): a wake-up costs O(ready fds), not
-   * O(connections) as one GSource per connection did (GLib polls and checks every source on
-   * every iteration: 2000 idle clients made broker.info 6x slower; test-abuse.py), and changing
-   * the condition is one epoll_ctl. */
+   * O(connections) as one GSource per connection would (GLib polls and checks every source on
+   * every iteration), and changing the condition is one epoll_ctl. */
   if (c->source)
     ifb_fd_watch_update (c->source, want);
   else

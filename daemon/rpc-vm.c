@@ -178,8 +178,8 @@ ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GError **er
     g_string_append (text, ifb_vm_list_json (g_ptr_array_index (vms, i)));
   }
   g_string_append_c (text, ']');
-  /* An array whose text is prerendered: a tree of every guest's objects would cost ~100 ms at
-   * 4096 guests (tests/bench). Only ever serialized, never read back. */
+  /* An array whose text is prerendered from each guest's cached summary (ifb_vm_list_json()):
+   * no json-c tree of every guest is built. Only ever serialized, never read back. */
   arr = json_object_new_array ();
   json_object_set_serializer (arr, serialize_joined, text, free_joined);
   o = json_object_new_object ();

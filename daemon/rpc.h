@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The RPC handlers, one file per method family: rpc-broker.c, rpc-device.c, rpc-metrics.c,
- * rpc-vm.c, rpc-events.c. The table that names them is rpc-methods.c.
+ * The RPC handlers, one file per method family: rpc-broker.c (rpc.discover, broker.info),
+ * rpc-device.c (device.list), rpc-metrics.c (metrics), rpc-vm.c (vm.*, and events.subscribe,
+ * whose events are the guests'), rpc-lookup.c (finding the guest a vm.* call names). The table
+ * that names them is rpc-methods.c.
  */
 #pragma once
 

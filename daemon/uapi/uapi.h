@@ -12,8 +12,8 @@
  * only received fds (a VMM) finds the backend with ifb_uapi_backend_for_fd().
  *
  * Contract: every function returns 0 or -errno, leaves ret_* untouched on failure, and makes
- * every fd close-on-exec. Functions are async-signal-safe in practice (no malloc, no stdio), so a
- * forked worker may call them between fork and _exit.
+ * every fd close-on-exec. The operations call no malloc, no stdio and no GLib: the worker program
+ * (daemon/worker-main.c), started once per request, links this layer without GLib.
  */
 #pragma once
 
