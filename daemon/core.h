@@ -53,6 +53,10 @@ typedef struct IfbCore {
   GHashTable *hw_cache;         /* device name -> IfbHwInfo* from probes of unowned devices */
   gint64 started_usec;
   IfbCoreGauges gauges;
+  /* After a restart, the fds of no guest are being closed by release workers; tidying the
+   * restored contexts waits for them (lifecycle-restore.c). */
+  gboolean restore_releasing;
+  gboolean restore_tidy_wanted;
   IfbCoreHooks hooks;
 } IfbCore;
 

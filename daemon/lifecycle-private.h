@@ -26,3 +26,7 @@ typedef void (*IfbLifecycleBatchDone) (IfbCore *core, IfbVm *vm, const GError *e
 void ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done,
                               gpointer data);
 
+/* Close fds that belong to no guest (contexts and device fds, arrays of int, taken) in release
+ * workers after the fd-store barrier, then done (from the main loop). */
+void ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices,
+                                void (*done) (IfbCore *core, gpointer data), gpointer data);

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "holders.h"
-#include "lifecycle.h"
+#include "lifecycle-private.h"
 #include "log.h"
 #include "notify.h"
 #include "util.h"
@@ -60,7 +60,7 @@ reap_orphans (IfbCore *core, IfbVm *vm)
 static void
 tidy (IfbCore *core, IfbVm *vm)
 {
-  if (!vm->needs_tidy)
+  if (!vm->needs_tidy || core->restore_releasing)
     return;
   vm->needs_tidy = false;
   reap_orphans (core, vm);
@@ -107,8 +107,15 @@ tidy_some (gpointer data)
 void
 ifb_lifecycle_tidy_in_background (IfbCore *core)
 {
-  g_autoptr (GPtrArray) vms = ifb_registry_list (core->registry);
-  TidyJob *job = g_new0 (TidyJob, 1);
+  g_autoptr (GPtrArray) vms = NULL;
+  TidyJob *job;
+
+  if (core->restore_releasing) {   /* once the fds of no guest are closed (on_orphans_released()) */
+    core->restore_tidy_wanted = TRUE;
+    return;
+  }
+  vms = ifb_registry_list (core->registry);
+  job = g_new0 (TidyJob, 1);
 
   job->core = core;
   job->uuids = g_ptr_array_new_with_free_func (g_free);
@@ -121,6 +128,14 @@ ifb_lifecycle_tidy_in_background (IfbCore *core)
     return;
   }
   g_idle_add (tidy_some, job);
+}
+
+static void
+on_orphans_released (IfbCore *core, gpointer data)
+{
+  core->restore_releasing = FALSE;
+  if (core->restore_tidy_wanted)
+    ifb_lifecycle_tidy_in_background (core);
 }
 
 /* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
@@ -137,6 +152,8 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
 {
   g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) kept = g_ptr_array_new ();
+  GArray *orphan_ctx = g_array_new (FALSE, FALSE, sizeof (int));   /* fds of no guest: released below */
+  GArray *orphan_dev = g_array_new (FALSE, FALSE, sizeof (int));
   GHashTableIter it;
   gpointer k, v;
   gboolean changed;
@@ -163,7 +180,8 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
       /* A pending guest whose realize stored its context but crashed before the commit: the
        * registry says pending, so this context is half-made. Drop it; the next realize redoes it. */
       ifb_notify_fdstore_remove (ctx_name);
-      vm->iommufd = ifb_close (vm->iommufd);
+      g_array_append_val (orphan_ctx, vm->iommufd);
+      vm->iommufd = -1;
     }
     if (vm->iommufd < 0 && vm->ioas_id) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
@@ -173,9 +191,10 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
         g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
         int dfd = take_fd (by_name, dn);
         /* Out of the store too: the manager's copy would keep the device bound for ever. */
-        if (dfd >= 0)
+        if (dfd >= 0) {
           ifb_notify_fdstore_remove (dn);
-        ifb_close (dfd);
+          g_array_append_val (orphan_dev, dfd);
+        }
       }
       ifb_vm_free (vm);
       continue;
@@ -202,7 +221,8 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
         /* Stored by a realize that crashed before its commit: drop it from the store as well,
          * or the manager's copy keeps the device bound and the next realize fails. */
         ifb_notify_fdstore_remove (dn);
-        d->fd = ifb_close (d->fd);
+        g_array_append_val (orphan_dev, d->fd);
+        d->fd = -1;
       }
       j++;
     }
@@ -217,9 +237,10 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
   /* 2. whatever is left matches nothing: close it (unbinding such devices) */
   g_hash_table_iter_init (&it, by_name);
   while (g_hash_table_iter_next (&it, &k, &v)) {
+    int fd = GPOINTER_TO_INT (v) - 1;
     g_message ("fd store: entry '%s' matches no guest in the registry; closing it", (const char *) k);
     ifb_notify_fdstore_remove (k);
-    ifb_close (GPOINTER_TO_INT (v) - 1);
+    g_array_append_val (((const char *) k)[0] == 'c' ? orphan_ctx : orphan_dev, fd);
   }
 
   /* 3. tidy each context and register the guest */
@@ -241,4 +262,17 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
     ifb_holders_restore (core, vm);
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
   }
+
+  /* 4. the fds of no guest go to release workers (a bound device's last close resets it); a
+   * context's orphaned HWPTs are free to destroy only once their devices are closed, so tidying
+   * waits for that */
+  if (orphan_ctx->len + orphan_dev->len == 0) {
+    g_array_unref (orphan_ctx);
+    g_array_unref (orphan_dev);
+    return;
+  }
+  g_message ("fd store: %u contexts and %u device fds of no guest are closed by release workers",
+             orphan_ctx->len, orphan_dev->len);
+  core->restore_releasing = TRUE;
+  ifb_lifecycle_release_fds (core, orphan_ctx, orphan_dev, on_orphans_released, NULL);
 }

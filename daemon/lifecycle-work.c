@@ -111,6 +111,96 @@ on_barrier (int fd, GIOCondition cond, gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/*
+ * fds that belong to no guest (restore found them in the fd store): the contexts and device fds
+ * go to release workers, one context and up to IFB_WORKER_MAX_DEVICES device fds each, after the
+ * fd-store barrier, so the last close of a bound device (its reset) is a worker's.
+ */
+typedef struct {
+  IfbCore *core;
+  GArray *contexts, *devices;   /* of int, taken */
+  guint pending;
+  int barrier_fd;
+  guint watch;
+  void (*done) (IfbCore *core, gpointer data);
+  gpointer data;
+} FdRelease;
+
+static void
+on_fds_released (IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  FdRelease *fr = data;
+
+  if (error)
+    g_message ("Closing fds of no guest: %s, ignoring", error->message);
+  ifb_worker_batch_free (b);
+  if (--fr->pending > 0)
+    return;
+  fr->done (fr->core, fr->data);
+  g_array_unref (fr->contexts);
+  g_array_unref (fr->devices);
+  g_free (fr);
+}
+
+static void
+release_fds_now (FdRelease *fr)
+{
+  guint n_batches = MAX (fr->contexts->len, (fr->devices->len + IFB_WORKER_MAX_DEVICES - 1) / IFB_WORKER_MAX_DEVICES);
+
+  fr->pending = n_batches + 1;   /* + this function's own, so done runs once, from the main loop */
+  for (guint i = 0; i < n_batches; i++) {
+    IfbWorkerBatch *b = ifb_worker_batch_new (fr->core->backend);
+    guint first = i * IFB_WORKER_MAX_DEVICES, n = first < fr->devices->len ? MIN (IFB_WORKER_MAX_DEVICES, fr->devices->len - first) : 0;
+    int ctx = i < fr->contexts->len ? g_array_index (fr->contexts, int, i) : -1;
+
+    if (!b) {   /* no batch: close them here, as a last resort */
+      for (guint j = 0; j < n; j++)
+        ifb_uapi_device_close (fr->core->backend, g_array_index (fr->devices, int, first + j));
+      ifb_close (ctx);
+      fr->pending--;
+      continue;
+    }
+    b->release = true;
+    b->device_reset_ms = fr->core->device_reset_ms;
+    b->iommufd = ctx;   /* the worker takes these fds */
+    b->n_devices = n;
+    for (guint j = 0; j < n; j++)
+      b->devices[j].device_fd = g_array_index (fr->devices, int, first + j);
+    ifb_worker_start (b, -1, fr->core->config->worker_timeout_ms, on_fds_released, fr);
+  }
+  on_fds_released (NULL, NULL, fr);
+}
+
+static gboolean
+on_fds_barrier (int fd, GIOCondition cond, gpointer data)
+{
+  FdRelease *fr = data;
+
+  ifb_fd_watch_remove (fr->watch);   /* before the close: epoll removes by fd number */
+  fr->barrier_fd = ifb_close (fr->barrier_fd);
+  release_fds_now (fr);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices, void (*done) (IfbCore *core, gpointer data),
+                           gpointer data)
+{
+  FdRelease *fr = g_new0 (FdRelease, 1);
+
+  fr->core = core;
+  fr->contexts = contexts;
+  fr->devices = devices;
+  fr->done = done;
+  fr->data = data;
+  fr->barrier_fd = -1;
+  if (ifb_notify_barrier_start (&fr->barrier_fd) == 0 &&
+      (fr->watch = ifb_fd_watch_add (fr->barrier_fd, G_IO_IN, on_fds_barrier, fr)))
+    return;
+  fr->barrier_fd = ifb_close (fr->barrier_fd);
+  release_fds_now (fr);
+}
+
 /* Finish an operation: release the devices it gave up, tell its caller, let the next one in. */
 void
 ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
