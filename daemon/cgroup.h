@@ -45,12 +45,11 @@ gboolean ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dir
 gboolean ifb_cgroup_open_worker_target (int guest_dirfd, int *ret_dirfd, gboolean *ret_leaf, GError **error);
 void ifb_cgroup_worker_leaf_remove (int guest_dirfd);
 
-/* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us. */
+/* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us (the
+ * calling process's own: ifb_proc_cgroup_self() in proc-cgroup.h). */
 gboolean ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error);
 /* pidfd_open() + the above. */
 gboolean ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error);
-/* The calling process's cgroup2 path into buf (async-signal-safe: open/read/close only). */
-int ifb_cgroup_self (char *buf, size_t size);
 
 /* /proc/PID/stat: the state letter ('Z' for a zombie) and the start time (clock ticks after
  * boot). -ESRCH when the process is gone. */

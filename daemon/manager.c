@@ -33,6 +33,7 @@
 #include "manager.h"
 #include "metrics.h"
 #include "notify.h"
+#include "proc-cgroup.h"
 #include "selftest-device.h"
 #include "server.h"
 #include "state.h"
@@ -183,7 +184,7 @@ ifb_manager_start (IfbManager *m, GError **error)
     g_warning ("The memory controller is not enabled on cgroup2 (%s): workers run in the guests' cgroups, "
                "but their kernel memory cannot be charged there (memory sits on cgroup v1 or is off), ignoring",
                ifb_cgroup_root_mount (m->cgroups));
-  if (ifb_cgroup_self (self, sizeof (self)) == 0)
+  if (ifb_proc_cgroup_self (self, sizeof (self)) == 0)
     m->self_cgroup = g_strdup (self);
   if (c->rlimit_per_process && !have_cap_sys_resource ()) {
     g_warning ("Without CAP_SYS_RESOURCE the per-process IOMMU_OPTION_RLIMIT_MODE cannot be set: guests keep the "
