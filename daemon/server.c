@@ -82,7 +82,7 @@ on_accept (int fd, GIOCondition cond, gpointer data)
         g_warning ("accept: %s", g_strerror (errno));
       break;
     }
-    if (!ifb_peer_from_socket (cfd, &peer, &error)) {
+    if (!ifb_peer_from_socket (cfd, s->manager->config, &peer, &error)) {
       g_message ("Refusing connection: %s", error->message);
       ifb_close (cfd);
       continue;

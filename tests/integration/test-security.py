@@ -564,6 +564,40 @@ def test_vm_fds_tells_a_roleless_peer_nothing():
         cg.remove()
 
 
+def call_with_groups(broker, groups, method="vm.list"):
+    """One call from a child running as nobody, primary gid 12345, with these supplementary groups."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            os.setgroups(groups)
+            os.setgid(12345)
+            os.setuid(NOBODY)
+            out = Client(broker.socket).call_full(method)[0]
+        except BaseException as e:   # noqa: B902 - reported to the parent
+            out = {"exception": repr(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    return read_child_json(pid, r)
+
+
+def test_every_supplementary_group_counts():
+    # The read group counts wherever it is among a peer's supplementary groups: after 299 others
+    # (a fixed 256-entry buffer dropped it) and as the last of 65536, the kernel's NGROUPS_MAX.
+    # Without it the same peer is refused, so the role comes from that group and nothing else.
+    with Broker(config="[access]\nread-group=nogroup\n") as b:
+        nogroup = 65534
+        for n in (299, 65535):
+            others = list(range(100000, 100000 + n))
+            r = call_with_groups(b, others + [nogroup])
+            assert "result" in r and "vms" in r["result"], (n, r)
+            r = call_with_groups(b, others)
+            assert err_name(r) == "permission-denied", (n, r)
+        assert "result" in call_with_groups(b, [nogroup])
+
+
 def test_vm_from_argv_guest_key_anywhere():
     # -name debug-threads=on,guest=NAME names the guest as well as guest=NAME,... does.
     cg = Cgroup("argv")
@@ -689,7 +723,7 @@ if __name__ == "__main__":
          test_subscriber_that_never_reads_is_dropped, test_restore_quarantines_untrusted_state,
          test_restore_never_follows_a_symlinked_state_dir, test_a_name_is_never_a_uuid, test_hook_refuses_oversized_xml,
          test_malformed_ids_and_upper_case_uuid, test_vm_fds_tells_a_roleless_peer_nothing,
-         test_vm_from_argv_guest_key_anywhere, test_expensive_calls_budgeted_per_uid,
+         test_every_supplementary_group_counts, test_vm_from_argv_guest_key_anywhere, test_expensive_calls_budgeted_per_uid,
          test_batch_replies_bounded_before_queuing, test_one_slice_of_work_per_connection_per_turn,
          test_work_of_a_peer_that_hung_up_is_dropped,
          test_refusals_logged_at_a_bounded_rate])
