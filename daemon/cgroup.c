@@ -1,4 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * The broker names cgroups by their path below the cgroup2 mount, and touches them only through
+ * a directory fd of that mount: a guest's cgroup is opened one component at a time with
+ * O_NOFOLLOW and checked to be on cgroup2 (statfs), so no symlink or other filesystem can stand
+ * in for it. A process's cgroup is read from /proc/PID/cgroup (proc-cgroup.c parses it) and
+ * trusted only while a pidfd shows the process is the one meant and still alive.
+ *
+ * The rules of what may be a guest's cgroup (never '/', the broker's own or its ancestors, nor
+ * one holding the caller unless root says so) live here as pure functions of paths.
+ */
 #define G_LOG_DOMAIN "ifb-cgroup"
 
 #include <errno.h>

@@ -105,7 +105,8 @@ ifb_libvirt_unit_unescape (const char *s)
       g_string_append_c (out, *p);
     }
   }
-  /* Only the one spelling libvirt makes: "\x2D", a raw ' ' or an escaped 'a' name no unit. */
+  /* Only the spelling ifb_libvirt_unit_escape() makes: "\x2D", a raw ' ' or an escaped 'a' is
+   * not a name libvirt made. */
   again = ifb_libvirt_unit_escape (out->str);
   if (strcmp (again, s) != 0)
     return NULL;
