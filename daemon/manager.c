@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <glib-unix.h>
 #include <signal.h>
@@ -166,7 +167,7 @@ ifb_manager_start (IfbManager *m, GError **error)
   int listen_fd = -1, n;
   g_autofree int *stored = NULL;
   g_autoptr (GPtrArray) stored_names = g_ptr_array_new ();
-  char self[512];
+  char self[PATH_MAX];   /* any cgroup path the kernel reports fits */
 
   if (g_mkdir_with_parents (c->runtime_dir, 0755) < 0)
     return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -errno, "Creating runtime dir '%s'", c->runtime_dir);
