@@ -13,7 +13,7 @@
  *  - input: a line up to [limits] max-frame (the frame reader); complete lines only one read's
  *    worth, since reading stops while lines wait;
  *  - fds: at most MAX_UNCLAIMED_FDS on a line that has not ended, and every fd held for any
- *    connection counts against the server's budget (a fraction of RLIMIT_NOFILE); over either,
+ *    connection counts against its owner's budget (the server's, a fraction of RLIMIT_NOFILE); over either,
  *    the connection is closed and its fds with it;
  *  - output: lines are dispatched only while fewer than [limits] max-pending replies and less
  *    than half of [limits] max-queued-bytes wait to be sent (a batch's replies are bounded by the
@@ -45,7 +45,6 @@
 #include "frame.h"
 #include "json.h"
 #include "jsonrpc.h"
-#include "server.h"
 #include "util.h"
 
 #define READS_PER_WAKEUP 8
@@ -53,8 +52,9 @@
 #define MAX_UNCLAIMED_FDS 64      /* fds on a line that has not ended yet */
 
 struct IfbConnection {
-  IfbManager *manager;
-  IfbServer *server;
+  IfbCore *core;
+  IfbConnectionOwner owner;
+  IfbCaller caller;             /* what the layers above may ask of it */
   int fd;
   IfbPeer *peer;
   IfbFrameReader *reader;
@@ -78,7 +78,7 @@ static void update_watch (IfbConnection *c);
 static void
 close_now (IfbConnection *c)
 {
-  ifb_server_connection_closed (c->server, c);   /* frees c */
+  c->owner.closed (c, c->owner.data);   /* frees c */
 }
 
 static gboolean
@@ -101,10 +101,10 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
     return;
   }
   line = ifb_json_to_line (msg, &len);
-  if (queued + len + 1 > c->manager->config->max_queued_bytes) {
+  if (queued + len + 1 > c->core->config->max_queued_bytes) {
     g_message ("Closing connection of uid %u pid %d: %zu bytes of replies and events wait to be sent, and %zu more "
                "would exceed [limits] max-queued-bytes=%u (it does not read)",
-               (unsigned) c->peer->uid, (int) c->peer->pid, queued, len + 1, c->manager->config->max_queued_bytes);
+               (unsigned) c->peer->uid, (int) c->peer->pid, queued, len + 1, c->core->config->max_queued_bytes);
     ifb_fd_list_free (fds);
     c->overflow = TRUE;
     /* Not from here: the caller may be iterating the connections (a broadcast) or be this
@@ -115,10 +115,9 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
   }
   ifb_frame_writer_queue (c->writer, line, len, fds);
   c->queued_replies++;
-  /* Performance: a reply queued while on_io() runs is flushed by on_io() right after, which then
-   * updates the watch once. Updating it here too replaced the GSource twice per call (G_IO_OUT
-   * added, then dropped), each replacement waking the main context through its eventfd: five
-   * extra syscalls per round trip (tests/bench, issue 9). */
+  /* A reply queued while on_io() runs is flushed by on_io() right after, which then updates the
+   * watch once; updating it here as well would add G_IO_OUT and drop it again, two epoll_ctl
+   * calls per request for nothing. */
   if (!c->in_io)
     update_watch (c);
 }
@@ -149,8 +148,8 @@ reject_frame (IfbConnection *c, IfbError code, const char *msg)
 static gboolean
 may_dispatch (IfbConnection *c)
 {
-  return !c->closing && !c->overflow && c->queued_replies + c->lines.length < c->manager->config->max_pending &&
-         ifb_frame_writer_queued_bytes (c->writer) < c->manager->config->max_queued_bytes / 2;
+  return !c->closing && !c->overflow && c->queued_replies + c->lines.length < c->core->config->max_pending &&
+         ifb_frame_writer_queued_bytes (c->writer) < c->core->config->max_queued_bytes / 2;
 }
 
 /* Send the completed replies at the head of the line queue, in order. */
@@ -165,9 +164,11 @@ send_ready (IfbConnection *c)
   }
 }
 
-void
-ifb_connection_reply_ready (IfbConnection *c)
+static void
+on_reply_ready (gpointer data)
 {
+  IfbConnection *c = data;
+
   if (c->in_io)
     return;   /* on_io() sends what is ready before it returns */
   send_ready (c);
@@ -181,7 +182,7 @@ account_fds (IfbConnection *c)
 {
   guint held = ifb_frame_reader_held_fds (c->reader);
   guint unclaimed = ifb_frame_reader_unclaimed_fds (c->reader);
-  gboolean within = ifb_server_hold_fds (c->server, (int) held - (int) c->held_fds);
+  gboolean within = c->owner.hold_fds ((int) held - (int) c->held_fds, c->owner.data);
 
   c->held_fds = held;
   if (unclaimed > MAX_UNCLAIMED_FDS) {
@@ -192,7 +193,7 @@ account_fds (IfbConnection *c)
   if (!within && held > 0) {
     g_message ("Closing connection of uid %u pid %d: it holds %u fds and the daemon's budget for fds in transit "
                "(%u, an eighth of RLIMIT_NOFILE) is spent", (unsigned) c->peer->uid, (int) c->peer->pid, held,
-               ifb_server_fd_budget (c->server));
+               c->owner.fd_budget);
     return FALSE;
   }
   return TRUE;
@@ -213,7 +214,7 @@ dispatch_frames (IfbConnection *c, guint max_lines)
       ifb_fd_list_free (fds);
       continue;
     }
-    g_queue_push_tail (&c->lines, ifb_dispatch_line_start (c->manager, c, c->peer, line, len, fds));
+    g_queue_push_tail (&c->lines, ifb_dispatch_line_start (c->core, &c->caller, c->peer, line, len, fds));
     g_free (line);
     send_ready (c);
   }
@@ -221,6 +222,7 @@ dispatch_frames (IfbConnection *c, guint max_lines)
 }
 
 static gboolean on_io_inner (IfbConnection *c, GIOCondition cond);
+static void set_subscribed (gpointer data, gboolean on);
 
 static gboolean
 on_io (int fd, GIOCondition cond, gpointer data)
@@ -279,7 +281,7 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
       }
       if (n == -EMSGSIZE) {
         g_autofree char *msg = g_strdup_printf ("Limit exceeded: frame larger than %u bytes ([limits] max-frame)",
-                                                c->manager->config->max_frame);
+                                                c->core->config->max_frame);
         dispatch_frames (c, G_MAXUINT);   /* complete lines before the oversized one still count */
         reject_frame (c, IFB_ERROR_LIMIT_EXCEEDED, msg);
         break;
@@ -327,9 +329,8 @@ update_watch (IfbConnection *c)
     return;
   c->watching = want;
   /* All connections share one epoll instance (fdwatch.c): a wake-up costs O(ready fds), not
-   * O(connections) as one GSource per connection did (GLib polls and checks every source on
-   * every iteration: 2000 idle clients made broker.info 6x slower; test-abuse.py), and changing
-   * the condition is one epoll_ctl. */
+   * O(connections) as one GSource per connection would (GLib polls and checks every source on
+   * every iteration), and changing the condition is one epoll_ctl. */
   if (c->source)
     ifb_fd_watch_update (c->source, want);
   else
@@ -337,14 +338,15 @@ update_watch (IfbConnection *c)
 }
 
 IfbConnection *
-ifb_connection_new (IfbManager *m, IfbServer *s, int fd, IfbPeer *peer)
+ifb_connection_new (IfbCore *core, const IfbConnectionOwner *owner, int fd, IfbPeer *peer)
 {
   IfbConnection *c = g_new0 (IfbConnection, 1);
-  c->manager = m;
-  c->server = s;
+  c->core = core;
+  c->owner = *owner;
+  c->caller = (IfbCaller) { .peer = peer, .reply_ready = on_reply_ready, .set_subscribed = set_subscribed, .owner = c };
   c->fd = fd;
   c->peer = peer;
-  c->reader = ifb_frame_reader_new (m->config->max_frame);
+  c->reader = ifb_frame_reader_new (core->config->max_frame);
   c->writer = ifb_frame_writer_new ();
   c->last_active = g_get_monotonic_time ();
   update_watch (c);
@@ -359,7 +361,7 @@ ifb_connection_free (IfbConnection *c)
   ifb_fd_watch_remove (c->source);   /* before the close: epoll tracks the open file */
   if (c->close_source)
     g_source_remove (c->close_source);
-  ifb_server_hold_fds (c->server, -(int) c->held_fds);
+  c->owner.hold_fds (-(int) c->held_fds, c->owner.data);
   for (IfbReply *r; (r = g_queue_pop_head (&c->lines));) {
     ifb_reply_detach (r);
     ifb_reply_unref (r);
@@ -378,9 +380,10 @@ ifb_connection_get_peer (IfbConnection *c)
   return c->peer;
 }
 
-void
-ifb_connection_set_subscribed (IfbConnection *c, gboolean on)
+static void
+set_subscribed (gpointer data, gboolean on)
 {
+  IfbConnection *c = data;
   c->subscribed = on;
 }
 

@@ -9,17 +9,28 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "core.h"
 #include "fdlist.h"
-#include "manager.h"
 #include "peer.h"
 
 typedef struct IfbConnection IfbConnection;
 
-IfbConnection *ifb_connection_new (IfbManager *m, IfbServer *s, int fd, IfbPeer *peer);
+/* What a connection asks of its owner (the server): the budget it shares with the others, and
+ * its end. */
+typedef struct {
+  /* Count delta more (or fewer) fds held in transit for peers; FALSE when over the budget. */
+  gboolean (*hold_fds) (int delta, gpointer data);
+  guint fd_budget;              /* that budget, for the log line */
+  /* The connection is done: the owner frees it (ifb_connection_free()). */
+  void (*closed) (IfbConnection *c, gpointer data);
+  gpointer data;
+} IfbConnectionOwner;
+
+/* peer taken. */
+IfbConnection *ifb_connection_new (IfbCore *core, const IfbConnectionOwner *owner, int fd, IfbPeer *peer);
 IfbConnection *ifb_connection_free (IfbConnection *c);
 
 const IfbPeer *ifb_connection_get_peer (IfbConnection *c);
-void ifb_connection_set_subscribed (IfbConnection *c, gboolean on);
 gboolean ifb_connection_is_subscribed (IfbConnection *c);
 /* Whether the peer has sent nothing for timeout_usec and nothing is owed to it (subscribers,
  * which wait for events by design, never are). */
@@ -27,5 +38,3 @@ gboolean ifb_connection_is_idle (IfbConnection *c, gint64 now, gint64 timeout_us
 /* Queue a line and its fds (taken). Over [limits] max-queued-bytes the line is dropped and the
  * connection is closed once the caller's stack unwinds. */
 void ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds);
-/* A line's reply completed (reply.c): send what is ready, in line order. */
-void ifb_connection_reply_ready (IfbConnection *c);

@@ -9,10 +9,11 @@
  * sent back, neither result nor error, and a batch of only notifications produces no line at
  * all. An invalid request is answered with -32600 and the id when one could be read, else null.
  *
- * Access is checked on every call from the peer's credentials (peer.c). fds that arrive with a
- * line are offered to the method only if it takes fds and the line is a single request; anything
- * left is closed when the call returns. Replies that carry fds share one list per line and
- * refer to them by index.
+ * Access is checked on every call from the peer's credentials (peer.c); then the params are
+ * parsed by the method's own table (its entry in rpc-methods.c), and the handler gets what that
+ * parsed, never the raw params. fds that arrive with a line are offered to the method only if it
+ * takes fds and the line is a single request; anything left is closed when the call returns.
+ * Replies that carry fds share one list per line and refer to them by index.
  *
  * A line's answers are collected in an IfbReply (reply.c), slot by slot. A handler may answer
  * later (ifb_call_defer(): its worker is running) or park the call until its guest is idle
@@ -31,7 +32,6 @@
 #include <string.h>
 
 #include "dispatch.h"
-#include "lifecycle.h"
 #include "errors.h"
 #include "log.h"
 #include "util.h"
@@ -42,9 +42,9 @@
 const IfbMethod *
 ifb_method_lookup (const char *name)
 {
-  for (const IfbMethod *m = ifb_methods; m->name; m++)
-    if (strcmp (m->name, name) == 0)
-      return m;
+  for (const IfbMethod *mt = ifb_methods; mt->name; mt++)
+    if (strcmp (mt->name, name) == 0)
+      return mt;
   return NULL;
 }
 
@@ -91,11 +91,11 @@ take_token (uid_t uid, guint rate)
 }
 
 static gboolean
-check_budget (IfbManager *m, const IfbPeer *peer, const IfbMethod *method, GError **error)
+check_budget (IfbCore *core, const IfbPeer *peer, const IfbMethod *method, GError **error)
 {
-  guint rate = m->config->expensive_calls_per_second;
+  guint rate = core->config->expensive_calls_per_second;
 
-  if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, m->config) || take_token (peer->uid, rate))
+  if (!method->expensive || rate == 0 || ifb_peer_is_admin (peer, core->config) || take_token (peer->uid, rate))
     return TRUE;
   return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                       "Limit reached: uid %u may make at most %u calls of rpc.discover, vm.list, device.list and metrics "
@@ -112,7 +112,7 @@ error_reply (json_object *id, IfbError code, const char *msg)
 /* ---- deferred and parked calls ------------------------------------------------------- */
 
 struct IfbDeferred {
-  IfbManager *manager;
+  IfbCore *core;
   gint64 started_usec;
   IfbReply *reply;
   guint slot;
@@ -126,7 +126,7 @@ ifb_call_defer (IfbCall *call)
 {
   IfbDeferred *d = g_new0 (IfbDeferred, 1);
 
-  d->manager = call->manager;
+  d->core = call->core;
   d->reply = ifb_reply_ref (call->reply);
   d->slot = call->slot;
   d->id = json_object_get (call->id);
@@ -137,19 +137,19 @@ ifb_call_defer (IfbCall *call)
   return d;
 }
 
-IfbManager *ifb_deferred_manager (IfbDeferred *d) { return d->manager; }
+IfbCore *ifb_deferred_core (IfbDeferred *d) { return d->core; }
 
 IfbFdList *
 ifb_deferred_out_fds (IfbDeferred *d)
 {
-  return ifb_reply_connection (d->reply) ? ifb_reply_fds (d->reply) : NULL;
+  return ifb_reply_caller (d->reply) ? ifb_reply_fds (d->reply) : NULL;
 }
 
 const IfbPeer *
 ifb_deferred_peer (IfbDeferred *d)
 {
-  IfbConnection *c = ifb_reply_connection (d->reply);
-  return c ? ifb_connection_get_peer (c) : NULL;
+  const IfbCaller *c = ifb_reply_caller (d->reply);
+  return c ? c->peer : NULL;
 }
 
 static void
@@ -181,19 +181,19 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
 
   ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->started_usec);
   if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-    ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->manager->config->max_refusals_logged,
+    ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->core->config->max_refusals_logged,
                      "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
                      peer ? (int) peer->pid : -1, error->message);
   ifb_reply_fill (d->reply, d->slot, d->has_id ? ifb_jsonrpc_error_new (d->id, (GError *) error) : NULL);
   deferred_free (d);
 }
 
-static void invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
+static void invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMethod *method,
                     json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
                     gint64 started_usec);
 
 typedef struct {
-  IfbManager *manager;
+  IfbCore *core;
   IfbReply *reply;
   guint slot;
   const IfbMethod *method;
@@ -207,10 +207,10 @@ static void
 resume_parked (gpointer data)
 {
   Parked *p = data;
-  IfbConnection *conn = ifb_reply_connection (p->reply);
+  const IfbCaller *caller = ifb_reply_caller (p->reply);
 
-  if (conn)
-    invoke (p->manager, conn, ifb_connection_get_peer (conn), p->method, p->id, p->has_id, p->params, p->in_fds,
+  if (caller)
+    invoke (p->core, caller, caller->peer, p->method, p->id, p->has_id, p->params, p->in_fds,
             p->reply, p->slot, p->started_usec);
   else
     ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
@@ -226,10 +226,10 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
 {
   Parked *p;
 
-  if (!ifb_lifecycle_is_busy (vm) || !call->reply)
+  if (!ifb_vm_is_busy (vm) || !call->reply)
     return FALSE;
   p = g_new0 (Parked, 1);
-  p->manager = call->manager;
+  p->core = call->core;
   p->reply = ifb_reply_ref (call->reply);
   p->slot = call->slot;
   p->method = ifb_method_lookup (call->method);
@@ -243,34 +243,59 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
       ifb_fd_list_push (p->in_fds, ifb_fd_list_steal (call->in_fds, i));
   }
   call->deferred = TRUE;
-  ifb_lifecycle_when_idle (vm, resume_parked, p);
+  ifb_vm_when_idle (vm, resume_parked, p);
   return TRUE;
+}
+
+void
+ifb_call_subscribe (IfbCall *call)
+{
+  if (call->caller && call->caller->set_subscribed)
+    call->caller->set_subscribed (call->caller->owner, TRUE);
 }
 
 /* ---- one request --------------------------------------------------------------------- */
 
+/* params parsed by method's table into a new args struct (*ret_args NULL when it takes none). */
+static gboolean
+parse_args (const IfbMethod *method, json_object *params, void **ret_args, GError **error)
+{
+  static const IfbParamSpec none[] = { { NULL } };
+  g_autofree void *args = NULL;
+
+  if (method->args_size)
+    args = method->args_defaults ? g_memdup2 (method->args_defaults, method->args_size)
+                                 : g_malloc0 (method->args_size);
+  if (!ifb_params_parse (params, method->params ? method->params : none, args, error))
+    return FALSE;
+  *ret_args = g_steal_pointer (&args);
+  return TRUE;
+}
+
 /* started_usec: when the request arrived; a parked call keeps its first arrival. */
 static void
-invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod *method,
+invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMethod *method,
         json_object *id, gboolean has_id, json_object *params, IfbFdList *in_fds, IfbReply *r, guint slot,
         gint64 started_usec)
 {
   g_autoptr (GError) error = NULL;
+  g_autofree void *args = NULL;
   json_object *result = NULL;
   IfbCall call = {
-    .manager = m, .connection = conn, .peer = peer, .method = method->name,
+    .core = core, .caller = caller, .peer = peer, .method = method->name,
     .in_fds = method->takes_fds ? in_fds : NULL, .out_fds = ifb_reply_fds (r),
     .params = params, .id = id, .has_id = has_id, .reply = r, .slot = slot, .started_usec = started_usec,
   };
-  gboolean ok = ifb_peer_check (peer, m->config, method->access, method->name, &error) &&
-                check_budget (m, peer, method, &error) &&
-                method->func (&call, params, &result, &error);
+  gboolean ok = ifb_peer_check (peer, core->config, method->access, method->name, &error) &&
+                check_budget (core, peer, method, &error) &&
+                parse_args (method, params, &args, &error) &&
+                method->func (&call, args, &result, &error);
 
   if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
     ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);
   if (!ok) {
     if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-      ifb_log_refusal (peer->uid, m->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
+      ifb_log_refusal (peer->uid, core->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
                        (unsigned) peer->uid, (int) peer->pid, error->message);
     ifb_reply_fill (r, slot, has_id ? ifb_jsonrpc_error_new (id, error) : NULL);
     return;
@@ -288,7 +313,7 @@ invoke (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, const IfbMethod
 /* Returns an answer when the request is refused before reaching its method, else NULL (the
  * method fills its slot, now or later). */
 static json_object *
-handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object *req,
+handle_one (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_object *req,
             IfbFdList *in_fds, IfbReply *r, guint slot, gboolean *ret_invoked)
 {
   json_object *id = NULL, *method_obj = NULL, *params = NULL, *version = NULL;
@@ -328,25 +353,25 @@ handle_one (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object
   }
 
   *ret_invoked = TRUE;
-  invoke (m, conn, peer, method, id, has_id, params, in_fds, r, slot, g_get_monotonic_time ());
+  invoke (core, caller, peer, method, id, has_id, params, in_fds, r, slot, g_get_monotonic_time ());
   return NULL;
 }
 
 /* One request into a new slot of r. */
 static void
-handle_into (IfbManager *m, IfbConnection *conn, const IfbPeer *peer, json_object *req, IfbFdList *in_fds,
+handle_into (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_object *req, IfbFdList *in_fds,
              IfbReply *r)
 {
   guint slot = ifb_reply_add_slot (r);
   gboolean invoked = FALSE;
-  json_object *early = handle_one (m, conn, peer, req, in_fds, r, slot, &invoked);
+  json_object *early = handle_one (core, caller, peer, req, in_fds, r, slot, &invoked);
 
   if (!invoked)   /* refused before its method ran (NULL: an unknown method's notification) */
     ifb_reply_fill (r, slot, early);
 }
 
 IfbReply *
-ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                          const char *line, size_t len, IfbFdList *in_fds_)
 {
   g_autoptr (IfbFdList) in_fds = in_fds_;
@@ -355,18 +380,18 @@ ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer
   gboolean batch;
   IfbReply *r;
 
-  req = ifb_json_parse (line, len, (int) m->config->max_depth, &error);
+  req = ifb_json_parse (line, len, (int) core->config->max_depth, &error);
   batch = req && json_object_is_type (req, json_type_array) && json_object_array_length (req) > 0 &&
-          json_object_array_length (req) <= m->config->max_batch;
-  r = ifb_reply_new (conn, batch);
+          json_object_array_length (req) <= core->config->max_batch;
+  r = ifb_reply_new (caller, batch);
   if (!req) {
     ifb_reply_fill (r, ifb_reply_add_slot (r), ifb_jsonrpc_error_new (NULL, error));
   } else if (batch) {
     for (size_t i = 0; i < json_object_array_length (req); i++) {
       json_object *one = json_object_array_get_idx (req, i);
       json_object *id = NULL;
-      if (ifb_reply_bytes (r) < m->config->max_queued_bytes / 4) {
-        handle_into (m, conn, peer, one, NULL, r);
+      if (ifb_reply_bytes (r) < core->config->max_queued_bytes / 4) {
+        handle_into (core, caller, peer, one, NULL, r);
         continue;
       }
       /* Over this line's share of the queue: the rest is answered, not run. */
@@ -380,22 +405,22 @@ ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer
   } else if (json_object_is_type (req, json_type_array)) {
     size_t n = json_object_array_length (req);
     g_autofree char *msg = n == 0 ? g_strdup ("Invalid Request: empty batch")
-      : g_strdup_printf ("Limit exceeded: a batch may hold at most %u requests ([limits] max-batch)", m->config->max_batch);
+      : g_strdup_printf ("Limit exceeded: a batch may hold at most %u requests ([limits] max-batch)", core->config->max_batch);
     ifb_reply_fill (r, ifb_reply_add_slot (r),
                     error_reply (NULL, n == 0 ? IFB_ERROR_INVALID_REQUEST : IFB_ERROR_LIMIT_EXCEEDED, msg));
   } else {
-    handle_into (m, conn, peer, req, in_fds, r);
+    handle_into (core, caller, peer, req, in_fds, r);
   }
   ifb_reply_seal (r);
   return r;
 }
 
 void
-ifb_dispatch_line (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+ifb_dispatch_line (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                    const char *line, size_t len, IfbFdList *in_fds,
                    json_object **ret_reply, IfbFdList **ret_fds)
 {
-  g_autoptr (IfbReply) r = ifb_dispatch_line_start (m, conn, peer, line, len, in_fds);
+  g_autoptr (IfbReply) r = ifb_dispatch_line_start (core, caller, peer, line, len, in_fds);
 
   while (!ifb_reply_is_complete (r))
     g_main_context_iteration (NULL, TRUE);

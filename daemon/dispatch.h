@@ -8,17 +8,17 @@
 #include <glib.h>
 #include <json-c/json.h>
 
-#include "connection.h"
 #include "fdlist.h"
-#include "manager.h"
+#include "core.h"
+#include "params.h"
 #include "peer.h"
 #include "reply.h"
 #include "vm.h"
 
 /* What a method handler gets. */
 typedef struct {
-  IfbManager *manager;
-  IfbConnection *connection;    /* NULL in unit tests */
+  IfbCore *core;
+  const IfbCaller *caller;      /* NULL in unit tests */
   const IfbPeer *peer;
   const char *method;
   IfbFdList *in_fds;            /* fds that came with the request (NULL if none); steal what you keep */
@@ -41,7 +41,7 @@ typedef struct {
  */
 typedef struct IfbDeferred IfbDeferred;
 IfbDeferred *ifb_call_defer (IfbCall *call);
-IfbManager *ifb_deferred_manager (IfbDeferred *d);
+IfbCore *ifb_deferred_core (IfbDeferred *d);
 /* The fds of the line the answer goes with (NULL when the connection is gone). */
 IfbFdList *ifb_deferred_out_fds (IfbDeferred *d);
 /* The peer that asked, while its connection lives (NULL after). */
@@ -57,7 +57,12 @@ void ifb_deferred_fail (IfbDeferred *d, const GError *error);
  */
 gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
 
-typedef gboolean (*IfbMethodFunc) (IfbCall *call, json_object *params, json_object **ret_result, GError **error);
+/* events.subscribe: the caller's connection gets the event notifications from now on. */
+void ifb_call_subscribe (IfbCall *call);
+
+/* args: the request's params as the method's table entry parsed them (NULL when it takes none);
+ * its strings and arrays are borrowed from the request and last until the handler returns. */
+typedef gboolean (*IfbMethodFunc) (IfbCall *call, const void *args, json_object **ret_result, GError **error);
 
 typedef struct {
   const char *name;
@@ -65,6 +70,12 @@ typedef struct {
   gboolean takes_fds;
   IfbMethodFunc func;
   gboolean expensive;           /* a large reply or a walk of every guest or device: budgeted per uid */
+  /* What the method accepts: the dispatcher parses params by this table into a struct of
+   * args_size bytes, which starts as a copy of args_defaults (zeroes when NULL). params NULL:
+   * the method takes none (any member is unknown). proto/openrpc.json describes the same. */
+  const IfbParamSpec *params;
+  size_t args_size;
+  const void *args_defaults;
 } IfbMethod;
 
 /* The one method table (rpc-methods.c), terminated by { NULL }. */
@@ -73,13 +84,13 @@ const IfbMethod *ifb_method_lookup (const char *name);
 
 /*
  * Handle one protocol line (in_fds taken). Returns its reply, sealed: complete now, or once the
- * work of deferred calls is done (the connection is told, ifb_connection_reply_ready()).
+ * work of deferred calls is done (the caller is told: reply_ready).
  */
-IfbReply *ifb_dispatch_line_start (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+IfbReply *ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                                    const char *line, size_t len, IfbFdList *in_fds);
 
 /* The same, waiting in the default main context until the reply is complete (tests, fuzzing).
  * *ret_reply is the message to send (NULL for none: notifications), *ret_fds its fds. */
-void ifb_dispatch_line (IfbManager *m, IfbConnection *conn, const IfbPeer *peer,
+void ifb_dispatch_line (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer,
                         const char *line, size_t len, IfbFdList *in_fds,
                         json_object **ret_reply, IfbFdList **ret_fds);

@@ -9,7 +9,7 @@
  * callback may remove any watch (its own or another connection's), and an event for a removed id
  * is simply skipped. Ids are never 0 and never reused while live.
  *
- * The main context blocks in epoll_wait() itself (performance, issue 9). GLib would poll() the
+ * The main context blocks in epoll_wait() itself. GLib would poll() the
  * epoll fd and dispatch() would then ask epoll_wait() what was ready: two syscalls per wake-up,
  * and a wake-up through epoll's own wait queue. ifb_fd_watch_init() learns the fd GLib uses to
  * wake its context (the only fd an empty context polls) and adds it to the epoll set; the poll

@@ -37,7 +37,7 @@
 #define MAX_HOLDERS 16
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   IfbVm *vm;                    /* valid while the watch exists: freeing the guest removes it */
   pid_t pid;
 } HolderWatch;
@@ -58,7 +58,7 @@ static gboolean
 on_holder_exit (int fd, GIOCondition cond, gpointer data)
 {
   HolderWatch *w = data;
-  IfbManager *m = w->m;
+  IfbCore *core = w->core;
   IfbVm *vm = w->vm;
   guint idx;
   IfbVmHolder *h = find_holder (vm, w->pid, &idx);
@@ -73,18 +73,18 @@ on_holder_exit (int fd, GIOCondition cond, gpointer data)
   if (h)
     g_array_remove_index (vm->holders, idx);
   if (vm->holders->len == 0)
-    ifb_lifecycle_reclaim (m, vm);
+    ifb_lifecycle_reclaim (core, vm);
   else
-    ifb_manager_commit (m, vm, NULL);
+    ifb_core_persist (core, vm, NULL);
   return G_SOURCE_REMOVE;
 }
 
 static gboolean
-watch (IfbManager *m, IfbVm *vm, IfbVmHolder *h)
+watch (IfbCore *core, IfbVm *vm, IfbVmHolder *h)
 {
   HolderWatch *w = g_new0 (HolderWatch, 1);
 
-  w->m = m;
+  w->core = core;
   w->vm = vm;
   w->pid = h->pid;
   h->watch = ifb_fd_watch_add (h->pidfd, G_IO_IN, on_holder_exit, w);
@@ -112,7 +112,7 @@ ifb_holders_admit (IfbVm *vm, pid_t pid, GError **error)
 }
 
 gboolean
-ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error)
+ifb_holders_add (IfbCore *core, IfbVm *vm, pid_t pid, int pidfd, GError **error)
 {
   IfbVmHolder h = { .pid = pid, .pidfd = -1 };
 
@@ -132,7 +132,7 @@ ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error)
                         (int) pid, vm->name), FALSE;
   }
   g_array_append_val (vm->holders, h);
-  if (!watch (m, vm, &g_array_index (vm->holders, IfbVmHolder, vm->holders->len - 1))) {
+  if (!watch (core, vm, &g_array_index (vm->holders, IfbVmHolder, vm->holders->len - 1))) {
     g_array_remove_index (vm->holders, vm->holders->len - 1);
     return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "Watching process %d: epoll refused its pidfd", (int) pid), FALSE;
   }
@@ -140,7 +140,7 @@ ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error)
 }
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   char *uuid;
 } ReclaimLater;
 
@@ -148,17 +148,17 @@ static gboolean
 reclaim_later (gpointer data)
 {
   ReclaimLater *r = data;
-  IfbVm *vm = ifb_registry_lookup (r->m->registry, r->uuid);
+  IfbVm *vm = ifb_registry_lookup (r->core->registry, r->uuid);
 
   if (vm && vm->holders->len == 0)
-    ifb_lifecycle_reclaim (r->m, vm);
+    ifb_lifecycle_reclaim (r->core, vm);
   g_free (r->uuid);
   g_free (r);
   return G_SOURCE_REMOVE;
 }
 
 void
-ifb_holders_restore (IfbManager *m, IfbVm *vm)
+ifb_holders_restore (IfbCore *core, IfbVm *vm)
 {
   gboolean had = vm->holders->len > 0;
 
@@ -167,7 +167,7 @@ ifb_holders_restore (IfbManager *m, IfbVm *vm)
     guint64 st = 0;
     h->pidfd = (int) syscall (SYS_pidfd_open, h->pid, 0);
     /* The pidfd pins whoever has the pid now; the start time says whether it is the same process. */
-    if (h->pidfd < 0 || ifb_proc_stat (h->pid, NULL, &st) < 0 || st != h->start_time || !watch (m, vm, h)) {
+    if (h->pidfd < 0 || ifb_proc_stat (h->pid, NULL, &st) < 0 || st != h->start_time || !watch (core, vm, h)) {
       ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, which held guest '%s''s fds, exited while the broker was down",
                   (int) h->pid, vm->name);
       g_array_remove_index (vm->holders, i);
@@ -177,7 +177,7 @@ ifb_holders_restore (IfbManager *m, IfbVm *vm)
   }
   if (had && vm->holders->len == 0) {
     ReclaimLater *r = g_new0 (ReclaimLater, 1);
-    r->m = m;
+    r->core = core;
     r->uuid = g_strdup (vm->uuid);
     g_idle_add (reclaim_later, r);
   }

@@ -7,14 +7,14 @@
 
 #include <glib.h>
 
-#include "manager.h"
+#include "core.h"
 #include "vm.h"
 
 /* May process pid take guest vm's fds? Under the unbound hand-off only while no other process
  * holds them (the kernel binds a device once); always under bound. */
 gboolean ifb_holders_admit (IfbVm *vm, pid_t pid, GError **error);
 /* Record and watch pid (pidfd: the peer's, borrowed; -1 to open one) as holding vm's fds. */
-gboolean ifb_holders_add (IfbManager *m, IfbVm *vm, pid_t pid, int pidfd, GError **error);
+gboolean ifb_holders_add (IfbCore *core, IfbVm *vm, pid_t pid, int pidfd, GError **error);
 /* After a restart: watch the saved holders still alive (same pid and start time), drop the rest,
  * and reclaim the guest from the main loop when none is left. */
-void ifb_holders_restore (IfbManager *m, IfbVm *vm);
+void ifb_holders_restore (IfbCore *core, IfbVm *vm);

@@ -60,7 +60,7 @@
 #define LIST_MAX_BYTES (8u << 20)
 
 struct IfbLibvirtWatch {
-  IfbManager *m;
+  IfbCore *core;
   char *uri;
   virConnectPtr conn;
   int lifecycle_id;
@@ -104,9 +104,9 @@ is_libvirt_guest (const IfbVm *vm)
 static IfbVm *
 find_guest (IfbLibvirtWatch *w, const char *uuid, const char *name)
 {
-  IfbVm *vm = uuid ? ifb_registry_lookup (w->m->registry, uuid) : NULL;
+  IfbVm *vm = uuid ? ifb_registry_lookup (w->core->registry, uuid) : NULL;
   if (!vm && name)
-    vm = ifb_registry_lookup (w->m->registry, name);
+    vm = ifb_registry_lookup (w->core->registry, name);
   return vm && is_libvirt_guest (vm) ? vm : NULL;
 }
 
@@ -114,7 +114,7 @@ static void
 destroy_guest (IfbLibvirtWatch *w, IfbVm *vm, const char *why)
 {
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': %s; destroying it", vm->name, why);
-  ifb_lifecycle_destroy_when_idle (w->m, vm);
+  ifb_lifecycle_destroy_when_idle (w->core, vm);
 }
 
 static int
@@ -205,7 +205,7 @@ reconcile_apply (IfbLibvirtWatch *w, const char *text, gint64 snapshot_usec)
     g_ptr_array_add (doms, d);
   }
 
-  vms = ifb_registry_list (w->m->registry);
+  vms = ifb_registry_list (w->core->registry);
   for (guint i = 0; i < vms->len; i++) {
     IfbVm *vm = g_ptr_array_index (vms, i);
     DomainLine *match = NULL;
@@ -334,6 +334,7 @@ watch_disconnect (IfbLibvirtWatch *w)
   virConnectUnregisterCloseCallback (w->conn, NULL);
   virConnectClose (w->conn);
   w->conn = NULL;
+  w->core->gauges.libvirt_connected = FALSE;
 }
 
 static gboolean
@@ -400,11 +401,12 @@ watch_connect (IfbLibvirtWatch *w)
   g_message ("Watching libvirt domain lifecycle events at %s%s", w->uri, w->outage_logged ? " (reconnected)" : "");
   w->outage_logged = FALSE;
   w->backoff_ms = 0;
+  w->core->gauges.libvirt_connected = TRUE;
   reconcile_start (w);
 }
 
 IfbLibvirtWatch *
-ifb_libvirt_watch_new (IfbManager *m, const char *uri)
+ifb_libvirt_watch_new (IfbCore *core, const char *uri)
 {
   static gboolean registered;
   IfbLibvirtWatch *w = g_new0 (IfbLibvirtWatch, 1);
@@ -415,7 +417,7 @@ ifb_libvirt_watch_new (IfbManager *m, const char *uri)
     virSetErrorFunc (NULL, silence_libvirt);
     registered = TRUE;
   }
-  w->m = m;
+  w->core = core;
   w->uri = g_strdup (uri);
   w->lifecycle_id = -1;
   w->lister_fd = -1;
@@ -442,10 +444,4 @@ ifb_libvirt_watch_free (IfbLibvirtWatch *w)
   g_free (w->uri);
   g_free (w);
   return NULL;
-}
-
-gboolean
-ifb_libvirt_watch_is_connected (IfbLibvirtWatch *w)
-{
-  return w && w->conn && virConnectIsAlive (w->conn) == 1;
 }

@@ -5,9 +5,10 @@
  */
 #pragma once
 
-#include "manager.h"
+#include "core.h"
 
-IfbLibvirtWatch *ifb_libvirt_watch_new (IfbManager *m, const char *uri);
+typedef struct IfbLibvirtWatch IfbLibvirtWatch;
+
+/* While connected, core->gauges.libvirt_connected is TRUE. */
+IfbLibvirtWatch *ifb_libvirt_watch_new (IfbCore *core, const char *uri);
 IfbLibvirtWatch *ifb_libvirt_watch_free (IfbLibvirtWatch *w);
-/* Whether the watch is connected right now (for broker.info). */
-gboolean ifb_libvirt_watch_is_connected (IfbLibvirtWatch *w);

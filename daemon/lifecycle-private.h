@@ -7,29 +7,22 @@
 #pragma once
 
 #include "lifecycle.h"
-#include "pci-device.h"
 
 /* End an operation: release what it gave up (a release worker), call done, run what waited. */
-void ifb_lifecycle_op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data);
-/* The guest is idle again (without an operation's end: a failed create). */
-void ifb_lifecycle_set_idle (IfbVm *vm);
-/* The guest is gone: what waited for it runs from the main loop and finds it gone. */
-void ifb_lifecycle_hand_on_waiters (IfbVm *vm);
+void ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data);
 /* fn (m, vm) now, or once the guest is idle (if it still exists then). */
-void ifb_lifecycle_when_idle_do (IfbManager *m, IfbVm *vm, void (*fn) (IfbManager *m, IfbVm *vm));
+void ifb_lifecycle_when_idle_do (IfbCore *core, IfbVm *vm, void (*fn) (IfbCore *core, IfbVm *vm));
 
 /* Give a device up (its fd store entry now; detach, HWPT and close by the operation's release
  * worker); it is reserved again. */
-void ifb_lifecycle_release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store);
+void ifb_lifecycle_release_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, gboolean in_store);
 /* Give the guest's context up (its IOAS destroyed and the fd closed by the release worker). */
-void ifb_lifecycle_release_context (IfbManager *m, IfbVm *vm, gboolean in_store);
+void ifb_lifecycle_release_context (IfbCore *core, IfbVm *vm, gboolean in_store);
 
 /* Allocate the context (if none yet) and devs in one worker in the guest's cgroup (or, unbound,
  * just open the context), then done — from the main loop, or at once when no worker is needed. On
  * failure nothing of the call remains. The guest is busy meanwhile. */
-typedef void (*IfbLifecycleBatchDone) (IfbManager *m, IfbVm *vm, const GError *error, gpointer data);
-void ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done,
+typedef void (*IfbLifecycleBatchDone) (IfbCore *core, IfbVm *vm, const GError *error, gpointer data);
+void ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done,
                               gpointer data);
 
-/* The device as sysfs shows it now: on vfio-pci, with a VFIO device cdev. */
-gboolean ifb_lifecycle_lookup_vfio_device (IfbManager *m, const char *bdf, IfbPciDevice **ret_dev, GError **error);

@@ -10,9 +10,10 @@
  * that match no guest are closed (which unbinds their devices). The holders of each guest's fds
  * are looked up again (holders.c).
  *
- * Tidying a restored context — on the emulated backend, destroying paging HWPTs nobody
- * references, left by a crash between a worker's allocation and its commit — is done after
- * READY=1, a few guests per main-loop turn, or first thing when a client touches the guest.
+ * Tidying a restored context — where the backend can list a context's objects (the emulated
+ * one), destroying paging HWPTs nobody references, left by a crash between a worker's allocation
+ * and its commit — is done after READY=1, a few guests per main-loop turn, or first thing when
+ * a client touches the guest.
  */
 #define G_LOG_DOMAIN "ifb-lifecycle"
 
@@ -22,7 +23,6 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "notify.h"
-#include "state.h"
 #include "util.h"
 
 static int
@@ -34,17 +34,16 @@ take_fd (GHashTable *by_name, const char *name)
   return GPOINTER_TO_INT (v) - 1;
 }
 
-/* Emulated backend only: destroy paging HWPTs on the guest's IOAS that the registry does not
- * reference and nothing uses (left by a crash between allocation and commit). */
+/* Where the backend can list a context's objects: destroy paging HWPTs on the guest's IOAS that
+ * the registry does not reference and nothing uses (left by a crash between allocation and
+ * commit). */
 static void
-reap_orphans (IfbManager *m, IfbVm *vm)
+reap_orphans (IfbCore *core, IfbVm *vm)
 {
   IfbUapiObject objs[256];
   size_t n = 0;
 
-  if (!ifb_uapi_backend_is_emulated (m->backend) || vm->iommufd < 0)
-    return;
-  if (ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+  if (vm->iommufd < 0 || ifb_uapi_list_objects (core->backend, vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
     return;
   for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
     gboolean known = FALSE;
@@ -52,38 +51,38 @@ reap_orphans (IfbManager *m, IfbVm *vm)
       continue;
     for (guint j = 0; j < vm->devices->len && !known; j++)
       known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
-    if (!known && ifb_uapi_destroy (m->backend, vm->iommufd, objs[i].id) == 0)
+    if (!known && ifb_uapi_destroy (core->backend, vm->iommufd, objs[i].id) == 0)
       ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
                   objs[i].id, vm->name);
   }
 }
 
 static void
-tidy (IfbManager *m, IfbVm *vm)
+tidy (IfbCore *core, IfbVm *vm)
 {
   if (!vm->needs_tidy)
     return;
   vm->needs_tidy = false;
-  reap_orphans (m, vm);
+  reap_orphans (core, vm);
 }
 
 IfbVm *
-ifb_lifecycle_get (IfbManager *m, const char *key, GError **error)
+ifb_lifecycle_get (IfbCore *core, const char *key, GError **error)
 {
-  IfbVm *vm = ifb_registry_get (m->registry, key, error);
+  IfbVm *vm = ifb_registry_get (core->registry, key, error);
   if (vm)
-    tidy (m, vm);
+    tidy (core, vm);
   return vm;
 }
 
 void
-ifb_lifecycle_touch (IfbManager *m, IfbVm *vm)
+ifb_lifecycle_touch (IfbCore *core, IfbVm *vm)
 {
-  tidy (m, vm);
+  tidy (core, vm);
 }
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   GPtrArray *uuids;             /* of char*, left to tidy */
 } TidyJob;
 
@@ -94,9 +93,9 @@ tidy_some (gpointer data)
 
   for (int n = 0; n < 64 && job->uuids->len > 0; n++) {
     g_autofree char *uuid = g_ptr_array_steal_index_fast (job->uuids, job->uuids->len - 1);
-    IfbVm *vm = ifb_registry_lookup (job->m->registry, uuid);
+    IfbVm *vm = ifb_registry_lookup (job->core->registry, uuid);
     if (vm)
-      tidy (job->m, vm);
+      tidy (job->core, vm);
   }
   if (job->uuids->len > 0)
     return G_SOURCE_CONTINUE;
@@ -106,12 +105,12 @@ tidy_some (gpointer data)
 }
 
 void
-ifb_lifecycle_tidy_in_background (IfbManager *m)
+ifb_lifecycle_tidy_in_background (IfbCore *core)
 {
-  g_autoptr (GPtrArray) vms = ifb_registry_list (m->registry);
+  g_autoptr (GPtrArray) vms = ifb_registry_list (core->registry);
   TidyJob *job = g_new0 (TidyJob, 1);
 
-  job->m = m;
+  job->core = core;
   job->uuids = g_ptr_array_new_with_free_func (g_free);
   for (guint i = 0; i < vms->len; i++)
     if (((IfbVm *) g_ptr_array_index (vms, i))->needs_tidy)
@@ -126,15 +125,15 @@ ifb_lifecycle_tidy_in_background (IfbManager *m)
 
 /* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
 static void
-forget_state (IfbManager *m, IfbVm *vm)
+forget_state (IfbCore *core, IfbVm *vm)
 {
   g_autoptr (GError) error = NULL;
-  if (!ifb_state_remove_vm (m->runtime_dirfd, vm->uuid, &error))
+  if (!ifb_core_forget (core, vm, &error))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
 }
 
 void
-ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, guint n_fds)
+ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, guint n_fds)
 {
   g_autoptr (GHashTable) by_name = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (GPtrArray) kept = g_ptr_array_new ();
@@ -169,7 +168,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     if (vm->iommufd < 0 && vm->ioas_id) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': its IOMMUFD context is not in the fd store; dropping the guest",
                   vm->name);
-      forget_state (m, vm);
+      forget_state (core, vm);
       for (guint j = 0; j < vm->devices->len; j++) {
         g_autofree char *dn = ifb_vm_fdname_device (vm, g_ptr_array_index (vm->devices, j));
         int dfd = take_fd (by_name, dn);
@@ -194,7 +193,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
       if (bound && d->state == IFB_VM_DEVICE_READY && d->fd < 0) {
         ifb_log_vm (G_LOG_LEVEL_WARNING, vm, d->bdf, "Device %s of guest '%s' lost its fd; detaching it", d->bdf, vm->name);
         if (vm->iommufd >= 0 && d->hwpt_id)
-          ifb_uapi_destroy (m->backend, vm->iommufd, d->hwpt_id);
+          ifb_uapi_destroy (core->backend, vm->iommufd, d->hwpt_id);
         g_ptr_array_remove_index (vm->devices, j);
         changed = TRUE;
         continue;
@@ -209,7 +208,7 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     }
     if (changed) {
       g_autoptr (GError) error = NULL;
-      if (!ifb_state_save_vm (m->runtime_dirfd, vm, &error))
+      if (!ifb_core_persist (core, vm, &error))
         ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", error->message);
     }
     g_ptr_array_add (kept, vm);
@@ -228,18 +227,18 @@ ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved, int *fds, char **names, 
     IfbVm *vm = g_ptr_array_index (kept, i);
     g_autoptr (GError) error = NULL;
 
-    /* Tidying a context (emulated backend) maps it and checks its devices: done after READY=1
-     * in the background, or first thing when a client touches the guest (ifb_lifecycle_get()),
-     * so a restart with thousands of guests is not held up by it. */
-    vm->needs_tidy = ifb_uapi_backend_is_emulated (m->backend);
-    if (!ifb_registry_add (m->registry, vm, &error)) {
+    /* Tidying a context (listing its objects: the emulated backend maps it and checks its
+     * devices) is done after READY=1 in the background, or first thing when a client touches the
+     * guest (ifb_lifecycle_get()), so a restart with thousands of guests is not held up by it. */
+    vm->needs_tidy = vm->iommufd >= 0;
+    if (!ifb_registry_add (core->registry, vm, &error)) {
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s' not restored: %s", vm->name, error->message);
-      forget_state (m, vm);
+      forget_state (core, vm);
       ifb_vm_free (vm);
       continue;
     }
-    m->n_restored_vms++;
-    ifb_holders_restore (m, vm);
+    core->gauges.restored_vms++;
+    ifb_holders_restore (core, vm);
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' restored with %u devices", vm->name, vm->devices->len);
   }
 }

@@ -21,74 +21,15 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "device-kind.h"
 #include "errors.h"
 #include "fault.h"
 #include "fdwatch.h"
 #include "lifecycle-private.h"
 #include "log.h"
 #include "notify.h"
-#include "pci-device.h"
-#include "selftest-device.h"
 #include "util.h"
 #include "worker.h"
-
-/* ---- one operation per guest at a time ----------------------------------------------- */
-
-typedef struct {
-  void (*fn) (gpointer data);
-  gpointer data;
-} Waiter;
-
-gboolean
-ifb_lifecycle_is_busy (IfbVm *vm)
-{
-  return vm->busy;
-}
-
-void
-ifb_lifecycle_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data)
-{
-  Waiter *w = g_new0 (Waiter, 1);
-  w->fn = fn;
-  w->data = data;
-  g_queue_push_tail (&vm->waiters, w);
-}
-
-static gboolean
-run_waiter (gpointer data)
-{
-  g_autofree Waiter *w = data;
-  w->fn (w->data);
-  return G_SOURCE_REMOVE;
-}
-
-/* The guest is gone: what waited for it runs anyway (and finds it gone, or a new guest of the
- * same name, which then is the one meant: requests run in arrival order). */
-void
-ifb_lifecycle_hand_on_waiters (IfbVm *vm)
-{
-  for (Waiter *w; (w = g_queue_pop_head (&vm->waiters));)
-    g_idle_add (run_waiter, w);
-}
-
-/* What waited for the guest runs, in order, while it stays idle (a waiter may start an operation). */
-static void
-run_waiters (IfbVm *vm)
-{
-  ifb_vm_ref (vm);
-  while (!vm->busy && !vm->gone && !g_queue_is_empty (&vm->waiters))
-    run_waiter (g_queue_pop_head (&vm->waiters));
-  if (vm->gone)
-    ifb_lifecycle_hand_on_waiters (vm);
-  ifb_vm_free (vm);
-}
-
-void
-ifb_lifecycle_set_idle (IfbVm *vm)
-{
-  vm->busy = false;
-  run_waiters (vm);
-}
 
 /*
  * Releasing devices. On real hardware the last close of a bound device fd resets the device
@@ -104,7 +45,7 @@ ifb_lifecycle_set_idle (IfbVm *vm)
  * detached from one guest can be attached to another as soon as the detach has answered.
  */
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   IfbVm *vm;                    /* a reference */
   GArray *items;                /* IfbVmRelease */
   int ctx;                      /* the context the HWPTs (and maybe the IOAS) are in, or -1 */
@@ -126,7 +67,7 @@ on_released (IfbWorkerBatch *b, const GError *error, gpointer data)
     ifb_log_vm (G_LOG_LEVEL_WARNING, r->vm, NULL, "Guest '%s': releasing %u devices: %s, ignoring", r->vm->name,
                 r->items->len, error->message);
   ifb_worker_batch_free (b);
-  ifb_lifecycle_op_done (r->m, r->vm, r->error, r->done, r->data);
+  ifb_lifecycle_op_done (r->core, r->vm, r->error, r->done, r->data);
   ifb_vm_free (r->vm);
   g_array_unref (r->items);
   g_clear_error (&r->error);
@@ -136,19 +77,18 @@ on_released (IfbWorkerBatch *b, const GError *error, gpointer data)
 static void
 release_now (Release *r)
 {
-  IfbWorkerBatch *b = ifb_worker_batch_new ();
+  IfbWorkerBatch *b = ifb_worker_batch_new (r->core->backend);
 
   if (!b) {   /* no worker: close them here, as a last resort (their objects go with the context) */
     for (guint i = 0; i < r->items->len; i++)
-      ifb_uapi_device_close (r->m->backend, g_array_index (r->items, IfbVmRelease, i).fd);
+      ifb_uapi_device_close (r->core->backend, g_array_index (r->items, IfbVmRelease, i).fd);
     g_array_set_size (r->items, 0);
     ifb_close (r->ctx);
     on_released (NULL, NULL, r);
     return;
   }
   b->release = true;
-  b->emulated = ifb_uapi_backend_is_emulated (r->m->backend);
-  b->device_reset_ms = r->m->config->emulated_device_reset_ms;
+  b->device_reset_ms = r->core->device_reset_ms;
   b->iommufd = r->ctx;   /* the worker takes these fds */
   b->ioas_id = r->ioas_id;
   b->n_devices = r->items->len;
@@ -156,7 +96,7 @@ release_now (Release *r)
     b->devices[i].device_fd = g_array_index (r->items, IfbVmRelease, i).fd;
     b->devices[i].hwpt_id = g_array_index (r->items, IfbVmRelease, i).hwpt_id;
   }
-  ifb_worker_start (b, -1, r->m->config->worker_timeout_ms, on_released, r);
+  ifb_worker_start (b, -1, r->core->config->worker_timeout_ms, on_released, r);
 }
 
 static gboolean
@@ -173,11 +113,11 @@ on_barrier (int fd, GIOCondition cond, gpointer data)
 
 /* Finish an operation: release the devices it gave up, tell its caller, let the next one in. */
 void
-ifb_lifecycle_op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
 {
   if (vm->releasing->len > 0 || vm->releasing_ctx >= 0) {
     Release *r = g_new0 (Release, 1);
-    r->m = m;
+    r->core = core;
     r->vm = ifb_vm_ref (vm);
     r->items = g_steal_pointer (&vm->releasing);
     vm->releasing = g_array_new (FALSE, FALSE, sizeof (IfbVmRelease));
@@ -203,25 +143,25 @@ ifb_lifecycle_op_done (IfbManager *m, IfbVm *vm, const GError *error, IfbLifecyc
   ifb_vm_ref (vm);
   vm->busy = false;
   if (done)
-    done (m, vm, error, data);
-  run_waiters (vm);
+    done (core, vm, error, data);
+  ifb_vm_run_waiters (vm);
   ifb_vm_free (vm);
 }
 
 /* Undo the allocations of devices (detach, destroy HWPT, close fd = unbind). */
 void
-ifb_lifecycle_release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
+ifb_lifecycle_release_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, gboolean in_store)
 {
-  gboolean selftest = ifb_selftest_device_name_is (d->bdf);
+  const IfbDeviceKind *kind = ifb_device_kind_of (d->bdf);
 
-  if (selftest)
-    ifb_selftest_device_release (m, vm, d);   /* no device fd to detach: the mock goes first */
+  if (kind->release)
+    kind->release (core, vm, d);
   if (in_store) {
     g_autofree char *name = ifb_vm_fdname_device (vm, d);
     ifb_notify_fdstore_remove (name);
   }
   if (d->fd >= 0) {   /* detach, HWPT, close: a release worker's, as the operation ends (ifb_lifecycle_op_done()) */
-    IfbVmRelease rel = { .fd = d->fd, .hwpt_id = selftest ? 0 : d->hwpt_id };
+    IfbVmRelease rel = { .fd = d->fd, .hwpt_id = d->hwpt_id };
     g_array_append_val (vm->releasing, rel);
   }
   d->fd = -1;
@@ -231,7 +171,7 @@ ifb_lifecycle_release_device (IfbManager *m, IfbVm *vm, IfbVmDevice *d, gboolean
 }
 
 void
-ifb_lifecycle_release_context (IfbManager *m, IfbVm *vm, gboolean in_store)
+ifb_lifecycle_release_context (IfbCore *core, IfbVm *vm, gboolean in_store)
 {
   if (in_store) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
@@ -275,15 +215,15 @@ worker_error (IfbVm *vm, IfbWorkerBatch *b, IfbVmDevice **devs, GError **error)
 /* Open the guest's /dev/iommu and set its RLIMIT mode: before any object exists, as the kernel
  * refuses IOMMU_OPTION_RLIMIT_MODE afterwards. */
 static gboolean
-open_context (IfbManager *m, IfbVm *vm, GError **error)
+open_context (IfbCore *core, IfbVm *vm, GError **error)
 {
   int r;
 
   if ((r = ifb_fault_check ("open-iommufd")) < 0 ||
-      (r = ifb_uapi_open_iommufd (m->backend, m->dev_dirfd, &vm->iommufd)) < 0)
+      (r = ifb_uapi_open_iommufd (core->backend, core->dev_dirfd, &vm->iommufd)) < 0)
     return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Guest '%s': opening /dev/iommu", vm->name);
   if (vm->rlimit_per_process &&
-      ((r = ifb_fault_check ("rlimit")) < 0 || (r = ifb_uapi_set_rlimit_mode (m->backend, vm->iommufd, true)) < 0)) {
+      ((r = ifb_fault_check ("rlimit")) < 0 || (r = ifb_uapi_set_rlimit_mode (core->backend, vm->iommufd, true)) < 0)) {
     vm->iommufd = ifb_close (vm->iommufd);
     return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r,
                                 "Guest '%s': setting IOMMU_OPTION_RLIMIT_MODE to per-process "
@@ -298,12 +238,12 @@ open_context (IfbManager *m, IfbVm *vm, GError **error)
  * so no worker: the VMM's own allocations happen in the guest's cgroup, where it runs.
  */
 static gboolean
-realize_unbound (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
+realize_unbound (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, GError **error)
 {
   if (vm->iommufd < 0) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     int r;
-    if (!open_context (m, vm, error))
+    if (!open_context (core, vm, error))
       return FALSE;
     if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
       vm->iommufd = ifb_close (vm->iommufd);
@@ -323,7 +263,7 @@ realize_unbound (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, GError *
  */
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   IfbVm *vm;                    /* a reference */
   GPtrArray *devs;              /* IfbVmDevice*, borrowed from the guest or the attach */
   gboolean new_ctx;
@@ -336,7 +276,7 @@ typedef struct {
 static void
 batch_end_now (BatchJob *j, const GError *error)
 {
-  j->done (j->m, j->vm, error, j->data);
+  j->done (j->core, j->vm, error, j->data);
   ifb_close (j->cgfd);
   g_ptr_array_unref (j->devs);
   ifb_vm_free (j->vm);
@@ -347,9 +287,9 @@ static void
 batch_release (BatchJob *j, guint pushed, gboolean ctx_pushed)
 {
   for (guint i = 0; i < j->devs->len; i++)
-    ifb_lifecycle_release_device (j->m, j->vm, g_ptr_array_index (j->devs, i), i < pushed);
+    ifb_lifecycle_release_device (j->core, j->vm, g_ptr_array_index (j->devs, i), i < pushed);
   if (j->new_ctx)
-    ifb_lifecycle_release_context (j->m, j->vm, ctx_pushed);
+    ifb_lifecycle_release_context (j->core, j->vm, ctx_pushed);
 }
 
 static void
@@ -385,7 +325,8 @@ batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
     d->hwpt_id = wd->hwpt_id;
     d->hwpt_flags = wd->hwpt_flags;
     d->hw = wd->info;
-    ifb_selftest_device_adopt (d, wd);
+    if (ifb_device_kind_of (d->bdf)->adopt)
+      ifb_device_kind_of (d->bdf)->adopt (d, wd);
     g_free (d->cgroup);
     d->cgroup = g_strdup (b->cgroup);
     d->worker_pid = b->pid;
@@ -424,15 +365,14 @@ on_batch_done (IfbWorkerBatch *b, const GError *error, gpointer data)
 }
 
 void
-ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done, gpointer data)
+ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done, gpointer data)
 {
   g_autoptr (GError) error = NULL;
   IfbWorkerBatch *b = NULL;
   ifb_autofd int target = -1;
   BatchJob *j = g_new0 (BatchJob, 1);
-  int r;
 
-  j->m = m;
+  j->core = core;
   j->vm = ifb_vm_ref (vm);
   j->devs = g_ptr_array_new ();
   for (guint i = 0; i < n; i++)
@@ -443,11 +383,11 @@ ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, 
   j->data = data;
 
   if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
-    realize_unbound (m, vm, devs, n, &error);
+    realize_unbound (core, vm, devs, n, &error);
     batch_end_now (j, error);
     return;
   }
-  if (!(b = ifb_worker_batch_new ())) {
+  if (!(b = ifb_worker_batch_new (core->backend))) {
     ifb_error_set_errno (&error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
     batch_end_now (j, error);
     return;
@@ -456,37 +396,31 @@ ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, 
     g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many devices in one request");
     goto fail;
   }
-  if (!m->cgroups) {
+  if (!core->cgroups) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No cgroup2 hierarchy: cannot place workers");
     goto fail;
   }
-  if (!ifb_cgroup_open (m->cgroups, vm->cgroup, &j->cgfd, &error)) {
+  if (!ifb_cgroup_open (core->cgroups, vm->cgroup, &j->cgfd, &error)) {
     g_prefix_error (&error, "Guest '%s': ", vm->name);
     goto fail;
   }
-  if (j->new_ctx && !open_context (m, vm, &error))
+  if (j->new_ctx && !open_context (core, vm, &error))
     goto fail;
   for (guint i = 0; i < n; i++) {
     IfbVmDevice *d = devs[i];
-    gboolean selftest = ifb_selftest_device_name_is (d->bdf);   /* a dup of the context fd */
-    if (selftest) {
-      if ((r = ifb_selftest_device_open (vm, &d->fd)) < 0) {
-        ifb_error_set_errno (&error, IFB_ERROR_KERNEL, r, "Device %s: opening it", d->bdf);
-        goto fail;
-      }
-    } else if (!ifb_lifecycle_open_device (m, d, &d->fd, &error)) {
+    const IfbDeviceKind *kind = ifb_device_kind_of (d->bdf);
+    if (!kind->open (core, vm, d, &d->fd, &error))
       goto fail;
-    }
     b->devices[i] = (IfbWorkerDevice) {
       .device_fd = d->fd,
       .want_flags = (vm->options.nest_parent ? IFB_HWPT_NEST_PARENT : 0) |
                     (vm->options.dirty_tracking ? IFB_HWPT_DIRTY_TRACKING : 0),
       .allow_plain = vm->options.allow_plain,
-      .selftest = selftest,
     };
+    if (kind->prepare)
+      kind->prepare (d, &b->devices[i]);
   }
-  b->emulated = ifb_uapi_backend_is_emulated (m->backend);
-  b->device_reset_ms = m->config->emulated_device_reset_ms;
+  b->device_reset_ms = core->device_reset_ms;
   b->iommufd = vm->iommufd;
   b->alloc_ioas = j->new_ctx;
   b->ioas_id = vm->ioas_id;
@@ -496,7 +430,7 @@ ifb_lifecycle_run_batch (IfbManager *m, IfbVm *vm, IfbVmDevice **devs, guint n, 
     goto fail;
   }
   vm->busy = true;
-  ifb_worker_start (b, ifb_steal_fd (&target), m->config->worker_timeout_ms, on_batch_done, j);
+  ifb_worker_start (b, ifb_steal_fd (&target), core->config->worker_timeout_ms, on_batch_done, j);
   return;
 
 fail:
@@ -505,86 +439,43 @@ fail:
   batch_end_now (j, error);
 }
 
-/* The device as sysfs shows it now: on vfio-pci, with a VFIO device cdev. */
 gboolean
-ifb_lifecycle_lookup_vfio_device (IfbManager *m, const char *bdf, IfbPciDevice **ret_dev, GError **error)
+ifb_lifecycle_open_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error)
 {
-  g_autoptr (IfbPciDevice) dev = NULL;
-  const char *driver;
-
-  if (!ifb_pci_device_lookup (m->sys_dirfd, bdf, &dev, error))
-    return FALSE;
-  driver = ifb_pci_device_get_driver (dev);
-  if (g_strcmp0 (driver, "vfio-pci") != 0)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
-                        "Device %s is %s%s%s, not to vfio-pci", bdf,
-                        driver ? "bound to '" : "not bound to any driver", driver ? driver : "", driver ? "'" : ""), FALSE;
-  if (!ifb_pci_device_get_vfio_cdev (dev))
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
-                        "Device %s has no VFIO device cdev (no vfio-dev/vfioN: kernel without VFIO_DEVICE_CDEV?)", bdf), FALSE;
-  *ret_dev = g_steal_pointer (&dev);
-  return TRUE;
-}
-
-gboolean
-ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, GError **error)
-{
-  g_autoptr (IfbPciDevice) dev = NULL;
-  ifb_autofd int fd = -1;
-  guint64 want, got = 0;
-  int r;
-
-  if (!ifb_lifecycle_lookup_vfio_device (m, d->bdf, &dev, error))
-    return FALSE;
-  if (g_strcmp0 (d->cdev, ifb_pci_device_get_vfio_cdev (dev)) != 0) {
-    g_free (d->cdev);           /* rebound to vfio-pci since attach: it has a new cdev */
-    d->cdev = g_strdup (ifb_pci_device_get_vfio_cdev (dev));
-  }
-  if ((r = ifb_fault_check ("open-device")) < 0 ||
-      (r = ifb_uapi_open_device (m->backend, m->dev_dirfd, d->cdev, &fd)) < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, r, "Device %s: opening its cdev %s", d->bdf, d->cdev);
-  want = ifb_pci_device_get_vfio_rdev (dev);
-  r = ifb_uapi_device_rdev (m->backend, fd, &got);
-  if (r < 0 || want == 0 || got != want)
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_NOT_VFIO,
-                        "Device %s: /dev/vfio/devices/%s is %s%u:%u, but sysfs says its cdev is %u:%u; refusing it",
-                        d->bdf, d->cdev, r < 0 ? "no device cdev, " : "device ", r < 0 ? 0 : major (got),
-                        r < 0 ? 0 : minor (got), major (want), minor (want)), FALSE;
-  *ret_fd = ifb_steal_fd (&fd);
-  return TRUE;
+  return ifb_device_kind_of (d->bdf)->open (core, vm, d, ret_fd, error);
 }
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *core;
   char *uuid;
-  void (*fn) (IfbManager *m, IfbVm *vm);
+  void (*fn) (IfbCore *core, IfbVm *vm);
 } Later;
 
 static void
 run_later (gpointer data)
 {
   Later *l = data;
-  IfbVm *vm = ifb_registry_lookup (l->m->registry, l->uuid);
+  IfbVm *vm = ifb_registry_lookup (l->core->registry, l->uuid);
   if (vm)
-    l->fn (l->m, vm);
+    l->fn (l->core, vm);
   g_free (l->uuid);
   g_free (l);
 }
 
 /* fn (m, vm) now, or once the guest is idle (if it still exists then). */
 void
-ifb_lifecycle_when_idle_do (IfbManager *m, IfbVm *vm, void (*fn) (IfbManager *m, IfbVm *vm))
+ifb_lifecycle_when_idle_do (IfbCore *core, IfbVm *vm, void (*fn) (IfbCore *core, IfbVm *vm))
 {
   Later *l;
 
   if (!vm->busy) {
-    fn (m, vm);
+    fn (core, vm);
     return;
   }
   l = g_new0 (Later, 1);
-  l->m = m;
+  l->core = core;
   l->uuid = g_strdup (vm->uuid);
   l->fn = fn;
-  ifb_lifecycle_when_idle (vm, run_later, l);
+  ifb_vm_when_idle (vm, run_later, l);
 }
 

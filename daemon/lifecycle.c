@@ -9,19 +9,19 @@
  * Every allocation goes through ifb_lifecycle_run_batch() (lifecycle-work.c): one worker in the
  * guest's cgroup per request (worker.c), which the main loop starts and does not wait for; every
  * teardown through the operation's release worker (ifb_lifecycle_op_done()). While it runs the guest is busy:
- * requests that would change it wait (the dispatcher parks them, ifb_lifecycle_when_idle()) and
+ * requests that would change it wait (the dispatcher parks them, ifb_vm_when_idle()) and
  * run in arrival order when it is idle again, while other guests' requests go on. An operation
  * ends by calling its done callback once, then the next waiting request runs (op_done()).
  * The order of effects is chosen so a crash or failure at any point leaves a state that
  * restore() can make whole without guessing:
  *   1. the worker allocates (and undoes its own work if a step fails);
  *   2. the new fds go to the fd store (FDSTORE=1);
- *   3. the guest's state is written (ifb_manager_commit());
+ *   3. the guest's state is written (ifb_core_persist());
  *   4. the reply is sent.
  * Destroying goes the other way round: the state is removed first, then fds and objects.
  * A failure in 2 or 3 is undone here (detach, destroy, close, FDSTOREREMOVE). A crash after 2
  * leaves fds in the store that the registry does not know: restore() closes them, which unbinds
- * the devices, and on the emulated backend destroys the HWPTs nobody references. A crash after 3
+ * the devices, and where the backend can list objects destroys the HWPTs nobody references. A crash after 3
  * but before 4 leaves a complete guest the client was not told about; asking again says it
  * exists.
  */
@@ -35,16 +35,13 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "device-kind.h"
 #include "errors.h"
 #include "fault.h"
 #include "fdwatch.h"
-#include "holders.h"
 #include "lifecycle-private.h"
 #include "log.h"
 #include "notify.h"
-#include "pci-device.h"
-#include "state.h"
-#include "selftest-device.h"
 #include "util.h"
 #include "worker.h"
 
@@ -66,16 +63,16 @@ op_ctx_new (IfbLifecycleDone done, gpointer data)
 }
 
 static void
-op_ctx_finish (OpCtx *c, IfbManager *m, IfbVm *vm, const GError *error)
+op_ctx_finish (OpCtx *c, IfbCore *core, IfbVm *vm, const GError *error)
 {
-  ifb_lifecycle_op_done (m, vm, error, c->done, c->data);
+  ifb_lifecycle_op_done (core, vm, error, c->done, c->data);
   if (c->added)
     g_ptr_array_unref (c->added);
   g_free (c);
 }
 
 static gboolean
-resolve_cgroup (IfbManager *m, const IfbVmCreateArgs *a, char **ret_cgroup, GError **error)
+resolve_cgroup (IfbCore *core, const IfbVmCreateArgs *a, char **ret_cgroup, GError **error)
 {
   int given = (a->cgroup != NULL) + (a->pid > 0) + (a->pidfd >= 0);
 
@@ -102,31 +99,31 @@ resolve_cgroup (IfbManager *m, const IfbVmCreateArgs *a, char **ret_cgroup, GErr
 }
 
 static void
-create_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+create_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   OpCtx *c = data;
   g_autoptr (GError) local = NULL;
 
-  if (!error && !ifb_manager_commit (m, vm, &local))
+  if (!error && !ifb_core_persist (core, vm, &local))
     error = local;
   if (error) {
     /* Never seen by anyone but requests that waited for it: they run and find it gone. */
-    g_autoptr (IfbVm) removed = ifb_registry_remove (m->registry, vm);
-    ifb_lifecycle_release_context (m, vm, TRUE);
+    g_autoptr (IfbVm) removed = ifb_registry_remove (core->registry, vm);
+    ifb_lifecycle_release_context (core, vm, TRUE);
     vm->gone = true;
-    c->done (m, NULL, error, c->data);
-    ifb_lifecycle_set_idle (vm);
+    c->done (core, NULL, error, c->data);
+    ifb_vm_set_idle (vm);
     g_free (c);
     return;
   }
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' created (cgroup %s, %s)", vm->name, vm->cgroup,
               vm->iommufd >= 0 ? "context ready" : "pending until its cgroup exists");
-  ifb_manager_emit (m, "vm.created", ifb_vm_to_json (vm, FALSE));
-  op_ctx_finish (c, m, vm, NULL);
+  ifb_core_emit (core, "vm.created", ifb_vm_to_json (vm, FALSE));
+  op_ctx_finish (c, core, vm, NULL);
 }
 
 void
-ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *a, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree char *cgroup = NULL;
@@ -141,21 +138,21 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone 
     goto refuse;
   }
   uuid = a->uuid ? g_ascii_strdown (a->uuid, -1) : g_uuid_string_random ();
-  if (!resolve_cgroup (m, a, &cgroup, &error) ||
-      !ifb_peer_check_guest_cgroup (a->caller, cgroup, m->self_cgroup, a->allow_caller_cgroup, &error))
+  if (!resolve_cgroup (core, a, &cgroup, &error) ||
+      !ifb_peer_check_guest_cgroup (a->caller, cgroup, core->self_cgroup, a->allow_caller_cgroup, &error))
     goto refuse;
-  if (ifb_registry_lookup (m->registry, a->name) || ifb_registry_lookup (m->registry, uuid)) {
+  if (ifb_registry_lookup (core->registry, a->name) || ifb_registry_lookup (core->registry, uuid)) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already", a->name, uuid);
     goto refuse;
   }
-  if (ifb_registry_n_vms (m->registry) >= m->config->max_vms) {
+  if (ifb_registry_n_vms (core->registry) >= core->config->max_vms) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Limit reached: at most %u guests ([limits] max-vms)",
-                 m->config->max_vms);
+                 core->config->max_vms);
     goto refuse;
   }
   {
     ifb_autofd int fd = -1;
-    exists = m->cgroups && ifb_cgroup_open (m->cgroups, cgroup, &fd, &error);
+    exists = core->cgroups && ifb_cgroup_open (core->cgroups, cgroup, &fd, &error);
     if (!exists && !a->options.defer) {
       /* Without a cgroup2 hierarchy nothing set the error: say so rather than pass NULL on. */
       if (!error)
@@ -167,72 +164,68 @@ ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *a, IfbLifecycleDone 
   }
 
   vm = ifb_vm_new (a->name, uuid, cgroup);
-  vm->slot = ifb_registry_free_slot (m->registry);
+  vm->slot = ifb_registry_free_slot (core->registry);
   vm->options = a->options;
-  vm->rlimit_per_process = a->rlimit_per_process < 0 ? m->config->rlimit_per_process : a->rlimit_per_process;
+  vm->rlimit_per_process = a->rlimit_per_process < 0 ? core->config->rlimit_per_process : a->rlimit_per_process;
   /* In the registry at once: its name is taken, and requests for it wait until it is made. */
-  if (!ifb_registry_add (m->registry, vm, &error)) {
+  if (!ifb_registry_add (core->registry, vm, &error)) {
     ifb_vm_free (vm);
     goto refuse;
   }
   if (exists)
-    ifb_lifecycle_run_batch (m, vm, NULL, 0, create_done, op_ctx_new (done, data));
+    ifb_lifecycle_run_batch (core, vm, NULL, 0, create_done, op_ctx_new (done, data));
   else
-    create_done (m, vm, NULL, op_ctx_new (done, data));
+    create_done (core, vm, NULL, op_ctx_new (done, data));
   return;
 
 refuse:
-  done (m, NULL, error, data);
+  done (core, NULL, error, data);
 }
 
 /* Checks of one device for attach; fills *ret_cdev. */
 static gboolean
-check_device (IfbManager *m, IfbVm *vm, const char *bdf, char **ret_cdev, GError **error)
+check_device (IfbCore *core, IfbVm *vm, const char *bdf, char **ret_cdev, GError **error)
 {
-  g_autoptr (IfbPciDevice) dev = NULL;
+  const IfbDeviceKind *kind = ifb_device_kind_of (bdf);
   IfbVm *owner;
 
-  if (ifb_selftest_device_name_is (bdf)) {
-    if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
-      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
-                          "Device %s is a mock inside the guest's context, with no cdev to hand out: "
-                          "selftest devices need the bound hand-off", bdf), FALSE;
-    return ifb_selftest_device_check (m, vm, bdf, ret_cdev, error);
-  }
-  if (!ifb_lifecycle_lookup_vfio_device (m, bdf, &dev, error))
+  if (!kind->has_cdev && vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Device %s has no cdev to hand out (a %s device lives inside the guest's context): "
+                        "%s devices need the bound hand-off", bdf, kind->name, kind->name), FALSE;
+  if (!kind->check (core, bdf, ret_cdev, error))
     return FALSE;
-  owner = ifb_registry_device_owner (m->registry, bdf);
+  owner = ifb_registry_device_owner (core->registry, bdf);
   if (owner == vm)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is attached to guest '%s' already", bdf, vm->name), FALSE;
   if (owner)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s belongs to guest '%s'", bdf, owner->name), FALSE;
-  *ret_cdev = g_strdup (ifb_pci_device_get_vfio_cdev (dev));
   return TRUE;
 }
 
 /* The devices an attach added go again (its allocation or commit failed). */
 static void
-attach_undo (IfbManager *m, IfbVm *vm, GPtrArray *added)
+attach_undo (IfbCore *core, IfbVm *vm, GPtrArray *added)
 {
   for (guint i = 0; i < added->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (added, i);
-    ifb_lifecycle_release_device (m, vm, d, d->state == IFB_VM_DEVICE_READY);
-    ifb_registry_release_device (m->registry, d->bdf);
+    ifb_lifecycle_release_device (core, vm, d, d->state == IFB_VM_DEVICE_READY);
+    ifb_registry_release_device (core->registry, d->bdf);
     g_ptr_array_remove (vm->devices, d);
   }
   g_ptr_array_set_size (added, 0);
 }
 
 static void
-attach_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+attach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   OpCtx *c = data;
   g_autoptr (GError) local = NULL;
   gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
 
   if (error) {
-    attach_undo (m, vm, c->added);
-    op_ctx_finish (c, m, vm, error);
+    attach_undo (core, vm, c->added);
+    op_ctx_finish (c, core, vm, error);
     return;
   }
   for (guint i = 0; i < c->added->len; i++) {
@@ -243,22 +236,22 @@ attach_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
                 d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
                   ? " with a plain HWPT (its IOMMU cannot nest)" : "");
   }
-  if (!ifb_manager_commit (m, vm, &local)) {
-    attach_undo (m, vm, c->added);
-    op_ctx_finish (c, m, vm, local);
+  if (!ifb_core_persist (core, vm, &local)) {
+    attach_undo (core, vm, c->added);
+    op_ctx_finish (c, core, vm, local);
     return;
   }
   for (guint i = 0; i < c->added->len; i++) {
     json_object *ev = json_object_new_object ();
     json_object_object_add (ev, "vm", json_object_new_string (vm->name));
     json_object_object_add (ev, "device", json_object_new_string (((IfbVmDevice *) g_ptr_array_index (c->added, i))->bdf));
-    ifb_manager_emit (m, "device.attached", ev);
+    ifb_core_emit (core, "device.attached", ev);
   }
-  op_ctx_finish (c, m, vm, NULL);
+  op_ctx_finish (c, core, vm, NULL);
 }
 
 void
-ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) devs = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   g_autoptr (GError) error = NULL;
@@ -269,10 +262,10 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
     g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: no device given");
     goto refuse;
   }
-  if (vm->devices->len + n > m->config->max_devices_per_vm) {
+  if (vm->devices->len + n > core->config->max_devices_per_vm) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                  "Limit reached: guest '%s' may have at most %u devices ([limits] max-devices-per-vm)",
-                 vm->name, m->config->max_devices_per_vm);
+                 vm->name, core->config->max_devices_per_vm);
     goto refuse;
   }
   for (guint i = 0; i < n; i++) {
@@ -283,14 +276,14 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
         g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: device %s is listed twice", bdfs[i]);
         goto refuse;
       }
-    if (!check_device (m, vm, bdfs[i], &cdev, &error))
+    if (!check_device (core, vm, bdfs[i], &cdev, &error))
       goto refuse;
     d = ifb_vm_device_new (bdfs[i], cdev);
     g_ptr_array_add (devs, d);
     if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
       /* No bind will tell: check now that the node under /dev is the device sysfs names. */
       ifb_autofd int fd = -1;
-      if (!ifb_lifecycle_open_device (m, d, &fd, &error))
+      if (!ifb_lifecycle_open_device (core, vm, d, &fd, &error))
         goto refuse;
     }
     /* the lowest index neither the guest's devices nor this request's earlier ones use */
@@ -311,14 +304,14 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
   c->added = g_ptr_array_new ();
   for (guint i = 0; i < devs->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (devs, i);
-    ifb_registry_claim_device (m->registry, d->bdf, vm);
+    ifb_registry_claim_device (core->registry, d->bdf, vm);
     g_ptr_array_add (c->added, d);
   }
   g_ptr_array_extend_and_steal (vm->devices, g_steal_pointer (&devs));
   allocate = vm->iommufd >= 0;
   if (!allocate && vm->cgroup) {
     ifb_autofd int fd = -1;
-    allocate = m->cgroups && ifb_cgroup_open (m->cgroups, vm->cgroup, &fd, NULL);
+    allocate = core->cgroups && ifb_cgroup_open (core->cgroups, vm->cgroup, &fd, NULL);
   }
   if (allocate) {
     /* A pending guest becoming ready takes its earlier reservations along, in the same worker. */
@@ -328,14 +321,14 @@ ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n
       if (vm->iommufd < 0 || g_ptr_array_find (c->added, d, NULL))
         g_ptr_array_add (batch, d);
     }
-    ifb_lifecycle_run_batch (m, vm, (IfbVmDevice **) batch->pdata, batch->len, attach_done, c);
+    ifb_lifecycle_run_batch (core, vm, (IfbVmDevice **) batch->pdata, batch->len, attach_done, c);
   } else {
-    attach_done (m, vm, NULL, c);
+    attach_done (core, vm, NULL, c);
   }
   return;
 
 refuse:
-  ifb_lifecycle_op_done (m, vm, error, done, data);
+  ifb_lifecycle_op_done (core, vm, error, done, data);
 }
 
 typedef struct {
@@ -345,30 +338,30 @@ typedef struct {
 } DetachCtx;
 
 static void
-detach_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+detach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   DetachCtx *c = data;
   g_autoptr (GError) local = NULL;
   json_object *ev;
 
   /* released: now another guest may have it */
-  ifb_registry_release_device (m->registry, c->bdf);
+  ifb_registry_release_device (core->registry, c->bdf);
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, c->bdf, "Device %s detached from guest '%s'", c->bdf, vm->name);
-  if (!ifb_manager_commit (m, vm, &local)) {
-    c->done (m, vm, local, c->data);   /* the device is free either way; the next commit writes it */
+  if (!ifb_core_persist (core, vm, &local)) {
+    c->done (core, vm, local, c->data);   /* the device is free either way; the next commit writes it */
   } else {
     ev = json_object_new_object ();
     json_object_object_add (ev, "vm", json_object_new_string (vm->name));
     json_object_object_add (ev, "device", json_object_new_string (c->bdf));
-    ifb_manager_emit (m, "device.detached", ev);
-    c->done (m, vm, NULL, c->data);
+    ifb_core_emit (core, "device.detached", ev);
+    c->done (core, vm, NULL, c->data);
   }
   g_free (c->bdf);
   g_free (c);
 }
 
 void
-ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_detach (IfbCore *core, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data)
 {
   IfbVmDevice *d = ifb_vm_find_device (vm, bdf);
   g_autoptr (GError) error = NULL;
@@ -376,23 +369,23 @@ ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDon
 
   if (!d) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED, "Device %s is not attached to guest '%s'", bdf, vm->name);
-    ifb_lifecycle_op_done (m, vm, error, done, data);
+    ifb_lifecycle_op_done (core, vm, error, done, data);
     return;
   }
   c = g_new0 (DetachCtx, 1);
   c->done = done;
   c->data = data;
   c->bdf = g_strdup (bdf);
-  ifb_lifecycle_release_device (m, vm, d, TRUE);
+  ifb_lifecycle_release_device (core, vm, d, TRUE);
   g_ptr_array_remove (vm->devices, d);
-  ifb_lifecycle_op_done (m, vm, NULL, detach_done, c);
+  ifb_lifecycle_op_done (core, vm, NULL, detach_done, c);
 }
 
 static void
-destroy_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+destroy_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   OpCtx *c = data;
-  g_autoptr (IfbVm) removed = ifb_registry_remove (m->registry, vm);   /* its devices are free now */
+  g_autoptr (IfbVm) removed = ifb_registry_remove (core->registry, vm);   /* its devices are free now */
   json_object *ev;
 
   vm->gone = true;
@@ -400,14 +393,14 @@ destroy_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));
   json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
-  ifb_manager_emit (m, "vm.destroyed", ev);
+  ifb_core_emit (core, "vm.destroyed", ev);
   if (c->done)
-    c->done (m, vm, NULL, c->data);
+    c->done (core, vm, NULL, c->data);
   g_free (c);
 }
 
 void
-ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_destroy (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GError) error = NULL;
 
@@ -416,48 +409,48 @@ ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer
   /* The state goes first: a crash after it leaves fds in the store that match no guest, which
    * restore closes (the guest is gone, as asked); a crash before it leaves the guest whole. The
    * other order could leave a guest missing some of its devices. */
-  if (!ifb_manager_commit_removal (m, vm, &error))
+  if (!ifb_core_forget (core, vm, &error))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Forgetting the state of '%s': %s, ignoring", vm->name, error->message);
   ifb_vm_clear_holders (vm);
   /* Kernel order: every HWPT (after detaching its device) before the IOAS they sit on. */
   for (guint i = 0; i < vm->devices->len; i++)
-    ifb_lifecycle_release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
-  ifb_lifecycle_release_context (m, vm, TRUE);
-  ifb_lifecycle_op_done (m, vm, NULL, destroy_done, op_ctx_new (done, data));
+    ifb_lifecycle_release_device (core, vm, g_ptr_array_index (vm->devices, i), TRUE);
+  ifb_lifecycle_release_context (core, vm, TRUE);
+  ifb_lifecycle_op_done (core, vm, NULL, destroy_done, op_ctx_new (done, data));
 }
 
 static void
-destroy_quietly (IfbManager *m, IfbVm *vm)
+destroy_quietly (IfbCore *core, IfbVm *vm)
 {
-  ifb_lifecycle_destroy (m, vm, NULL, NULL);
+  ifb_lifecycle_destroy (core, vm, NULL, NULL);
 }
 
 void
-ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm)
+ifb_lifecycle_destroy_when_idle (IfbCore *core, IfbVm *vm)
 {
-  ifb_lifecycle_when_idle_do (m, vm, destroy_quietly);
+  ifb_lifecycle_when_idle_do (core, vm, destroy_quietly);
 }
 
 static void
-realize_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+realize_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   OpCtx *c = data;
   g_autoptr (GError) local = NULL;
 
-  if (!error && !ifb_manager_commit (m, vm, &local)) {
+  if (!error && !ifb_core_persist (core, vm, &local)) {
     for (guint i = 0; i < vm->devices->len; i++)
-      ifb_lifecycle_release_device (m, vm, g_ptr_array_index (vm->devices, i), TRUE);
+      ifb_lifecycle_release_device (core, vm, g_ptr_array_index (vm->devices, i), TRUE);
     error = local;
   }
   if (!error) {
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
-    ifb_manager_emit (m, "vm.ready", ifb_vm_to_json (vm, FALSE));
+    ifb_core_emit (core, "vm.ready", ifb_vm_to_json (vm, FALSE));
   }
-  op_ctx_finish (c, m, vm, error);
+  op_ctx_finish (c, core, vm, error);
 }
 
 void
-ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_realize (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) pending = g_ptr_array_new ();
 
@@ -467,14 +460,14 @@ ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer
       g_ptr_array_add (pending, d);
   }
   if (vm->iommufd >= 0 && pending->len == 0) {
-    ifb_lifecycle_op_done (m, vm, NULL, done, data);
+    ifb_lifecycle_op_done (core, vm, NULL, done, data);
     return;
   }
-  ifb_lifecycle_run_batch (m, vm, (IfbVmDevice **) pending->pdata, pending->len, realize_done, op_ctx_new (done, data));
+  ifb_lifecycle_run_batch (core, vm, (IfbVmDevice **) pending->pdata, pending->len, realize_done, op_ctx_new (done, data));
 }
 
 static void
-reclaim_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+reclaim_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   g_autoptr (GError) local = NULL;
   json_object *ev;
@@ -482,25 +475,25 @@ reclaim_done (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
   if (error) {
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "Guest '%s': making its context again after its VMM exited: %s; "
                 "the next vm.fds tries again", vm->name, error->message);
-    if (!ifb_manager_commit (m, vm, &local))
+    if (!ifb_core_persist (core, vm, &local))
       ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
   }
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));
   json_object_object_add (ev, "uuid", json_object_new_string (vm->uuid));
   json_object_object_add (ev, "vmm_exits", json_object_new_int64 ((gint64) vm->vmm_exits));
-  ifb_manager_emit (m, "vm.reclaimed", ev);
+  ifb_core_emit (core, "vm.reclaimed", ev);
 }
 
 static void
-reclaim_released (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+reclaim_released (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   if (!vm->gone)
-    ifb_lifecycle_realize (m, vm, reclaim_done, NULL);
+    ifb_lifecycle_realize (core, vm, reclaim_done, NULL);
 }
 
 static void
-reclaim_now (IfbManager *m, IfbVm *vm)
+reclaim_now (IfbCore *core, IfbVm *vm)
 {
   gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
 
@@ -510,17 +503,17 @@ reclaim_now (IfbManager *m, IfbVm *vm)
     /* Back to pending: our own objects in kernel order, then the context with whatever else is
      * in it; bound devices are unbound by closing our fds (the VMM's copies are gone with it). */
     for (guint i = 0; i < vm->devices->len; i++)
-      ifb_lifecycle_release_device (m, vm, g_ptr_array_index (vm->devices, i), bound);
-    ifb_lifecycle_release_context (m, vm, TRUE);
+      ifb_lifecycle_release_device (core, vm, g_ptr_array_index (vm->devices, i), bound);
+    ifb_lifecycle_release_context (core, vm, TRUE);
     vm->vmm_exits++;
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s': the last process holding its fds exited; its context is "
                 "replaced, freeing what the VMM allocated and pinned", vm->name);
   }
-  ifb_lifecycle_op_done (m, vm, NULL, reclaim_released, NULL);   /* the devices released before they are bound again */
+  ifb_lifecycle_op_done (core, vm, NULL, reclaim_released, NULL);   /* the devices released before they are bound again */
 }
 
 void
-ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm)
+ifb_lifecycle_reclaim (IfbCore *core, IfbVm *vm)
 {
-  ifb_lifecycle_when_idle_do (m, vm, reclaim_now);
+  ifb_lifecycle_when_idle_do (core, vm, reclaim_now);
 }

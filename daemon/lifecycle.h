@@ -8,7 +8,7 @@
 
 #include <glib.h>
 
-#include "manager.h"
+#include "core.h"
 #include "peer.h"
 #include "vm.h"
 
@@ -29,43 +29,37 @@ typedef struct {
  * once — from the main loop when a worker ran, or before the operation returns when none was
  * needed. The guest takes its next request once this returns.
  */
-typedef void (*IfbLifecycleDone) (IfbManager *m, IfbVm *vm, const GError *error, gpointer data);
+typedef void (*IfbLifecycleDone) (IfbCore *core, IfbVm *vm, const GError *error, gpointer data);
 
-/* One operation per guest at a time: while a worker runs for it the guest is busy, and what
- * must wait (a parked request, a reclaim) is queued to run when it is idle again. */
-gboolean ifb_lifecycle_is_busy (IfbVm *vm);
-void ifb_lifecycle_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data);
-
-void ifb_lifecycle_create (IfbManager *m, const IfbVmCreateArgs *args, IfbLifecycleDone done, gpointer data);
+void ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *args, IfbLifecycleDone done, gpointer data);
 /* The guest must be idle. */
-void ifb_lifecycle_attach (IfbManager *m, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done,
+void ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done,
                            gpointer data);
 /* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
-void ifb_lifecycle_realize (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
+void ifb_lifecycle_realize (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data);
 /* Idle guest. The device is another guest's to take once done has run (its release worker
  * closed it). */
-void ifb_lifecycle_detach (IfbManager *m, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data);
+void ifb_lifecycle_detach (IfbCore *core, IfbVm *vm, const char *bdf, IfbLifecycleDone done, gpointer data);
 /* Destroy in kernel order (HWPTs, then the IOAS), close every fd, free the devices (done may be
  * NULL). The guest must be idle; it is gone when done runs. */
-void ifb_lifecycle_destroy (IfbManager *m, IfbVm *vm, IfbLifecycleDone done, gpointer data);
+void ifb_lifecycle_destroy (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data);
 /* The same once the guest is idle (now if it is). */
-void ifb_lifecycle_destroy_when_idle (IfbManager *m, IfbVm *vm);
+void ifb_lifecycle_destroy_when_idle (IfbCore *core, IfbVm *vm);
 
 /* The last process holding vm's fds exited: replace its context (freeing all the VMM allocated
  * and pinned in it) and, under the bound hand-off, make the broker's objects again; once the
  * guest is idle. */
-void ifb_lifecycle_reclaim (IfbManager *m, IfbVm *vm);
-/* Open device d's cdev as sysfs names it now (d->cdev follows a new name), checking the node is
- * that device: its number must be the one sysfs vfio-dev/vfioN/dev gives. */
-gboolean ifb_lifecycle_open_device (IfbManager *m, IfbVmDevice *d, int *ret_fd, GError **error);
+void ifb_lifecycle_reclaim (IfbCore *core, IfbVm *vm);
+/* Open device d of vm as its kind does (device-kind.h), checking the node is that device. */
+gboolean ifb_lifecycle_open_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error);
 
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
-IfbVm *ifb_lifecycle_get (IfbManager *m, const char *name_or_uuid, GError **error);
+IfbVm *ifb_lifecycle_get (IfbCore *core, const char *name_or_uuid, GError **error);
 /* What ifb_lifecycle_get() does to the guest it finds, for a guest looked up otherwise. */
-void ifb_lifecycle_touch (IfbManager *m, IfbVm *vm);
+void ifb_lifecycle_touch (IfbCore *core, IfbVm *vm);
 /* Tidy the restored guests from the main loop, a few per iteration, after READY=1. */
-void ifb_lifecycle_tidy_in_background (IfbManager *m);
+void ifb_lifecycle_tidy_in_background (IfbCore *core);
 
 /* Re-associate saved guests (taken) with fds handed back by the service manager (taken).
  * Unmatched fds are logged and closed; guests whose context is gone are dropped and logged. */
-void ifb_lifecycle_restore (IfbManager *m, GPtrArray *saved_vms, int *fds, char **names, guint n_fds);
+void ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved_vms, int *fds, char **names, guint n_fds);

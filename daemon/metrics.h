@@ -1,36 +1,50 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The broker's metrics: counters the dispatcher and the worker code bump as they go, and the
- * rendering of those plus the registry's state into the OpenMetrics text format (the `metrics`
- * method) or the Prometheus text format 0.0.4 (the [metrics] textfile for node_exporter's
- * textfile collector, whose parser predates OpenMetrics).
+ * The broker's counters: what the dispatcher and the worker code count as they go. Rendered as
+ * text by metrics-text.c.
  */
 #pragma once
 
 #include <glib.h>
 
-#include "manager.h"
+#include "errors.h"
 
-typedef enum {
-  IFB_METRICS_OPENMETRICS,      /* application/openmetrics-text; version=1.0.0 */
-  IFB_METRICS_PROMETHEUS_TEXT,  /* text/plain; version=0.0.4 */
-} IfbMetricsFormat;
+#define IFB_METRICS_MAX_BUCKETS 16
 
-#define IFB_METRICS_OPENMETRICS_CONTENT_TYPE "application/openmetrics-text; version=1.0.0; charset=utf-8"
+typedef struct {
+  guint64 count;
+  guint64 bucket[IFB_METRICS_MAX_BUCKETS];   /* observations in (bound[i-1], bound[i]] */
+  double sum;                   /* seconds */
+} IfbHistogram;
+
+typedef struct {
+  guint n;
+  const double *bound;
+  const char *const *text;      /* the same bounds as le="" label values */
+} IfbBuckets;
+
+extern const IfbBuckets ifb_metrics_rpc_buckets;
+extern const IfbBuckets ifb_metrics_worker_buckets;
+
+typedef struct {
+  guint64 calls;
+  guint64 errors[_IFB_ERROR_MAX];
+  IfbHistogram duration;
+} IfbMethodStats;
+
+typedef struct {
+  guint64 spawns;
+  guint64 failures;
+  IfbHistogram duration;
+} IfbWorkerStats;
 
 /* One RPC call of method (a name from the method table) done in usec; error is NULL on success. */
 void ifb_metrics_rpc_observe (const char *method, const GError *error, gint64 usec);
 /* One worker spawned with strategy ("vfork") that ran for usec; ok: it did its job. */
 void ifb_metrics_worker_observe (const char *strategy, gboolean ok, gint64 usec);
 
-/* Everything, as text in format. */
-char *ifb_metrics_render (IfbManager *m, IfbMetricsFormat format);
-
-/*
- * [metrics] textfile=PATH: write the Prometheus text now and every interval-sec seconds,
- * atomically (a temporary file in the same directory renamed over PATH). No-op without a path.
- */
-void ifb_metrics_textfile_start (IfbManager *m);
-void ifb_metrics_textfile_stop (void);
-/* Write the text file once; FALSE with error when it could not be written. */
-gboolean ifb_metrics_textfile_write (IfbManager *m, GError **error);
+/* What was counted for method; NULL when it was never called. */
+const IfbMethodStats *ifb_metrics_method (const char *method);
+/* The spawn strategies, 0 .. n-1: the name, and its stats in *ret_stats. */
+guint ifb_metrics_n_strategies (void);
+const char *ifb_metrics_strategy (guint i, const IfbWorkerStats **ret_stats);

@@ -1,12 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #define G_LOG_DOMAIN "ifb-reply"
 
-#include "connection.h"
 #include "reply.h"
 
 struct IfbReply {
   gint ref;
-  IfbConnection *conn;
+  const IfbCaller *caller;
   gboolean batch;
   gboolean sealed;
   GPtrArray *slots;             /* json_object* per request, NULL until filled or for notifications */
@@ -16,11 +15,11 @@ struct IfbReply {
 };
 
 IfbReply *
-ifb_reply_new (IfbConnection *conn, gboolean batch)
+ifb_reply_new (const IfbCaller *caller, gboolean batch)
 {
   IfbReply *r = g_new0 (IfbReply, 1);
   r->ref = 1;
-  r->conn = conn;
+  r->caller = caller;
   r->batch = batch;
   r->slots = g_ptr_array_new_with_free_func ((GDestroyNotify) json_object_put);
   r->fds = ifb_fd_list_new ();
@@ -63,8 +62,8 @@ ifb_reply_fill (IfbReply *r, guint i, json_object *response)
     r->bytes += len + 1;
   }
   r->outstanding--;
-  if (r->sealed && r->outstanding == 0 && r->conn)
-    ifb_connection_reply_ready (r->conn);
+  if (r->sealed && r->outstanding == 0 && r->caller && r->caller->reply_ready)
+    r->caller->reply_ready (r->caller->owner);
 }
 
 void
@@ -74,8 +73,8 @@ ifb_reply_seal (IfbReply *r)
 }
 
 IfbFdList *ifb_reply_fds (IfbReply *r) { return r->fds; }
-IfbConnection *ifb_reply_connection (IfbReply *r) { return r->conn; }
-void ifb_reply_detach (IfbReply *r) { r->conn = NULL; }
+const IfbCaller *ifb_reply_caller (IfbReply *r) { return r->caller; }
+void ifb_reply_detach (IfbReply *r) { r->caller = NULL; }
 
 size_t ifb_reply_bytes (IfbReply *r) { return r->bytes; }
 

@@ -11,12 +11,24 @@
 #include <json-c/json.h>
 
 #include "fdlist.h"
+#include "peer.h"
 
 typedef struct IfbReply IfbReply;
-typedef struct IfbConnection IfbConnection;
 
-/* A line's reply for connection conn (NULL in unit tests); batch: answer with an array. */
-IfbReply *ifb_reply_new (IfbConnection *conn, gboolean batch);
+/*
+ * Who sent a line, as the layers above the transport see it: the peer, and what they may ask of
+ * its connection (owner) — nothing else of it.
+ */
+typedef struct {
+  const IfbPeer *peer;
+  void (*reply_ready) (gpointer owner);                   /* a line's reply completed: send what is ready */
+  void (*set_subscribed) (gpointer owner, gboolean on);   /* events.subscribe */
+  gpointer owner;
+} IfbCaller;
+
+/* A line's reply for caller (NULL in unit tests; it must outlive the reply or detach it);
+ * batch: answer with an array. */
+IfbReply *ifb_reply_new (const IfbCaller *caller, gboolean batch);
 IfbReply *ifb_reply_ref (IfbReply *r);
 void ifb_reply_unref (IfbReply *r);
 
@@ -29,8 +41,8 @@ void ifb_reply_seal (IfbReply *r);
 
 /* The fds sent with the line (results refer to them by index). */
 IfbFdList *ifb_reply_fds (IfbReply *r);
-/* The connection, or NULL once it is gone. */
-IfbConnection *ifb_reply_connection (IfbReply *r);
+/* The caller, or NULL once its connection is gone. */
+const IfbCaller *ifb_reply_caller (IfbReply *r);
 void ifb_reply_detach (IfbReply *r);   /* the connection is closing */
 
 gboolean ifb_reply_is_complete (IfbReply *r);

@@ -2,17 +2,14 @@
 /* rpc.discover and broker.info. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
+#include "device-kind.h"
 #include "errors.h"
 #include "util.h"
 #include "ifb-config.h"
 #include "json.h"
-#include "libvirt-watch.h"
 #include "params.h"
 #include "rpc.h"
-#include "server.h"
 #include "worker.h"
-
-static const IfbParamSpec no_params[] = { { NULL } };
 
 /* The document's reply text, rendered once (on one line, as the framing needs). */
 static int
@@ -23,13 +20,11 @@ serialize_discover (json_object *jso, struct printbuf *pb, int level, int flags)
 }
 
 gboolean
-ifb_rpc_discover (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_discover (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
   static GString *text;
   json_object *o;
 
-  if (!ifb_params_parse (params, no_params, NULL, error))
-    return FALSE;
   if (!text) {
     g_autoptr (json_object) doc = json_tokener_parse (ifb_openrpc_json);
     if (!doc)
@@ -67,33 +62,31 @@ limits_json (const IfbConfig *c)
 }
 
 gboolean
-ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_broker_info (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  IfbManager *m = call->manager;
+  IfbCore *core = call->core;
   json_object *o, *counts, *acct, *workers;
   gboolean mem;
 
-  if (!ifb_params_parse (params, no_params, NULL, error))
-    return FALSE;
   o = json_object_new_object ();
   json_object_object_add (o, "version", json_object_new_string (IFB_VERSION));
-  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
-  json_object_object_add (o, "backend_reason", json_object_new_string (m->backend_reason));
-  json_object_object_add (o, "emulated_root", m->emulated_root ? json_object_new_string (m->emulated_root) : NULL);
-  json_object_object_add (o, "selftest_devices", json_object_new_boolean (m->selftest_available));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (core->backend)));
+  json_object_object_add (o, "backend_reason", json_object_new_string (core->backend_reason));
+  json_object_object_add (o, "emulated_root", core->emulated_root ? json_object_new_string (core->emulated_root) : NULL);
+  json_object_object_add (o, "selftest_devices", json_object_new_boolean (ifb_device_kind_offered (ifb_device_kind_by_name ("selftest"))));
 
-  mem = m->cgroups && ifb_cgroup_root_has_memory (m->cgroups);
+  mem = core->cgroups && ifb_cgroup_root_has_memory (core->cgroups);
   acct = json_object_new_object ();
-  json_object_object_add (acct, "cgroup2_mount", m->cgroups ? json_object_new_string (ifb_cgroup_root_mount (m->cgroups)) : NULL);
+  json_object_object_add (acct, "cgroup2_mount", core->cgroups ? json_object_new_string (ifb_cgroup_root_mount (core->cgroups)) : NULL);
   json_object_object_add (acct, "memory_controller_on_cgroup2", json_object_new_boolean (mem));
   json_object_object_add (acct, "charged_to_guest", json_object_new_boolean (mem));
   json_object_object_add (acct, "note", json_object_new_string (
-      !m->cgroups ? "no cgroup2 hierarchy: workers cannot be placed" :
+      !core->cgroups ? "no cgroup2 hierarchy: workers cannot be placed" :
       mem ? "IOMMU page tables are charged to each guest's cgroup" :
             "workers run in each guest's cgroup2 directory, but the memory controller is not on cgroup2 "
             "(hybrid or v1 host): the kernel cannot charge the guest"));
-  json_object_object_add (acct, "daemon_cgroup", m->self_cgroup ? json_object_new_string (m->self_cgroup) : NULL);
-  json_object_object_add (acct, "rlimit_per_process_default", json_object_new_boolean (m->config->rlimit_per_process));
+  json_object_object_add (acct, "daemon_cgroup", core->self_cgroup ? json_object_new_string (core->self_cgroup) : NULL);
+  json_object_object_add (acct, "rlimit_per_process_default", json_object_new_boolean (core->config->rlimit_per_process));
   json_object_object_add (o, "accounting", acct);
 
   workers = json_object_new_object ();
@@ -102,24 +95,24 @@ ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GErr
   json_object_object_add (workers, "spawned", json_object_new_int64 ((int64_t) ifb_worker_count ()));
   json_object_object_add (workers, "running", json_object_new_int64 (ifb_worker_n_running ()));
   json_object_object_add (workers, "waiting", json_object_new_int64 (ifb_worker_n_waiting ()));
-  json_object_object_add (workers, "max_running", json_object_new_int64 (m->config->max_workers));
+  json_object_object_add (workers, "max_running", json_object_new_int64 (core->config->max_workers));
   json_object_object_add (o, "workers", workers);
 
   counts = json_object_new_object ();
-  json_object_object_add (counts, "vms", json_object_new_int64 (ifb_registry_n_vms (m->registry)));
-  json_object_object_add (counts, "devices", json_object_new_int64 (ifb_registry_n_devices (m->registry)));
-  json_object_object_add (counts, "connections", json_object_new_int64 (m->server ? ifb_server_n_connections (m->server) : 0));
-  json_object_object_add (counts, "restored_vms", json_object_new_int64 ((int64_t) m->n_restored_vms));
+  json_object_object_add (counts, "vms", json_object_new_int64 (ifb_registry_n_vms (core->registry)));
+  json_object_object_add (counts, "devices", json_object_new_int64 (ifb_registry_n_devices (core->registry)));
+  json_object_object_add (counts, "connections", json_object_new_int64 (core->gauges.connections));
+  json_object_object_add (counts, "restored_vms", json_object_new_int64 ((int64_t) core->gauges.restored_vms));
   json_object_object_add (o, "counts", counts);
-  json_object_object_add (o, "limits", limits_json (m->config));
+  json_object_object_add (o, "limits", limits_json (core->config));
   {
     json_object *defaults = json_object_new_object ();
     json_object_object_add (defaults, "handoff", json_object_new_string (ifb_vm_handoff_to_string (IFB_VM_HANDOFF_UNBOUND)));
     json_object_object_add (o, "defaults", defaults);
   }
-  json_object_object_add (o, "libvirt", m->config->libvirt_uri ? json_object_new_string (m->config->libvirt_uri) : NULL);
-  json_object_object_add (o, "libvirt_connected", json_object_new_boolean (m->libvirt && ifb_libvirt_watch_is_connected (m->libvirt)));
-  json_object_object_add (o, "uptime_usec", json_object_new_int64 (g_get_monotonic_time () - m->started_usec));
+  json_object_object_add (o, "libvirt", core->config->libvirt_uri ? json_object_new_string (core->config->libvirt_uri) : NULL);
+  json_object_object_add (o, "libvirt_connected", json_object_new_boolean (core->gauges.libvirt_connected));
+  json_object_object_add (o, "uptime_usec", json_object_new_int64 (g_get_monotonic_time () - core->started_usec));
   *ret = o;
   return TRUE;
 }

@@ -14,7 +14,7 @@
 IfbVm *
 ifb_rpc_lookup_vm (IfbCall *call, const char *name, const char *uuid, GError **error)
 {
-  IfbRegistry *r = call->manager->registry;
+  IfbRegistry *r = call->core->registry;
   IfbVm *vm;
 
   if (!name && !uuid)
@@ -33,7 +33,7 @@ ifb_rpc_lookup_vm (IfbCall *call, const char *name, const char *uuid, GError **e
       return g_set_error (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM, "No guest named '%s'", name), NULL;
     return g_set_error (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM, "No guest with UUID %s", uuid), NULL;
   }
-  ifb_lifecycle_touch (call->manager, vm);
+  ifb_lifecycle_touch (call->core, vm);
   return vm;
 }
 
@@ -42,7 +42,7 @@ ifb_rpc_fds_refused (IfbCall *call, GError **error)
 {
   const IfbPeer *p = call->peer;
 
-  if (ifb_peer_can_read (p, call->manager->config) || g_error_matches (*error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS))
+  if (ifb_peer_can_read (p, call->core->config) || g_error_matches (*error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS))
     return FALSE;
   /* A peer without a role learns neither whether the guest exists nor where it runs. */
   g_clear_error (error);

@@ -1,27 +1,24 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* vm.* methods: parameter tables, access rules beyond the method table, and result shapes. The
- * work itself is lifecycle.c. */
+/* vm.* methods: checks of their args beyond the method table's (rpc-methods.c), access rules
+ * beyond it, and result shapes. The work itself is lifecycle.c. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
 #include <fcntl.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "cgroup.h"
-#include "connection.h"
 #include "errors.h"
 #include "holders.h"
 #include "log.h"
 #include "util.h"
 #include "json.h"
 #include "lifecycle.h"
-#include "params.h"
 #include "rpc.h"
 
 /* ---- answers that come when the guest's operation is over ---------------------------- */
 
 static void
-answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+answer_vm (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   if (error)
     ifb_deferred_fail (data, error);
@@ -30,7 +27,7 @@ answer_vm (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 }
 
 static void
-answer_vm_verbose (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+answer_vm_verbose (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   if (error)
     ifb_deferred_fail (data, error);
@@ -38,149 +35,81 @@ answer_vm_verbose (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
     ifb_deferred_return (data, ifb_vm_to_json (vm, TRUE));
 }
 
-typedef struct {
-  const char *name, *uuid, *cgroup;
-  gint64 pid, pidfd;
-  json_object *options;
-} CreateParams;
-
-typedef struct {
-  const char *handoff;
-  gboolean nest_parent, allow_plain, dirty_tracking, defer, rlimit_per_process, allow_caller_cgroup;
-} CreateOptions;
-
 gboolean
-ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "name", IFB_PARAM_STRING, offsetof (CreateParams, name), IFB_PARAM_REQUIRED },
-    { "uuid", IFB_PARAM_STRING, offsetof (CreateParams, uuid), 0 },
-    { "cgroup", IFB_PARAM_STRING, offsetof (CreateParams, cgroup), 0 },
-    { "pid", IFB_PARAM_INT, offsetof (CreateParams, pid), 0 },
-    { "pidfd", IFB_PARAM_INT, offsetof (CreateParams, pidfd), 0 },
-    { "options", IFB_PARAM_OBJECT, offsetof (CreateParams, options), 0 },
-    { NULL },
-  };
-  static const IfbParamSpec option_specs[] = {
-    { "handoff", IFB_PARAM_STRING, offsetof (CreateOptions, handoff), 0 },
-    { "nest_parent", IFB_PARAM_BOOL, offsetof (CreateOptions, nest_parent), 0 },
-    { "allow_plain", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_plain), 0 },
-    { "dirty_tracking", IFB_PARAM_BOOL, offsetof (CreateOptions, dirty_tracking), 0 },
-    { "defer", IFB_PARAM_BOOL, offsetof (CreateOptions, defer), 0 },
-    { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (CreateOptions, rlimit_per_process), 0 },
-    { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (CreateOptions, allow_caller_cgroup), 0 },
-    { NULL },
-  };
-  CreateParams p = { .pid = G_MININT64, .pidfd = -1 };   /* G_MININT64, -1: not given */
-  CreateOptions o = { .nest_parent = TRUE, .rlimit_per_process = -1 };
+  const IfbRpcVmCreateArgs *p = args;
+  const IfbRpcVmCreateOptions *o = &p->options;
   IfbVmCreateArgs a;
   IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  if (p.options && !ifb_params_parse (p.options, option_specs, &o, error))
-    return g_prefix_error (error, "In 'options': "), FALSE;
-  if (o.handoff && (handoff = ifb_vm_handoff_from_string (o.handoff)) == IFB_VM_HANDOFF_INVALID)
+  if (o->handoff && (handoff = ifb_vm_handoff_from_string (o->handoff)) == IFB_VM_HANDOFF_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
-                        o.handoff), FALSE;
-  if (p.pid != G_MININT64 && (p.pid <= 0 || p.pid > G_MAXINT32))
+                        o->handoff), FALSE;
+  if (p->pid != G_MININT64 && (p->pid <= 0 || p->pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  if (p.pidfd >= 0 && (p.pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p.pidfd > G_MAXINT32))
+  if (p->pidfd >= 0 && (p->pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p->pidfd > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: member 'pidfd' is fd index %" G_GINT64_FORMAT " but %u fds came with the request",
-                        p.pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
+                        p->pidfd, ifb_fd_list_len (call->in_fds)), FALSE;
   a = (IfbVmCreateArgs) {
-    .name = p.name, .uuid = p.uuid, .cgroup = p.cgroup, .pid = p.pid > 0 ? (pid_t) p.pid : 0,
-    .pidfd = p.pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p.pidfd) : -1,
-    .options = { .handoff = handoff, .nest_parent = o.nest_parent, .allow_plain = o.allow_plain,
-                 .dirty_tracking = o.dirty_tracking, .defer = o.defer },
-    .rlimit_per_process = o.rlimit_per_process == -1 ? -1 : !!o.rlimit_per_process,
-    .caller = call->peer, .allow_caller_cgroup = o.allow_caller_cgroup,
+    .name = p->name, .uuid = p->uuid, .cgroup = p->cgroup, .pid = p->pid > 0 ? (pid_t) p->pid : 0,
+    .pidfd = p->pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p->pidfd) : -1,
+    .options = { .handoff = handoff, .nest_parent = o->nest_parent, .allow_plain = o->allow_plain,
+                 .dirty_tracking = o->dirty_tracking, .defer = o->defer },
+    .rlimit_per_process = o->rlimit_per_process == -1 ? -1 : !!o->rlimit_per_process,
+    .caller = call->peer, .allow_caller_cgroup = o->allow_caller_cgroup,
   };
-  ifb_lifecycle_create (call->manager, &a, answer_vm, ifb_call_defer (call));
+  ifb_lifecycle_create (call->core, &a, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
 
-typedef struct {
-  const char *vm, *uuid, *device;
-  json_object *devices;
-} DeviceParams;
-
-static const IfbParamSpec attach_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
-  { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
-  { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), 0 },
-  { "devices", IFB_PARAM_ARRAY, offsetof (DeviceParams, devices), 0 },
-  { NULL },
-};
-
 gboolean
-ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  DeviceParams p = { 0 };
+  const IfbRpcVmDeviceArgs *p = args;
   g_autoptr (GPtrArray) bdfs = g_ptr_array_new ();
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, attach_specs, &p, error))
-    return FALSE;
-  if (!!p.device == !!p.devices)
+  if (!!p->device == !!p->devices)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: give either 'device' or 'devices'"), FALSE;
-  if (p.device)
-    g_ptr_array_add (bdfs, (gpointer) p.device);
-  for (size_t i = 0; p.devices && i < json_object_array_length (p.devices); i++) {
-    json_object *e = json_object_array_get_idx (p.devices, i);
+  if (p->device)
+    g_ptr_array_add (bdfs, (gpointer) p->device);
+  for (size_t i = 0; p->devices && i < json_object_array_length (p->devices); i++) {
+    json_object *e = json_object_array_get_idx (p->devices, i);
     if (!json_object_is_type (e, json_type_string))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                           "Invalid params: member 'devices' must be an array of strings"), FALSE;
-    if (bdfs->len >= call->manager->config->max_devices_per_vm)
+    if (bdfs->len >= call->core->config->max_devices_per_vm)
       return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                           "Limit reached: at most %u devices per guest ([limits] max-devices-per-vm)",
-                          call->manager->config->max_devices_per_vm), FALSE;
+                          call->core->config->max_devices_per_vm), FALSE;
     g_ptr_array_add (bdfs, (gpointer) json_object_get_string (e));
   }
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_attach (call->manager, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+    ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
                           ifb_call_defer (call));
   return TRUE;
 }
 
 gboolean
-ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_detach (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (DeviceParams, vm), 0 },
-    { "uuid", IFB_PARAM_STRING, offsetof (DeviceParams, uuid), 0 },
-    { "device", IFB_PARAM_STRING, offsetof (DeviceParams, device), IFB_PARAM_REQUIRED },
-    { NULL },
-  };
-  DeviceParams p = { 0 };
+  const IfbRpcVmDeviceArgs *p = args;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_detach (call->manager, vm, p.device, answer_vm, ifb_call_defer (call));
+    ifb_lifecycle_detach (call->core, vm, p->device, answer_vm, ifb_call_defer (call));
   return TRUE;
 }
-
-typedef struct {
-  const char *vm, *uuid;
-  gint64 pid;
-} VmParams;
-
-static const IfbParamSpec vm_specs[] = {
-  { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
-  { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
-  { NULL },
-};
 
 typedef struct {
   IfbDeferred *d;
@@ -188,7 +117,7 @@ typedef struct {
 } DestroyCtx;
 
 static void
-destroyed (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+destroyed (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   DestroyCtx *c = data;
   ifb_deferred_return (c->d, c->result);
@@ -196,16 +125,14 @@ destroyed (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 }
 
 gboolean
-ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_destroy (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
   json_object *o;
   DestroyCtx *c;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))
@@ -217,7 +144,7 @@ ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GErro
   c = g_new0 (DestroyCtx, 1);
   c->d = ifb_call_defer (call);
   c->result = o;
-  ifb_lifecycle_destroy (call->manager, vm, destroyed, c);
+  ifb_lifecycle_destroy (call->core, vm, destroyed, c);
   return TRUE;
 }
 
@@ -236,16 +163,13 @@ free_joined (json_object *jso, void *userdata)
 }
 
 gboolean
-ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   g_autoptr (GPtrArray) vms = NULL;
   GString *text;
   json_object *arr, *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
-  vms = ifb_registry_list (call->manager->registry);
+  vms = ifb_registry_list (call->core->registry);
   text = g_string_sized_new (64 + vms->len * 512);
   g_string_append_c (text, '[');
   for (guint i = 0; i < vms->len; i++) {
@@ -254,8 +178,8 @@ ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError *
     g_string_append (text, ifb_vm_list_json (g_ptr_array_index (vms, i)));
   }
   g_string_append_c (text, ']');
-  /* An array whose text is prerendered: a tree of every guest's objects would cost ~100 ms at
-   * 4096 guests (tests/bench). Only ever serialized, never read back. */
+  /* An array whose text is prerendered from each guest's cached summary (ifb_vm_list_json()):
+   * no json-c tree of every guest is built. Only ever serialized, never read back. */
   arr = json_object_new_array ();
   json_object_set_serializer (arr, serialize_joined, text, free_joined);
   o = json_object_new_object ();
@@ -269,15 +193,16 @@ static const char *const obj_type_names[] = {
   [IFB_UAPI_OBJ_HWPT_NESTED] = "hwpt-nested", [IFB_UAPI_OBJ_VIOMMU] = "viommu", [IFB_UAPI_OBJ_VDEVICE] = "vdevice",
 };
 
-/* The context's own object table (emulated backend): each object with the cgroup it was made in. */
+/* The context's own objects, where the backend can list them (the emulated one): each object with
+ * the cgroup it was made in. */
 static json_object *
-context_objects (IfbVm *vm)
+context_objects (IfbCore *core, IfbVm *vm)
 {
   IfbUapiObject objs[128];
   size_t n = 0;
   json_object *arr;
 
-  if (vm->iommufd < 0 || ifb_uapi_emul_list_objects (vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
+  if (vm->iommufd < 0 || ifb_uapi_list_objects (core->backend, vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
     return NULL;
   arr = json_object_new_array ();
   for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
@@ -294,19 +219,17 @@ context_objects (IfbVm *vm)
 }
 
 gboolean
-ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_show (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
   json_object *o, *objs;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   o = ifb_vm_to_json (vm, TRUE);
-  if ((objs = context_objects (vm)))
+  if ((objs = context_objects (call->core, vm)))
     json_object_object_add (o, "context_objects", objs);
   *ret = o;
   return TRUE;
@@ -318,7 +241,7 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
 {
   g_autofree char *peer_cgroup = NULL;
 
-  if (ifb_peer_is_admin (call->peer, call->manager->config))
+  if (ifb_peer_is_admin (call->peer, call->core->config))
     return TRUE;
   if (!ifb_peer_get_cgroup (call->peer, &peer_cgroup, error))
     return g_prefix_error (error, "Permission denied: vm.fds: "), FALSE;
@@ -335,7 +258,7 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
  * copy of the context and, per device, a copy of our bound fd (bound) or a fresh open of its
  * cdev that we keep no copy of (unbound). The caller then holds the guest's fds and is watched. */
 static gboolean
-fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
+fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, json_object **ret, GError **error)
 {
   g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
   g_autoptr (GError) local = NULL;
@@ -353,7 +276,7 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
       if (fds[i] < 0)
         ok = ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Guest '%s': duplicating an fd", vm->name);
     } else {
-      ok = ifb_lifecycle_open_device (m, d, &fds[i], error);
+      ok = ifb_lifecycle_open_device (core, vm, d, &fds[i], error);
     }
     if (!ok) {
       for (guint j = 0; j < i; j++)
@@ -365,7 +288,7 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   o = json_object_new_object ();
   json_object_object_add (o, "vm", json_object_new_string (vm->name));
   json_object_object_add (o, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
-  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (m->backend)));
+  json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (core->backend)));
   json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
   ifb_fd_list_push (out_fds, fds[0]);
   if (bound)
@@ -388,16 +311,16 @@ fds_answer (IfbManager *m, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   json_object_object_add (o, "devices", devs);
 
   /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. */
-  if (!ifb_holders_add (m, vm, peer->pid, peer->pidfd, &local))
+  if (!ifb_holders_add (core, vm, peer->pid, peer->pidfd, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
-  else if (!ifb_manager_commit (m, vm, &local))
+  else if (!ifb_core_persist (core, vm, &local))
     ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
   *ret = o;
   return TRUE;
 }
 
 static void
-fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+fds_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   IfbDeferred *d = data;
   g_autoptr (GError) local = NULL;
@@ -408,85 +331,71 @@ fds_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
     ifb_deferred_fail (d, error);
   else if (!peer)   /* it hung up meanwhile: nobody to hand the fds to */
     ifb_deferred_return (d, json_object_new_object ());
-  else if (!fds_answer (m, vm, peer, ifb_deferred_out_fds (d), &o, &local))
+  else if (!fds_answer (core, vm, peer, ifb_deferred_out_fds (d), &o, &local))
     ifb_deferred_fail (d, local);
   else
     ifb_deferred_return (d, o);
 }
 
 gboolean
-ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_fds (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, vm_specs, &p, error))
-    return FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm || !check_fds_access (call, vm, error))
     return ifb_rpc_fds_refused (call, error);
   if (ifb_call_park_if_busy (call, vm))
     return TRUE;
   if (!ifb_holders_admit (vm, call->peer->pid, error))
     return FALSE;
-  ifb_lifecycle_realize (call->manager, vm, fds_realized, ifb_call_defer (call));
+  ifb_lifecycle_realize (call->core, vm, fds_realized, ifb_call_defer (call));
   return TRUE;
 }
 
 static void
-started_realized (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+started_realized (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
   g_autoptr (GError) local = NULL;
 
-  if (!error && !ifb_manager_commit (m, vm, &local))
+  if (!error && !ifb_core_persist (core, vm, &local))
     error = local;
-  answer_vm (m, vm, error, data);
+  answer_vm (core, vm, error, data);
 }
 
 gboolean
-ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = {
-    { "vm", IFB_PARAM_STRING, offsetof (VmParams, vm), 0 },
-    { "uuid", IFB_PARAM_STRING, offsetof (VmParams, uuid), 0 },
-    { "pid", IFB_PARAM_INT, offsetof (VmParams, pid), IFB_PARAM_REQUIRED },
-    { NULL },
-  };
-  VmParams p = { 0 };
+  const IfbRpcVmArgs *p = args;
   g_autofree char *cgroup = NULL;
   IfbVm *vm;
 
-  if (!ifb_params_parse (params, specs, &p, error))
-    return FALSE;
-  if (p.pid <= 0 || p.pid > G_MAXINT32)
+  if (p->pid <= 0 || p->pid > G_MAXINT32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
-  vm = ifb_rpc_lookup_vm (call, p.vm, p.uuid, error);
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
   if (ifb_call_park_if_busy (call, vm))
     return TRUE;
-  if (!ifb_cgroup_of_pid ((pid_t) p.pid, &cgroup, error))
+  if (!ifb_cgroup_of_pid ((pid_t) p->pid, &cgroup, error))
     return FALSE;
   if (vm->cgroup && !ifb_cgroup_is_within (cgroup, vm->cgroup))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %" G_GINT64_FORMAT " runs in %s, outside guest '%s''s cgroup %s",
-                        p.pid, cgroup, vm->name, vm->cgroup), FALSE;
-  if (!ifb_holders_add (call->manager, vm, (pid_t) p.pid, -1, error))
+                        p->pid, cgroup, vm->name, vm->cgroup), FALSE;
+  if (!ifb_holders_add (call->core, vm, (pid_t) p->pid, -1, error))
     return FALSE;
-  ifb_lifecycle_realize (call->manager, vm, started_realized, ifb_call_defer (call));
+  ifb_lifecycle_realize (call->core, vm, started_realized, ifb_call_defer (call));
   return TRUE;
 }
 
 gboolean
-ifb_rpc_events_subscribe (IfbCall *call, json_object *params, json_object **ret, GError **error)
+ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  static const IfbParamSpec specs[] = { { NULL } };
   json_object *o;
 
-  if (!ifb_params_parse (params, specs, NULL, error))
-    return FALSE;
-  if (call->connection)
-    ifb_connection_set_subscribed (call->connection, TRUE);
+  ifb_call_subscribe (call);
   o = json_object_new_object ();
   json_object_object_add (o, "subscribed", json_object_new_boolean (TRUE));
   *ret = o;

@@ -1,25 +1,58 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The RPC handlers, one file per method family: rpc-broker.c, rpc-device.c, rpc-metrics.c,
- * rpc-vm.c, rpc-events.c. The table that names them is rpc-methods.c.
+ * The RPC handlers, one file per method family: rpc-broker.c (rpc.discover, broker.info),
+ * rpc-device.c (device.list), rpc-metrics.c (metrics), rpc-vm.c (vm.*, and events.subscribe,
+ * whose events are the guests'), rpc-lookup.c (finding the guest a vm.* call names). The table
+ * that names them is rpc-methods.c.
  */
 #pragma once
 
 #include "dispatch.h"
 
-gboolean ifb_rpc_discover (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_broker_info (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_device_list (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_metrics (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_create (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_attach (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_detach (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_destroy (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_list (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_show (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_fds (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_vm_started (IfbCall *call, json_object *params, json_object **ret, GError **error);
-gboolean ifb_rpc_events_subscribe (IfbCall *call, json_object *params, json_object **ret, GError **error);
+/*
+ * What the handlers get as args: their params, parsed by the dispatcher against the method's
+ * table entry (rpc-methods.c, which also holds the defaults). Strings and arrays are borrowed
+ * from the request. Methods that take no params get NULL.
+ */
+
+/* vm.create */
+typedef struct {
+  const char *handoff;
+  gboolean nest_parent, allow_plain, dirty_tracking, defer, allow_caller_cgroup;
+  gboolean rlimit_per_process;          /* -1: not given (the configured default) */
+} IfbRpcVmCreateOptions;
+
+typedef struct {
+  const char *name, *uuid, *cgroup;
+  gint64 pid, pidfd;                    /* G_MININT64, -1: not given */
+  IfbRpcVmCreateOptions options;
+} IfbRpcVmCreateArgs;
+
+/* vm.attach ('device' or 'devices') and vm.detach ('device') */
+typedef struct {
+  const char *vm, *uuid, *device;
+  json_object *devices;
+} IfbRpcVmDeviceArgs;
+
+/* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */
+typedef struct {
+  const char *vm, *uuid;
+  gint64 pid;
+} IfbRpcVmArgs;
+
+gboolean ifb_rpc_discover (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_broker_info (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_metrics (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_detach (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_destroy (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_show (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_fds (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error);
 
 /* The guest a vm.* call names by 'vm' (name), 'uuid', or both (rpc-lookup.c). */
 IfbVm *ifb_rpc_lookup_vm (IfbCall *call, const char *name, const char *uuid, GError **error);

@@ -26,12 +26,13 @@
 #include "connection.h"
 #include "errors.h"
 #include "fdwatch.h"
+#include "jsonrpc.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
 
 struct IfbServer {
-  IfbManager *manager;
+  IfbCore *core;
   int listen_fd;
   char *path;                   /* bound by us: unlinked on exit */
   guint source;                 /* the listening socket's watch; 0 while accepting is paused */
@@ -40,12 +41,14 @@ struct IfbServer {
   GHashTable *per_uid;          /* uid -> count */
   guint fds_held;               /* fds in transit, over all connections */
   guint fd_budget;
+  IfbConnectionOwner owner;     /* what connections ask of the server */
   guint idle_sweep;             /* timeout source of the idle sweep, 0 when off */
 };
 
 #define ACCEPT_PAUSE_MS 100
 
 static gboolean on_accept (int fd, GIOCondition cond, gpointer data);
+static void on_connection_closed (IfbConnection *c, gpointer data);
 
 static gboolean
 on_resume (gpointer data)
@@ -82,36 +85,38 @@ on_accept (int fd, GIOCondition cond, gpointer data)
         g_warning ("accept: %s", g_strerror (errno));
       break;
     }
-    if (!ifb_peer_from_socket (cfd, s->manager->config, &peer, &error)) {
+    if (!ifb_peer_from_socket (cfd, s->core->config, &peer, &error)) {
       g_message ("Refusing connection: %s", error->message);
       ifb_close (cfd);
       continue;
     }
     uid_count = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (peer->uid)));
-    if (g_hash_table_size (s->connections) >= s->manager->config->max_connections ||
-        uid_count >= s->manager->config->max_connections_per_uid ||
-        (g_hash_table_size (s->connections) + MIN (s->manager->config->reserved_connections,
-                                                   s->manager->config->max_connections / 2) >= s->manager->config->max_connections &&
-         !ifb_peer_is_admin (peer, s->manager->config))) {
-      ifb_log_refusal (peer->uid, s->manager->config->max_refusals_logged,
+    if (g_hash_table_size (s->connections) >= s->core->config->max_connections ||
+        uid_count >= s->core->config->max_connections_per_uid ||
+        (g_hash_table_size (s->connections) + MIN (s->core->config->reserved_connections,
+                                                   s->core->config->max_connections / 2) >= s->core->config->max_connections &&
+         !ifb_peer_is_admin (peer, s->core->config))) {
+      ifb_log_refusal (peer->uid, s->core->config->max_refusals_logged,
                  "Refusing connection of uid %u pid %d: connection limit reached ([limits] %s)",
                  (unsigned) peer->uid, (int) peer->pid,
-                 uid_count >= s->manager->config->max_connections_per_uid ? "max-connections-per-uid" :
-                 g_hash_table_size (s->connections) >= s->manager->config->max_connections ? "max-connections" :
+                 uid_count >= s->core->config->max_connections_per_uid ? "max-connections-per-uid" :
+                 g_hash_table_size (s->connections) >= s->core->config->max_connections ? "max-connections" :
                  "max-connections less reserved-connections, which are kept for root and the admin group");
       ifb_peer_free (peer);
       ifb_close (cfd);
       continue;
     }
     g_hash_table_insert (s->per_uid, GUINT_TO_POINTER (peer->uid), GUINT_TO_POINTER (uid_count + 1));
-    g_hash_table_add (s->connections, ifb_connection_new (s->manager, s, cfd, peer));
+    g_hash_table_add (s->connections, ifb_connection_new (s->core, &s->owner, cfd, peer));
+    s->core->gauges.connections = g_hash_table_size (s->connections);
   }
   return G_SOURCE_CONTINUE;
 }
 
-void
-ifb_server_connection_closed (IfbServer *s, IfbConnection *c)
+static void
+on_connection_closed (IfbConnection *c, gpointer data)
 {
+  IfbServer *s = data;
   uid_t uid = ifb_connection_get_peer (c)->uid;
   guint n = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (uid)));
 
@@ -120,19 +125,15 @@ ifb_server_connection_closed (IfbServer *s, IfbConnection *c)
   else
     g_hash_table_insert (s->per_uid, GUINT_TO_POINTER (uid), GUINT_TO_POINTER (n - 1));
   g_hash_table_remove (s->connections, c);
+  s->core->gauges.connections = g_hash_table_size (s->connections);
 }
 
-gboolean
-ifb_server_hold_fds (IfbServer *s, int delta)
+static gboolean
+hold_fds (int delta, gpointer data)
 {
+  IfbServer *s = data;
   s->fds_held = (guint) MAX (0, (int) s->fds_held + delta);
   return s->fds_held <= s->fd_budget;
-}
-
-guint
-ifb_server_fd_budget (IfbServer *s)
-{
-  return s->fd_budget;
 }
 
 static gboolean
@@ -140,7 +141,7 @@ on_idle_sweep (gpointer data)
 {
   IfbServer *s = data;
   g_autoptr (GPtrArray) idle = g_ptr_array_new ();
-  gint64 now = g_get_monotonic_time (), timeout = (gint64) s->manager->config->idle_timeout * G_USEC_PER_SEC;
+  gint64 now = g_get_monotonic_time (), timeout = (gint64) s->core->config->idle_timeout * G_USEC_PER_SEC;
   GHashTableIter it;
   gpointer key;
 
@@ -150,9 +151,9 @@ on_idle_sweep (gpointer data)
       g_ptr_array_add (idle, key);
   if (idle->len > 0)
     g_message ("Closing %u connections idle for %u s or more ([limits] idle-timeout)", idle->len,
-               s->manager->config->idle_timeout);
+               s->core->config->idle_timeout);
   for (guint i = 0; i < idle->len; i++)
-    ifb_server_connection_closed (s, g_ptr_array_index (idle, i));
+    on_connection_closed (g_ptr_array_index (idle, i), s);
   return G_SOURCE_CONTINUE;
 }
 
@@ -185,12 +186,12 @@ bind_path (const char *path, guint mode, GError **error)
 }
 
 IfbServer *
-ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
+ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error)
 {
   IfbServer *s;
 
   if (listen_fd < 0) {
-    listen_fd = bind_path (path, m->config->socket_mode, error);
+    listen_fd = bind_path (path, core->config->socket_mode, error);
     if (listen_fd < 0)
       return NULL;
   } else {
@@ -200,7 +201,7 @@ ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
     path = NULL;
   }
   s = g_new0 (IfbServer, 1);
-  s->manager = m;
+  s->core = core;
   s->listen_fd = listen_fd;
   s->path = g_strdup (path);
   s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
@@ -211,8 +212,9 @@ ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error)
     getrlimit (RLIMIT_NOFILE, &rl);
     s->fd_budget = (guint) MIN (rl.rlim_cur / 8, (rlim_t) G_MAXINT / 2);
   }
-  if (m->config->idle_timeout > 0)   /* checked four times per timeout: closed within 1.25 of it */
-    s->idle_sweep = g_timeout_add (MAX (250u, m->config->idle_timeout * 1000u / 4), on_idle_sweep, s);
+  s->owner = (IfbConnectionOwner) { .hold_fds = hold_fds, .fd_budget = s->fd_budget, .closed = on_connection_closed, .data = s };
+  if (core->config->idle_timeout > 0)   /* checked four times per timeout: closed within 1.25 of it */
+    s->idle_sweep = g_timeout_add (MAX (250u, core->config->idle_timeout * 1000u / 4), on_idle_sweep, s);
   return s;
 }
 
@@ -236,17 +238,15 @@ ifb_server_free (IfbServer *s)
   return NULL;
 }
 
-guint
-ifb_server_n_connections (IfbServer *s)
-{
-  return g_hash_table_size (s->connections);
-}
-
 void
-ifb_server_broadcast (IfbServer *s, json_object *notification)
+ifb_server_broadcast_event (IfbServer *s, const char *type, json_object *params)
 {
+  g_autoptr (json_object) notification = NULL;
   GHashTableIter it;
   gpointer key;
+
+  json_object_object_add (params, "event", json_object_new_string (type));
+  notification = ifb_jsonrpc_request_new ("event", params, -1);   /* a notification: no id */
 
   g_hash_table_iter_init (&it, s->connections);
   while (g_hash_table_iter_next (&it, &key, NULL))

@@ -8,21 +8,16 @@
 #include <glib.h>
 #include <json-c/json.h>
 
-#include "manager.h"
+#include "connection.h"
+#include "core.h"
 
-typedef struct IfbConnection IfbConnection;
+typedef struct IfbServer IfbServer;
 
 /* Listen on fd (socket-activated) or, when fd < 0, bind path (mode 0660). */
-IfbServer *ifb_server_new (IfbManager *m, int listen_fd, const char *path, GError **error);
+IfbServer *ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error);
 IfbServer *ifb_server_free (IfbServer *s);
 
-guint ifb_server_n_connections (IfbServer *s);
-/* Queue a notification line to every subscribed connection. */
-void ifb_server_broadcast (IfbServer *s, json_object *notification);
-
-/* Count delta more (or fewer) fds held in transit for peers; FALSE when over the budget. */
-gboolean ifb_server_hold_fds (IfbServer *s, int delta);
-guint ifb_server_fd_budget (IfbServer *s);
-
-/* Called by connections. */
-void ifb_server_connection_closed (IfbServer *s, IfbConnection *c);
+/* Queue the notification {"jsonrpc":"2.0","method":"event","params":{...params,"event":type}}
+ * to every subscribed connection (params taken). The open connections are counted in
+ * core->gauges.connections. */
+void ifb_server_broadcast_event (IfbServer *s, const char *type, json_object *params);

@@ -26,8 +26,7 @@
 #include "errors.h"
 #include "fault.h"
 #include "json.h"
-#include "pci-device.h"
-#include "selftest-device.h"
+#include "device-kind.h"
 #include "state.h"
 #include "util.h"
 
@@ -109,30 +108,6 @@ ifb_state_remove_vm (int runtime_dirfd, const char *uuid, GError **error)
   return TRUE;
 }
 
-/* A device's name: a PCI address, or one of the kernel selftest's mock devices. */
-static gboolean
-device_name_is_valid (const char *bdf)
-{
-  if (ifb_selftest_device_name_is (bdf)) {
-    const char *p = bdf + strlen (IFB_SELFTEST_PREFIX);
-    return p[0] >= '0' && p[0] < '0' + IFB_SELFTEST_N_DEVICES && p[1] == '\0';
-  }
-  return ifb_pci_bdf_is_valid (bdf);
-}
-
-static gboolean
-cdev_is_valid (const char *cdev)
-{
-  if (strcmp (cdev, "selftest") == 0)
-    return TRUE;
-  if (!g_str_has_prefix (cdev, "vfio") || !cdev[4] || strlen (cdev) > 14)
-    return FALSE;
-  for (const char *p = cdev + 4; *p; p++)
-    if (!g_ascii_isdigit (*p))
-      return FALSE;
-  return TRUE;
-}
-
 static gboolean
 optional_cgroup_is_valid (const char *path)
 {
@@ -191,7 +166,7 @@ validate (json_object *jvm, const IfbVm *vm, GError **error)
     json_object *jd = json_object_array_get_idx (jdevs, i);
     const char *state = ifb_json_get_string (jd, "state");
 
-    if (!device_name_is_valid (d->bdf) || !cdev_is_valid (d->cdev))
+    if (!ifb_device_kind_of (d->bdf)->saved_valid (d->bdf, d->cdev))
       return reject (error, "invalid device address or cdev");
     if (!state || ifb_vm_device_state_from_string (state) == IFB_VM_DEVICE_STATE_INVALID)
       return reject (error, "invalid device state");

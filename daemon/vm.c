@@ -435,3 +435,58 @@ ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d)
   append_base64 (s, vm->slot);
   return g_string_free (s, FALSE);
 }
+
+/* ---- one operation at a time --------------------------------------------------------- */
+
+typedef struct {
+  void (*fn) (gpointer data);
+  gpointer data;
+} Waiter;
+
+gboolean
+ifb_vm_is_busy (IfbVm *vm)
+{
+  return vm->busy;
+}
+
+void
+ifb_vm_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data)
+{
+  Waiter *w = g_new0 (Waiter, 1);
+  w->fn = fn;
+  w->data = data;
+  g_queue_push_tail (&vm->waiters, w);
+}
+
+static gboolean
+run_waiter (gpointer data)
+{
+  g_autofree Waiter *w = data;
+  w->fn (w->data);
+  return G_SOURCE_REMOVE;
+}
+
+void
+ifb_vm_hand_on_waiters (IfbVm *vm)
+{
+  for (Waiter *w; (w = g_queue_pop_head (&vm->waiters));)
+    g_idle_add (run_waiter, w);
+}
+
+void
+ifb_vm_set_idle (IfbVm *vm)
+{
+  vm->busy = false;
+  ifb_vm_run_waiters (vm);
+}
+
+void
+ifb_vm_run_waiters (IfbVm *vm)
+{
+  ifb_vm_ref (vm);
+  while (!vm->busy && !vm->gone && !g_queue_is_empty (&vm->waiters))
+    run_waiter (g_queue_pop_head (&vm->waiters));
+  if (vm->gone)
+    ifb_vm_hand_on_waiters (vm);
+  ifb_vm_free (vm);
+}

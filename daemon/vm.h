@@ -37,6 +37,7 @@ typedef struct {
   IfbHwInfo hw;
   char *cgroup;                 /* where the worker that allocated the HWPT ran */
   pid_t worker_pid;
+  uint32_t kind_object_id;      /* its device kind's own uAPI object, 0 when none (device-kind.h) */
 } IfbVmDevice;
 
 /*
@@ -119,6 +120,20 @@ IfbVmDevice *ifb_vm_find_device (IfbVm *vm, const char *bdf);
 /* Forget every holder (removes their watches, closes their pidfds). */
 void ifb_vm_clear_holders (IfbVm *vm);
 
+/*
+ * One operation per guest at a time: while a worker runs for it the guest is busy, and what must
+ * wait (a parked request, a reclaim) is queued to run, in arrival order, when it is idle again.
+ */
+gboolean ifb_vm_is_busy (IfbVm *vm);
+void ifb_vm_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data);
+/* What waited runs, in order, while the guest stays idle (a waiter may start an operation); if
+ * it is gone by then, the rest is handed on. ifb_vm_set_idle(): not busy, then the same. */
+void ifb_vm_run_waiters (IfbVm *vm);
+void ifb_vm_set_idle (IfbVm *vm);
+/* The guest is gone: what waited for it runs from the main loop and finds it gone (or a new
+ * guest of the same name, which then is the one meant: requests run in arrival order). */
+void ifb_vm_hand_on_waiters (IfbVm *vm);
+
 /* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 gboolean ifb_vm_name_validate (const char *name, GError **error);
 
@@ -128,7 +143,7 @@ json_object *ifb_hw_info_to_json (const IfbHwInfo *hw);
 /* The summary JSON text of vm.list for this guest, rendered once until the guest changes:
  * listing thousands of guests then costs a string copy each, not a json-c tree. */
 const char *ifb_vm_list_json (IfbVm *vm);
-/* Forget cached renderings; ifb_manager_commit() calls it after every change. */
+/* Forget cached renderings; ifb_core_persist() calls it after every change. */
 void ifb_vm_changed (IfbVm *vm);
 /* Rebuild from the state file; fds stay -1 (they come back from the fd store). */
 IfbVm *ifb_vm_from_json (json_object *o, GError **error);

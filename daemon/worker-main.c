@@ -45,10 +45,10 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 {
   for (size_t i = 0; i < upto; i++) {
     IfbWorkerDevice *d = &b->devices[i];
-    if (d->selftest && d->stdev_id) {
+    if (d->mock && d->mock_id) {
       /* A mock has no fd whose close unbinds it: destroying it detaches and unbinds. */
-      ifb_uapi_destroy (backend, b->iommufd, d->stdev_id);
-      d->stdev_id = 0;
+      ifb_uapi_destroy (backend, b->iommufd, d->mock_id);
+      d->mock_id = 0;
     } else if (d->hwpt_id) {
       ifb_uapi_device_detach (backend, d->device_fd);
     }
@@ -83,8 +83,8 @@ worker_steps (IfbWorkerBatch *b)
     int r;
 
     d->failed_step = IFB_WORKER_STEP_BIND;
-    if (d->selftest)   /* MOCK_DOMAIN: the mock, bound and attached to an automatic HWPT on the IOAS */
-      r = STEP ("bind", ifb_uapi_selftest_mock_domain (backend, b->iommufd, b->ioas_id, &d->stdev_id, NULL, &d->dev_id));
+    if (d->mock)   /* MOCK_DOMAIN: the mock, bound and attached to an automatic HWPT on the IOAS */
+      r = STEP ("bind", ifb_uapi_mock_domain (backend, b->iommufd, b->ioas_id, &d->mock_id, NULL, &d->dev_id));
     else
       r = STEP ("bind", ifb_uapi_device_bind (backend, d->device_fd, b->iommufd, &d->dev_id));
     if (r == 0) {
@@ -104,7 +104,7 @@ worker_steps (IfbWorkerBatch *b)
     if (r == 0) {
       d->hwpt_flags = flags;
       d->failed_step = IFB_WORKER_STEP_ATTACH;
-      r = STEP ("attach", d->selftest ? ifb_uapi_selftest_mock_domain_replace (backend, b->iommufd, d->stdev_id, d->hwpt_id)
+      r = STEP ("attach", d->mock ? ifb_uapi_mock_domain_replace (backend, b->iommufd, d->mock_id, d->hwpt_id)
                                       : ifb_uapi_device_attach (backend, d->device_fd, d->hwpt_id));
       if (r < 0) {
         ifb_uapi_destroy (backend, b->iommufd, d->hwpt_id);
@@ -113,9 +113,9 @@ worker_steps (IfbWorkerBatch *b)
     }
     if (r < 0) {
       d->err = r;
-      if (d->selftest && d->stdev_id) {
-        ifb_uapi_destroy (backend, b->iommufd, d->stdev_id);
-        d->stdev_id = 0;
+      if (d->mock && d->mock_id) {
+        ifb_uapi_destroy (backend, b->iommufd, d->mock_id);
+        d->mock_id = 0;
       }
       b->failed_index = (int) i;
       undo (b, i, b->alloc_ioas);
@@ -131,13 +131,13 @@ worker_steps (IfbWorkerBatch *b)
 static void
 release (IfbWorkerBatch *b)
 {
-  ifb_uapi_emul_batch_begin ();
+  ifb_uapi_batch_begin (backend);
   for (size_t i = 0; i < b->n_devices; i++)
     if (b->devices[i].hwpt_id && b->iommufd >= 0) {
       ifb_uapi_device_detach (backend, b->devices[i].device_fd);
       ifb_uapi_destroy (backend, b->iommufd, b->devices[i].hwpt_id);
     }
-  ifb_uapi_emul_batch_end ();
+  ifb_uapi_batch_end (backend);
   for (size_t i = 0; i < b->n_devices; i++)
     ifb_uapi_device_close (backend, b->devices[i].device_fd);
   if (b->iommufd >= 0 && b->ioas_id)
@@ -172,16 +172,17 @@ main (int argc, char **argv)
     return 5;
   close (batch_fd);
   ifb_fault_init ();
-  backend = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
-  ifb_uapi_emul_set_reset_ms (b->device_reset_ms);
+  if (!(backend = ifb_uapi_backend_by_name (b->backend)))
+    return 6;   /* a daemon of another build */
+  ifb_uapi_set_device_reset_ms (backend, b->device_reset_ms);
   if (b->release) {
     release (b);
     b->finished = true;
     return 0;
   }
-  ifb_uapi_emul_batch_begin ();   /* the emulated backend keeps its table mapped meanwhile */
+  ifb_uapi_batch_begin (backend);
   worker_steps (b);
-  ifb_uapi_emul_batch_end ();
+  ifb_uapi_batch_end (backend);
   b->finished = true;
   return 0;
 }

@@ -117,7 +117,7 @@ ifb_worker_init (guint max, GError **error)
 }
 
 IfbWorkerBatch *
-ifb_worker_batch_new (void)
+ifb_worker_batch_new (const IfbUapiBackend *backend)
 {
   IfbWorkerBatch *b;
   int fd = memfd_create ("ifb-worker-batch", MFD_CLOEXEC);
@@ -130,6 +130,7 @@ ifb_worker_batch_new (void)
     return NULL;
   }
   b->memfd = fd;
+  g_strlcpy (b->backend, ifb_uapi_backend_name (backend), sizeof b->backend);
   b->iommufd = -1;
   b->failed_index = -1;
   return b;
@@ -246,7 +247,7 @@ spawn (Worker *w, GError **error)
   keep[a.n_keep++] = b->memfd;
   keep[a.n_keep++] = b->iommufd;
   for (size_t i = 0; i < b->n_devices; i++)
-    if (!b->devices[i].selftest)
+    if (!b->devices[i].mock)   /* the mock has no fd of its own */
       keep[a.n_keep++] = b->devices[i].device_fd;
   g_snprintf (batch_arg, sizeof batch_arg, "%d", b->memfd);
   g_snprintf (parent_arg, sizeof parent_arg, "%d", (int) getpid ());
@@ -362,7 +363,7 @@ report_not_started (gpointer data)
 static void
 give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
 {
-  const IfbUapiBackend *be = b->emulated ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
+  const IfbUapiBackend *be = ifb_uapi_backend_by_name (b->backend);
   for (size_t i = 0; b->release && i < b->n_devices; i++) {
     if (close_as_device)
       ifb_uapi_device_close (be, b->devices[i].device_fd);

@@ -35,9 +35,10 @@ typedef struct {
   int device_fd;                /* the same number in the worker, which inherits it */
   uint32_t want_flags;          /* IfbHwptFlags */
   bool allow_plain;             /* NEST_PARENT refused -> plain paging HWPT instead */
-  bool selftest;                /* the IOMMUFD_TEST mock instead of device_fd (selftest-device.h) */
+  bool mock;                    /* IOMMUFD_TEST's mock device, made on the IOAS (IOMMU_TEST_OP_MOCK_DOMAIN)
+                                 * instead of binding device_fd, and moved onto the HWPT */
   /* out */
-  uint32_t stdev_id;            /* selftest: the mock's object (destroying it unbinds it) */
+  uint32_t mock_id;             /* mock: its object (destroying it unbinds it) */
   int err;                      /* -errno of failed_step */
   IfbWorkerStep failed_step;
   uint32_t dev_id;
@@ -49,9 +50,9 @@ typedef struct {
 /* Lives in a memfd shared with the worker, which maps it: plain data, fd numbers, no pointers. */
 typedef struct {
   /* in */
-  bool emulated;                /* the backend, by kind */
+  char backend[16];             /* the backend's name (ifb_uapi_backend_by_name()) */
   bool release;                 /* only close the device fds (the last close resets a device) */
-  guint device_reset_ms;        /* emulated backend: what a device's reset costs ([emulated]) */
+  guint device_reset_ms;        /* what a device reset costs, where the backend models it */
   int iommufd;
   bool alloc_ioas;              /* allocate the IOAS first */
   uint32_t ioas_id;             /* in (when !alloc_ioas) / out */
@@ -67,7 +68,8 @@ typedef struct {
   int memfd;
 } IfbWorkerBatch;
 
-IfbWorkerBatch *ifb_worker_batch_new (void);
+/* A batch for backend (its name goes to the worker). */
+IfbWorkerBatch *ifb_worker_batch_new (const IfbUapiBackend *backend);
 IfbWorkerBatch *ifb_worker_batch_free (IfbWorkerBatch *b);
 
 /* Find the worker program next to the daemon's own executable (the build tree and the install

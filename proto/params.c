@@ -61,6 +61,13 @@ ifb_params_parse (json_object *params, const IfbParamSpec *specs, void *out, GEr
       *(gboolean *) field = json_object_get_boolean (v);
       break;
     case IFB_PARAM_OBJECT:
+      if (!s->members) {
+        *(json_object **) field = v;
+      } else if (!ifb_params_parse (v, s->members, field, error)) {
+        g_prefix_error (error, "In '%s': ", s->name);
+        return FALSE;
+      }
+      break;
     case IFB_PARAM_ARRAY:
       *(json_object **) field = v;
       break;

@@ -38,9 +38,9 @@ emul_is_context_fd (int fd)
 static void emul_repair (EmulTable *t);
 
 /*
- * Performance: a worker issues ~15 ioctls on one context, and mapping the table afresh for each
- * (mmap, the page faults of a new mapping, munmap with its TLB flush) was about a quarter of a
- * guest's setup (tests/bench, issue 9). Between ifb_uapi_emul_batch_begin() and _end() the
+ * A worker issues ~15 ioctls on one context, and mapping the table afresh for each (mmap, the
+ * page faults of a new mapping, munmap with its TLB flush) would cost more than the ioctls
+ * themselves. Between ifb_uapi_emul_batch_begin() and _end() the
  * mapping of each context is kept, keyed by fd and checked by inode so a reused fd number
  * cannot hit the wrong table. Outside a batch nothing is kept, so the state still dies with the
  * last fd (a mapping would pin the memfd).
@@ -54,10 +54,9 @@ static struct {
 } emul_maps[4];
 static bool emul_batching;
 /* The caller's cgroup, read once per batch: the kernel charges an object to the allocating
- * task's cgroup at no cost, the emulator reads /proc/self/cgroup for it, and reading it for each
- * of a worker's ~10 objects was 1/8 of a guest's setup (tests/bench). A worker does not move
- * between cgroups during its batch; the pid guards against a cache filled by another process
- * sharing this memory (a CLONE_VM worker and its parent). */
+ * task's cgroup at no cost, the emulator reads /proc/self/cgroup for it (open, read, parse), once
+ * for all of a worker's ~10 objects. A worker does not move between cgroups during its batch;
+ * the pid guards against a cache filled before a fork by the parent process. */
 static struct {
   pid_t pid;
   char path[256];

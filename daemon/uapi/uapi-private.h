@@ -18,6 +18,11 @@ struct IfbUapiBackend {
   int (*ioctl) (int fd, unsigned long request, void *arg);
   int (*device_rdev) (int device_fd, uint64_t *ret_rdev);
   void (*device_close) (int device_fd);   /* NULL: close(2) */
+  /* What only some backends can or need to do; NULL where a backend cannot (or need not). */
+  int (*list_objects) (int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
+  void (*batch_begin) (void);
+  void (*batch_end) (void);
+  void (*set_device_reset_ms) (unsigned ms);
 };
 
 /* "vfio" followed by 1..6 decimal digits, nothing else. */

@@ -92,6 +92,10 @@ static const IfbUapiBackend emulated_backend = {
   .ioctl = ifb_emul_ioctl,
   .device_rdev = ifb_emul_device_rdev,
   .device_close = ifb_emul_device_close,
+  .list_objects = ifb_uapi_emul_list_objects,
+  .batch_begin = ifb_uapi_emul_batch_begin,
+  .batch_end = ifb_uapi_emul_batch_end,
+  .set_device_reset_ms = ifb_uapi_emul_set_reset_ms,
 };
 
 const IfbUapiBackend *
@@ -104,6 +108,43 @@ const IfbUapiBackend *
 ifb_uapi_backend_for_fd (int fd)
 {
   return ifb_emul_fd_kind (fd) ? &emulated_backend : ifb_uapi_backend_kernel ();
+}
+
+const IfbUapiBackend *
+ifb_uapi_backend_by_name (const char *name)
+{
+  if (strcmp (name, emulated_backend.name) == 0)
+    return &emulated_backend;
+  if (strcmp (name, ifb_uapi_backend_kernel ()->name) == 0)
+    return ifb_uapi_backend_kernel ();
+  return NULL;
+}
+
+int
+ifb_uapi_list_objects (const IfbUapiBackend *b, int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n)
+{
+  return b->list_objects ? b->list_objects (iommufd, objs, max, ret_n) : -EOPNOTSUPP;
+}
+
+void
+ifb_uapi_batch_begin (const IfbUapiBackend *b)
+{
+  if (b->batch_begin)
+    b->batch_begin ();
+}
+
+void
+ifb_uapi_batch_end (const IfbUapiBackend *b)
+{
+  if (b->batch_end)
+    b->batch_end ();
+}
+
+void
+ifb_uapi_set_device_reset_ms (const IfbUapiBackend *b, unsigned ms)
+{
+  if (b->set_device_reset_ms)
+    b->set_device_reset_ms (ms);
 }
 
 const char *
@@ -403,7 +444,7 @@ ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, ui
 }
 
 int
-ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint32_t *ret_stdev_id,
+ifb_uapi_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint32_t *ret_stdev_id,
                                uint32_t *ret_hwpt_id, uint32_t *ret_dev_id)
 {
   struct ifb_iommu_test_cmd cmd = { .size = sizeof cmd, .op = IFB_IOMMU_TEST_OP_MOCK_DOMAIN, .id = ioas_id };
@@ -421,7 +462,7 @@ ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t io
 }
 
 int
-ifb_uapi_selftest_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id)
+ifb_uapi_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id)
 {
   struct ifb_iommu_test_cmd cmd = {
     .size = sizeof cmd,

@@ -12,8 +12,8 @@
  * only received fds (a VMM) finds the backend with ifb_uapi_backend_for_fd().
  *
  * Contract: every function returns 0 or -errno, leaves ret_* untouched on failure, and makes
- * every fd close-on-exec. Functions are async-signal-safe in practice (no malloc, no stdio), so a
- * forked worker may call them between fork and _exit.
+ * every fd close-on-exec. The operations call no malloc, no stdio and no GLib: the worker program
+ * (daemon/worker-main.c), started once per request, links this layer without GLib.
  */
 #pragma once
 
@@ -57,6 +57,8 @@ const IfbUapiBackend *ifb_uapi_backend_emulated (void);
 /* The backend an fd belongs to (an emulated context or device fd, or else the kernel). */
 const IfbUapiBackend *ifb_uapi_backend_for_fd (int fd);
 const char *ifb_uapi_backend_name (const IfbUapiBackend *b);   /* "kernel" / "emulated" */
+/* The backend of that name, or NULL (a worker finds its daemon's backend so). */
+const IfbUapiBackend *ifb_uapi_backend_by_name (const char *name);
 bool ifb_uapi_backend_is_emulated (const IfbUapiBackend *b);
 
 /*
@@ -94,7 +96,8 @@ int ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
 int ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
                            uint32_t *ret_viommu_id);
 
-/* Emulated contexts only: their object table, for the audit trail and tests. -ENOTTY on kernel fds. */
+/* A context's objects, where the backend can list them (the emulated one: for the audit trail,
+ * tidying after a crash, and tests). */
 typedef enum {
   IFB_UAPI_OBJ_IOAS = 1,
   IFB_UAPI_OBJ_DEVICE,
@@ -113,7 +116,20 @@ typedef struct {
   char cgroup[256];             /* cgroup2 path of the allocating process, "/..."; "" when unknown or longer */
 } IfbUapiObject;
 
-/* Fill up to max objects; *ret_n = number of live objects (may exceed max). */
+/* Fill up to max objects; *ret_n = number of live objects (may exceed max). -EOPNOTSUPP where the
+ * backend cannot list them (the kernel has no such ioctl). */
+int ifb_uapi_list_objects (const IfbUapiBackend *b, int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
+/* A worker's batch of ioctls: from _begin() to _end() a backend may keep per-context state (the
+ * emulated one keeps each table mapped); no fd may be closed and reused in between. */
+void ifb_uapi_batch_begin (const IfbUapiBackend *b);
+void ifb_uapi_batch_end (const IfbUapiBackend *b);
+/* What a device reset costs, for a backend that models it (the emulated one: every device bind
+ * and last close sleeps ms in the calling process, as vfio-pci's reset takes on real hardware;
+ * the kernel's resets take what they take). */
+void ifb_uapi_set_device_reset_ms (const IfbUapiBackend *b, unsigned ms);
+
+/* The emulated backend's own entry points behind the ones above (tests and benchmarks call them
+ * directly). -ENOTTY on kernel fds. */
 int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
 /* Emulated backend: keep each context's table mapped from _begin() to _end() (a worker's batch
  * of ioctls; no fd may be closed and reused in between). Async-signal-safe; no-ops otherwise. */
@@ -132,11 +148,11 @@ void ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd);
  * and the iommufd device id usable as dev_id. -ENOTTY without CONFIG_IOMMUFD_TEST and on the
  * emulated backend.
  */
-int ifb_uapi_selftest_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
+int ifb_uapi_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
                                    uint32_t *ret_stdev_id, uint32_t *ret_hwpt_id, uint32_t *ret_dev_id);
 /* Move the mock device (stdev_id) to another HWPT or IOAS (IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE);
  * as iommufd_device_replace(), the old auto-HWPT goes away with its last user. */
-int ifb_uapi_selftest_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id);
+int ifb_uapi_mock_domain_replace (const IfbUapiBackend *b, int iommufd, uint32_t stdev_id, uint32_t pt_id);
 /* Does this backend's kernel offer IOMMU_TEST_CMD? Asks a scratch context (an unknown IOAS id:
  * a kernel with IOMMUFD_TEST answers ENOENT, one without ENOTTY). 1 yes, 0 no, or -errno when
  * /dev/iommu cannot be opened. Always 0 on the emulated backend. */

@@ -128,7 +128,7 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   if (!ifb_manager_start (manager, &error))
     g_error ("fuzz-dispatch: starting the manager: %s", error->message);
   /* Containment (see the top): no cgroup2 root, so no worker and no cgroup access. */
-  manager->cgroups = ifb_cgroup_root_free (manager->cgroups);
+  manager->core->cgroups = ifb_cgroup_root_free (manager->core->cgroups);
 
   g_assert_no_errno (fd_sources[0] = open ("/dev/null", O_RDWR | O_CLOEXEC));
   g_assert_no_errno (pipe2 (p, O_CLOEXEC));
@@ -181,7 +181,7 @@ dispatch_all (IfbFrameReader *r, const IfbPeer *peer)
       ifb_fd_list_free (fds);
       continue;
     }
-    ifb_dispatch_line (manager, NULL, peer, line, len, fds, &reply, &out_fds);
+    ifb_dispatch_line (manager->core, NULL, peer, line, len, fds, &reply, &out_fds);
     g_free (line);
     if (reply)
       check_reply (reply);
@@ -191,9 +191,9 @@ dispatch_all (IfbFrameReader *r, const IfbPeer *peer)
 static void
 reset_state (void)
 {
-  g_autoptr (GPtrArray) vms = ifb_registry_list (manager->registry);
+  g_autoptr (GPtrArray) vms = ifb_registry_list (manager->core->registry);
   for (guint i = 0; i < vms->len; i++)
-    ifb_lifecycle_destroy (manager, g_ptr_array_index (vms, i), NULL, NULL);
+    ifb_lifecycle_destroy (manager->core, g_ptr_array_index (vms, i), NULL, NULL);
 }
 
 int
@@ -216,7 +216,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   size -= 2;
 
   before = lowest_free_fd ();
-  r = ifb_frame_reader_new (manager->config->max_frame);
+  r = ifb_frame_reader_new (manager->core->config->max_frame);
   while (size > 0) {
     size_t want = 1 + next_rand (&seed) % max_chunk;   /* not inside MIN(): it evaluates twice */
     size_t n = MIN (size, want);

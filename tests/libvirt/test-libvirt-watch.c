@@ -47,7 +47,7 @@ typedef struct {
 } Created;
 
 static void
-created (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
+created (IfbCore *m, IfbVm *vm, const GError *error, gpointer data)
 {
   Created *c = data;
   g_assert_no_error ((GError *) error);
@@ -56,7 +56,7 @@ created (IfbManager *m, IfbVm *vm, const GError *error, gpointer data)
 }
 
 static IfbVm *
-guest (IfbManager *m, const char *name, const char *uuid, const char *cgroup)
+guest (IfbCore *m, const char *name, const char *uuid, const char *cgroup)
 {
   IfbVmCreateArgs a = { .name = name, .uuid = uuid, .cgroup = cgroup, .pidfd = -1,
                         .options = { .defer = TRUE }, .rlimit_per_process = 0 };
@@ -69,7 +69,7 @@ guest (IfbManager *m, const char *name, const char *uuid, const char *cgroup)
 
 /* Run the loop until name is gone (or not, within timeout). */
 static gboolean
-wait_gone (IfbManager *m, const char *name, guint timeout_ms)
+wait_gone (IfbCore *m, const char *name, guint timeout_ms)
 {
   gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
   while (g_get_monotonic_time () < end) {
@@ -82,7 +82,7 @@ wait_gone (IfbManager *m, const char *name, guint timeout_ms)
 }
 
 static void
-age (IfbManager *m, const char *name)
+age (IfbCore *m, const char *name)
 {
   ifb_registry_lookup (m->registry, name)->created_usec -= 60 * G_USEC_PER_SEC;
 }
@@ -93,7 +93,8 @@ test_watch_test_driver (void)
   /* Invariant: only libvirt guests whose domain is gone or inactive are destroyed — at start-up
    * (reconcile) and on STOPPED/UNDEFINED events — and nothing else. */
   g_autofree char *tmp = NULL;
-  IfbManager *m = manager_new (&tmp);
+  IfbManager *mgr = manager_new (&tmp);
+  IfbCore *m = mgr->core;
   virConnectPtr conn;
   virDomainPtr dom;
   IfbLibvirtWatch *w;
@@ -110,8 +111,8 @@ test_watch_test_driver (void)
   age (m, "other-scope");
 
   w = ifb_libvirt_watch_new (m, "test:///default");
-  m->libvirt = w;
-  g_assert_true (ifb_libvirt_watch_is_connected (w));
+  mgr->libvirt = w;
+  g_assert_true (m->gauges.libvirt_connected);
   /* start-up reconcile: the ghosts (either cgroup layout) have no domain */
   g_assert_true (wait_gone (m, "ghost", 10000));
   g_assert_true (wait_gone (m, "ghost-machined", 10000));
@@ -143,7 +144,7 @@ test_watch_test_driver (void)
 
   virDomainFree (dom);
   virConnectClose (conn);
-  ifb_manager_free (m);
+  ifb_manager_free (mgr);
 }
 
 static void
@@ -151,13 +152,14 @@ test_watch_unreachable (void)
 {
   /* Invariant: a libvirt that is not there neither blocks nor fails the daemon; it is retried. */
   g_autofree char *tmp = NULL;
-  IfbManager *m = manager_new (&tmp);
+  IfbManager *mgr = manager_new (&tmp);
+  IfbCore *m = mgr->core;
   g_autofree char *uri = g_strdup_printf ("qemu+unix:///system?socket=%s/none.sock", tmp);
   IfbLibvirtWatch *w = ifb_libvirt_watch_new (m, uri);
-  m->libvirt = w;
+  mgr->libvirt = w;
   g_assert_nonnull (w);
-  g_assert_false (ifb_libvirt_watch_is_connected (w));
-  ifb_manager_free (m);
+  g_assert_false (m->gauges.libvirt_connected);
+  ifb_manager_free (mgr);
 }
 
 int

@@ -553,7 +553,7 @@ ctx_setup (Ctx *c, int needs)
   if (needs == NEEDS_NONE)
     return 0;
   if (c->mock) {
-    r = ifb_uapi_selftest_mock_domain (c->b, c->iommufd, c->ioas_id, &c->stdev_id, NULL, &c->dev_id);
+    r = ifb_uapi_mock_domain (c->b, c->iommufd, c->ioas_id, &c->stdev_id, NULL, &c->dev_id);
     return expect (c, "setup-mock-domain", 0, r);
   }
   r = ifb_uapi_open_device (c->b, c->env->dev_dirfd, c->cdev, &c->devfd);

@@ -14,11 +14,11 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "json.h"
-#include "manager.h"
+#include "core.h"
 #include "util.h"
 
 typedef struct {
-  IfbManager *m;
+  IfbCore *m;
   IfbPeer root;
   IfbPeer user;
 } Fixture;
@@ -32,7 +32,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
   c->max_batch = 4;
   c->max_depth = 6;
-  f->m = ifb_manager_new (c, &error);
+  f->m = ifb_core_new (c);
   g_assert_no_error (error);
   f->root = (IfbPeer) { .pid = getpid (), .uid = 0, .gid = 0, .pidfd = -1 };
   f->user = (IfbPeer) { .pid = getpid (), .uid = 4242, .gid = 4242, .pidfd = -1 };
@@ -41,7 +41,7 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  f->m = ifb_manager_free (f->m);
+  f->m = ifb_core_free (f->m);
 }
 
 /* Dispatch text as root; returns the reply line (NULL for no reply). */

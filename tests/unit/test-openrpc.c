@@ -2,8 +2,10 @@
 /*
  * proto/openrpc.json against the one method table (daemon/rpc-methods.c): every dispatched method
  * is documented and every documented method is dispatched; the embedded copy the daemon serves
- * is the file; rpc.discover returns it; x-access and x-takes-fds agree with the table; and every
- * documented parameter is one the handler knows (never "unknown member"), required ones included.
+ * is the file; rpc.discover returns it; x-access and x-takes-fds agree with the table; every
+ * method's params as its table entry declares them are the document's, both ways, with the same
+ * types and required flags, members of declared objects included; and through the dispatcher,
+ * every documented parameter is one the method knows (never "unknown member").
  */
 #include <string.h>
 #include <unistd.h>
@@ -12,7 +14,7 @@
 #include "dispatch.h"
 #include "errors.h"
 #include "json.h"
-#include "manager.h"
+#include "core.h"
 #include "rpc.h"
 #include "util.h"
 
@@ -123,8 +125,145 @@ test_access_and_fds (void)
   }
 }
 
+static const char *
+param_type_name (IfbParamType t)
+{
+  switch (t) {
+  case IFB_PARAM_STRING: return "string";
+  case IFB_PARAM_INT: return "integer";
+  case IFB_PARAM_BOOL: return "boolean";
+  case IFB_PARAM_OBJECT: return "object";
+  case IFB_PARAM_ARRAY: return "array";
+  }
+  g_assert_not_reached ();
+}
+
+static size_t
+param_field_size (const IfbParamSpec *s)
+{
+  switch (s->type) {
+  case IFB_PARAM_STRING: return sizeof (const char *);
+  case IFB_PARAM_INT: return sizeof (gint64);
+  case IFB_PARAM_BOOL: return sizeof (gboolean);
+  case IFB_PARAM_OBJECT: return s->members ? 0 : sizeof (json_object *);   /* embedded: checked member by member */
+  case IFB_PARAM_ARRAY: return sizeof (json_object *);
+  }
+  g_assert_not_reached ();
+}
+
+static const IfbParamSpec *
+spec_find (const IfbParamSpec *specs, const char *name)
+{
+  for (const IfbParamSpec *s = specs; s && s->name; s++)
+    if (g_strcmp0 (s->name, name) == 0)
+      return s;
+  return NULL;
+}
+
+/* A member as the document describes it: name, JSON Schema, required. */
 typedef struct {
-  IfbManager *m;
+  const char *name;
+  json_object *schema;
+  gboolean required;
+} DocMember;
+
+/* The document's members of an object schema (its "properties" and "required"). */
+static GArray *
+schema_members (const char *where, json_object *schema)
+{
+  GArray *out = g_array_new (FALSE, FALSE, sizeof (DocMember));
+  json_object *props = ifb_json_get (schema, "properties");
+  json_object *req = ifb_json_get (schema, "required");
+  json_object *extra = ifb_json_get (schema, "additionalProperties");
+
+  if (!props)
+    return out;
+  g_assert_true (json_object_is_type (props, json_type_object));
+  if (!extra || !json_object_is_type (extra, json_type_boolean) || json_object_get_boolean (extra))
+    g_error ("%s: the parser refuses unknown members, but the document's schema does not say "
+             "\"additionalProperties\": false", where);
+  json_object_object_foreach (props, key, val) {
+    DocMember d = { key, val, FALSE };
+    for (size_t i = 0; req && i < json_object_array_length (req); i++)
+      if (g_strcmp0 (json_object_get_string (json_object_array_get_idx (req, i)), key) == 0)
+        d.required = TRUE;
+    g_array_append_val (out, d);
+  }
+  return out;
+}
+
+/*
+ * One object's members, the table's (specs; fields at base + offset, within the size bytes of
+ * the method's args struct) against the document's, both ways. where: the object, for messages.
+ */
+static void
+check_members (const char *where, const IfbParamSpec *specs, size_t base, size_t size,
+               const DocMember *doc, size_t n_doc)
+{
+  /* table -> document */
+  for (const IfbParamSpec *s = specs; s && s->name; s++) {
+    g_autofree char *at = g_strdup_printf ("%s: member '%s'", where, s->name);
+    const DocMember *d = NULL;
+    const char *doc_type;
+
+    for (size_t i = 0; i < n_doc; i++)
+      if (g_strcmp0 (doc[i].name, s->name) == 0)
+        d = &doc[i];
+    if (!d)
+      g_error ("%s is declared in the method table (daemon/rpc-methods.c) but not in proto/openrpc.json", at);
+    doc_type = ifb_json_get_string (d->schema, "type");
+    if (g_strcmp0 (doc_type, param_type_name (s->type)) != 0)
+      g_error ("%s: the table declares %s, proto/openrpc.json says %s", at, param_type_name (s->type), doc_type);
+    if (!!(s->flags & IFB_PARAM_REQUIRED) != d->required)
+      g_error ("%s: required in the %s only", at, d->required ? "document" : "table");
+    if (base + s->offset + param_field_size (s) > size)
+      g_error ("%s: offset %zu lies outside the method's args struct (%zu bytes)", at, base + s->offset, size);
+    if (s->type == IFB_PARAM_OBJECT) {
+      g_autoptr (GArray) sub = schema_members (at, d->schema);
+      if (!s->members && sub->len)
+        g_error ("%s: proto/openrpc.json lists its members, the table does not declare them", at);
+      if (s->members)
+        check_members (at, s->members, base + s->offset, size, (DocMember *) sub->data, sub->len);
+    }
+  }
+  /* document -> table */
+  for (size_t i = 0; i < n_doc; i++)
+    if (!spec_find (specs, doc[i].name))
+      g_error ("%s: member '%s' is in proto/openrpc.json but not declared in the method table "
+               "(daemon/rpc-methods.c)", where, doc[i].name);
+}
+
+/* Each method's declared params are the document's, and the other way round. */
+static void
+test_params_match_table (void)
+{
+  g_autoptr (json_object) doc = load_doc ();
+  guint n_members = 0;
+
+  for (const IfbMethod *m = ifb_methods; m->name; m++) {
+    json_object *params = ifb_json_get (doc_find (doc, m->name), "params");
+    g_autoptr (GArray) members = g_array_new (FALSE, FALSE, sizeof (DocMember));
+
+    g_assert_true (json_object_is_type (params, json_type_array));
+    for (size_t i = 0; i < json_object_array_length (params); i++) {
+      json_object *p = json_object_array_get_idx (params, i);
+      json_object *req = ifb_json_get (p, "required");
+      DocMember d = { ifb_json_get_string (p, "name"), ifb_json_get (p, "schema"), req && json_object_get_boolean (req) };
+      g_assert_nonnull (d.name);
+      g_assert_nonnull (d.schema);
+      g_array_append_val (members, d);
+    }
+    g_assert_true ((m->params != NULL) == (m->args_size > 0));   /* params parse into something */
+    if (!m->params)
+      g_assert_null (m->args_defaults);
+    check_members (m->name, m->params, 0, m->args_size, (DocMember *) members->data, members->len);
+    n_members += members->len;
+  }
+  g_assert_cmpuint (n_members, >=, 10);
+}
+
+typedef struct {
+  IfbCore *m;
   IfbPeer root;
 } Daemon;
 
@@ -134,7 +273,7 @@ daemon_init (Daemon *d)
   g_autoptr (GError) error = NULL;
   IfbConfig *c = ifb_config_load (NULL, FALSE, &error);
   g_assert_no_error (error);
-  d->m = ifb_manager_new (c, &error);
+  d->m = ifb_core_new (c);
   g_assert_no_error (error);
   d->root = (IfbPeer) { .pid = getpid (), .uid = 0, .gid = 0, .pidfd = -1 };
 }
@@ -175,7 +314,7 @@ test_discover (void)
   g_assert_nonnull (sent);
   if (!json_object_equal (ifb_json_get (sent, "result"), doc))
     g_error ("rpc.discover did not return proto/openrpc.json: %.300s", json_object_to_json_string (reply));
-  ifb_manager_free (d.m);
+  ifb_core_free (d.m);
 }
 
 /* A value of the wrong JSON type for a documented parameter type. */
@@ -249,7 +388,7 @@ test_documented_params_known (void)
       }
     }
   }
-  ifb_manager_free (d.m);
+  ifb_core_free (d.m);
 }
 
 int
@@ -259,6 +398,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/openrpc/methods-match-table", test_methods_match_table);
   g_test_add_func ("/ifb/openrpc/embedded-is-file", test_embedded_is_file);
   g_test_add_func ("/ifb/openrpc/access-and-fds", test_access_and_fds);
+  g_test_add_func ("/ifb/openrpc/params-match-table", test_params_match_table);
   g_test_add_func ("/ifb/openrpc/discover", test_discover);
   g_test_add_func ("/ifb/openrpc/documented-params-known", test_documented_params_known);
   return g_test_run ();

@@ -134,6 +134,84 @@ test_params_array (void)
   expect_error ("\"vm1\"", "'params' must be an object");
 }
 
+typedef struct {
+  const char *mode;
+  gint64 level;
+  gboolean fast;
+} Inner;
+
+typedef struct {
+  const char *name;
+  Inner inner;
+} Outer;
+
+static const IfbParamSpec inner_specs[] = {
+  { "mode", IFB_PARAM_STRING, offsetof (Inner, mode), IFB_PARAM_REQUIRED },
+  { "level", IFB_PARAM_INT, offsetof (Inner, level) },
+  { "fast", IFB_PARAM_BOOL, offsetof (Inner, fast) },
+  { NULL },
+};
+
+static const IfbParamSpec outer_specs[] = {
+  { "name", IFB_PARAM_STRING, offsetof (Outer, name) },
+  { "inner", IFB_PARAM_OBJECT, offsetof (Outer, inner), .members = inner_specs },
+  { NULL },
+};
+
+/* Parse text into *o (inner level starting at -1); on failure return the message. *ret_params
+ * keeps the parsed text alive, which o's strings borrow. */
+static char *
+parse_outer (const char *text, Outer *o, json_object **ret_params)
+{
+  g_autoptr (GError) error = NULL;
+
+  *ret_params = parse (text);
+  *o = (Outer) { .inner = { .level = -1 } };
+  if (ifb_params_parse (*ret_params, outer_specs, o, &error))
+    return NULL;
+  g_assert_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS);
+  return g_strdup (error->message);
+}
+
+/*
+ * An object member with a table of its own parses into the struct embedded at its offset, by
+ * the same rules, a failure inside it saying which object; when the object is absent, its
+ * struct keeps its defaults and its required members are not asked for.
+ */
+static void
+test_nested_members (void)
+{
+  static const struct {
+    const char *params, *error;
+  } bad[] = {
+    { "{\"inner\":{\"mode\":\"m\",\"turbo\":1}}", "In 'inner': Invalid params: unknown member 'turbo'" },
+    { "{\"inner\":{\"mode\":\"m\",\"level\":true}}", "In 'inner': Invalid params: member 'level' must be an integer" },
+    { "{\"inner\":{}}", "In 'inner': Invalid params: missing required member 'mode'" },
+    { "{\"inner\":[]}", "Invalid params: member 'inner' must be an object" },
+  };
+  Outer o;
+
+  {
+    g_autoptr (json_object) p = NULL;
+    g_assert_null (parse_outer ("{\"name\":\"a\",\"inner\":{\"mode\":\"m\",\"fast\":true}}", &o, &p));
+    g_assert_cmpstr (o.name, ==, "a");
+    g_assert_cmpstr (o.inner.mode, ==, "m");
+    g_assert_cmpint (o.inner.level, ==, -1);
+    g_assert_true (o.inner.fast);
+  }
+  {
+    g_autoptr (json_object) p = NULL;
+    g_assert_null (parse_outer ("{\"name\":\"a\"}", &o, &p));
+    g_assert_null (o.inner.mode);
+    g_assert_cmpint (o.inner.level, ==, -1);
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autoptr (json_object) p = NULL;
+    g_autofree char *msg = parse_outer (bad[i].params, &o, &p);
+    g_assert_cmpstr (msg, ==, bad[i].error);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -144,5 +222,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/params/missing-required", test_missing_required);
   g_test_add_func ("/ifb/params/wrong-type", test_wrong_type);
   g_test_add_func ("/ifb/params/params-array", test_params_array);
+  g_test_add_func ("/ifb/params/nested-members", test_nested_members);
   return g_test_run ();
 }

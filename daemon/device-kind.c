@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define G_LOG_DOMAIN "ifb-device"
+
+#include <string.h>
+
+#include "device-kind-private.h"
+
+/* pci last: it takes every name the others do not claim. */
+static const IfbDeviceKind *const kinds[] = { &ifb_device_kind_selftest, &ifb_device_kind_pci };
+
+const IfbDeviceKind *
+ifb_device_kind_of (const char *name)
+{
+  for (guint i = 0; i + 1 < G_N_ELEMENTS (kinds); i++)
+    if (name && kinds[i]->claims (name))
+      return kinds[i];
+  return &ifb_device_kind_pci;
+}
+
+const IfbDeviceKind *
+ifb_device_kind_by_name (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    if (strcmp (kinds[i]->name, name) == 0)
+      return kinds[i];
+  return NULL;
+}
+
+gboolean
+ifb_device_kind_offered (const IfbDeviceKind *kind)
+{
+  return kind && kind->offered ();
+}
+
+void
+ifb_device_kinds_probe (IfbCore *core)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    if (kinds[i]->probe)
+      kinds[i]->probe (core);
+}
+
+gboolean
+ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error)
+{
+  /* PCI devices first, as device.list always gave them */
+  for (guint i = G_N_ELEMENTS (kinds); i-- > 0;)
+    if (!kinds[i]->list (core, arr, error))
+      return FALSE;
+  return TRUE;
+}
+
+void
+ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw)
+{
+  json_object_object_add (dj, "iommu", hw ? json_object_new_string (ifb_iommu_type_to_string (hw->type)) : NULL);
+  json_object_object_add (dj, "nest_parent_capable", hw ? json_object_new_boolean (hw->can_nest) : NULL);
+  json_object_object_add (dj, "hw_info", hw ? ifb_hw_info_to_json (hw) : NULL);
+}

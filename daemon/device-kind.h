@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Device kinds: what differs between the devices a guest can be given, behind one table of
+ * operations, so the guest core (lifecycle*, vm*, worker*) never asks which kind a device is.
+ * Two kinds exist:
+ *   - pci (device-pci.c): a PCI device bound to vfio-pci with a VFIO device cdev, named by its
+ *     address "DDDD:BB:DD.F" — what production hosts have;
+ *   - selftest (device-selftest.c): the kernel's IOMMUFD_TEST mock device, named "selftest:N",
+ *     test kernels only.
+ * A name belongs to the kind whose claims() says so; pci takes every name no other kind claims,
+ * so its checks say what is wrong with a name that is no device at all.
+ */
+#pragma once
+
+#include <glib.h>
+#include <json-c/json.h>
+
+#include "core.h"
+#include "vm.h"
+#include "worker.h"
+
+typedef struct {
+  const char *name;             /* "pci", "selftest": device.list's "kind" */
+  /* It has a cdev of its own to hand a VMM (the unbound hand-off needs one). */
+  gboolean has_cdev;
+  /* The name is this kind's (well-formed or not). */
+  gboolean (*claims) (const char *name);
+  /* A saved device of this kind (state.c): name and cdev well-formed. */
+  gboolean (*saved_valid) (const char *name, const char *cdev);
+  /* At start-up: find out whether the kind is offered here, and log why not. */
+  void (*probe) (IfbCore *core);
+  gboolean (*offered) (void);
+  /* vm.attach's checks of a device of this kind, all but ownership: it exists, is offered and
+   * usable; *ret_cdev gets the node that opens it. */
+  gboolean (*check) (IfbCore *core, const char *name, char **ret_cdev, GError **error);
+  /* Open d's fd for vm, checking the node is that device (d->cdev follows a new name). */
+  gboolean (*open) (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error);
+  /* Say how the worker binds and attaches it (NULL: bind device_fd, attach the HWPT). */
+  void (*prepare) (const IfbVmDevice *d, IfbWorkerDevice *wd);
+  /* After the worker made it: keep what the kind needs from it (NULL: nothing). */
+  void (*adopt) (IfbVmDevice *d, const IfbWorkerDevice *wd);
+  /* Before it is given up: undo what the release worker cannot (NULL: nothing); may clear
+   * d->hwpt_id when it destroyed the HWPT itself. */
+  void (*release) (IfbCore *core, IfbVm *vm, IfbVmDevice *d);
+  /* device.list: append an entry per device of the kind. */
+  gboolean (*list) (IfbCore *core, json_object *arr, GError **error);
+} IfbDeviceKind;
+
+/* The kind a device name belongs to; never NULL. */
+const IfbDeviceKind *ifb_device_kind_of (const char *name);
+/* The kind called name, or NULL. */
+const IfbDeviceKind *ifb_device_kind_by_name (const char *name);
+gboolean ifb_device_kind_offered (const IfbDeviceKind *kind);   /* NULL-safe */
+
+/* Every kind, in table order. */
+void ifb_device_kinds_probe (IfbCore *core);
+gboolean ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error);
+
+/* A hardware description with the fields device.list and vm.show give (ifb_hw_info_to_json()
+ * and the summary), appended to the entry dj. */
+void ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw);
