@@ -71,6 +71,34 @@ op_ctx_finish (OpCtx *c, IfbCore *core, IfbVm *vm, const GError *error)
   g_free (c);
 }
 
+/*
+ * How an allocating operation (create, attach, realize) ends once run_batch() allocated what it
+ * needed and put the fds in the fd store: the guest's state is written (ifb_core_persist()),
+ * then the operation is announced and ends. When the worker or the write failed, what the
+ * operation added is undone instead and it ends with the error — nothing half-made stays.
+ */
+typedef struct {
+  /* Undo what the operation added; TRUE when that ended the operation too (a failed create). */
+  gboolean (*undo) (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error);
+  void (*announce) (IfbCore *core, IfbVm *vm, OpCtx *c);
+} OpCommit;
+
+static void
+op_commit (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error, const OpCommit *how)
+{
+  g_autoptr (GError) local = NULL;
+
+  if (!error && !ifb_core_persist (core, vm, &local))
+    error = local;
+  if (error) {
+    if (!how->undo (core, vm, c, error))
+      op_ctx_finish (c, core, vm, error);
+    return;
+  }
+  how->announce (core, vm, c);
+  op_ctx_finish (c, core, vm, NULL);
+}
+
 static gboolean
 resolve_cgroup (IfbCore *core, const IfbVmCreateArgs *a, char **ret_cgroup, GError **error)
 {
@@ -98,28 +126,33 @@ resolve_cgroup (IfbCore *core, const IfbVmCreateArgs *a, char **ret_cgroup, GErr
   }
 }
 
-static void
-create_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
+/* Never seen by anyone but requests that waited for it: they run and find it gone. */
+static gboolean
+create_undo (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error)
 {
-  OpCtx *c = data;
-  g_autoptr (GError) local = NULL;
+  g_autoptr (IfbVm) removed = ifb_registry_remove (core->registry, vm);
 
-  if (!error && !ifb_core_persist (core, vm, &local))
-    error = local;
-  if (error) {
-    /* Never seen by anyone but requests that waited for it: they run and find it gone. */
-    g_autoptr (IfbVm) removed = ifb_registry_remove (core->registry, vm);
-    ifb_lifecycle_release_context (core, vm, TRUE);
-    vm->gone = true;
-    c->done (core, NULL, error, c->data);
-    ifb_vm_set_idle (vm);
-    g_free (c);
-    return;
-  }
+  ifb_lifecycle_release_context (core, vm, TRUE);
+  vm->gone = true;
+  c->done (core, NULL, error, c->data);
+  ifb_vm_set_idle (vm);
+  g_free (c);
+  return TRUE;
+}
+
+static void
+create_announce (IfbCore *core, IfbVm *vm, OpCtx *c)
+{
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' created (cgroup %s, %s)", vm->name, vm->cgroup,
               vm->iommufd >= 0 ? "context ready" : "pending until its cgroup exists");
   ifb_core_emit (core, "vm.created", ifb_vm_to_json (vm, FALSE));
-  op_ctx_finish (c, core, vm, NULL);
+}
+
+static void
+create_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
+{
+  static const OpCommit how = { create_undo, create_announce };
+  op_commit (core, vm, data, error, &how);
 }
 
 void
@@ -216,38 +249,38 @@ attach_undo (IfbCore *core, IfbVm *vm, GPtrArray *added)
   g_ptr_array_set_size (added, 0);
 }
 
-static void
-attach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
+static gboolean
+attach_undo_op (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error)
 {
-  OpCtx *c = data;
-  g_autoptr (GError) local = NULL;
+  attach_undo (core, vm, c->added);
+  return FALSE;
+}
+
+static void
+attach_announce (IfbCore *core, IfbVm *vm, OpCtx *c)
+{
   gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
 
-  if (error) {
-    attach_undo (core, vm, c->added);
-    op_ctx_finish (c, core, vm, error);
-    return;
-  }
   for (guint i = 0; i < c->added->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (c->added, i);
+    json_object *ev = json_object_new_object ();
+
     ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, d->bdf, "Device %s %s guest '%s'%s", d->bdf,
                 d->state == IFB_VM_DEVICE_READY && bound ? "attached to" : "reserved for", vm->name,
                 !bound ? " (unbound hand-off: its VMM binds it)" :
                 d->state == IFB_VM_DEVICE_READY && !(d->hwpt_flags & IFB_HWPT_NEST_PARENT) && vm->options.nest_parent
                   ? " with a plain HWPT (its IOMMU cannot nest)" : "");
-  }
-  if (!ifb_core_persist (core, vm, &local)) {
-    attach_undo (core, vm, c->added);
-    op_ctx_finish (c, core, vm, local);
-    return;
-  }
-  for (guint i = 0; i < c->added->len; i++) {
-    json_object *ev = json_object_new_object ();
     json_object_object_add (ev, "vm", json_object_new_string (vm->name));
-    json_object_object_add (ev, "device", json_object_new_string (((IfbVmDevice *) g_ptr_array_index (c->added, i))->bdf));
+    json_object_object_add (ev, "device", json_object_new_string (d->bdf));
     ifb_core_emit (core, "device.attached", ev);
   }
-  op_ctx_finish (c, core, vm, NULL);
+}
+
+static void
+attach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
+{
+  static const OpCommit how = { attach_undo_op, attach_announce };
+  op_commit (core, vm, data, error, &how);
 }
 
 void
@@ -431,22 +464,30 @@ ifb_lifecycle_destroy_when_idle (IfbCore *core, IfbVm *vm)
   ifb_lifecycle_when_idle_do (core, vm, destroy_quietly);
 }
 
+/* The devices go back to reserved (a failed worker left them so already); the guest stays. */
+static gboolean
+realize_undo (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error)
+{
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    if (d->state == IFB_VM_DEVICE_READY)
+      ifb_lifecycle_release_device (core, vm, d, TRUE);
+  }
+  return FALSE;
+}
+
+static void
+realize_announce (IfbCore *core, IfbVm *vm, OpCtx *c)
+{
+  ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
+  ifb_core_emit (core, "vm.ready", ifb_vm_to_json (vm, FALSE));
+}
+
 static void
 realize_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 {
-  OpCtx *c = data;
-  g_autoptr (GError) local = NULL;
-
-  if (!error && !ifb_core_persist (core, vm, &local)) {
-    for (guint i = 0; i < vm->devices->len; i++)
-      ifb_lifecycle_release_device (core, vm, g_ptr_array_index (vm->devices, i), TRUE);
-    error = local;
-  }
-  if (!error) {
-    ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' realized in cgroup %s", vm->name, vm->cgroup);
-    ifb_core_emit (core, "vm.ready", ifb_vm_to_json (vm, FALSE));
-  }
-  op_ctx_finish (c, core, vm, error);
+  static const OpCommit how = { realize_undo, realize_announce };
+  op_commit (core, vm, data, error, &how);
 }
 
 void
