@@ -14,19 +14,13 @@
  *   </metadata>
  *
  * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
- * HWPTs the broker allocates, so they matter to bound guests.
+ * HWPTs the broker allocates, so they matter to bound guests. The broker's elements are
  * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
  *
- * The cgroup naming mirrors libvirt 9.0 for a privileged daemon, in its two layouts. Without
- * systemd-machined (the case measured here; src/util/vircgroup.c virCgroupNewMachineManual,
- * virCgroupNewDomainPartition, virCgroupSetPartitionSuffix, virCgroupPartitionEscape) libvirt
- * makes "<partition>/<machine>.libvirt-qemu" itself. With machined (a systemd host;
- * virCgroupNewMachineSystemd) machined makes a scope "machine-<machine, unit-escaped>.scope" in
- * the partition's slice and libvirt puts QEMU in a "libvirt" child of it; the guest's cgroup is
- * the scope, which QEMU's cgroup lies within. The machine name is the same in both
- * (src/hypervisor/domain_driver.c virDomainDriverGenerateMachineName).
+ * The domain's cgroup follows libvirt's naming (proto/libvirt-cgroup.c, shared with the daemon's
+ * libvirt watcher) from the id, name and partition read here.
  */
 #include <string.h>
 #include <libxml/parser.h>
@@ -260,120 +254,15 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
     return FALSE;
   if (!d->name || !*d->name)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML has no <name>"), FALSE;
+  if (d->partition && d->partition[0] != '/')
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "domain XML: <resource><partition> '%s' is not an absolute path", d->partition), FALSE;
   *ret = g_steal_pointer (&d);
   return TRUE;
 }
 
 char *
-ifb_domain_machine_name (int id, const char *name)
+ifb_domain_cgroup (const IfbDomainXml *d, IfbLibvirtCgroupLayout layout)
 {
-  static const char valid[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-";
-  GString *s = g_string_new (NULL);
-  gboolean skip = TRUE;
-
-  g_string_append_printf (s, "qemu-%d-", id);
-  for (const char *p = name; *p; p++) {
-    if (s->len >= 64)
-      break;
-    if (*p == '.' || *p == '-') {
-      if (!skip)
-        g_string_append_c (s, *p);
-      skip = TRUE;
-      continue;
-    }
-    skip = FALSE;
-    if (!strchr (valid, *p))
-      continue;
-    g_string_append_c (s, *p);
-  }
-  while (s->len > 0 && (s->str[s->len - 1] == '-' || s->str[s->len - 1] == '.'))
-    g_string_truncate (s, s->len - 1);
-  return g_string_free (s, FALSE);
-}
-
-/* virCgroupPartitionEscape: a leading '_' for names that could clash with cgroup files. */
-static void
-append_escaped (GString *s, const char *comp)
-{
-  static const char *const controllers[] = { "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
-                                             "blkio", "net_cls", "perf_event", "name=systemd", NULL };
-  gboolean esc = comp[0] == '_' || comp[0] == '.' || g_str_has_prefix (comp, "cgroup.") ||
-                 strcmp (comp, "tasks") == 0 || strcmp (comp, "release_agent") == 0;
-  for (const char *const *c = controllers; *c && !esc; c++)
-    esc = g_str_has_prefix (comp, *c) && comp[strlen (*c)] == '.';
-  if (esc)
-    g_string_append_c (s, '_');
-  g_string_append (s, comp);
-}
-
-/* systemd's unit name escaping, as libvirt's virSystemdEscapeName: '/' becomes '-', and '-', '\\'
- * and anything outside [A-Za-z0-9:_.] (and a leading '.') become "\\xNN". */
-static void
-append_unit_escaped (GString *s, const char *name)
-{
-  if (*name == '.')
-    g_string_append_printf (s, "\\x%02x", (unsigned char) *name++);
-  for (; *name; name++) {
-    if (*name == '/')
-      g_string_append_c (s, '-');
-    else if (g_ascii_isalnum (*name) || strchr (":_.", *name))
-      g_string_append_c (s, *name);
-    else
-      g_string_append_printf (s, "\\x%02x", (unsigned char) *name);
-  }
-}
-
-/* The scope machined makes for the domain, in the partition's slice: "/machine" is
- * machine.slice, "/machine/tenant" machine-tenant.slice inside it (a slice's cgroup is nested
- * in those of its '-'-separated prefixes). */
-static char *
-machined_cgroup (const char *partition, const char *machine)
-{
-  g_autoptr (GString) slice = g_string_new (NULL);
-  GString *s = g_string_new (NULL);
-
-  append_unit_escaped (slice, partition[0] == '/' ? partition + 1 : partition);
-  for (const char *p = slice->str; *p; p++)
-    if (*p == '-') {
-      g_string_append_c (s, '/');
-      g_string_append_len (s, slice->str, p - slice->str);
-      g_string_append (s, ".slice");
-    }
-  g_string_append_printf (s, "/%s.slice/machine-", slice->str);
-  append_unit_escaped (s, machine);
-  g_string_append (s, ".scope");
-  return g_string_free (s, FALSE);
-}
-
-char *
-ifb_domain_cgroup (const IfbDomainXml *d, IfbCgroupLayout layout)
-{
-  const char *partition = d->partition && *d->partition ? d->partition : "/machine";
-  g_autofree char *machine = NULL;
-  g_autofree char *group = NULL;
-  g_auto (GStrv) comps = NULL;
-  GString *s;
-
-  if (d->id < 0)
-    return NULL;
-  if (layout == IFB_CGROUP_LAYOUT_MACHINED) {
-    machine = ifb_domain_machine_name (d->id, d->name);
-    return machined_cgroup (partition, machine);
-  }
-  s = g_string_new (NULL);
-  comps = g_strsplit (partition, "/", -1);
-  for (char **c = comps; *c; c++) {
-    g_autofree char *comp = NULL;
-    if (!**c)
-      continue;
-    comp = strcmp (partition, "/machine") == 0 || g_str_has_suffix (*c, ".partition")
-           ? g_strdup (*c) : g_strconcat (*c, ".partition", NULL);
-    g_string_append_c (s, '/');
-    append_escaped (s, comp);
-  }
-  machine = ifb_domain_machine_name (d->id, d->name);
-  group = g_strconcat (machine, ".libvirt-qemu", NULL);
-  g_string_append_c (s, '/');
-  append_escaped (s, group);
-  return g_string_free (s, FALSE);
+  return d->id < 0 ? NULL : ifb_libvirt_cgroup_path (layout, d->partition, d->id, d->name);
 }

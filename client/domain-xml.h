@@ -8,6 +8,8 @@
 
 #include <glib.h>
 
+#include "libvirt-cgroup.h"
+
 /* The broker's XML namespace inside a domain's <metadata>. Never change it: domains carry it. */
 #define IFB_DOMAIN_XMLNS "https://iommufd-broker.example/xmlns/1"
 
@@ -28,7 +30,7 @@ typedef struct {
   char *name;
   char *uuid;
   int id;                       /* libvirt's domain id, -1 when the XML has none (inactive) */
-  char *partition;              /* <resource><partition>, NULL when absent */
+  char *partition;              /* <resource><partition> (absolute), NULL when absent */
   gboolean has_broker;          /* a <ifb:broker> element is in <metadata> */
   GPtrArray *devices;           /* of char*: PCI addresses, in document order */
   IfbTri nest_parent, allow_plain, dirty_tracking;
@@ -45,19 +47,8 @@ IfbDomainHandoff ifb_domain_handoff_from_string (const char *s);
 gboolean ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error);
 IfbDomainXml *ifb_domain_xml_free (IfbDomainXml *d);
 
-/* libvirt's machine name: "qemu-<id>-<name with only [A-Za-z0-9-] and single . or ->", at most
- * 64 characters, no trailing '-' or '.' (virDomainDriverGenerateMachineName). */
-char *ifb_domain_machine_name (int id, const char *name);
-typedef enum {
-  IFB_CGROUP_LAYOUT_MANUAL,     /* no systemd-machined: libvirt makes the cgroups itself */
-  IFB_CGROUP_LAYOUT_MACHINED,   /* a systemd host: machined makes a scope per domain */
-} IfbCgroupLayout;
-
-/* The guest's cgroup (relative to the cgroup2 mount) that libvirt 9.0 gives the domain, NULL when
- * id < 0. Manual: "<partition>/<machine>.libvirt-qemu", partition "/machine" by default, other
- * partitions with ".partition" appended to each component. Machined: the domain's scope,
- * "/machine.slice/machine-<machine, unit-escaped>.scope" for partition "/machine"; QEMU runs in
- * its "libvirt" child. */
-char *ifb_domain_cgroup (const IfbDomainXml *d, IfbCgroupLayout layout);
+/* The guest's cgroup libvirt gives the domain in layout (proto/libvirt-cgroup.h), from its id,
+ * name and partition; NULL when the XML has no id (an inactive domain). */
+char *ifb_domain_cgroup (const IfbDomainXml *d, IfbLibvirtCgroupLayout layout);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbDomainXml, ifb_domain_xml_free)

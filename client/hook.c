@@ -110,16 +110,16 @@ host_has_machined (void)
 
 /* [libvirt] cgroup-layout of the broker's config: auto (default), systemd or manual. */
 static gboolean
-cgroup_layout (IfbCgroupLayout *ret, GError **error)
+cgroup_layout (IfbLibvirtCgroupLayout *ret, GError **error)
 {
   g_autofree char *v = ifb_hook_config_get ("libvirt", "cgroup-layout");
 
   if (!v || strcmp (v, "auto") == 0)
-    *ret = host_has_machined () ? IFB_CGROUP_LAYOUT_MACHINED : IFB_CGROUP_LAYOUT_MANUAL;
+    *ret = host_has_machined () ? IFB_LIBVIRT_CGROUP_MACHINED : IFB_LIBVIRT_CGROUP_MANUAL;
   else if (strcmp (v, "systemd") == 0)
-    *ret = IFB_CGROUP_LAYOUT_MACHINED;
+    *ret = IFB_LIBVIRT_CGROUP_MACHINED;
   else if (strcmp (v, "manual") == 0)
-    *ret = IFB_CGROUP_LAYOUT_MANUAL;
+    *ret = IFB_LIBVIRT_CGROUP_MANUAL;
   else
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                         "%s: [libvirt] cgroup-layout '%s' is not one of auto, systemd, manual",
@@ -132,7 +132,7 @@ cgroup_layout (IfbCgroupLayout *ret, GError **error)
 static char *
 domain_cgroup (const IfbDomainXml *d, GError **error)
 {
-  IfbCgroupLayout layout;
+  IfbLibvirtCgroupLayout layout;
   return cgroup_layout (&layout, error) ? ifb_domain_cgroup (d, layout) : NULL;
 }
 

@@ -1,8 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Theory of operation
+ *
+ * The broker names cgroups by their path below the cgroup2 mount, and touches them only through
+ * a directory fd of that mount: a guest's cgroup is opened one component at a time with
+ * O_NOFOLLOW and checked to be on cgroup2 (statfs), so no symlink or other filesystem can stand
+ * in for it. A process's cgroup is read from /proc/PID/cgroup (proc-cgroup.c parses it) and
+ * trusted only while a pidfd shows the process is the one meant and still alive.
+ *
+ * The rules of what may be a guest's cgroup (never '/', the broker's own or its ancestors, nor
+ * one holding the caller unless root says so) live here as pure functions of paths.
+ */
 #define G_LOG_DOMAIN "ifb-cgroup"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +26,7 @@
 
 #include "cgroup.h"
 #include "errors.h"
+#include "proc-cgroup.h"
 #include "util.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -179,18 +193,6 @@ ifb_cgroup_worker_leaf_remove (int guest_dirfd)
     g_debug ("Removing the worker leaf cgroup: %s", g_strerror (errno));
 }
 
-static gboolean
-parse_cgroup_file (const char *text, char **ret_path)
-{
-  g_auto (GStrv) lines = g_strsplit (text, "\n", -1);
-  for (char **l = lines; *l; l++)
-    if (g_str_has_prefix (*l, "0::")) {
-      *ret_path = g_strdup (*l + 3);
-      return TRUE;
-    }
-  return FALSE;
-}
-
 int
 ifb_proc_stat (pid_t pid, char *ret_state, guint64 *ret_start_time)
 {
@@ -234,12 +236,14 @@ gboolean
 ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error)
 {
   g_autofree char *file = g_strdup_printf ("/proc/%d/cgroup", (int) pid);
-  g_autofree char *text = NULL;
-  char *path = NULL;
+  ifb_autofd int fd = open (file, O_RDONLY | O_CLOEXEC);
+  char path[PATH_MAX];
   char state = 0;
+  int r;
 
-  if (!g_file_get_contents (file, &text, NULL, NULL))
+  if (fd < 0)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
+  r = ifb_proc_cgroup_read (fd, path, sizeof (path));
   /* A zombie still answers signal 0 and keeps its cgroup, but it runs nothing any more: a guest
    * defined by it would be defined by a cgroup no process of it lives in. */
   if (ifb_proc_stat (pid, &state, NULL) < 0 || state == 'Z' || state == 'X')
@@ -247,10 +251,12 @@ ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error)
   /* The pidfd pins the pid number: while it still refers to a live process, /proc/PID was it. */
   if (syscall (SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
-  if (!parse_cgroup_file (text, &path))
+  if (r == -ENOENT)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
                         "Process %d is in no cgroup2 cgroup", (int) pid), FALSE;
-  *ret_path = path;
+  if (r < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_CGROUP_INVALID, r, "Reading %s", file);
+  *ret_path = g_strdup (path);
   return TRUE;
 }
 

@@ -27,30 +27,30 @@ gboolean ifb_cgroup_path_validate (const char *path, GError **error);
 
 /*
  * Open the cgroup directory at path (validated as above) component by component with
- * O_NOFOLLOW beneath the mount, and check it is a cgroup2 directory. *ret_dirfd is O_PATH-free
- * (O_DIRECTORY|O_RDONLY) so it can be used with CLONE_INTO_CGROUP and openat("cgroup.procs").
- * -ENOENT style failures name the path.
+ * O_NOFOLLOW beneath the mount, and check it is a cgroup2 directory. *ret_dirfd is a directory
+ * opened O_RDONLY (not O_PATH), so openat() of "cgroup.procs" and the like works through it.
+ * A component that cannot be opened is named in the error.
  */
 gboolean ifb_cgroup_open (const IfbCgroupRoot *r, const char *path, int *ret_dirfd, GError **error);
 
 /*
  * Where a worker for the guest cgroup guest_dirfd goes. cgroup2 keeps processes out of a cgroup
  * that delegates controllers to children (the "no internal processes" rule: writing a pid into
- * its cgroup.procs answers EBUSY), as a libvirt machine cgroup on a pure cgroup2 host does. Then the worker goes into a
- * leaf IFB_CGROUP_WORKER_LEAF below it — still inside the guest, so charges land there — which
- * the caller removes with ifb_cgroup_worker_leaf_remove() once the worker is gone, so the
- * guest's manager can remove its cgroup. *ret_leaf says whether a leaf is in use.
+ * its cgroup.procs answers EBUSY), as a libvirt machine cgroup on a pure cgroup2 host does.
+ * Then the worker goes into a leaf IFB_CGROUP_WORKER_LEAF below it — still inside the guest, so
+ * charges land there — which the caller removes with ifb_cgroup_worker_leaf_remove() once the
+ * worker is gone, so the guest's manager can remove its cgroup. *ret_leaf says whether a leaf is
+ * in use.
  */
 #define IFB_CGROUP_WORKER_LEAF "iommufd-broker-worker"
 gboolean ifb_cgroup_open_worker_target (int guest_dirfd, int *ret_dirfd, gboolean *ret_leaf, GError **error);
 void ifb_cgroup_worker_leaf_remove (int guest_dirfd);
 
-/* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us. */
+/* The cgroup2 path of a process, read through its pidfd so a recycled pid cannot fool us (the
+ * calling process's own: ifb_proc_cgroup_self() in proc-cgroup.h). */
 gboolean ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error);
 /* pidfd_open() + the above. */
 gboolean ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error);
-/* The calling process's cgroup2 path into buf (async-signal-safe: open/read/close only). */
-int ifb_cgroup_self (char *buf, size_t size);
 
 /* /proc/PID/stat: the state letter ('Z' for a zombie) and the start time (clock ticks after
  * boot). -ESRCH when the process is gone. */

@@ -17,8 +17,9 @@
  *
  * Only "libvirt guests" are touched: those whose cgroup is a libvirt QEMU domain cgroup, in
  * either layout the hook computes ("<partition>/<machine>.libvirt-qemu" without machined,
- * ".../machine-qemu\x2d<id>\x2d<name>.scope" with it). Guests made by other tools have nothing
- * to do with libvirt and are never reaped here.
+ * ".../machine-qemu\x2d<id>\x2d<name>.scope" with it; proto/libvirt-cgroup.c builds and
+ * recognizes both). Guests made by other tools have nothing to do with libvirt and are never
+ * reaped here.
  *
  * Never blocking the main loop: libvirtd holds a domain's lock while it runs that domain's
  * hooks, and our hook waits for us; any libvirt call that takes domain locks (listing domains)
@@ -46,6 +47,7 @@
 #include <libvirt/virterror.h>
 #include <libvirt-glib/libvirt-glib.h>
 
+#include "libvirt-cgroup.h"
 #include "lifecycle.h"
 #include "libvirt-watch.h"
 #include "log.h"
@@ -92,19 +94,11 @@ silence_libvirt (void *opaque, virErrorPtr error)
 {
 }
 
-/* A libvirt QEMU domain cgroup: ".../<machine>.libvirt-qemu", or machined's scope for a QEMU
- * machine, ".../machine-qemu\x2d<id>\x2d<name>.scope" (client/domain-xml.c). */
+/* A guest whose cgroup is a libvirt QEMU domain's, in either layout (proto/libvirt-cgroup.h). */
 static gboolean
 is_libvirt_guest (const IfbVm *vm)
 {
-  const char *last;
-
-  if (!vm->cgroup)
-    return FALSE;
-  if (g_str_has_suffix (vm->cgroup, ".libvirt-qemu"))
-    return TRUE;
-  last = strrchr (vm->cgroup, '/');
-  return last && g_str_has_prefix (last + 1, "machine-qemu\\x2d") && g_str_has_suffix (last, ".scope");
+  return vm->cgroup && ifb_libvirt_cgroup_parse (vm->cgroup, NULL, NULL, NULL);
 }
 
 static IfbVm *

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <glib-unix.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "manager.h"
 #include "metrics-text.h"
 #include "notify.h"
+#include "proc-cgroup.h"
 #include "server.h"
 #include "state.h"
 #include "util.h"
@@ -188,7 +190,7 @@ check_host (IfbCore *core)
   g_autoptr (GError) no_worker = NULL;
   guint64 max_fds = (guint64) c->max_vms * (1 + c->max_devices_per_vm);
   const char *fdstore = g_getenv ("FDSTORE");
-  char self[512];
+  char self[PATH_MAX];   /* any cgroup path the kernel reports fits */
 
   core->cgroups = ifb_cgroup_root_open (&local);
   if (!core->cgroups)
@@ -197,7 +199,7 @@ check_host (IfbCore *core)
     g_warning ("The memory controller is not enabled on cgroup2 (%s): workers run in the guests' cgroups, "
                "but their kernel memory cannot be charged there (memory sits on cgroup v1 or is off), ignoring",
                ifb_cgroup_root_mount (core->cgroups));
-  if (ifb_cgroup_self (self, sizeof (self)) == 0)
+  if (ifb_proc_cgroup_self (self, sizeof (self)) == 0)
     core->self_cgroup = g_strdup (self);
   if (c->rlimit_per_process && !have_cap_sys_resource ()) {
     g_warning ("Without CAP_SYS_RESOURCE the per-process IOMMU_OPTION_RLIMIT_MODE cannot be set: guests keep the "

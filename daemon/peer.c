@@ -3,7 +3,9 @@
  * Theory of operation
  *
  * A peer is identified once, at accept: SO_PEERCRED (pid, uid, gid of the process that called
- * connect()), SO_PEERGROUPS, and a pidfd. Roles come from the uid and groups alone. Authorizing
+ * connect()), SO_PEERGROUPS, and a pidfd. Roles come from the uid and groups alone: the primary
+ * group and, of the supplementary ones (all of them are read, however many), the admin and the
+ * read group when the peer is in them. Authorizing
  * by cgroup (vm.fds for a guest's VMM) also needs the process itself, and a pid number alone is
  * not one: the connecting process may have exited before we accepted, and its pid been reused.
  *
@@ -19,6 +21,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,14 +37,49 @@
 #define SO_PEERPIDFD 77
 #endif
 
+/* SO_PEERGROUPS: every supplementary group of the peer, of which p keeps those the access rules
+ * name. The kernel answers ERANGE with the length it needs when the buffer is short; the groups
+ * were fixed at connect(), so the second call fits. The peer chooses how many it has (a user
+ * with subordinate gids can give itself 65536 in a user namespace), so the full list is held
+ * only here, at most the kernel's NGROUPS_MAX (256 KiB): a longer answer is refused. */
+static gboolean
+peer_groups (int sockfd, const IfbConfig *c, IfbPeer *p, GError **error)
+{
+  gid_t first[64];
+  g_autofree gid_t *grown = NULL;
+  gid_t *groups = first;
+  socklen_t len = sizeof (first);
+  size_t n;
+
+  if (getsockopt (sockfd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+    if (errno != ERANGE)
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "SO_PEERGROUPS");
+    if (len > NGROUPS_MAX * sizeof (gid_t) || len <= sizeof (first))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED,
+                          "SO_PEERGROUPS: the kernel asks for %u bytes of groups", (unsigned) len), FALSE;
+    groups = grown = g_malloc (len);
+    if (getsockopt (sockfd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "SO_PEERGROUPS");
+  }
+  n = len / sizeof (gid_t);
+  for (size_t i = 0; i < n; i++)
+    if ((groups[i] == c->admin_gid || groups[i] == c->read_gid) && groups[i] != (gid_t) -1) {
+      if (!p->groups)
+        p->groups = g_new (gid_t, 2);
+      if (p->n_groups == 0 || p->groups[0] != groups[i])
+        p->groups[p->n_groups++] = groups[i];
+      if (p->n_groups == 2)
+        break;
+    }
+  return TRUE;
+}
+
 gboolean
-ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error)
+ifb_peer_from_socket (int sockfd, const IfbConfig *c, IfbPeer **ret_peer, GError **error)
 {
   g_autoptr (IfbPeer) p = g_new0 (IfbPeer, 1);
   struct ucred cred;
   socklen_t len = sizeof (cred);
-  gid_t groups[256];
-  socklen_t glen = sizeof (groups);
   int pidfd = -1;
   socklen_t plen = sizeof (pidfd);
 
@@ -51,10 +89,8 @@ ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error)
   p->pid = cred.pid;
   p->uid = cred.uid;
   p->gid = cred.gid;
-  if (getsockopt (sockfd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-    p->n_groups = (int) (glen / sizeof (gid_t));
-    p->groups = g_memdup2 (groups, glen);
-  }
+  if (!peer_groups (sockfd, c, p, error))
+    return FALSE;
   if (getsockopt (sockfd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &plen) == 0 && pidfd >= 0) {
     p->pidfd = pidfd;
     p->pidfd_exact = true;

@@ -22,14 +22,16 @@ typedef struct {
   pid_t pid;
   uid_t uid;
   gid_t gid;
-  gid_t *groups;
-  int n_groups;
+  gid_t *groups;                /* its supplementary groups that are the admin or the read group */
+  int n_groups;                 /* 0..2 */
   int pidfd;                    /* -1 if neither SO_PEERPIDFD nor a checked pidfd_open worked */
   bool pidfd_exact;             /* from SO_PEERPIDFD: the connecting process itself */
   guint64 start_time;           /* without SO_PEERPIDFD: the start time of the process pidfd is */
 } IfbPeer;
 
-gboolean ifb_peer_from_socket (int sockfd, IfbPeer **ret_peer, GError **error);
+/* Identify the peer of a connected AF_UNIX socket, keeping of its groups those c's access rules
+ * name. FALSE when the kernel does not say who it is. */
+gboolean ifb_peer_from_socket (int sockfd, const IfbConfig *c, IfbPeer **ret_peer, GError **error);
 IfbPeer *ifb_peer_free (IfbPeer *p);
 
 bool ifb_peer_is_admin (const IfbPeer *p, const IfbConfig *c);

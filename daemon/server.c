@@ -85,7 +85,7 @@ on_accept (int fd, GIOCondition cond, gpointer data)
         g_warning ("accept: %s", g_strerror (errno));
       break;
     }
-    if (!ifb_peer_from_socket (cfd, &peer, &error)) {
+    if (!ifb_peer_from_socket (cfd, s->core->config, &peer, &error)) {
       g_message ("Refusing connection: %s", error->message);
       ifb_close (cfd);
       continue;

@@ -29,8 +29,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "cgroup.h"
 #include "fault.h"
+#include "proc-cgroup.h"
 #include "uapi.h"
 #include "worker.h"
 
@@ -67,7 +67,7 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 static void
 worker_steps (IfbWorkerBatch *b)
 {
-  ifb_cgroup_self (b->cgroup, sizeof (b->cgroup));
+  ifb_proc_cgroup_self (b->cgroup, sizeof (b->cgroup));
 
   if (b->alloc_ioas) {
     b->ioas_err = ifb_fault_check ("ioas-alloc");

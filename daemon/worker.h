@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -61,7 +62,7 @@ typedef struct {
   bool finished;                /* the worker ran the batch to its end */
   int ioas_err;
   int failed_index;             /* device index that failed, -1 for none/the IOAS */
-  char cgroup[256];             /* where the worker really ran, from its /proc/self/cgroup */
+  char cgroup[PATH_MAX];        /* where the worker ran (/proc/self/cgroup); "" when unreadable */
   pid_t pid;
   /* the daemon's own */
   int memfd;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The one table that maps broker errors to the wire. Codes below -32600 are JSON-RPC's own;
+ * The one table that maps broker errors to the wire. Codes -32700..-32600 are JSON-RPC's own;
  * server errors count down from -32000 and never change once released: clients match on the
  * name, scripts may match on the code.
  *

@@ -4,8 +4,9 @@
  *
  * One JSON text per line ('\n'). File descriptors ride with SCM_RIGHTS on the first byte of the
  * line they belong to (a sendmsg that carries fds starts at most one line); the reader attaches
- * them to the line that starts with the segment that carried them. Frame size and fds per message are limited and checked before anything is
- * buffered past the limit; a truncated control message (MSG_CTRUNC) is a protocol error.
+ * them to the last line that begins in the read that brought them (see frame.c). Frame size and
+ * fds per message are limited and checked before anything is buffered past the limit; a
+ * truncated control message (MSG_CTRUNC) is a protocol error.
  */
 #pragma once
 

@@ -11,9 +11,10 @@
  * valid UTF-8 by GLib's stricter definition (no overlongs, no surrogates), has no NUL, no raw
  * control character inside a string, no single quote and no bare word other than true, false and
  * null outside strings, no integer literal too large for int64, and no more than max_depth
- * nested objects and arrays. json-c then parses and must consume the whole text (only whitespace may follow). Duplicate keys are
- * found afterwards by walking the tree: json-c keeps one entry per key, so the lexical pass
- * counts members per object and the walk compares (see count_members()).
+ * nested objects and arrays. json-c then parses and must consume the whole text (only
+ * whitespace may follow). Duplicate keys are found afterwards by walking the tree: json-c keeps
+ * one entry per key, so the lexical pass counts members per object and the walk compares (see
+ * count_members()).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -83,7 +84,7 @@ int_literal_fits (const char *p, size_t n)
 }
 
 /* A growable array of guint that lives on the C stack until it outgrows it: the lexical pass
- * needs two per parse, and two GArrays were 4% of a small call's instructions. */
+ * needs two per parse, and a small request should cost no heap allocation for them. */
 typedef struct {
   guint *v;
   guint len, cap;
@@ -149,8 +150,8 @@ lex_check (const char *s, size_t len, int max_depth, UintVec *member_counts, GEr
           goto out;
         }
         /* json-c turns \u0000 into a NUL inside the string, and every caller reads strings as C
-         * strings: "broker.info\u0000x" ran broker.info and a guest named "a\u0000b" became "a"
-         * (found by tests/integration/test-abuse.py). No protocol string needs a NUL. */
+         * strings: "broker.info\u0000x" would run broker.info and a guest named "a\u0000b" would
+         * be "a" (tests/integration/test-abuse.py sends both). No protocol string needs a NUL. */
         if (s[i] == '\\' && len - i >= 6 && memcmp (s + i, "\\u0000", 6) == 0) {
           parse_fail (error, "\\u0000 (NUL) inside a string");
           goto out;
@@ -251,9 +252,9 @@ count_members (json_object *o, const UintVec *member_counts, guint *next)
   return TRUE;
 }
 
-/* Performance: a json_tokener is a few allocations (its stack, its print buffer); one per
- * parse was 5% of the daemon's instructions for a small call (tests/bench, callgrind). Each
- * thread keeps the last one, for one depth, and resets it after every use. */
+/* A json_tokener is a few allocations (its stack, its print buffer), a visible share of a small
+ * call's cost when made per parse. Each thread keeps the last one, for one depth, and resets it
+ * after every use. */
 typedef struct {
   struct json_tokener *tok;
   int depth;
@@ -344,7 +345,8 @@ ifb_json_parse (const char *text, size_t len, int max_depth, GError **error)
       return NULL;
     }
   }
-  /* An object literal inside a string was counted by the lexer only if outside strings. */
+  /* The lexer counted the object literals outside strings, the ones json-c builds objects for,
+   * so the two counts pair up in document order. */
   if (!count_members (obj, &member_counts, &next) || next != member_counts.len) {
     json_object_put (obj);
     parse_fail (error, "duplicate key in object");

@@ -18,42 +18,8 @@
 #include <unistd.h>
 
 #include "emul-private.h"
+#include "proc-cgroup.h"
 #include "uapi-private.h"
-
-/* ---- small async-signal-safe helpers ------------------------------------------------- */
-
-/* The cgroup2 path of the calling process (the "0::" line of /proc/self/cgroup). */
-static void
-emul_read_cgroup (char *out, size_t outsz)
-{
-  char buf[4096];
-  ssize_t n;
-  int fd;
-
-  out[0] = '\0';
-  fd = open ("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  n = read (fd, buf, sizeof buf - 1);
-  close (fd);
-  if (n <= 0)
-    return;
-  buf[n] = '\0';
-  for (char *line = buf; line && *line;) {
-    char *nl = strchr (line, '\n');
-    if (nl)
-      *nl = '\0';
-    if (strncmp (line, "0::", 3) == 0) {
-      size_t len = strlen (line + 3);
-      if (len >= outsz)
-        len = outsz - 1;
-      memcpy (out, line + 3, len);
-      out[len] = '\0';
-      return;
-    }
-    line = nl ? nl + 1 : NULL;
-  }
-}
 
 /* ---- contexts ------------------------------------------------------------------------ */
 
@@ -120,28 +86,28 @@ ifb_uapi_emul_batch_end (void)
     }
 }
 
-/* The cgroup an object allocated now is charged to (see emul_batch_cgroup). */
+/* The cgroup an object allocated now is charged to (see emul_batch_cgroup); "" when it cannot
+ * be read or is longer than out. */
 static void
 emul_object_cgroup (char *out, size_t outsz)
 {
   pid_t self;
+  size_t len;
 
   if (!emul_batching) {
-    emul_read_cgroup (out, outsz);
+    ifb_proc_cgroup_self (out, outsz);
     return;
   }
   self = getpid ();
   if (emul_batch_cgroup.pid != self) {
-    emul_read_cgroup (emul_batch_cgroup.path, sizeof emul_batch_cgroup.path);
+    ifb_proc_cgroup_self (emul_batch_cgroup.path, sizeof emul_batch_cgroup.path);
     emul_batch_cgroup.pid = self;
   }
-  {
-    size_t len = strnlen (emul_batch_cgroup.path, sizeof emul_batch_cgroup.path - 1);
-    if (len >= outsz)
-      len = outsz - 1;
-    memcpy (out, emul_batch_cgroup.path, len);   /* no stdio: workers call this after clone */
-    out[len] = '\0';
-  }
+  len = strlen (emul_batch_cgroup.path);
+  if (len < outsz)
+    memcpy (out, emul_batch_cgroup.path, len + 1);
+  else
+    out[0] = '\0';
 }
 
 static EmulTable *

@@ -113,7 +113,7 @@ typedef struct {
   uint32_t flags;               /* HWPT alloc flags as given */
   uint32_t parent_id;           /* IOAS or parent HWPT; 0 when none */
   int32_t creator_pid;
-  char cgroup[256];             /* cgroup2 path of the allocating process, "/..." */
+  char cgroup[256];             /* cgroup2 path of the allocating process, "/..."; "" when unknown or longer */
 } IfbUapiObject;
 
 /* Fill up to max objects; *ret_n = number of live objects (may exceed max). -EOPNOTSUPP where the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Abuse and load against the real daemon (issue 8).
+"""Abuse and load against the real daemon.
 
 While abusive clients run in parallel (2000 idle connections, a writer dribbling one byte at a
 time, frames over the limit, deep nesting, invalid UTF-8, duplicate keys, huge integers, 250 fds

@@ -338,6 +338,36 @@ def test_delegating_guest_cgroup_gets_a_worker_leaf():
             open(top, "w").write("-" + ctl)
 
 
+def test_long_guest_cgroup_recorded_whole():
+    # A guest cgroup of 300+ bytes: the worker records where it ran whole (vm.show, the state
+    # file), the emulator's 255-byte object field holds "" rather than a prefix of the path, and
+    # a restart accepts the state file (a cut or empty path would have it moved to rejected/;
+    # without an fd store the guest is then dropped for its missing context, as any would be).
+    import shutil
+    import tempfile
+    root = Cgroup("long")
+    cg = root.child("a" * 150).child("b" * 150)
+    run_dir = tempfile.mkdtemp(prefix="ifbtest-run-")
+    try:
+        assert len(cg.path) > 300, cg.path
+        with Broker(runtime_dir=run_dir) as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
+            vm = b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
+            assert [d["cgroup"] for d in vm["devices"]] == [cg.path], vm["devices"]
+            assert b.call("vm.show", {"vm": "g"})["ioas_cgroup"] == cg.path
+            objs = objects(b, "g")
+            assert objs and all(o["cgroup"] == "" for o in objs), objs
+            state = read_state(run_dir)
+            assert [d["cgroup"] for d in state["vms"][0]["devices"]] == [cg.path], state
+        with Broker(runtime_dir=run_dir) as b:
+            log = b.read_log()
+            assert not os.path.exists(os.path.join(run_dir, "guests", "rejected")), log[-2000:]
+            assert "Guest 'g': its IOMMUFD context is not in the fd store" in log, log[-2000:]
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        root.remove()
+
+
 def test_fds_cross_the_socket_and_events():
     # vm.fds delivers real fds (the context memfd and the device files); subscribers get events.
     cg = Cgroup("fds")
@@ -371,4 +401,5 @@ if __name__ == "__main__":
          test_unprivileged_uid_changes_nothing, test_failure_injection_leaves_nothing,
          test_fallback_worker_under_seccomp, test_deferred_guest_allocates_when_vmm_asks,
          test_delegating_guest_cgroup_gets_a_worker_leaf,
+         test_long_guest_cgroup_recorded_whole,
          test_fds_cross_the_socket_and_events])

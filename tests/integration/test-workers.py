@@ -130,7 +130,8 @@ def test_frozen_guest_cgroup_holds_nothing_up():
     # A guest whose cgroup is frozen (cgroup.freeze=1: a paused scope) gets a worker that cannot
     # run: the daemon answers everyone meanwhile, kills the worker at its deadline (SIGKILL ends a
     # frozen task) and the request fails saying so; thawed, the guest works again. (A worker born
-    # into the frozen cgroup by clone3(CLONE_VFORK|CLONE_INTO_CGROUP) hung the daemon here.)
+    # into the frozen cgroup with clone3(CLONE_VFORK|CLONE_INTO_CGROUP) would hang the daemon
+    # here: its parent waits for an exec that never comes.)
     with Cgroup("wfrz") as cg, Broker(config="[broker]\nworker-timeout-ms=1000\n") as b:
         b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
         with open(cg.full + "/cgroup.freeze", "w") as f:

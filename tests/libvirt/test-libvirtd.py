@@ -255,6 +255,29 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
     L.virsh("undefine", name)
 
 
+def test_machine_name_rules_match_libvirt():
+    """The hook's cgroup for a name libvirt reduces (a '_' it drops between two '.', which then
+    count as one run) is the cgroup libvirtd really puts QEMU in: the start goes through (started
+    checks QEMU is inside the guest's cgroup) and vm.show's cgroup is libvirt's."""
+    name = "ifb-lv._.x"
+    define(name, domain_xml(name, [NEST_VTD[0]]))
+    L.virsh("start", name)
+    try:
+        domid = L.virsh("domid", name).stdout.strip()
+        with open("/run/libvirt/qemu/%s.pid" % name) as f:
+            pid = int(f.read())
+        want = "/machine/qemu-%s-ifb-lv.x.libvirt-qemu" % domid
+        with open("/proc/%d/cgroup" % pid) as f:
+            qemu_cg = [l.split(":", 2)[2].strip() for l in f if l.startswith("0::")][0]
+        assert qemu_cg.startswith(want + "/"), (qemu_cg, want)
+        vm = broker.call("vm.show", {"vm": name})
+        assert vm["cgroup"] == want and vm["state"] == "ready" and vm["vmm_pid"] == pid, vm
+    finally:
+        L.virsh("destroy", name)
+    wait_for(lambda: name not in guest_names(), what="release to destroy the guest")
+    L.virsh("undefine", name)
+
+
 def test_refused_prepare_aborts_start_with_broker_message():
     """Metadata naming a device that is not bound to vfio-pci: the start fails and virsh shows the
     broker's reason; nothing is left in the broker and the domain is shut off."""
@@ -338,6 +361,7 @@ def main():
         wait_for(lambda: broker.call("broker.info")["libvirt_connected"], what="the broker's libvirt watch")
         run([test_vfio_pci_line_reaches_bind_and_fails_cleanly,
              test_start_gives_qemu_its_fds_and_destroy_frees_them,
+             test_machine_name_rules_match_libvirt,
              test_refused_prepare_aborts_start_with_broker_message,
              test_device_of_another_guest_refused,
              test_domain_without_metadata_untouched,

@@ -1,4 +1,4 @@
-"""Crash test (issue 8): kill -9 at random points during a mixed workload of 256 guests, each
+"""Crash test: kill -9 at random points during a mixed workload of 256 guests, each
 restart going through the fd-store harness (fdstore.py, systemd's role). After every restart:
 each acknowledged guest is there with exactly its acknowledged devices (the one operation in
 flight is whole or absent), nothing half-made remains, and the daemon's fds match the registry."""

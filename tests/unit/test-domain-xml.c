@@ -2,8 +2,9 @@
 /*
  * client/domain-xml.c: what the libvirt hook reads from a domain's XML. The broker block's
  * <options handoff=…> (unbound unless it says bound; anything else refused with a message that
- * names the value and both choices), the yes/no options, the schema's refusals, and the cgroup
- * libvirt 9.0 gives the captured domain (tests/libvirt/fixtures).
+ * names the value and both choices), the yes/no options, the schema's refusals, the cgroup
+ * libvirt 9.0 gives the captured domain (tests/libvirt/fixtures) and the partition's part in it
+ * (the naming itself: test-libvirt-cgroup.c).
  */
 #include <string.h>
 
@@ -162,10 +163,27 @@ test_capture (void)
   g_assert_cmpint (d->nest_parent, ==, IFB_TRI_YES);
   g_assert_cmpuint (d->devices->len, ==, 2);
   g_assert_cmpstr (g_ptr_array_index (d->devices, 0), ==, "0000:65:00.0");
-  manual = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MANUAL);
-  scope = ifb_domain_cgroup (d, IFB_CGROUP_LAYOUT_MACHINED);
+  manual = ifb_domain_cgroup (d, IFB_LIBVIRT_CGROUP_MANUAL);
+  scope = ifb_domain_cgroup (d, IFB_LIBVIRT_CGROUP_MACHINED);
   g_assert_cmpstr (manual, ==, "/machine/qemu-1-ifb-capture.libvirt-qemu");
   g_assert_cmpstr (scope, ==, "/machine.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope");
+}
+
+static void
+test_partition (void)
+{
+  /* The partition goes into the cgroup path; a relative one, which libvirt refuses to define,
+   * is refused here too rather than turned into some path. */
+  static const char xml[] = "<domain type='qemu' id='4'><name>vm</name><resource><partition>%s</partition>"
+                            "</resource></domain>";
+  g_autofree char *abs = g_strdup_printf (xml, "/machine/tenant");
+  g_autofree char *rel = g_strdup_printf (xml, "machine/tenant");
+  g_autoptr (IfbDomainXml) d = parse_ok (abs);
+  g_autofree char *manual = ifb_domain_cgroup (d, IFB_LIBVIRT_CGROUP_MANUAL);
+  g_autoptr (GError) error = parse_refused (rel);
+
+  g_assert_cmpstr (manual, ==, "/machine/tenant.partition/qemu-4-vm.libvirt-qemu");
+  g_assert_nonnull (strstr (error->message, "'machine/tenant' is not an absolute path"));
 }
 
 int
@@ -178,5 +196,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/domain-xml/handoff-refused", test_handoff_refused);
   g_test_add_func ("/ifb/domain-xml/schema-refusals", test_schema_refusals);
   g_test_add_func ("/ifb/domain-xml/capture", test_capture);
+  g_test_add_func ("/ifb/domain-xml/partition", test_partition);
   return g_test_run ();
 }
