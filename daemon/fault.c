@@ -2,7 +2,8 @@
 /*
  * IFB_FAULT="step[@N],..." — "step" fails every time, "step@N" only its N-th time (counted in the
  * daemon process; steps checked inside a worker count per worker). Parsed once into a fixed table
- * so the check stays async-signal-safe.
+ * so the check stays async-signal-safe. Most steps make an operation fail; "crash-after-fdstore"
+ * kills the daemon right after it stored an fd, before the guest's state is written.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-daemon.h>
@@ -77,6 +78,8 @@ ifb_notify_fdstore_add (const char *name, int fd)
     return -EINVAL;
   msg = g_strdup_printf ("FDSTORE=1\nFDNAME=%s\nFDPOLL=0", name);
   r = sd_pid_notify_with_fds (0, 0, msg, &fd, 1);
+  if (r >= 0 && ifb_fault_check ("crash-after-fdstore") < 0)
+    raise (SIGKILL);   /* tests: the daemon dies between storing an fd and writing the state */
   return r < 0 ? r : 0;
 }
 

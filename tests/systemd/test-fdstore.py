@@ -11,6 +11,7 @@ import threading
 import time
 
 from fdstore import ServiceManager
+import ifbtest   # after fdstore, which puts tests/integration on the path
 from ifbtest import NEST_VTD, NO_NEST_VTD, SMMU, Cgroup, Client, RpcError, peer_holding, read_state, reclaimed, run
 
 VFIO = NEST_VTD + [NO_NEST_VTD, SMMU]
@@ -381,7 +382,56 @@ def test_kill9_during_operations():
         root.remove()
 
 
+def test_crash_after_fdstore_released_by_a_worker():
+    # The daemon dies right after storing an attached device's fd, before the guest's state says
+    # so: the restart finds a device fd of no guest and an HWPT nobody references. The fd goes
+    # to a release worker (on hardware its last close resets the device: here 2 s, paid by the
+    # worker), so READY=1 does not wait for it and the device is still bound right after; then
+    # the HWPT is destroyed and the device can be attached again.
+    reset_ms = 2000
+    root = Cgroup("orphan")
+    g = root.child("g")
+    b = ifbtest.Broker(config="[emulated]\ndevice-reset-ms=%d\n" % reset_ms,
+                       env={"IFB_FAULT": "crash-after-fdstore@2"})   # 1: g's context, 2: the device
+    try:
+        with ServiceManager(broker=b) as sm:
+            b.call("vm.create", {"name": "g", "cgroup": g.path, "options": {"handoff": "bound"}})
+            try:
+                b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
+                raise AssertionError("the daemon answered the attach it should have died in")
+            except (ConnectionError, EOFError, OSError):
+                pass
+            sm.kill()
+            assert sm.proc.returncode == -signal.SIGKILL, sm.proc.returncode
+            assert len(sm.names()) == 2, sm.names()   # the context and the device fd
+            b.env.pop("IFB_FAULT")
+            start = time.monotonic()
+            sm.start()
+            ready_after = time.monotonic() - start
+            assert ready_after < reset_ms / 1000 * 0.75, \
+                "READY=1 after %.2f s: the orphaned device was closed (reset) before it" % ready_after
+            vm = b.call("vm.show", {"vm": "g"})
+            assert [o["type"] for o in vm["context_objects"] if o["type"] == "device"] == ["device"], \
+                "the orphaned device is not being released by a worker after READY=1: %r" % vm
+            deadline = time.monotonic() + 15
+            while True:
+                vm = b.call("vm.show", {"vm": "g"})
+                left = [o for o in vm.get("context_objects", []) if o["type"] in ("device", "hwpt-paging")]
+                if not left:
+                    break
+                assert time.monotonic() < deadline, "still in the context: %r" % left
+                time.sleep(0.1)
+            assert vm["devices"] == [], vm
+            assert "1 device fds of no guest are closed by release workers" in b.read_log(), b.read_log()[-2000:]
+            check_invariants(sm)
+            vm = b.call("vm.attach", {"vm": "g", "device": NEST_VTD[0]})
+            assert [d["state"] for d in vm["devices"]] == ["ready"], vm
+            check_invariants(sm)
+    finally:
+        root.remove()
+
+
 if __name__ == "__main__":
     run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_vmm_holders_survive_restart,
          test_kill9_between_operations,
-         test_kill9_during_operations])
+         test_kill9_during_operations, test_crash_after_fdstore_released_by_a_worker])
