@@ -12,6 +12,7 @@ ifb_core_new (IfbConfig *config)
   core->dev_dirfd = core->sys_dirfd = core->runtime_dirfd = -1;
   core->registry = ifb_registry_new (config->max_vms);
   core->hw_cache = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  core->hw_errors = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   core->started_usec = g_get_monotonic_time ();
   return core;
 }
@@ -23,6 +24,7 @@ ifb_core_free (IfbCore *core)
     return NULL;
   ifb_registry_free (core->registry);
   g_hash_table_unref (core->hw_cache);
+  g_hash_table_unref (core->hw_errors);
   ifb_cgroup_root_free (core->cgroups);
   ifb_close (core->dev_dirfd);
   ifb_close (core->sys_dirfd);

@@ -51,6 +51,7 @@ typedef struct IfbCore {
   char *self_cgroup;            /* the daemon's own cgroup, never a guest's */
   IfbRegistry *registry;
   GHashTable *hw_cache;         /* device name -> IfbHwInfo* from probes of unowned devices */
+  GHashTable *hw_errors;        /* device name -> why its last probe failed (char*) */
   gint64 started_usec;
   IfbCoreGauges gauges;
   /* After a restart, the fds of no guest are being closed by release workers; tidying the

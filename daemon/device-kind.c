@@ -40,6 +40,41 @@ ifb_device_kinds_probe (IfbCore *core)
       kinds[i]->probe (core);
 }
 
+typedef struct {
+  guint pending;
+  void (*done) (gpointer data);
+  gpointer data;
+} Refresh;
+
+static void
+on_refreshed (gpointer data)
+{
+  Refresh *r = data;
+  if (--r->pending > 0)
+    return;
+  r->done (r->data);
+  g_free (r);
+}
+
+gboolean
+ifb_device_kinds_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data)
+{
+  Refresh *r = g_new0 (Refresh, 1);
+
+  r->done = done;
+  r->data = data;
+  r->pending = 1;   /* this function's own, so done runs once all have answered */
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    if (kinds[i]->refresh && kinds[i]->refresh (core, on_refreshed, r))
+      r->pending++;
+  if (r->pending == 1) {
+    g_free (r);
+    return FALSE;
+  }
+  r->pending--;   /* cannot reach 0 here: a kind's refresh calls done from the main loop */
+  return TRUE;
+}
+
 gboolean
 ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error)
 {

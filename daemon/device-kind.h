@@ -42,6 +42,10 @@ typedef struct {
   /* Before it is given up: undo what the release worker cannot (NULL: nothing); may clear
    * d->hwpt_id when it destroyed the HWPT itself. */
   void (*release) (IfbCore *core, IfbVm *vm, IfbVmDevice *d);
+  /* Before device.list: bring what list() shows up to date where that takes a worker (probing
+   * the IOMMU of unowned devices binds them, which resets them). TRUE when done (data) will be
+   * called from the main loop; FALSE when nothing was to do (done is not called). NULL: never. */
+  gboolean (*refresh) (IfbCore *core, void (*done) (gpointer data), gpointer data);
   /* device.list: append an entry per device of the kind. */
   gboolean (*list) (IfbCore *core, json_object *arr, GError **error);
 } IfbDeviceKind;
@@ -54,6 +58,8 @@ gboolean ifb_device_kind_offered (const IfbDeviceKind *kind);   /* NULL-safe */
 
 /* Every kind, in table order. */
 void ifb_device_kinds_probe (IfbCore *core);
+/* Every kind's refresh; TRUE when done will be called (once, from the main loop, when all are). */
+gboolean ifb_device_kinds_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data);
 gboolean ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error);
 
 /* A hardware description with the fields device.list and vm.show give (ifb_hw_info_to_json()

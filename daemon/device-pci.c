@@ -9,12 +9,14 @@
  */
 #define G_LOG_DOMAIN "ifb-device"
 
+#include <errno.h>
 #include <string.h>
 #include <sys/sysmacros.h>
 
 #include "device-kind-private.h"
 #include "errors.h"
 #include "fault.h"
+#include "worker.h"
 #include "pci-device.h"
 #include "util.h"
 
@@ -101,29 +103,132 @@ pci_open (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error)
   return TRUE;
 }
 
-/* Hardware info of a device no guest owns: bind it to a scratch context, ask GET_HW_INFO, close
- * (which unbinds). */
-static const IfbHwInfo *
-probe_hw_info (IfbCore *core, const char *bdf, const char *cdev, char **ret_error)
+/*
+ * Probing what the IOMMU behind unowned devices can do: bind each to a scratch context, ask
+ * GET_HW_INFO, close. On real hardware the bind and the close each reset the device (100 ms and
+ * more), so a worker does it (in the daemon's cgroup), up to IFB_WORKER_MAX_DEVICES devices per
+ * worker, one worker at a time; device.list calls wait for it. Results are cached for the
+ * daemon's life (the IOMMU behind a device does not change), failures until the next probe.
+ */
+typedef struct {
+  void (*done) (gpointer data);
+  gpointer data;
+} ProbeWaiter;
+
+typedef struct {
+  IfbCore *core;
+  char *bdfs[IFB_WORKER_MAX_DEVICES];
+  guint n;
+} ProbeJob;
+
+/* The probe under way and who waits for it: one daemon per process. */
+static gboolean probing;
+static GQueue probe_waiters = G_QUEUE_INIT;
+
+static gboolean probe_next (IfbCore *core);
+
+static void
+probe_finished (void)
 {
-  IfbHwInfo *info = g_hash_table_lookup (core->hw_cache, bdf);
-  ifb_autofd int ctx = -1, dev = -1;
-  IfbHwInfo tmp;
-  uint32_t dev_id;
+  probing = FALSE;
+  for (ProbeWaiter *w; (w = g_queue_pop_head (&probe_waiters));) {
+    w->done (w->data);
+    g_free (w);
+  }
+}
+
+static void
+on_probed (IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  ProbeJob *job = data;
+
+  for (guint i = 0; i < job->n; i++) {
+    const IfbWorkerDevice *wd = &b->devices[i];
+    if (!error && b->finished && wd->err == 0) {
+      g_hash_table_insert (job->core->hw_cache, g_strdup (job->bdfs[i]), g_memdup2 (&wd->info, sizeof wd->info));
+      g_hash_table_remove (job->core->hw_errors, job->bdfs[i]);
+    } else {
+      g_hash_table_insert (job->core->hw_errors, g_strdup (job->bdfs[i]),
+                           error ? g_strdup_printf ("probe failed: %s", error->message)
+                                 : g_strdup_printf ("probe failed: %s", g_strerror (-wd->err)));
+    }
+    g_free (job->bdfs[i]);
+  }
+  ifb_worker_batch_free (b);
+  if (!probe_next (job->core))
+    probe_finished ();
+  g_free (job);
+}
+
+static void
+probe_error (IfbCore *core, const char *bdf, int r)
+{
+  g_hash_table_insert (core->hw_errors, g_strdup (bdf), g_strdup_printf ("probe failed: %s", g_strerror (-r)));
+}
+
+/* Start a worker for the next devices that need probing; FALSE when none do (or none can). */
+static gboolean
+probe_next (IfbCore *core)
+{
+  g_autoptr (GPtrArray) devs = ifb_pci_device_scan (core->sys_dirfd, NULL);
+  g_autoptr (IfbWorkerBatch) b = NULL;
+  ifb_autofd int ctx = -1;
+  ProbeJob *job;
   int r;
 
-  if (info)
-    return info;
-  if ((r = ifb_uapi_open_iommufd (core->backend, core->dev_dirfd, &ctx)) < 0 ||
-      (r = ifb_uapi_open_device (core->backend, core->dev_dirfd, cdev, &dev)) < 0 ||
-      (r = ifb_uapi_device_bind (core->backend, dev, ctx, &dev_id)) < 0 ||
-      (r = ifb_uapi_get_hw_info (core->backend, ctx, dev_id, &tmp)) < 0) {
-    *ret_error = g_strdup_printf ("probe failed: %s", g_strerror (-r));
-    return NULL;
+  if (!devs)
+    return FALSE;
+  job = g_new0 (ProbeJob, 1);
+  job->core = core;
+  for (guint i = 0; i < devs->len && job->n < IFB_WORKER_MAX_DEVICES; i++) {
+    IfbPciDevice *d = g_ptr_array_index (devs, i);
+    const char *bdf = ifb_pci_device_get_bdf (d);
+    if (ifb_pci_device_is_vfio (d) && !ifb_registry_device_owner (core->registry, bdf) &&
+        !g_hash_table_contains (core->hw_cache, bdf) && !g_hash_table_contains (core->hw_errors, bdf))
+      job->bdfs[job->n++] = g_strdup (bdf);
   }
-  info = g_memdup2 (&tmp, sizeof (tmp));
-  g_hash_table_insert (core->hw_cache, g_strdup (bdf), info);
-  return info;
+  r = job->n == 0 ? 0 : !(b = ifb_worker_batch_new (core->backend)) ? -ENOMEM
+                                                                      : ifb_uapi_open_iommufd (core->backend, core->dev_dirfd, &ctx);
+  if (job->n == 0 || r < 0) {
+    for (guint i = 0; i < job->n; i++) {
+      probe_error (core, job->bdfs[i], r);
+      g_free (job->bdfs[i]);
+    }
+    g_free (job);
+    return FALSE;
+  }
+  b->probe = true;
+  b->device_reset_ms = core->device_reset_ms;
+  for (guint i = 0; i < job->n; i++) {
+    g_autoptr (IfbPciDevice) dev = NULL;
+    int fd = -1;
+    if (!ifb_pci_device_lookup (core->sys_dirfd, job->bdfs[i], &dev, NULL) ||
+        (r = ifb_uapi_open_device (core->backend, core->dev_dirfd, ifb_pci_device_get_vfio_cdev (dev), &fd)) < 0)
+      fd = -1;   /* gone since the scan: the worker's bind fails on -1 */
+    b->devices[b->n_devices++].device_fd = fd;
+  }
+  b->iommufd = ifb_steal_fd (&ctx);   /* the worker takes these fds */
+  probing = TRUE;
+  ifb_worker_start (g_steal_pointer (&b), -1, core->config->worker_timeout_ms, on_probed, job);
+  return TRUE;
+}
+
+static gboolean
+pci_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data)
+{
+  ProbeWaiter *w;
+
+  if (!probing) {
+    /* the devices whose last probe failed are tried again */
+    g_hash_table_remove_all (core->hw_errors);
+    if (!probe_next (core))
+      return FALSE;
+  }
+  w = g_new0 (ProbeWaiter, 1);
+  w->done = done;
+  w->data = data;
+  g_queue_push_tail (&probe_waiters, w);
+  return TRUE;
 }
 
 static gboolean
@@ -141,7 +246,7 @@ pci_list (IfbCore *core, json_object *arr, GError **error)
     IfbVm *owner = ifb_registry_device_owner (core->registry, bdf);
     IfbVmDevice *vd = owner ? ifb_vm_find_device (owner, bdf) : NULL;
     const IfbHwInfo *hw = NULL;
-    g_autofree char *probe_error = NULL;
+    const char *probe_error;
     json_object *dj = json_object_new_object ();
     char id[8];
 
@@ -159,12 +264,10 @@ pci_list (IfbCore *core, json_object *arr, GError **error)
 
     if (vd && vd->state == IFB_VM_DEVICE_READY)
       hw = &vd->hw;
-    else if (!owner && ifb_pci_device_is_vfio (d))
-      hw = probe_hw_info (core, bdf, cdev, &probe_error);
-    else if (owner)
+    else
       hw = g_hash_table_lookup (core->hw_cache, bdf);
     ifb_device_kind_add_hw (dj, hw);
-    if (probe_error)
+    if (!hw && !owner && (probe_error = g_hash_table_lookup (core->hw_errors, bdf)))
       json_object_object_add (dj, "hw_info_error", json_object_new_string (probe_error));
     json_object_array_add (arr, dj);
   }
@@ -179,5 +282,6 @@ const IfbDeviceKind ifb_device_kind_pci = {
   .offered = pci_offered,
   .check = pci_check,
   .open = pci_open,
+  .refresh = pci_refresh,
   .list = pci_list,
 };

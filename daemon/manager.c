@@ -152,6 +152,9 @@ choose_backend (IfbCore *core, GError **error)
 
   core->backend = ifb_uapi_backend_emulated ();
   core->device_reset_ms = c->emulated_device_reset_ms;
+  /* the daemon too: a bind or last close of a bound device in the main loop shows as the reset
+   * it would be on real hardware */
+  ifb_uapi_set_device_reset_ms (core->backend, core->device_reset_ms);
   {
     ifb_autofd int root = -1;
     r = c->emulated_template ? ifb_emul_root_prepare (c->emulated_template, core->runtime_dirfd, "emulated", &root)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* device.list: every device of every kind (device-kind.h) — the PCI devices the backend's sysfs
- * shows, with what their IOMMU can do, and the test-only selftest devices when offered. */
+ * shows, with what their IOMMU can do (probed by a worker the first time: see device-pci.c), and
+ * the test-only selftest devices when offered. */
 #define G_LOG_DOMAIN "ifb-rpc"
 
 #include "device-kind.h"
@@ -10,16 +11,39 @@
 #include "util.h"
 #include "vm.h"
 
-gboolean
-ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error)
+static json_object *
+list_devices (IfbCore *core, GError **error)
 {
   g_autoptr (json_object) arr = json_object_new_array ();
   json_object *o;
 
-  if (!ifb_device_kinds_list (call->core, arr, error))
-    return FALSE;
+  if (!ifb_device_kinds_list (core, arr, error))
+    return NULL;
   o = json_object_new_object ();
   json_object_object_add (o, "devices", g_steal_pointer (&arr));
-  *ret = o;
+  return o;
+}
+
+static void
+list_refreshed (gpointer data)
+{
+  IfbDeferred *d = data;
+  g_autoptr (GError) error = NULL;
+  json_object *o = list_devices (ifb_deferred_core (d), &error);
+
+  if (o)
+    ifb_deferred_return (d, o);
+  else
+    ifb_deferred_fail (d, error);
+}
+
+gboolean
+ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error)
+{
+  IfbDeferred *d = ifb_call_defer (call);
+
+  /* what needs a worker first (probing unowned devices), the answer when it is done */
+  if (!ifb_device_kinds_refresh (call->core, list_refreshed, d))
+    list_refreshed (d);
   return TRUE;
 }

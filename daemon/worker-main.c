@@ -63,7 +63,7 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
   }
 }
 
-/* The worker's body. Async-signal-safe only. */
+/* The worker's body: the allocations of one request. */
 static void
 worker_steps (IfbWorkerBatch *b)
 {
@@ -146,6 +146,24 @@ release (IfbWorkerBatch *b)
     close (b->iommufd);
 }
 
+/* What the IOMMU behind each device can do: bind it to the scratch context, ask, and close it
+ * (the device's reset, on real hardware, is this process's). */
+static void
+probe (IfbWorkerBatch *b)
+{
+  for (size_t i = 0; i < b->n_devices; i++) {
+    IfbWorkerDevice *d = &b->devices[i];
+    int r = STEP ("bind", ifb_uapi_device_bind (backend, d->device_fd, b->iommufd, &d->dev_id));
+    if (r == 0)
+      r = STEP ("hw-info", ifb_uapi_get_hw_info (backend, b->iommufd, d->dev_id, &d->info));
+    d->err = r;
+    d->failed_step = r == 0 ? IFB_WORKER_STEP_NONE : d->dev_id ? IFB_WORKER_STEP_HW_INFO : IFB_WORKER_STEP_BIND;
+  }
+  for (size_t i = 0; i < b->n_devices; i++)
+    ifb_uapi_device_close (backend, b->devices[i].device_fd);
+  close (b->iommufd);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -175,8 +193,11 @@ main (int argc, char **argv)
   if (!(backend = ifb_uapi_backend_by_name (b->backend)))
     return 6;   /* a daemon of another build */
   ifb_uapi_set_device_reset_ms (backend, b->device_reset_ms);
-  if (b->release) {
-    release (b);
+  if (b->release || b->probe) {
+    if (b->release)
+      release (b);
+    else
+      probe (b);
     b->finished = true;
     return 0;
   }

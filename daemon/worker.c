@@ -357,20 +357,22 @@ report_not_started (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* A release batch's fds are the worker's: the daemon's copies go now (or, with no worker, the
- * daemon closes them itself, paying for the resets). The batch is left as it is: the worker
- * reads the same numbers in its own fd table, maybe at this very moment. */
+/* A release or probe batch's fds are the worker's: the daemon's copies go now (or, with no
+ * worker, the daemon closes them itself, paying for the resets). The batch is left as it is: the
+ * worker reads the same numbers in its own fd table, maybe at this very moment. */
 static void
 give_up_fds (IfbWorkerBatch *b, gboolean close_as_device)
 {
   const IfbUapiBackend *be = ifb_uapi_backend_by_name (b->backend);
-  for (size_t i = 0; b->release && i < b->n_devices; i++) {
+  gboolean workers_own = b->release || b->probe;
+
+  for (size_t i = 0; workers_own && i < b->n_devices; i++) {
     if (close_as_device)
       ifb_uapi_device_close (be, b->devices[i].device_fd);
     else
       close (b->devices[i].device_fd);
   }
-  if (b->release && b->iommufd >= 0)
+  if (workers_own && b->iommufd >= 0)
     close (b->iommufd);
 }
 

@@ -52,6 +52,8 @@ typedef struct {
   /* in */
   char backend[16];             /* the backend's name (ifb_uapi_backend_by_name()) */
   bool release;                 /* only close the device fds (the last close resets a device) */
+  bool probe;                   /* bind each device to iommufd (a scratch context), read its hardware
+                                 * info, then close them all like a release (each bind and close resets) */
   guint device_reset_ms;        /* what a device reset costs, where the backend models it */
   int iommufd;
   bool alloc_ioas;              /* allocate the IOAS first */

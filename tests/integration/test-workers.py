@@ -66,6 +66,31 @@ def test_guests_attach_in_parallel_and_the_loop_answers():
               % (wall, ra[1] - ra[0], rb[1] - rb[0], (iend - istart) * 1000))
 
 
+def test_device_probe_runs_in_a_worker():
+    # device.list on a fresh daemon probes what the IOMMU behind each unowned vfio device can do:
+    # a bind and a close, each a reset. A worker pays them; broker.info is answered meanwhile.
+    with Broker(config=conf(reset_ms=150)) as b:
+        out = {}
+        t = threading.Thread(target=timed_call, args=(b, "device.list", None, out, "list"))
+        t.start()
+        time.sleep(0.1)
+        timed_call(b, "broker.info", None, out, "info")
+        t.join()
+        l_start, l_end, listing = out["list"]
+        i_start, i_end, info = out["info"]
+        vfio = [d for d in listing["result"]["devices"] if d["vfio"]]
+        assert vfio and all(d["iommu"] and "hw_info_error" not in d for d in vfio), listing
+        assert l_end - l_start >= len(vfio) * 2 * 0.150 * 0.95, (l_end - l_start, len(vfio))
+        assert i_end < l_end and i_end - i_start < 0.1, (i_end - i_start, l_end - l_start)
+        assert info["result"]["workers"]["running"] == 1, info["result"]["workers"]
+        # cached: the second listing binds nothing
+        t0 = time.monotonic()
+        again = b.call("device.list")
+        assert time.monotonic() - t0 < 0.15 and again == listing["result"], again
+        print("device.list probing %d devices: %.3f s; broker.info meanwhile %.1f ms"
+              % (len(vfio), l_end - l_start, (i_end - i_start) * 1000))
+
+
 def test_one_guests_requests_run_in_order():
     # From two connections: an attach (a reset long), then a destroy of the same guest sent while
     # it runs. The destroy waits for the attach, which completes; nothing is torn.
@@ -239,7 +264,8 @@ def test_signals_into_guest_cgroups_never_reach_the_daemon():
 
 
 if __name__ == "__main__":
-    run([test_guests_attach_in_parallel_and_the_loop_answers, test_one_guests_requests_run_in_order,
+    run([test_guests_attach_in_parallel_and_the_loop_answers, test_device_probe_runs_in_a_worker,
+         test_one_guests_requests_run_in_order,
          test_worker_bound_queues_in_order, test_deadline_kills_the_worker_and_nothing_stays,
          test_frozen_guest_cgroup_holds_nothing_up,
          test_client_hanging_up_does_not_cancel, test_signals_into_guest_cgroups_never_reach_the_daemon])

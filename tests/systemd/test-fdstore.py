@@ -43,9 +43,23 @@ def where_stuck(pid):
     return "\n".join(out)
 
 
+def workers_idle(b, timeout=30):
+    """Wait until no worker runs or waits: after a restart, release workers may still be closing
+    fds of no guest, and the restored contexts are tidied once they are done."""
+    deadline = time.monotonic() + timeout
+    while True:
+        w = b.call("broker.info")["workers"]
+        if w["running"] == 0 and w["waiting"] == 0:
+            return
+        assert time.monotonic() < deadline, "workers still busy after %d s: %r" % (timeout, w)
+        time.sleep(0.05)
+
+
 def snapshot(sm):
-    """Everything a client can see about the guests, by name."""
-    c = Client(sm.broker.socket)
+    """Everything a client can see about the guests, by name (device.list may probe devices in
+    a worker first, each bind and close a modelled reset: hence the long timeout)."""
+    workers_idle(sm.broker)
+    c = Client(sm.broker.socket, timeout=60)
     try:
         vms = {v["name"]: c.call("vm.show", {"vm": v["name"]}) for v in c.call("vm.list")["vms"]}
         owners = {d["device"]: d["owner"] for d in c.call("device.list")["devices"] if d["vfio"]}
@@ -388,7 +402,7 @@ def test_crash_after_fdstore_released_by_a_worker():
     # to a release worker (on hardware its last close resets the device: here 2 s, paid by the
     # worker), so READY=1 does not wait for it and the device is still bound right after; then
     # the HWPT is destroyed and the device can be attached again.
-    reset_ms = 2000
+    reset_ms = 1000
     root = Cgroup("orphan")
     g = root.child("g")
     b = ifbtest.Broker(config="[emulated]\ndevice-reset-ms=%d\n" % reset_ms,
