@@ -168,27 +168,31 @@ int
 main (int argc, char **argv)
 {
   IfbWorkerBatch *b;
-  int batch_fd, go_fd;
+  int batch_fd, procs_fd;
   pid_t daemon_pid;
 
   if (argc != 4)
     return 2;
   batch_fd = atoi (argv[1]);
-  go_fd = atoi (argv[2]);
+  procs_fd = atoi (argv[2]);   /* the guest cgroup's cgroup.procs; -1: stay where the daemon is */
   daemon_pid = (pid_t) atoi (argv[3]);
   prctl (PR_SET_PDEATHSIG, SIGKILL);
   if (getppid () != daemon_pid)   /* the daemon died before we asked */
     return 4;
-  if (go_fd >= 0) {
-    char go = 0;
-    if (read (go_fd, &go, 1) != 1 || go != 'g')
-      return 3;
-    close (go_fd);
-  }
   b = mmap (NULL, sizeof (IfbWorkerBatch), PROT_READ | PROT_WRITE, MAP_SHARED, batch_fd, 0);
   if (b == MAP_FAILED)
     return 5;
   close (batch_fd);
+  if (procs_fd >= 0) {
+    /* Into the guest's cgroup before anything else: from here on the kernel charges the guest
+     * for what this process allocates. Moving a task waits for an RCU grace period (the cgroup
+     * threadgroup lock); this process waits it out, not the daemon's main loop. */
+    if (write (procs_fd, "0\n", 2) != 2) {
+      b->place_err = -errno;
+      return 7;
+    }
+    close (procs_fd);
+  }
   ifb_fault_init ();
   if (!(backend = ifb_uapi_backend_by_name (b->backend)))
     return 6;   /* a daemon of another build */

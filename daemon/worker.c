@@ -16,15 +16,18 @@
  * signal handler to the default, unblocks all signals, clears close-on-exec on exactly the fds
  * the batch names, and execs. From then on the worker shares nothing with the daemon but the
  * batch (a memfd) and those fds, and a signal sent to the guest's cgroup ends the worker, never
- * the daemon. The worker first waits on a pipe; the daemon writes its pid into the guest
- * cgroup's cgroup.procs and only then lets it go, so it allocates nothing outside the guest.
+ * the daemon. Among those fds is the guest cgroup's cgroup.procs, opened by the daemon: the
+ * worker's first act is to write itself into it, before it touches a device or a context, so it
+ * allocates nothing outside the guest. Moving a task into a cgroup waits for an RCU grace period
+ * (the cgroup threadgroup lock, milliseconds on a busy host): the worker waits it out, not the
+ * main loop.
  *
  * Why not clone3(CLONE_INTO_CGROUP), which puts the child in the cgroup at birth: with
  * CLONE_VFORK the daemon waits until the child execs, and a child born into a frozen cgroup
- * (cgroup.freeze=1, a paused guest) never does — the daemon hung, tests/integration/
- * test-workers.py shows it; without CLONE_VFORK, clone3 copies the daemon's page tables (~2 ms
- * in the main loop per worker). The move costs one write. vfork is also what systemd's
- * RestrictNamespaces= seccomp filter allows (it refuses clone3 with ENOSYS).
+ * (cgroup.freeze=1, a paused guest) never does, and the daemon would hang (tests/integration/
+ * test-workers.py has such a guest); without CLONE_VFORK, clone3 copies the daemon's page tables
+ * (~2 ms in the main loop per worker). vfork is also what systemd's RestrictNamespaces= seccomp
+ * filter allows (it refuses clone3 with ENOSYS).
  *
  * The deadline is the daemon's: a timer kills the worker through its pidfd (SIGKILL also ends a
  * task in a frozen cgroup2), so a frozen or stuck worker cannot hold anything up. At most
@@ -179,7 +182,7 @@ child_exec (void *data)
 }
 
 
-/* A child where the daemon is (no cgroup to place it in). */
+/* vfork + exec a worker, where the daemon is (it moves itself into its cgroup). */
 static pid_t
 spawn_here (const ChildArgs *a, int *ret_pidfd)
 {
@@ -199,41 +202,13 @@ spawn_here (const ChildArgs *a, int *ret_pidfd)
   return pid;
 }
 
-/* vfork + exec a worker that waits on go_r; then move it into the cgroup and let it go. */
-static pid_t
-spawn_then_move (const ChildArgs *a, int cgroup_dirfd, int go_w, int *ret_pidfd, GError **error)
-{
-  ifb_autofd int procs = openat (cgroup_dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-  char pidbuf[32];
-  pid_t pid;
-  int n, e;
-
-  if (procs < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "Opening the guest's cgroup.procs"), -1;
-  pid = vfork ();
-  if (pid == 0)
-    child_exec ((void *) a);   /* never returns */
-  if (pid < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "vfork"), -1;
-  *ret_pidfd = (int) syscall (SYS_pidfd_open, pid, 0);
-  n = g_snprintf (pidbuf, sizeof (pidbuf), "%d\n", (int) pid);
-  if (*ret_pidfd < 0 || write (procs, pidbuf, (size_t) n) != n || write (go_w, "g", 1) != 1) {
-    e = errno;
-    kill (pid, SIGKILL);
-    waitpid (pid, NULL, 0);
-    *ret_pidfd = ifb_close (*ret_pidfd);
-    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -e, "Moving worker %d into the guest's cgroup", (int) pid), -1;
-  }
-  return pid;
-}
-
 static gboolean
 spawn (Worker *w, GError **error)
 {
   IfbWorkerBatch *b = w->batch;
-  ifb_autofd int go_r = -1, go_w = -1;
-  char batch_arg[16], go_arg[16], parent_arg[16];
-  char *argv[] = { (char *) WORKER_PROGRAM, batch_arg, go_arg, parent_arg, NULL };
+  ifb_autofd int procs = -1;
+  char batch_arg[16], procs_arg[16], parent_arg[16];
+  char *argv[] = { (char *) WORKER_PROGRAM, batch_arg, procs_arg, parent_arg, NULL };
   int keep[IFB_WORKER_MAX_DEVICES + 3];
   ChildArgs a = { .argv = argv, .keep = keep };
   sigset_t all, old;
@@ -251,36 +226,18 @@ spawn (Worker *w, GError **error)
       keep[a.n_keep++] = b->devices[i].device_fd;
   g_snprintf (batch_arg, sizeof batch_arg, "%d", b->memfd);
   g_snprintf (parent_arg, sizeof parent_arg, "%d", (int) getpid ());
-  g_snprintf (go_arg, sizeof go_arg, "-1");
-  if (w->cgroup_dirfd < 0) {   /* no placement asked for (a release): plain clone, no move */
-    sigfillset (&all);
-    pthread_sigmask (SIG_SETMASK, &all, &old);
-    pid = spawn_here (&a, &w->pidfd);
-    pthread_sigmask (SIG_SETMASK, &old, NULL);
-    if (pid < 0)
-      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "Starting a worker");
-    n_workers++;
-    w->pid = b->pid = pid;
-    return TRUE;
+  if (w->cgroup_dirfd >= 0) {   /* the worker moves itself there first thing (worker-main.c) */
+    if ((procs = openat (w->cgroup_dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC)) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "Opening the guest's cgroup.procs");
+    keep[a.n_keep++] = procs;
   }
-
+  g_snprintf (procs_arg, sizeof procs_arg, "%d", procs);
   sigfillset (&all);
   pthread_sigmask (SIG_SETMASK, &all, &old);
-  {
-    int p[2];
-    if (pipe2 (p, O_CLOEXEC) < 0) {
-      pthread_sigmask (SIG_SETMASK, &old, NULL);
-      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, -errno, "pipe2");
-    }
-    go_r = p[0];
-    go_w = p[1];
-    keep[a.n_keep++] = go_r;
-    g_snprintf (go_arg, sizeof go_arg, "%d", go_r);
-    pid = spawn_then_move (&a, w->cgroup_dirfd, go_w, &w->pidfd, error);
-  }
+  pid = spawn_here (&a, &w->pidfd);
   pthread_sigmask (SIG_SETMASK, &old, NULL);
   if (pid < 0)
-    return FALSE;
+    return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, pid, "Starting a worker");
   n_workers++;
   w->pid = b->pid = pid;
   return TRUE;
@@ -328,6 +285,9 @@ on_worker_exit (int fd, GIOCondition cond, gpointer data)
   else if (si.si_status == 127)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d: the worker program could not be executed",
                  (int) w->pid);
+  else if (si.si_status == 7 && w->batch->place_err)
+    ifb_error_set_errno (&error, IFB_ERROR_WORKER_FAILED, w->batch->place_err,
+                         "Worker %d could not move itself into the guest's cgroup", (int) w->pid);
   else if (si.si_status != 0 || !w->batch->finished)
     g_set_error (&error, IFB_ERROR, IFB_ERROR_WORKER_FAILED, "Worker %d exited with status %d before finishing",
                  (int) w->pid, si.si_status);

@@ -62,6 +62,7 @@ typedef struct {
   IfbWorkerDevice devices[IFB_WORKER_MAX_DEVICES];
   /* out */
   bool finished;                /* the worker ran the batch to its end */
+  int place_err;                /* -errno: the worker could not move itself into the cgroup */
   int ioas_err;
   int failed_index;             /* device index that failed, -1 for none/the IOAS */
   char cgroup[PATH_MAX];        /* where the worker ran (/proc/self/cgroup); "" when unreadable */
@@ -87,10 +88,10 @@ gboolean ifb_worker_init (guint max_running, GError **error);
 typedef void (*IfbWorkerDone) (IfbWorkerBatch *b, const GError *error, gpointer data);
 
 /*
- * Run b in a worker placed in the cgroup cgroup_dirfd (taken; -1: where the daemon is, for a
- * release), killed by the daemon after
- * timeout_ms. At most max_running workers run at once; later ones wait their turn in order.
- * done() is always called, never from inside this function.
+ * Run b in a worker that moves itself into the cgroup cgroup_dirfd (taken; -1: it stays where
+ * the daemon is, for a release or a probe), killed by the daemon after timeout_ms. At most
+ * max_running workers run at once; later ones wait their turn in order. done() is always called,
+ * never from inside this function.
  */
 void ifb_worker_start (IfbWorkerBatch *b, int cgroup_dirfd, guint timeout_ms,
                        IfbWorkerDone done, gpointer data);
