@@ -53,8 +53,6 @@ typedef struct {
   GError *error;                /* the operation's own outcome, passed on */
   IfbLifecycleDone done;
   gpointer data;
-  int barrier_fd;
-  guint watch;
 } Release;
 
 
@@ -75,8 +73,9 @@ on_released (IfbWorkerBatch *b, const GError *error, gpointer data)
 }
 
 static void
-release_now (Release *r)
+release_now (gpointer data)
 {
+  Release *r = data;
   IfbWorkerBatch *b = ifb_worker_batch_new (r->core->backend);
 
   if (!b) {   /* no worker: close them here, as a last resort (their objects go with the context) */
@@ -99,16 +98,40 @@ release_now (Release *r)
   ifb_worker_start (b, -1, r->core->config->worker_timeout_ms, on_released, r);
 }
 
+/* What runs once PID 1 has closed its copies of the fd-store entries removed so far (a barrier,
+ * watched in the main loop, not waited for), so the worker's close is the last one; at once
+ * without a service manager. */
+typedef struct {
+  void (*fn) (gpointer data);
+  gpointer data;
+  int fd;
+  guint watch;
+} AfterBarrier;
+
 static gboolean
 on_barrier (int fd, GIOCondition cond, gpointer data)
 {
-  Release *r = data;
+  g_autofree AfterBarrier *ab = data;
 
-  ifb_fd_watch_remove (r->watch);   /* before the close: epoll removes by fd number */
-  r->watch = 0;
-  r->barrier_fd = ifb_close (r->barrier_fd);
-  release_now (r);
+  ifb_fd_watch_remove (ab->watch);   /* before the close: epoll removes by fd number */
+  ifb_close (ab->fd);
+  ab->fn (ab->data);
   return G_SOURCE_REMOVE;
+}
+
+static void
+after_fdstore_barrier (void (*fn) (gpointer data), gpointer data)
+{
+  AfterBarrier *ab = g_new0 (AfterBarrier, 1);
+
+  ab->fn = fn;
+  ab->data = data;
+  ab->fd = -1;
+  if (ifb_notify_barrier_start (&ab->fd) == 0 && (ab->watch = ifb_fd_watch_add (ab->fd, G_IO_IN, on_barrier, ab)))
+    return;
+  ifb_close (ab->fd);
+  g_free (ab);
+  fn (data);
 }
 
 /*
@@ -120,8 +143,6 @@ typedef struct {
   IfbCore *core;
   GArray *contexts, *devices;   /* of int, taken */
   guint pending;
-  int barrier_fd;
-  guint watch;
   void (*done) (IfbCore *core, gpointer data);
   gpointer data;
 } FdRelease;
@@ -143,8 +164,9 @@ on_fds_released (IfbWorkerBatch *b, const GError *error, gpointer data)
 }
 
 static void
-release_fds_now (FdRelease *fr)
+release_fds_now (gpointer data)
 {
+  FdRelease *fr = data;
   guint n_batches = MAX (fr->contexts->len, (fr->devices->len + IFB_WORKER_MAX_DEVICES - 1) / IFB_WORKER_MAX_DEVICES);
 
   fr->pending = n_batches + 1;   /* + this function's own, so done runs once, from the main loop */
@@ -171,16 +193,6 @@ release_fds_now (FdRelease *fr)
   on_fds_released (NULL, NULL, fr);
 }
 
-static gboolean
-on_fds_barrier (int fd, GIOCondition cond, gpointer data)
-{
-  FdRelease *fr = data;
-
-  ifb_fd_watch_remove (fr->watch);   /* before the close: epoll removes by fd number */
-  fr->barrier_fd = ifb_close (fr->barrier_fd);
-  release_fds_now (fr);
-  return G_SOURCE_REMOVE;
-}
 
 void
 ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices, void (*done) (IfbCore *core, gpointer data),
@@ -193,12 +205,7 @@ ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices, voi
   fr->devices = devices;
   fr->done = done;
   fr->data = data;
-  fr->barrier_fd = -1;
-  if (ifb_notify_barrier_start (&fr->barrier_fd) == 0 &&
-      (fr->watch = ifb_fd_watch_add (fr->barrier_fd, G_IO_IN, on_fds_barrier, fr)))
-    return;
-  fr->barrier_fd = ifb_close (fr->barrier_fd);
-  release_fds_now (fr);
+  after_fdstore_barrier (release_fds_now, fr);
 }
 
 /* Finish an operation: release the devices it gave up, tell its caller, let the next one in. */
@@ -220,13 +227,8 @@ ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecyc
     r->error = error ? g_error_copy (error) : NULL;
     r->done = done;
     r->data = data;
-    r->barrier_fd = -1;
     vm->busy = true;
-    if (ifb_notify_barrier_start (&r->barrier_fd) == 0 &&
-        (r->watch = ifb_fd_watch_add (r->barrier_fd, G_IO_IN, on_barrier, r)))
-      return;
-    r->barrier_fd = ifb_close (r->barrier_fd);
-    release_now (r);
+    after_fdstore_barrier (release_now, r);
     return;
   }
   /* Idle before done: done may start the guest's next operation (which makes it busy again). */
