@@ -32,6 +32,13 @@ ifb_device_kind_offered (const IfbDeviceKind *kind)
   return kind && kind->offered ();
 }
 
+gboolean
+ifb_device_kind_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data)
+{
+  const IfbDeviceKind *kind = ifb_device_kind_of (name);
+  return kind->when_free && kind->when_free (core, name, fn, data);
+}
+
 void
 ifb_device_kinds_probe (IfbCore *core)
 {

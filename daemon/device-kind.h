@@ -46,6 +46,10 @@ typedef struct {
    * the IOMMU of unowned devices binds them, which resets them). TRUE when done (data) will be
    * called from the main loop; FALSE when nothing was to do (done is not called). NULL: never. */
   gboolean (*refresh) (IfbCore *core, void (*done) (gpointer data), gpointer data);
+  /* Held by the kind's own work right now (a probe binds unowned devices)? Then fn (data) is
+   * queued to run from the main loop once it is free, and TRUE returned; FALSE: free now. NULL:
+   * the kind never holds a device itself. */
+  gboolean (*when_free) (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data);
   /* device.list: append an entry per device of the kind. */
   gboolean (*list) (IfbCore *core, json_object *arr, GError **error);
 } IfbDeviceKind;
@@ -55,6 +59,8 @@ const IfbDeviceKind *ifb_device_kind_of (const char *name);
 /* The kind called name, or NULL. */
 const IfbDeviceKind *ifb_device_kind_by_name (const char *name);
 gboolean ifb_device_kind_offered (const IfbDeviceKind *kind);   /* NULL-safe */
+/* The kind's when_free() for device name (FALSE where the kind has none). */
+gboolean ifb_device_kind_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data);
 
 /* Every kind, in table order. */
 void ifb_device_kinds_probe (IfbCore *core);

@@ -121,8 +121,10 @@ typedef struct {
   guint n;
 } ProbeJob;
 
-/* The probe under way and who waits for it: one daemon per process. */
+/* The probe under way (its batch: the devices it holds) and who waits for it: one daemon per
+ * process. */
 static gboolean probing;
+static ProbeJob *probe_job;
 static GQueue probe_waiters = G_QUEUE_INIT;
 
 static gboolean probe_next (IfbCore *core);
@@ -142,6 +144,7 @@ on_probed (IfbWorkerBatch *b, const GError *error, gpointer data)
 {
   ProbeJob *job = data;
 
+  probe_job = NULL;
   for (guint i = 0; i < job->n; i++) {
     const IfbWorkerDevice *wd = &b->devices[i];
     if (!error && b->finished && wd->err == 0) {
@@ -209,25 +212,43 @@ probe_next (IfbCore *core)
   }
   b->iommufd = ifb_steal_fd (&ctx);   /* the worker takes these fds */
   probing = TRUE;
+  probe_job = job;
   ifb_worker_start (g_steal_pointer (&b), -1, core->config->worker_timeout_ms, on_probed, job);
   return TRUE;
+}
+
+static void
+wait_for_probe (void (*done) (gpointer data), gpointer data)
+{
+  ProbeWaiter *w = g_new0 (ProbeWaiter, 1);
+  w->done = done;
+  w->data = data;
+  g_queue_push_tail (&probe_waiters, w);
+}
+
+/* A device being probed is bound to the probe's scratch context: a guest's bind of it would
+ * fail (the kernel binds a device once), so whoever wants it waits for the probe. */
+static gboolean
+pci_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data)
+{
+  for (guint i = 0; probe_job && i < probe_job->n; i++)
+    if (strcmp (probe_job->bdfs[i], name) == 0) {
+      wait_for_probe (fn, data);
+      return TRUE;
+    }
+  return FALSE;
 }
 
 static gboolean
 pci_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data)
 {
-  ProbeWaiter *w;
-
   if (!probing) {
     /* the devices whose last probe failed are tried again */
     g_hash_table_remove_all (core->hw_errors);
     if (!probe_next (core))
       return FALSE;
   }
-  w = g_new0 (ProbeWaiter, 1);
-  w->done = done;
-  w->data = data;
-  g_queue_push_tail (&probe_waiters, w);
+  wait_for_probe (done, data);
   return TRUE;
 }
 
@@ -283,5 +304,6 @@ const IfbDeviceKind ifb_device_kind_pci = {
   .check = pci_check,
   .open = pci_open,
   .refresh = pci_refresh,
+  .when_free = pci_when_free,
   .list = pci_list,
 };

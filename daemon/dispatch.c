@@ -204,6 +204,16 @@ typedef struct {
 } Parked;
 
 static void
+parked_free (Parked *p)
+{
+  ifb_reply_unref (p->reply);
+  json_object_put (p->id);
+  json_object_put (p->params);
+  ifb_fd_list_free (p->in_fds);
+  g_free (p);
+}
+
+static void
 resume_parked (gpointer data)
 {
   Parked *p = data;
@@ -214,19 +224,15 @@ resume_parked (gpointer data)
             p->reply, p->slot, p->started_usec);
   else
     ifb_reply_fill (p->reply, p->slot, NULL);   /* the peer hung up: its queued work is dropped */
-  ifb_reply_unref (p->reply);
-  json_object_put (p->id);
-  json_object_put (p->params);
-  ifb_fd_list_free (p->in_fds);
-  g_free (p);
+  parked_free (p);
 }
 
 gboolean
-ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
+ifb_call_park (IfbCall *call, IfbCallWait wait, gpointer user)
 {
   Parked *p;
 
-  if (!ifb_vm_is_busy (vm) || !call->reply)
+  if (!call->reply)
     return FALSE;
   p = g_new0 (Parked, 1);
   p->core = call->core;
@@ -237,14 +243,34 @@ ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
   p->has_id = call->has_id;
   p->started_usec = call->started_usec;
   p->params = json_object_get (call->params);
-  if (call->in_fds) {   /* what the method takes comes along */
+  if (!wait (resume_parked, p, user)) {   /* nothing to wait for */
+    parked_free (p);
+    return FALSE;
+  }
+  if (call->in_fds) {   /* what the method takes comes along (resume runs from the main loop, later) */
     p->in_fds = ifb_fd_list_new ();
     for (guint i = 0; i < ifb_fd_list_len (call->in_fds); i++)
       ifb_fd_list_push (p->in_fds, ifb_fd_list_steal (call->in_fds, i));
   }
   call->deferred = TRUE;
-  ifb_vm_when_idle (vm, resume_parked, p);
   return TRUE;
+}
+
+static gboolean
+wait_for_guest (void (*resume) (gpointer data), gpointer data, gpointer user)
+{
+  IfbVm *vm = user;
+
+  if (!ifb_vm_is_busy (vm))
+    return FALSE;
+  ifb_vm_when_idle (vm, resume, data);
+  return TRUE;
+}
+
+gboolean
+ifb_call_park_if_busy (IfbCall *call, IfbVm *vm)
+{
+  return ifb_call_park (call, wait_for_guest, vm);
 }
 
 void

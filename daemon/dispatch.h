@@ -50,11 +50,16 @@ void ifb_deferred_return (IfbDeferred *d, json_object *result);   /* result take
 void ifb_deferred_fail (IfbDeferred *d, const GError *error);
 
 /*
- * One guest's requests run in arrival order: a handler about to change a guest that is busy
- * (a worker is running for it) parks the call, which runs again from the start when the guest
- * is idle (or is dropped if its connection has gone). Returns TRUE when parked: the handler
- * returns TRUE with no result.
+ * Park a call until what it needs is free: wait (resume, data, user) either queues resume (data)
+ * to be called later from the main loop and returns TRUE, or returns FALSE when there is nothing
+ * to wait for. A parked call runs again from the start when resumed (or is dropped if its
+ * connection has gone). Returns TRUE when parked: the handler returns TRUE with no result.
  */
+typedef gboolean (*IfbCallWait) (void (*resume) (gpointer data), gpointer data, gpointer user);
+gboolean ifb_call_park (IfbCall *call, IfbCallWait wait, gpointer user);
+
+/* One guest's requests run in arrival order: a handler about to change a guest that is busy
+ * (a worker is running for it) parks the call until the guest is idle. */
 gboolean ifb_call_park_if_busy (IfbCall *call, IfbVm *vm);
 
 /* events.subscribe: the caller's connection gets the event notifications from now on. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cgroup.h"
+#include "device-kind.h"
 #include "errors.h"
 #include "holders.h"
 #include "log.h"
@@ -65,6 +66,23 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
   return TRUE;
 }
 
+typedef struct {
+  IfbCore *core;
+  GPtrArray *bdfs;
+} DeviceWait;
+
+/* A device the broker itself holds for a moment (device.list's probe) is waited for. */
+static gboolean
+wait_for_devices (void (*resume) (gpointer data), gpointer data, gpointer user)
+{
+  DeviceWait *w = user;
+
+  for (guint i = 0; i < w->bdfs->len; i++)
+    if (ifb_device_kind_when_free (w->core, g_ptr_array_index (w->bdfs, i), resume, data))
+      return TRUE;
+  return FALSE;
+}
+
 gboolean
 ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
@@ -91,9 +109,10 @@ ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **
   vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
   if (!vm)
     return FALSE;
-  if (!ifb_call_park_if_busy (call, vm))
-    ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
-                          ifb_call_defer (call));
+  if (ifb_call_park_if_busy (call, vm) || ifb_call_park (call, wait_for_devices, &(DeviceWait) { call->core, bdfs }))
+    return TRUE;
+  ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+                        ifb_call_defer (call));
   return TRUE;
 }
 

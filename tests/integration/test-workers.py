@@ -91,6 +91,24 @@ def test_device_probe_runs_in_a_worker():
               % (len(vfio), l_end - l_start, (i_end - i_start) * 1000))
 
 
+def test_attach_waits_for_the_probe_of_its_device():
+    # A device device.list is probing is bound to the probe's scratch context: a guest's attach
+    # of it meanwhile waits for the probe to end instead of failing as "in use".
+    with Cgroup("wprobe") as cg, Broker(config=conf(reset_ms=150)) as b:
+        b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        out = {}
+        t = threading.Thread(target=timed_call, args=(b, "device.list", None, out, "list"))
+        t.start()
+        time.sleep(0.1)
+        timed_call(b, "vm.attach", {"vm": "g", "device": NEST_VTD[0]}, out, "attach")
+        t.join()
+        l_start, l_end, listing = out["list"]
+        a_start, a_end, attach = out["attach"]
+        assert "result" in listing, listing
+        assert "result" in attach and [d["state"] for d in attach["result"]["devices"]] == ["ready"], attach
+        assert a_start < l_end <= a_end, (out["list"][:2], out["attach"][:2])
+
+
 def test_one_guests_requests_run_in_order():
     # From two connections: an attach (a reset long), then a destroy of the same guest sent while
     # it runs. The destroy waits for the attach, which completes; nothing is torn.
@@ -265,6 +283,7 @@ def test_signals_into_guest_cgroups_never_reach_the_daemon():
 
 if __name__ == "__main__":
     run([test_guests_attach_in_parallel_and_the_loop_answers, test_device_probe_runs_in_a_worker,
+         test_attach_waits_for_the_probe_of_its_device,
          test_one_guests_requests_run_in_order,
          test_worker_bound_queues_in_order, test_deadline_kills_the_worker_and_nothing_stays,
          test_frozen_guest_cgroup_holds_nothing_up,
