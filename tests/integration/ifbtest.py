@@ -329,6 +329,23 @@ def as_user(uid, gid=None):
     os.setuid(uid)
 
 
+def in_child(fn):
+    """fn() run in a forked child; what it returned (a JSON-able value), or {"exception": repr}
+    when it raised."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            out = fn()
+        except BaseException as e:   # noqa: B902 - reported to the parent
+            out = {"exception": repr(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    return read_child_json(pid, r)
+
+
 def read_child_json(pid, r):
     """What a forked child wrote to the pipe r as JSON, once it has exited (r is closed)."""
     data = b""

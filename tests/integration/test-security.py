@@ -14,34 +14,24 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ifbtest import (BUILD, CTL, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, RpcError, Skip, as_user,  # noqa: E402
-                     in_cgroup, read_child_json, run)
+                     in_child, in_cgroup, run)
 
 NO_PEERPIDFD = os.path.join(BUILD, "tests", "helpers", "no-peerpidfd")
 
 
 def call_from(broker, cg=None, uid=None, method="broker.info", params=None):
     """Make one call from a child process placed in cg (and running as uid); returns the reply."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        out = {}
-        try:
-            if cg:
-                in_cgroup(cg)()
-            if uid is not None:
-                as_user(uid)
-            c = Client(broker.socket)
-            out, fds = c.call_full(method, params)
-            for fd in fds:
-                os.close(fd)
-            out["n_fds"] = len(fds)
-        except BaseException as e:   # noqa: B902 - reported to the parent
-            out = {"exception": repr(e)}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    return read_child_json(pid, r)
+    def call():
+        if cg:
+            in_cgroup(cg)()
+        if uid is not None:
+            as_user(uid)
+        out, fds = Client(broker.socket).call_full(method, params)
+        for fd in fds:
+            os.close(fd)
+        out["n_fds"] = len(fds)
+        return out
+    return in_child(call)
 
 
 def err_name(reply):
@@ -566,21 +556,12 @@ def test_vm_fds_tells_a_roleless_peer_nothing():
 
 def call_with_groups(broker, groups, method="vm.list"):
     """One call from a child running as nobody, primary gid 12345, with these supplementary groups."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            os.setgroups(groups)
-            os.setgid(12345)
-            os.setuid(NOBODY)
-            out = Client(broker.socket).call_full(method)[0]
-        except BaseException as e:   # noqa: B902 - reported to the parent
-            out = {"exception": repr(e)}
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
-    os.close(w)
-    return read_child_json(pid, r)
+    def call():
+        os.setgroups(groups)
+        os.setgid(12345)
+        os.setuid(NOBODY)
+        return Client(broker.socket).call_full(method)[0]
+    return in_child(call)
 
 
 def test_every_supplementary_group_counts():
