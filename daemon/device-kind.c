@@ -83,11 +83,11 @@ ifb_device_kinds_refresh (IfbCore *core, void (*done) (gpointer data), gpointer 
 }
 
 gboolean
-ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error)
+ifb_device_kinds_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error)
 {
   /* PCI devices first, as device.list always gave them */
   for (guint i = G_N_ELEMENTS (kinds); i-- > 0;)
-    if (!kinds[i]->list (core, arr, error))
+    if (!kinds[i]->list (core, arr, incomplete, error))
       return FALSE;
   return TRUE;
 }

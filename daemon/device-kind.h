@@ -42,16 +42,17 @@ typedef struct {
   /* Before it is given up: undo what the release worker cannot (NULL: nothing); may clear
    * d->hwpt_id when it destroyed the HWPT itself. */
   void (*release) (IfbCore *core, IfbVm *vm, IfbVmDevice *d);
-  /* Before device.list: bring what list() shows up to date where that takes a worker (probing
-   * the IOMMU of unowned devices binds them, which resets them). TRUE when done (data) will be
-   * called from the main loop; FALSE when nothing was to do (done is not called). NULL: never. */
+  /* When list() said it was incomplete: bring what it shows up to date where that takes a worker
+   * (probing the IOMMU of unowned devices binds them, which resets them). TRUE when done (data)
+   * will be called from the main loop; FALSE when nothing was to do (done is not called). */
   gboolean (*refresh) (IfbCore *core, void (*done) (gpointer data), gpointer data);
   /* Held by the kind's own work right now (a probe binds unowned devices)? Then fn (data) is
    * queued to run from the main loop once it is free, and TRUE returned; FALSE: free now. NULL:
    * the kind never holds a device itself. */
   gboolean (*when_free) (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data);
-  /* device.list: append an entry per device of the kind. */
-  gboolean (*list) (IfbCore *core, json_object *arr, GError **error);
+  /* device.list: append an entry per device of the kind; *incomplete set TRUE when some entry
+   * lacks what refresh() would bring (left alone otherwise). */
+  gboolean (*list) (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error);
 } IfbDeviceKind;
 
 /* The kind a device name belongs to; never NULL. */
@@ -66,7 +67,7 @@ gboolean ifb_device_kind_when_free (IfbCore *core, const char *name, void (*fn) 
 void ifb_device_kinds_probe (IfbCore *core);
 /* Every kind's refresh; TRUE when done will be called (once, from the main loop, when all are). */
 gboolean ifb_device_kinds_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data);
-gboolean ifb_device_kinds_list (IfbCore *core, json_object *arr, GError **error);
+gboolean ifb_device_kinds_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error);
 
 /* A hardware description with the fields device.list and vm.show give (ifb_hw_info_to_json()
  * and the summary), appended to the entry dj. */

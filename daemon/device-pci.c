@@ -253,7 +253,7 @@ pci_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data)
 }
 
 static gboolean
-pci_list (IfbCore *core, json_object *arr, GError **error)
+pci_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error)
 {
   g_autoptr (GPtrArray) devs = ifb_pci_device_scan (core->sys_dirfd, error);
 
@@ -290,6 +290,8 @@ pci_list (IfbCore *core, json_object *arr, GError **error)
     ifb_device_kind_add_hw (dj, hw);
     if (!hw && !owner && (probe_error = g_hash_table_lookup (core->hw_errors, bdf)))
       json_object_object_add (dj, "hw_info_error", json_object_new_string (probe_error));
+    if (!hw && !owner && ifb_pci_device_is_vfio (d))
+      *incomplete = TRUE;   /* never probed, or the last probe failed: refresh() tries it */
     json_object_array_add (arr, dj);
   }
   return TRUE;

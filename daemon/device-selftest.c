@@ -151,7 +151,7 @@ selftest_release (IfbCore *core, IfbVm *vm, IfbVmDevice *d)
 }
 
 static gboolean
-selftest_list (IfbCore *core, json_object *arr, GError **error)
+selftest_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error)
 {
   /* What the mock reports through GET_HW_INFO (uapi.c): its type, and it can nest. */
   static const IfbHwInfo mock_hw = { .type = IFB_IOMMU_TYPE_SELFTEST, .can_nest = true };

@@ -12,12 +12,12 @@
 #include "vm.h"
 
 static json_object *
-list_devices (IfbCore *core, GError **error)
+list_devices (IfbCore *core, gboolean *incomplete, GError **error)
 {
   g_autoptr (json_object) arr = json_object_new_array ();
   json_object *o;
 
-  if (!ifb_device_kinds_list (core, arr, error))
+  if (!ifb_device_kinds_list (core, arr, incomplete, error))
     return NULL;
   o = json_object_new_object ();
   json_object_object_add (o, "devices", g_steal_pointer (&arr));
@@ -29,7 +29,8 @@ list_refreshed (gpointer data)
 {
   IfbDeferred *d = data;
   g_autoptr (GError) error = NULL;
-  json_object *o = list_devices (ifb_deferred_core (d), &error);
+  gboolean incomplete = FALSE;   /* what the refresh could not bring stays so (hw_info_error) */
+  json_object *o = list_devices (ifb_deferred_core (d), &incomplete, &error);
 
   if (o)
     ifb_deferred_return (d, o);
@@ -40,10 +41,20 @@ list_refreshed (gpointer data)
 gboolean
 ifb_rpc_device_list (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
-  IfbDeferred *d = ifb_call_defer (call);
+  gboolean incomplete = FALSE;
+  json_object *o = list_devices (call->core, &incomplete, error);
+  IfbDeferred *d;
 
-  /* what needs a worker first (probing unowned devices), the answer when it is done */
+  if (!o)
+    return FALSE;
+  if (!incomplete) {
+    *ret = o;
+    return TRUE;
+  }
+  /* what needs a worker first (probing unowned devices), then the answer when it is done */
+  json_object_put (o);
+  d = ifb_call_defer (call);
   if (!ifb_device_kinds_refresh (call->core, list_refreshed, d))
-    list_refreshed (d);
+    list_refreshed (d);   /* nothing could be started: the entries say why (hw_info_error) */
   return TRUE;
 }
