@@ -175,6 +175,38 @@ def test_json_and_params():
         assert r.stderr.startswith("iommufdctl: metrics takes no arguments"), r.stderr
 
 
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+
+
+def scrape_with_node_exporter(directory):
+    """What Debian's unmodified node_exporter serves with its textfile collector reading directory
+    (every other collector off): the consumer [metrics] textfile= is written for."""
+    import socket
+    import subprocess
+    import urllib.request
+    if not os.access(NODE_EXPORTER, os.X_OK):
+        raise Skip("no node_exporter: install prometheus-node-exporter (tools/install-deps test)")
+    with socket.socket() as s:   # a free port on loopback
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([NODE_EXPORTER, "--web.listen-address=127.0.0.1:%d" % port, "--collector.disable-defaults",
+                             "--collector.textfile", "--collector.textfile.directory=" + directory],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+                    return r.read().decode()
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("node_exporter did not serve: %s" % proc.stderr.read().decode()[-2000:])
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def test_textfile():
     need_parser()
     with Cgroup("metricsfile") as cg:
@@ -199,6 +231,10 @@ def test_textfile():
                     break
                 time.sleep(0.1)
             assert value(fams, "ifb_vm_state", vm="db1", state="ready") == 1
+            scraped = scrape_with_node_exporter(os.path.dirname(path))
+            assert "node_textfile_scrape_error 0" in scraped, scraped[-2000:]
+            assert any(line.startswith("ifb_vm_state{") and 'vm="db1"' in line and 'state="ready"' in line
+                       and line.endswith(" 1") for line in scraped.splitlines()), scraped[-2000:]
             # only the file itself: the temporary one was renamed over it
             assert os.listdir(os.path.dirname(path)) == ["iommufd-broker.prom"], os.listdir(os.path.dirname(path))
             assert "# EOF" not in open(path).read()
