@@ -31,26 +31,6 @@
 
 #define MAX_DEVICES 64
 
-static const char *const handoff_names[_IFB_DOMAIN_HANDOFF_MAX] = {
-  [IFB_DOMAIN_HANDOFF_UNBOUND] = "unbound",
-  [IFB_DOMAIN_HANDOFF_BOUND] = "bound",
-};
-
-const char *
-ifb_domain_handoff_to_string (IfbDomainHandoff h)
-{
-  return (unsigned) h < _IFB_DOMAIN_HANDOFF_MAX ? handoff_names[h] : NULL;
-}
-
-IfbDomainHandoff
-ifb_domain_handoff_from_string (const char *s)
-{
-  for (int i = 0; s && i < _IFB_DOMAIN_HANDOFF_MAX; i++)
-    if (strcmp (handoff_names[i], s) == 0)
-      return (IfbDomainHandoff) i;
-  return IFB_DOMAIN_HANDOFF_INVALID;
-}
-
 IfbDomainXml *
 ifb_domain_xml_free (IfbDomainXml *d)
 {
@@ -109,15 +89,15 @@ parse_yes_no (xmlNode *n, const char *attr, IfbTri *ret, GError **error)
 
 /* handoff='unbound|bound'; absent leaves *ret as it is (the default, unbound). */
 static gboolean
-parse_handoff (xmlNode *n, IfbDomainHandoff *ret, GError **error)
+parse_handoff (xmlNode *n, IfbHandoff *ret, GError **error)
 {
   xmlChar *v = xmlGetProp (n, (const xmlChar *) "handoff");
-  IfbDomainHandoff h;
+  IfbHandoff h;
 
   if (!v)
     return TRUE;
-  h = ifb_domain_handoff_from_string ((const char *) v);
-  if (h == IFB_DOMAIN_HANDOFF_INVALID) {
+  h = ifb_handoff_from_string ((const char *) v);
+  if (h == IFB_HANDOFF_INVALID) {
     g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                  "broker metadata: <options handoff='%s'> must be 'unbound' (the VMM binds the devices: "
                  "QEMU, cloud-hypervisor) or 'bound' (the broker binds: VMMs that take a bound fd and ids)",
@@ -205,7 +185,7 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML too large"), FALSE;
   d->id = -1;
   d->nest_parent = d->allow_plain = d->dirty_tracking = IFB_TRI_DEFAULT;
-  d->handoff = IFB_DOMAIN_HANDOFF_UNBOUND;
+  d->handoff = IFB_HANDOFF_UNBOUND;
   d->devices = g_ptr_array_new_with_free_func (g_free);
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {

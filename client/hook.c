@@ -66,7 +66,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
     json_object_object_add (p, "uuid", json_object_new_string (d->uuid));
   json_object_object_add (p, "cgroup", json_object_new_string (cgroup));
   json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
-  json_object_object_add (o, "handoff", json_object_new_string (ifb_domain_handoff_to_string (d->handoff)));
+  json_object_object_add (o, "handoff", json_object_new_string (ifb_handoff_to_string (d->handoff)));
   add_tri (o, "nest_parent", d->nest_parent);
   add_tri (o, "allow_plain", d->allow_plain);
   add_tri (o, "dirty_tracking", d->dirty_tracking);

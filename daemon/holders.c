@@ -99,7 +99,7 @@ watch (IfbCore *core, IfbVm *vm, IfbVmHolder *h)
 gboolean
 ifb_holders_admit (IfbVm *vm, pid_t pid, GError **error)
 {
-  if (vm->options.handoff != IFB_VM_HANDOFF_UNBOUND)
+  if (vm->options.handoff != IFB_HANDOFF_UNBOUND)
     return TRUE;
   for (guint i = 0; i < vm->holders->len; i++) {
     const IfbVmHolder *h = &g_array_index (vm->holders, IfbVmHolder, i);

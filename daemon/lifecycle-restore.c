@@ -172,7 +172,7 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
     IfbVm *vm = g_steal_pointer (&g_ptr_array_index (saved, i));
     g_autofree char *ctx_name = ifb_vm_fdname_iommufd (vm);
 
-    gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+    gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
 
     vm->iommufd = take_fd (by_name, ctx_name);
     /* An unbound guest's context is an empty /dev/iommu: whole whenever it is there. */

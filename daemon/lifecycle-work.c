@@ -474,7 +474,7 @@ ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, 
   j->done = done;
   j->data = data;
 
-  if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
+  if (vm->options.handoff == IFB_HANDOFF_UNBOUND) {
     realize_unbound (core, vm, devs, n, &error);
     batch_end_now (j, error);
     return;

@@ -222,7 +222,7 @@ check_device (IfbCore *core, IfbVm *vm, const char *bdf, char **ret_cdev, GError
   const IfbDeviceKind *kind = ifb_device_kind_of (bdf);
   IfbVm *owner;
 
-  if (!kind->has_cdev && vm->options.handoff == IFB_VM_HANDOFF_UNBOUND)
+  if (!kind->has_cdev && vm->options.handoff == IFB_HANDOFF_UNBOUND)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Device %s has no cdev to hand out (a %s device lives inside the guest's context): "
                         "%s devices need the bound hand-off", bdf, kind->name, kind->name), FALSE;
@@ -259,7 +259,7 @@ attach_undo_op (IfbCore *core, IfbVm *vm, OpCtx *c, const GError *error)
 static void
 attach_announce (IfbCore *core, IfbVm *vm, OpCtx *c)
 {
-  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
 
   for (guint i = 0; i < c->added->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (c->added, i);
@@ -313,7 +313,7 @@ ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n
       goto refuse;
     d = ifb_vm_device_new (bdfs[i], cdev);
     g_ptr_array_add (devs, d);
-    if (vm->options.handoff == IFB_VM_HANDOFF_UNBOUND) {
+    if (vm->options.handoff == IFB_HANDOFF_UNBOUND) {
       /* No bind will tell: check now that the node under /dev is the device sysfs names. */
       ifb_autofd int fd = -1;
       if (!ifb_lifecycle_open_device (core, vm, d, &fd, &error))
@@ -536,7 +536,7 @@ reclaim_released (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 static void
 reclaim_now (IfbCore *core, IfbVm *vm)
 {
-  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
 
   if (vm->holders->len > 0)
     return;   /* a new VMM took the fds while the guest was busy */

@@ -271,10 +271,10 @@ render_vms (Out *o, IfbCore *core, GPtrArray *vms)
           "A guest's hand-off: 1 for its mode (unbound: the VMM binds and allocates; bound: the broker does).");
   for (guint i = 0; i < vms->len; i++) {
     IfbVm *vm = g_ptr_array_index (vms, i);
-    for (int h = 0; h < _IFB_VM_HANDOFF_MAX; h++) {
+    for (int h = 0; h < _IFB_HANDOFF_MAX; h++) {
       g_autoptr (GString) l = vm_labels (vm);
-      label (l, "handoff", ifb_vm_handoff_to_string ((IfbVmHandoff) h));
-      sample (o, "ifb_vm_handoff", "", l, vm->options.handoff == (IfbVmHandoff) h);
+      label (l, "handoff", ifb_handoff_to_string ((IfbHandoff) h));
+      sample (o, "ifb_vm_handoff", "", l, vm->options.handoff == (IfbHandoff) h);
     }
   }
   family (o, "ifb_vm_holders", "gauge", "Processes holding a guest's fds (its VMM), watched by the broker.");

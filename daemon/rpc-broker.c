@@ -107,7 +107,7 @@ ifb_rpc_broker_info (IfbCall *call, const void *args, json_object **ret, GError 
   json_object_object_add (o, "limits", limits_json (core->config));
   {
     json_object *defaults = json_object_new_object ();
-    json_object_object_add (defaults, "handoff", json_object_new_string (ifb_vm_handoff_to_string (IFB_VM_HANDOFF_UNBOUND)));
+    json_object_object_add (defaults, "handoff", json_object_new_string (ifb_handoff_to_string (IFB_HANDOFF_UNBOUND)));
     json_object_object_add (o, "defaults", defaults);
   }
   json_object_object_add (o, "libvirt", core->config->libvirt_uri ? json_object_new_string (core->config->libvirt_uri) : NULL);

@@ -42,9 +42,9 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
   const IfbRpcVmCreateArgs *p = args;
   const IfbRpcVmCreateOptions *o = &p->options;
   IfbVmCreateArgs a;
-  IfbVmHandoff handoff = IFB_VM_HANDOFF_UNBOUND;
+  IfbHandoff handoff = IFB_HANDOFF_UNBOUND;
 
-  if (o->handoff && (handoff = ifb_vm_handoff_from_string (o->handoff)) == IFB_VM_HANDOFF_INVALID)
+  if (o->handoff && (handoff = ifb_handoff_from_string (o->handoff)) == IFB_HANDOFF_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
                         o->handoff), FALSE;
@@ -281,7 +281,7 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
 {
   g_autofree int *fds = NULL;   /* [0] the iommufd, [1 + i] device i; owned until pushed */
   g_autoptr (GError) local = NULL;
-  gboolean bound = vm->options.handoff == IFB_VM_HANDOFF_BOUND;
+  gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
   json_object *o, *devs;
 
   if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
@@ -306,7 +306,7 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
 
   o = json_object_new_object ();
   json_object_object_add (o, "vm", json_object_new_string (vm->name));
-  json_object_object_add (o, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
+  json_object_object_add (o, "handoff", json_object_new_string (ifb_handoff_to_string (vm->options.handoff)));
   json_object_object_add (o, "backend", json_object_new_string (ifb_uapi_backend_name (core->backend)));
   json_object_object_add (o, "iommufd", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
   ifb_fd_list_push (out_fds, fds[0]);

@@ -29,26 +29,6 @@ ifb_vm_device_state_from_string (const char *s)
   return IFB_VM_DEVICE_STATE_INVALID;
 }
 
-static const char *const handoff_names[_IFB_VM_HANDOFF_MAX] = {
-  [IFB_VM_HANDOFF_UNBOUND] = "unbound",
-  [IFB_VM_HANDOFF_BOUND] = "bound",
-};
-
-const char *
-ifb_vm_handoff_to_string (IfbVmHandoff h)
-{
-  return (unsigned) h < _IFB_VM_HANDOFF_MAX ? handoff_names[h] : NULL;
-}
-
-IfbVmHandoff
-ifb_vm_handoff_from_string (const char *s)
-{
-  for (int i = 0; s && i < _IFB_VM_HANDOFF_MAX; i++)
-    if (strcmp (handoff_names[i], s) == 0)
-      return (IfbVmHandoff) i;
-  return IFB_VM_HANDOFF_INVALID;
-}
-
 static void
 holder_clear (IfbVmHolder *h)
 {
@@ -241,7 +221,7 @@ device_to_json (const IfbVm *vm, const IfbVmDevice *d, gboolean verbose)
   json_object_object_add (o, "index", json_object_new_int64 (d->index));
   json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_device (vm, d)));
   json_object_object_add (o, "state", json_object_new_string (ifb_vm_device_state_to_string (d->state)));
-  if (d->state == IFB_VM_DEVICE_READY && vm->options.handoff == IFB_VM_HANDOFF_BOUND) {
+  if (d->state == IFB_VM_DEVICE_READY && vm->options.handoff == IFB_HANDOFF_BOUND) {
     json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
     json_object_object_add (o, "hwpt_id", json_object_new_int64 (d->hwpt_id));
     json_object_object_add (o, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
@@ -287,7 +267,7 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   if (verbose)   /* vm.list's cached text would go stale: a worker's start and end are no commits */
     json_object_object_add (o, "busy", json_object_new_boolean (vm->busy));
   json_object_object_add (o, "created_usec", json_object_new_int64 (vm->created_usec));
-  json_object_object_add (opts, "handoff", json_object_new_string (ifb_vm_handoff_to_string (vm->options.handoff)));
+  json_object_object_add (opts, "handoff", json_object_new_string (ifb_handoff_to_string (vm->options.handoff)));
   json_object_object_add (opts, "nest_parent", json_object_new_boolean (vm->options.nest_parent));
   json_object_object_add (opts, "allow_plain", json_object_new_boolean (vm->options.allow_plain));
   json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
@@ -340,9 +320,9 @@ ifb_vm_from_json (json_object *o, GError **error)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid slot", name), NULL;
   vm->slot = (guint) v;
   /* Guests saved before hand-offs existed were all bound. */
-  vm->options.handoff = ifb_json_get (opts, "handoff") ? ifb_vm_handoff_from_string (ifb_json_get_string (opts, "handoff"))
-                                                      : IFB_VM_HANDOFF_BOUND;
-  if (vm->options.handoff == IFB_VM_HANDOFF_INVALID)
+  vm->options.handoff = ifb_json_get (opts, "handoff") ? ifb_handoff_from_string (ifb_json_get_string (opts, "handoff"))
+                                                      : IFB_HANDOFF_BOUND;
+  if (vm->options.handoff == IFB_HANDOFF_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid hand-off", name), NULL;
   vm->options.nest_parent = get_bool (opts, "nest_parent");
   vm->options.allow_plain = get_bool (opts, "allow_plain");

@@ -12,6 +12,7 @@
 #include <glib.h>
 #include <json-c/json.h>
 
+#include "handoff.h"
 #include "uapi.h"
 
 typedef enum {
@@ -40,22 +41,6 @@ typedef struct {
   uint32_t kind_object_id;      /* its device kind's own uAPI object, 0 when none (device-kind.h) */
 } IfbVmDevice;
 
-/*
- * What a guest's VMM receives from vm.fds. The kernel allows one bind per device, and every
- * released QEMU binds the fd it is given, so what QEMU, libvirt, cloud-hypervisor, Kata and
- * KubeVirt consume is an unbound device fd: the broker checks and reserves, the VMM binds and
- * allocates (from inside the guest's cgroup, where the launcher runs it). "bound" is for VMMs
- * that take a bound device fd plus object ids: the broker binds and allocates the HWPTs itself.
- */
-typedef enum {
-  IFB_VM_HANDOFF_UNBOUND,       /* iommufd + fresh unbound cdev fds; the VMM binds and allocates */
-  IFB_VM_HANDOFF_BOUND,         /* the broker binds, allocates IOAS + NEST_PARENT HWPTs, attaches */
-  _IFB_VM_HANDOFF_MAX,
-  IFB_VM_HANDOFF_INVALID = -1,
-} IfbVmHandoff;
-
-const char *ifb_vm_handoff_to_string (IfbVmHandoff h);
-IfbVmHandoff ifb_vm_handoff_from_string (const char *s);
 
 /* A process holding a guest's fds (a vm.fds caller, the VMM the libvirt hook names): its pid and
  * start time (/proc/PID/stat field 22) identify it across a broker restart; pidfd watches it. */
@@ -73,7 +58,7 @@ typedef struct {
 } IfbVmRelease;
 
 typedef struct {
-  IfbVmHandoff handoff;
+  IfbHandoff handoff;
   bool nest_parent;             /* allocate HWPTs as NEST_PARENT (default true) */
   bool allow_plain;             /* NEST_PARENT refused -> a plain HWPT, reported as such */
   bool dirty_tracking;          /* where the IOMMU supports it */

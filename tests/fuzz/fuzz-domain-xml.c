@@ -27,7 +27,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     g_autofree char *machine = ifb_libvirt_machine_name (d->id, d->name ? d->name : "");
     g_autofree char *cgroup = ifb_domain_cgroup (d, IFB_LIBVIRT_CGROUP_MANUAL);
     g_autofree char *scope = ifb_domain_cgroup (d, IFB_LIBVIRT_CGROUP_MACHINED);
-    if (!ifb_domain_handoff_to_string (d->handoff))
+    if (!ifb_handoff_to_string (d->handoff))
       abort ();
     if (machine && strlen (machine) > 64)
       abort ();

@@ -79,11 +79,7 @@ if [ -s "$out/bzImage" ] && [ -f "$out/headers/include/iommufd_test.h" ]; then
 fi
 
 mkdir -p "$CACHE"
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-    say "another kernel build holds $CACHE/.build.lock; waiting for it"
-    flock 9
-fi
+build_lock "$CACHE" kernel
 if [ -s "$out/bzImage" ]; then       # built meanwhile, or built before headers were kept
     say "cached: $out/bzImage"
     backfill_headers
@@ -96,17 +92,9 @@ log=$work/build.log
 rm -rf "$work"
 mkdir -p "$work/src"
 t0=$(date +%s)
-elapsed() { fmt_secs $(( $(date +%s) - t0 )); }
 say "building kernel $key (linux-source-6.12 $srcver, make -j$JOBS); full log: $log"
 
-fail() {
-    say "FAILED after $(elapsed): $*"
-    if [ -f "$log" ]; then
-        say "last 40 lines of $log:"
-        tail -n 40 "$log" | sed 's/^/    /' >&2
-    fi
-    exit 1
-}
+fail() { build_fail "$@"; }
 
 say "[$(elapsed)] extracting $TARBALL"
 tar -xJf "$TARBALL" -C "$work/src" --strip-components=1 >>"$log" 2>&1 || fail "extracting sources"
@@ -134,21 +122,10 @@ fi
 say "[$(elapsed)] config ok: all $(grep -cE '^CONFIG_[A-Za-z0-9_]+=y$' "$FRAGMENT") fragment symbols are =y"
 
 say "[$(elapsed)] make -j$JOBS bzImage (progress every ${EVERY}s)"
-make ARCH=x86_64 -j"$JOBS" bzImage >>"$log" 2>&1 &
-mpid=$!
-trap 'kill $mpid 2>/dev/null || true' EXIT INT TERM
-while kill -0 $mpid 2>/dev/null; do
-    for _ in $(seq "$EVERY"); do
-        kill -0 $mpid 2>/dev/null || break
-        sleep 1
-    done
-    kill -0 $mpid 2>/dev/null || break
-    n=$(grep -cE '^  (CC|AS|LD|AR)' "$log" || true)
-    last=$(grep -E '^  [A-Z]' "$log" | tail -n 1 | sed 's/^ *//;s/  */ /g')
-    say "[$(elapsed)] compiling: $n objects done; now: $last"
-done
-rc=0; wait $mpid || rc=$?
-trap - EXIT INT TERM
+make_progress() {
+    echo "$(grep -cE '^  (CC|AS|LD|AR)' "$log" || true) objects done; now: $(grep -E '^  [A-Z]' "$log" | tail -n 1 | sed 's/^ *//;s/  */ /g')"
+}
+rc=0; build_run make_progress make ARCH=x86_64 -j"$JOBS" bzImage || rc=$?
 [ $rc = 0 ] || fail "make bzImage exited $rc"
 [ -s arch/x86/boot/bzImage ] || fail "make succeeded but arch/x86/boot/bzImage is missing"
 
@@ -171,9 +148,6 @@ build_seconds=$(( $(date +%s) - t0 ))
 jobs=$JOBS
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
-rm -rf "$out"
-mv -T "$new" "$out"
-cd /
-rm -rf "$work"
+build_publish "$new" "$out" "$work"
 say "[$(elapsed)] done: $out/bzImage (kernel $kver, $(stat -c %s "$out/bzImage") bytes)"
 result

@@ -101,11 +101,7 @@ if [ -x "$bin" ]; then
 fi
 
 mkdir -p "$CACHE/downloads"
-exec 9>"$CACHE/.build.lock"
-if ! flock -n 9; then
-    say "another QEMU build holds $CACHE/.build.lock; waiting for it"
-    flock 9
-fi
+build_lock "$CACHE" QEMU
 if [ -x "$bin" ]; then
     say "cached: $bin (built meanwhile)"
     echo "$bin"
@@ -113,21 +109,13 @@ if [ -x "$bin" ]; then
 fi
 
 t0=$(date +%s)
-elapsed() { fmt_secs $(( $(date +%s) - t0 )); }
 work=$CACHE/$key.partial
 log=$work/build.log
 rm -rf "$work"
 mkdir -p "$work"
 say "building QEMU $key (orig $srcver + ${#patches[@]} patches from contrib/qemu, ninja -j$JOBS); full log: $log"
 
-fail() {
-    say "FAILED after $(elapsed): $*"
-    if [ -f "$log" ]; then
-        say "last 40 lines of $log:"
-        tail -n 40 "$log" | sed 's/^/    /' >&2
-    fi
-    exit 1
-}
+fail() { build_fail "$@"; }
 
 # -- sources: apt fetches into a directory its sandbox user may write to
 dl=$CACHE/downloads
@@ -179,20 +167,13 @@ PYTHONPATH=$pypath "$work/src/configure" --python=/usr/bin/python3 "${CONFIGURE_
 t_conf=$(( $(date +%s) - t0 ))
 
 say "[$(elapsed)] ninja -j$JOBS qemu-system-x86_64 (progress every ${EVERY}s)"
-ninja -j"$JOBS" qemu-system-x86_64 >>"$log" 2>&1 &
-npid=$!
-trap 'kill $npid 2>/dev/null || true; rm -rf "$scratch"' EXIT INT TERM
-while kill -0 $npid 2>/dev/null; do
-    for _ in $(seq "$EVERY"); do
-        kill -0 $npid 2>/dev/null || break
-        sleep 1
-    done
-    kill -0 $npid 2>/dev/null || break
+ninja_progress() {
+    local last
     last=$(grep -E '^\[[0-9]+/[0-9]+\]' "$log" | tail -n 1 | cut -c1-110)
-    say "[$(elapsed)] compiling: ${last:-starting}"
-done
-rc=0; wait $npid || rc=$?
-trap 'rm -rf "$scratch"' EXIT
+    echo "${last:-starting}"
+}
+BUILD_CLEANUP='rm -rf "$scratch"'
+rc=0; build_run ninja_progress ninja -j"$JOBS" qemu-system-x86_64 || rc=$?
 [ $rc = 0 ] || fail "ninja exited $rc"
 [ -x qemu-system-x86_64 ] || fail "ninja succeeded but qemu-system-x86_64 is missing"
 
@@ -217,9 +198,6 @@ build_seconds=$(( $(date +%s) - t0 ))
 jobs=$JOBS
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
-rm -rf "$out"
-mv -T "$new" "$out"
-cd /
-rm -rf "$work"
+build_publish "$new" "$out" "$work"
 say "[$(elapsed)] done: $bin ($version, $(stat -c %s "$bin") bytes)"
 echo "$bin"

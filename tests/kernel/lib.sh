@@ -28,3 +28,58 @@ ensure_deps() {
     say "installing prerequisites: tools/install-deps kernel"
     "$REPO/tools/install-deps" kernel || die "tools/install-deps kernel failed"
 }
+
+# ---- cached builds (build-kernel.sh, build-qemu.sh) -------------------------------------------
+# A build runs under build_lock, keeps its clock in $t0 and its log in $log, and ends in
+# build_publish; build_fail reports it.
+
+# build_lock DIR WHAT: one build at a time per cache directory (fd 9 holds DIR/.build.lock).
+build_lock() {
+    exec 9>"$1/.build.lock"
+    if ! flock -n 9; then
+        say "another $2 build holds $1/.build.lock; waiting for it"
+        flock 9
+    fi
+}
+
+elapsed() { fmt_secs $(( $(date +%s) - t0 )); }
+
+# build_fail MESSAGE: what failed after how long, with the end of $log; exits 1.
+build_fail() {
+    say "FAILED after $(elapsed): $*"
+    if [ -f "$log" ]; then
+        say "last 40 lines of $log:"
+        tail -n 40 "$log" | sed 's/^/    /' >&2
+    fi
+    exit 1
+}
+
+# build_run PROGRESS CMD...: CMD in the background, its output appended to $log; every $EVERY
+# seconds the line the function PROGRESS prints. The EXIT trap kills CMD meanwhile and then
+# runs $BUILD_CLEANUP (a command, may be empty). Returns CMD's exit status.
+build_run() {
+    local progress=$1 pid rc=0
+    shift
+    "$@" >>"$log" 2>&1 &
+    pid=$!
+    trap "kill $pid 2>/dev/null || true; ${BUILD_CLEANUP:-}" EXIT INT TERM
+    while kill -0 "$pid" 2>/dev/null; do
+        for _ in $(seq "$EVERY"); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 1
+        done
+        kill -0 "$pid" 2>/dev/null || break
+        say "[$(elapsed)] compiling: $("$progress")"
+    done
+    wait "$pid" || rc=$?
+    if [ -n "${BUILD_CLEANUP:-}" ]; then trap "$BUILD_CLEANUP" EXIT; else trap - EXIT INT TERM; fi
+    return $rc
+}
+
+# build_publish NEW OUT WORK: the finished build NEW replaces OUT in one rename; WORK goes.
+build_publish() {
+    rm -rf "$2"
+    mv -T "$1" "$2"
+    cd /
+    rm -rf "$3"
+}

@@ -50,15 +50,15 @@ static void
 test_handoff_names (void)
 {
   /* the names are the broker's vm.create values, and the tables agree both ways */
-  g_assert_cmpstr (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_UNBOUND), ==, "unbound");
-  g_assert_cmpstr (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_BOUND), ==, "bound");
-  g_assert_null (ifb_domain_handoff_to_string (IFB_DOMAIN_HANDOFF_INVALID));
-  g_assert_null (ifb_domain_handoff_to_string (_IFB_DOMAIN_HANDOFF_MAX));
-  for (int i = 0; i < _IFB_DOMAIN_HANDOFF_MAX; i++)
-    g_assert_cmpint (ifb_domain_handoff_from_string (ifb_domain_handoff_to_string (i)), ==, i);
-  g_assert_cmpint (ifb_domain_handoff_from_string (NULL), ==, IFB_DOMAIN_HANDOFF_INVALID);
-  g_assert_cmpint (ifb_domain_handoff_from_string ("Bound"), ==, IFB_DOMAIN_HANDOFF_INVALID);
-  g_assert_cmpint (ifb_domain_handoff_from_string (""), ==, IFB_DOMAIN_HANDOFF_INVALID);
+  g_assert_cmpstr (ifb_handoff_to_string (IFB_HANDOFF_UNBOUND), ==, "unbound");
+  g_assert_cmpstr (ifb_handoff_to_string (IFB_HANDOFF_BOUND), ==, "bound");
+  g_assert_null (ifb_handoff_to_string (IFB_HANDOFF_INVALID));
+  g_assert_null (ifb_handoff_to_string (_IFB_HANDOFF_MAX));
+  for (int i = 0; i < _IFB_HANDOFF_MAX; i++)
+    g_assert_cmpint (ifb_handoff_from_string (ifb_handoff_to_string (i)), ==, i);
+  g_assert_cmpint (ifb_handoff_from_string (NULL), ==, IFB_HANDOFF_INVALID);
+  g_assert_cmpint (ifb_handoff_from_string ("Bound"), ==, IFB_HANDOFF_INVALID);
+  g_assert_cmpint (ifb_handoff_from_string (""), ==, IFB_HANDOFF_INVALID);
 }
 
 static void
@@ -75,13 +75,13 @@ test_handoff_default_unbound (void)
     g_autofree char *xml = domain_with (*i);
     g_autoptr (IfbDomainXml) d = parse_ok (xml);
     g_assert_true (d->has_broker);
-    g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+    g_assert_cmpint (d->handoff, ==, IFB_HANDOFF_UNBOUND);
   }
   {
     const char *plain = "<domain><name>plain</name></domain>";
     g_autoptr (IfbDomainXml) d = parse_ok (plain);
     g_assert_false (d->has_broker);
-    g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+    g_assert_cmpint (d->handoff, ==, IFB_HANDOFF_UNBOUND);
   }
 }
 
@@ -95,12 +95,12 @@ test_handoff_values (void)
   g_autoptr (IfbDomainXml) b = parse_ok (bound);
   g_autoptr (IfbDomainXml) u = parse_ok (unbound);
 
-  g_assert_cmpint (b->handoff, ==, IFB_DOMAIN_HANDOFF_BOUND);
+  g_assert_cmpint (b->handoff, ==, IFB_HANDOFF_BOUND);
   g_assert_cmpint (b->nest_parent, ==, IFB_TRI_NO);
   g_assert_cmpint (b->allow_plain, ==, IFB_TRI_YES);
   g_assert_cmpint (b->dirty_tracking, ==, IFB_TRI_DEFAULT);
   g_assert_cmpuint (b->devices->len, ==, 1);
-  g_assert_cmpint (u->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  g_assert_cmpint (u->handoff, ==, IFB_HANDOFF_UNBOUND);
   g_assert_cmpint (u->nest_parent, ==, IFB_TRI_DEFAULT);
   g_assert_cmpuint (u->devices->len, ==, 1);
 }
@@ -159,7 +159,7 @@ test_capture (void)
   g_assert_cmpstr (d->name, ==, "ifb-capture");
   g_assert_cmpstr (d->uuid, ==, "6f1c0a52-0b7e-4c3e-9f3e-3b1d2c6a7e01");
   g_assert_cmpint (d->id, ==, 1);
-  g_assert_cmpint (d->handoff, ==, IFB_DOMAIN_HANDOFF_UNBOUND);
+  g_assert_cmpint (d->handoff, ==, IFB_HANDOFF_UNBOUND);
   g_assert_cmpint (d->nest_parent, ==, IFB_TRI_YES);
   g_assert_cmpuint (d->devices->len, ==, 2);
   g_assert_cmpstr (g_ptr_array_index (d->devices, 0), ==, "0000:65:00.0");
