@@ -446,8 +446,10 @@ run_waiter (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-void
-ifb_vm_hand_on_waiters (IfbVm *vm)
+/* The guest is gone: what waited for it runs from the main loop and finds it gone (or a new
+ * guest of the same name, which then is the one meant: requests run in arrival order). */
+static void
+hand_on_waiters (IfbVm *vm)
 {
   for (Waiter *w; (w = g_queue_pop_head (&vm->waiters));)
     g_idle_add (run_waiter, w);
@@ -467,6 +469,6 @@ ifb_vm_run_waiters (IfbVm *vm)
   while (!vm->busy && !vm->gone && !g_queue_is_empty (&vm->waiters))
     run_waiter (g_queue_pop_head (&vm->waiters));
   if (vm->gone)
-    ifb_vm_hand_on_waiters (vm);
+    hand_on_waiters (vm);
   ifb_vm_free (vm);
 }

@@ -115,9 +115,6 @@ void ifb_vm_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data);
  * it is gone by then, the rest is handed on. ifb_vm_set_idle(): not busy, then the same. */
 void ifb_vm_run_waiters (IfbVm *vm);
 void ifb_vm_set_idle (IfbVm *vm);
-/* The guest is gone: what waited for it runs from the main loop and finds it gone (or a new
- * guest of the same name, which then is the one meant: requests run in arrival order). */
-void ifb_vm_hand_on_waiters (IfbVm *vm);
 
 /* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 gboolean ifb_vm_name_validate (const char *name, GError **error);
