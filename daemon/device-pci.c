@@ -121,9 +121,8 @@ typedef struct {
   guint n;
 } ProbeJob;
 
-/* The probe under way (its batch: the devices it holds) and who waits for it: one daemon per
- * process. */
-static gboolean probing;
+/* The probe under way (its batch: the devices it holds; NULL when none) and who waits for it:
+ * one daemon per process. */
 static ProbeJob *probe_job;
 static GQueue probe_waiters = G_QUEUE_INIT;
 
@@ -132,8 +131,10 @@ static gboolean probe_next (IfbCore *core);
 static void
 probe_finished (void)
 {
-  probing = FALSE;
-  for (ProbeWaiter *w; (w = g_queue_pop_head (&probe_waiters));) {
+  GQueue waiters = probe_waiters;   /* one that waits for a later probe queues anew */
+
+  g_queue_init (&probe_waiters);
+  for (ProbeWaiter *w; (w = g_queue_pop_head (&waiters));) {
     w->done (w->data);
     g_free (w);
   }
@@ -211,7 +212,6 @@ probe_next (IfbCore *core)
     b->devices[b->n_devices++].device_fd = fd;
   }
   b->iommufd = ifb_steal_fd (&ctx);   /* the worker takes these fds */
-  probing = TRUE;
   probe_job = job;
   ifb_worker_start (g_steal_pointer (&b), -1, core->config->worker_timeout_ms, on_probed, job);
   return TRUE;
@@ -242,7 +242,7 @@ pci_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpoi
 static gboolean
 pci_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data)
 {
-  if (!probing) {
+  if (!probe_job) {
     /* the devices whose last probe failed are tried again */
     g_hash_table_remove_all (core->hw_errors);
     if (!probe_next (core))
