@@ -57,7 +57,6 @@ typedef struct IfbCore {
   /* After a restart, the fds of no guest are being closed by release workers; tidying the
    * restored contexts waits for them (lifecycle-restore.c). */
   gboolean restore_releasing;
-  gboolean restore_tidy_wanted;
   IfbCoreHooks hooks;
 } IfbCore;
 

@@ -110,10 +110,8 @@ ifb_lifecycle_tidy_in_background (IfbCore *core)
   g_autoptr (GPtrArray) vms = NULL;
   TidyJob *job;
 
-  if (core->restore_releasing) {   /* once the fds of no guest are closed (on_orphans_released()) */
-    core->restore_tidy_wanted = TRUE;
+  if (core->restore_releasing)   /* once the fds of no guest are closed (on_orphans_released()) */
     return;
-  }
   vms = ifb_registry_list (core->registry);
   job = g_new0 (TidyJob, 1);
 
@@ -133,9 +131,10 @@ ifb_lifecycle_tidy_in_background (IfbCore *core)
 static void
 on_orphans_released (IfbCore *core, gpointer data)
 {
+  /* Always after the start-up asked for the tidy (READY=1 comes first: workers end only in the
+   * main loop), which then found the releases under way. */
   core->restore_releasing = FALSE;
-  if (core->restore_tidy_wanted)
-    ifb_lifecycle_tidy_in_background (core);
+  ifb_lifecycle_tidy_in_background (core);
 }
 
 /* Restore changed what was saved: say so on disk (failures are logged; the next change retries). */
