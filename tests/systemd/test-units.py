@@ -77,7 +77,7 @@ def test_install_layout():
     assert not re.search(r"^ProtectControlGroups=(yes|true|1)", svc, re.M)
     store = int(re.search(r"^FileDescriptorStoreMax=(\d+)", svc, re.M).group(1))
     # the daemon's default limits fit in the store: max-vms * (1 + max-devices-per-vm)
-    cfg = open(os.path.join(HERE, "..", "..", "daemon", "config.c")).read()
+    cfg = open(os.path.join(HERE, "..", "..", "daemon", "base", "config.c")).read()
     vms = int(re.search(r"c->max_vms = (\d+);", cfg).group(1))
     devs = int(re.search(r"c->max_devices_per_vm = (\d+);", cfg).group(1))
     assert vms * (1 + devs) <= store, (vms, devs, store)

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * daemon/config.c against units/broker.conf.example: every key the example documents is one the
+ * daemon/base/config.c against units/broker.conf.example: every key the example documents is one the
  * daemon knows, each documented value is the default, and a bad value names the key.
  */
 #include <string.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * daemon/fdwatch.c: watches on one epoll instance, with the default main context blocking in
+ * daemon/base/fdwatch.c: watches on one epoll instance, with the default main context blocking in
  * epoll_wait() itself (ifb_fd_watch_init()). Every other kind of GLib wake-up must still arrive:
  * timeouts, a wake-up from another thread, and fds GLib polls on its own (which switch the loop
  * to g_poll() for as long as they exist).

@@ -2,7 +2,7 @@
 - every option iommufdctl's help texts name (the top-level --help and `help CMD` for every command
   it lists) is in iommufdctl(1), and every command;
 - every option `iommufd-brokerd --help` lists is in iommufd-brokerd(8);
-- every key of daemon/config.c's table is in iommufd-broker.conf(5) under its [group], and the
+- every key of daemon/base/config.c's table is in iommufd-broker.conf(5) under its [group], and the
   table's keys are exactly units/broker.conf.example's;
 - the built pages render with `man -l` (when man-db is installed: else that part says it skipped).
 Exit 0 ok, 1 failure, 77 nothing could be checked."""
@@ -66,8 +66,8 @@ def check_daemon():
 
 
 def config_table():
-    """(group, key) of every entry of daemon/config.c's keys[] table."""
-    with open(os.path.join(SOURCE, "daemon", "config.c")) as f:
+    """(group, key) of every entry of daemon/base/config.c's keys[] table."""
+    with open(os.path.join(SOURCE, "daemon", "base", "config.c")) as f:
         text = f.read()
     table = text.split("static const KeySpec keys[] = {")[1].split("{ NULL }")[0]
     return set(re.findall(r'"([a-z]+)",\s*"([a-z0-9-]+)"', table))
