@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer target: the /proc/PID/cgroup parser (daemon/proc-cgroup.c) on any bytes, into a
+ * libFuzzer target: the /proc/PID/cgroup parser (daemon/host/proc-cgroup.c) on any bytes, into a
  * buffer whose size the first byte picks (0-255). Oracles beyond ASan/UBSan: on success the path
  * is absolute, fits the buffer with its NUL and is, byte for byte, the rest of a line of the
  * input that starts with "0::" and ends in '\n'; on failure the buffer is empty and the error is

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * daemon/proc-cgroup.c: the one /proc/PID/cgroup parser (daemon, worker program, emulator).
+ * daemon/host/proc-cgroup.c: the one /proc/PID/cgroup parser (daemon, worker program, emulator).
  * The cgroup2 line wherever it is, and every way the input can be wrong or too long answered
  * with an error and an empty buffer — never a path cut short.
  */
