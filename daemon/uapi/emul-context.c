@@ -208,7 +208,7 @@ emul_lock (int fd, EmulTable **ret)
     r = 0;
   } else if (r == EDEADLK) {
     /* We hold it, says glibc, yet no code here nests locks: a worker sharing our memory
-     * (daemon/worker.c's CLONE_VM workers) took it and died inside. glibc recorded our thread as
+     * (daemon/workers/worker.c's CLONE_VM workers) took it and died inside. glibc recorded our thread as
      * the owner, since the worker shares our thread pointer, and queued the lock on our robust
      * list, so the kernel could not see the death. It is ours now: repair and carry on. */
     emul_repair (t);

@@ -13,7 +13,7 @@
  *
  * Contract: every function returns 0 or -errno, leaves ret_* untouched on failure, and makes
  * every fd close-on-exec. The operations call no malloc, no stdio and no GLib: the worker program
- * (daemon/worker-main.c), started once per request, links this layer without GLib.
+ * (daemon/workers/worker-main.c), started once per request, links this layer without GLib.
  */
 #pragma once
 

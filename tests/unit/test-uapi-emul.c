@@ -409,7 +409,7 @@ test_robust_lock_unseen_death (Fixture *f, gconstpointer data)
   forked_locker_dies (f, TRUE);
 }
 
-/* A worker as daemon/worker.c makes them: a process sharing our memory (CLONE_VM, so also our
+/* A worker as daemon/workers/worker.c makes them: a process sharing our memory (CLONE_VM, so also our
  * thread pointer and glibc's idea of "the current thread"), on its own stack. */
 typedef struct {
   int ctx;
