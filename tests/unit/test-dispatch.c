@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Unit tests of daemon/dispatch.c through ifb_dispatch_line() with a manager that was created but
+ * Unit tests of daemon/rpc/dispatch.c through ifb_dispatch_line() with a manager that was created but
  * never started (default config, empty registry, no backend): JSON-RPC 2.0 request validation,
  * ids echoed byte for byte, notifications (alone and in batches) answered with nothing, batches,
  * the -32700/-32600/-32601/-32602 and server error shapes, access checks, max-batch, max-depth,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * proto/openrpc.json against the one method table (daemon/rpc-methods.c): every dispatched method
+ * proto/openrpc.json against the one method table (daemon/rpc/rpc-methods.c): every dispatched method
  * is documented and every documented method is dispatched; the embedded copy the daemon serves
  * is the file; rpc.discover returns it; x-access and x-takes-fds agree with the table; every
  * method's params as its table entry declares them are the document's, both ways, with the same
@@ -64,7 +64,7 @@ test_methods_match_table (void)
 
   for (const IfbMethod *m = ifb_methods; m->name; m++, n_table++) {
     if (!doc_find (doc, m->name))
-      g_error ("method '%s' is dispatched (daemon/rpc-methods.c) but missing from proto/openrpc.json", m->name);
+      g_error ("method '%s' is dispatched (daemon/rpc/rpc-methods.c) but missing from proto/openrpc.json", m->name);
     g_assert_true (g_hash_table_add (seen, (gpointer) m->name));   /* FALSE: duplicate in the table */
   }
   g_hash_table_remove_all (seen);
@@ -72,7 +72,7 @@ test_methods_match_table (void)
     const char *name = ifb_json_get_string (json_object_array_get_idx (methods, i), "name");
     g_assert_nonnull (name);
     if (!ifb_method_lookup (name))
-      g_error ("proto/openrpc.json lists '%s', which is not dispatched (daemon/rpc-methods.c)", name);
+      g_error ("proto/openrpc.json lists '%s', which is not dispatched (daemon/rpc/rpc-methods.c)", name);
     if (!g_hash_table_add (seen, (gpointer) name))
       g_error ("proto/openrpc.json lists '%s' twice", name);
   }
@@ -210,7 +210,7 @@ check_members (const char *where, const IfbParamSpec *specs, size_t base, size_t
       if (g_strcmp0 (doc[i].name, s->name) == 0)
         d = &doc[i];
     if (!d)
-      g_error ("%s is declared in the method table (daemon/rpc-methods.c) but not in proto/openrpc.json", at);
+      g_error ("%s is declared in the method table (daemon/rpc/rpc-methods.c) but not in proto/openrpc.json", at);
     doc_type = ifb_json_get_string (d->schema, "type");
     if (g_strcmp0 (doc_type, param_type_name (s->type)) != 0)
       g_error ("%s: the table declares %s, proto/openrpc.json says %s", at, param_type_name (s->type), doc_type);
@@ -230,7 +230,7 @@ check_members (const char *where, const IfbParamSpec *specs, size_t base, size_t
   for (size_t i = 0; i < n_doc; i++)
     if (!spec_find (specs, doc[i].name))
       g_error ("%s: member '%s' is in proto/openrpc.json but not declared in the method table "
-               "(daemon/rpc-methods.c)", where, doc[i].name);
+               "(daemon/rpc/rpc-methods.c)", where, doc[i].name);
 }
 
 /* Each method's declared params are the document's, and the other way round. */
