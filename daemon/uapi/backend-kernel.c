@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "uapi-private.h"
+#include "backend-kernel.h"
+#include "backend.h"
 
 static int
 kernel_open_iommufd (int dev_dirfd, int *ret_fd)

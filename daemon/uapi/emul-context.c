@@ -17,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "emul-private.h"
+#include "emul-context.h"
+#include "emul-device.h"
 #include "proc-cgroup.h"
-#include "uapi-private.h"
 
 /* ---- contexts ------------------------------------------------------------------------ */
 
@@ -40,7 +40,7 @@ static void emul_repair (EmulTable *t);
 /*
  * A worker issues ~15 ioctls on one context, and mapping the table afresh for each (mmap, the
  * page faults of a new mapping, munmap with its TLB flush) would cost more than the ioctls
- * themselves. Between ifb_uapi_emul_batch_begin() and _end() the
+ * themselves. Between emul_batch_begin() and _end() the
  * mapping of each context is kept, keyed by fd and checked by inode so a reused fd number
  * cannot hit the wrong table. Outside a batch nothing is kept, so the state still dies with the
  * last fd (a mapping would pin the memfd).
@@ -67,14 +67,14 @@ static struct {
 static int emul_last_ctx = -1;
 
 void
-ifb_uapi_emul_batch_begin (void)
+emul_batch_begin (void)
 {
   emul_batching = true;
   emul_batch_cgroup.pid = 0;
 }
 
 void
-ifb_uapi_emul_batch_end (void)
+emul_batch_end (void)
 {
   emul_batching = false;
   emul_batch_cgroup.pid = 0;
@@ -145,7 +145,7 @@ emul_unmap (EmulTable *t)
 {
   for (size_t i = 0; i < sizeof emul_maps / sizeof emul_maps[0]; i++)
     if (emul_maps[i].t == t)
-      return;   /* kept until ifb_uapi_emul_batch_end() */
+      return;   /* kept until emul_batch_end() */
   munmap (t, TABLE_SIZE);
 }
 
@@ -231,7 +231,7 @@ emul_unlock (EmulTable *t)
 }
 
 int
-ifb_emul_open_iommufd (int dev_dirfd, int *ret_fd)
+emul_open_iommufd (int dev_dirfd, int *ret_fd)
 {
   pthread_mutexattr_t attr;
   EmulTable *t;

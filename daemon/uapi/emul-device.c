@@ -12,8 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "emul-private.h"
-#include "uapi-private.h"
+#include "backend.h"
+#include "emul-device.h"
+#include "hw-info.h"
 
 /* ---- small async-signal-safe helpers ------------------------------------------------- */
 
@@ -118,7 +119,7 @@ emul_read_profile (int fd, EmulProfile *p)
 static unsigned reset_ms;
 
 void
-ifb_uapi_emul_set_reset_ms (unsigned ms)
+emul_set_reset_ms (unsigned ms)
 {
   reset_ms = ms;
 }
@@ -136,7 +137,7 @@ emul_device_reset_delay (void)
 /* Closing a device fd that holds the bind (no other open file shares it): the kernel releases
  * the device then, and vfio-pci resets it in the closing process. */
 void
-ifb_emul_device_close (int device_fd)
+emul_device_close (int device_fd)
 {
   if (emul_is_device_fd (device_fd) && emul_device_bind_state (device_fd) == 1)
     emul_device_reset_delay ();
@@ -145,7 +146,7 @@ ifb_emul_device_close (int device_fd)
 
 /* What fstat's st_rdev is on a real cdev: the profile's rdev=MAJ:MIN. */
 int
-ifb_emul_device_rdev (int device_fd, uint64_t *ret_rdev)
+emul_device_rdev (int device_fd, uint64_t *ret_rdev)
 {
   EmulProfile p;
   int r;
@@ -226,7 +227,7 @@ emul_device_bind_state (int fd)
 }
 
 int
-ifb_emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd)
+emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd)
 {
   char path[64];
   int fd;

@@ -10,9 +10,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "emul-private.h"
+#include "emul-context.h"
+#include "emul-copy.h"
+#include "emul-device.h"
+#include "emul-iommufd.h"
 #include "iommufd-defs.h"
-#include "uapi-private.h"
 
 /* ---- small async-signal-safe helpers ------------------------------------------------- */
 

@@ -10,9 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "emul-private.h"
+#include "emul-context.h"
+#include "emul-copy.h"
+#include "emul-device.h"
+#include "emul-vfio.h"
 #include "iommufd-defs.h"
-#include "uapi-private.h"
 
 /* ---- VFIO device commands ------------------------------------------------------------ */
 

@@ -45,12 +45,12 @@
  * alignment, faults, dirty bitmaps, invalidation, PASID, IOMMU_TEST_CMD (-ENOTTY), the user
  * buffer beyond `size` (the kernel returns EFAULT for unmapped memory; this reads it).
  *
- * Files. emul-private.h: the layouts described above (EmulTable, EmulDevice, the bind record)
- * and what the files share. emul-device.c: device files (profiles, the bind lock and record).
+ * Files. emul-layout.h: the layouts described above (EmulTable, EmulDevice, the bind record).
+ * emul-copy.c: copying ioctl arguments in and out, as the kernel does. emul-device.c: device files (profiles, the bind lock and record).
  * emul-context.c: contexts (the memfd, mapping and the batch cache, locking, repair) and the
  * object table (alloc, free, publish, reap). emul-iommufd.c: the IOMMUFD commands. emul-vfio.c:
- * the VFIO device commands. This file: copying ioctl arguments in and out, and the public entry
- * points (ioctl dispatch, fd kind, object listing, the tests' debug lock).
+ * the VFIO device commands. This file: the backend's table and its public entry points
+ * (ioctl dispatch, fd kind, object listing, the tests' debug lock).
  */
 #define G_LOG_DOMAIN "ifb-uapi"
 
@@ -59,44 +59,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "emul-private.h"
-#include "uapi-private.h"
-
-/* ---- small async-signal-safe helpers ------------------------------------------------- */
-
-bool
-emul_tail_zero (const uint8_t *p, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if (p[i])
-      return false;
-  return true;
-}
-
-/* The kernel's copy_struct_from_user() after the min_size check of iommufd_fops_ioctl(). */
-int
-emul_copy_in (void *kbuf, size_t ksize, size_t min_size, const void *uarg, uint32_t *ret_usize)
-{
-  uint32_t usize;
-
-  if (!uarg)
-    return -EFAULT;
-  memcpy (&usize, uarg, sizeof usize);
-  if (usize < min_size)
-    return -EINVAL;
-  if (usize > ksize && !emul_tail_zero ((const uint8_t *) uarg + ksize, usize - ksize))
-    return -E2BIG;
-  memset (kbuf, 0, ksize);
-  memcpy (kbuf, uarg, usize < ksize ? usize : ksize);
-  *ret_usize = usize;
-  return 0;
-}
-
-void
-emul_copy_out (void *uarg, const void *kbuf, size_t ksize, uint32_t usize)
-{
-  memcpy (uarg, kbuf, usize < ksize ? usize : ksize);
-}
+#include "backend.h"
+#include "emul-context.h"
+#include "emul-device.h"
+#include "emul-iommufd.h"
+#include "emul-vfio.h"
+#include "emul.h"
 
 /* ---- public entry points ------------------------------------------------------------- */
 
@@ -112,8 +80,8 @@ ifb_emul_fd_kind (int fd)
   return 0;
 }
 
-int
-ifb_emul_ioctl (int fd, unsigned long request, void *arg)
+static int
+emul_ioctl (int fd, unsigned long request, void *arg)
 {
   switch (ifb_emul_fd_kind (fd)) {
   case 1:
@@ -166,4 +134,42 @@ ifb_emul_debug_lock (int fd)
 
   /* Leave the mapping and the lock held: the caller is about to be killed. */
   return r;
+}
+
+void
+ifb_uapi_emul_batch_begin (void)
+{
+  emul_batch_begin ();
+}
+
+void
+ifb_uapi_emul_batch_end (void)
+{
+  emul_batch_end ();
+}
+
+void
+ifb_uapi_emul_set_reset_ms (unsigned ms)
+{
+  emul_set_reset_ms (ms);
+}
+
+static const IfbUapiBackend emulated_backend = {
+  .name = "emulated",
+  .emulated = true,
+  .open_iommufd = emul_open_iommufd,
+  .open_device = emul_open_device,
+  .ioctl = emul_ioctl,
+  .device_rdev = emul_device_rdev,
+  .device_close = emul_device_close,
+  .list_objects = ifb_uapi_emul_list_objects,
+  .batch_begin = emul_batch_begin,
+  .batch_end = emul_batch_end,
+  .set_device_reset_ms = emul_set_reset_ms,
+};
+
+const IfbUapiBackend *
+ifb_uapi_backend_emulated (void)
+{
+  return &emulated_backend;
 }

@@ -1,120 +1,30 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The backend-independent half of the uAPI layer: typed operations that fill the kernel's
- * structs and go through one backend's ioctl entry, string tables, and the reading of raw
- * IOMMU registers (can this IOMMU nest? track dirty pages?) that both the typed layer and the
- * emulator rely on. No ioctl number or struct layout is defined here (iommufd-defs.h is).
+ * The backend-independent top of the uAPI layer: choosing a backend, and typed operations that
+ * fill the kernel's structs and go through one backend's ioctl entry. No ioctl number or struct
+ * layout is defined here (iommufd-defs.h is); the register reading is hw-info.c's.
  */
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "iommufd-defs.h"
-#include "uapi-private.h"
-
-static const char *const iommu_type_names[_IFB_IOMMU_TYPE_MAX] = {
-  [IFB_IOMMU_TYPE_NONE] = "none",
-  [IFB_IOMMU_TYPE_INTEL_VTD] = "intel-vtd",
-  [IFB_IOMMU_TYPE_ARM_SMMUV3] = "arm-smmuv3",
-  [IFB_IOMMU_TYPE_SELFTEST] = "selftest",
-};
-
-const char *
-ifb_iommu_type_to_string (IfbIommuType t)
-{
-  if (t < 0 || t >= _IFB_IOMMU_TYPE_MAX)
-    return NULL;
-  return iommu_type_names[t];
-}
-
-IfbIommuType
-ifb_iommu_type_from_string (const char *s)
-{
-  if (!s)
-    return IFB_IOMMU_TYPE_INVALID;
-  for (int i = 0; i < _IFB_IOMMU_TYPE_MAX; i++)
-    if (strcmp (s, iommu_type_names[i]) == 0)
-      return (IfbIommuType) i;
-  return IFB_IOMMU_TYPE_INVALID;
-}
-
-bool
-ifb_uapi_cdev_name_valid (const char *cdev_name)
-{
-  size_t n;
-
-  if (!cdev_name || strncmp (cdev_name, "vfio", 4) != 0)
-    return false;
-  n = strlen (cdev_name + 4);
-  if (n < 1 || n > 6)
-    return false;
-  for (const char *p = cdev_name + 4; *p; p++)
-    if (*p < '0' || *p > '9')
-      return false;
-  return true;
-}
-
-/* intel-iommu's nested_supported(): scalable mode and ECAP.NEST. */
-bool
-ifb_uapi_vtd_can_nest (uint64_t ecap)
-{
-  return (ecap & IFB_VTD_ECAP_NEST) && (ecap & IFB_VTD_ECAP_SMTS);
-}
-
-/* intel-iommu's ssads_supported(): scalable mode, second-stage A/D bits, page-walk coherency. */
-bool
-ifb_uapi_vtd_dirty (uint64_t ecap)
-{
-  return (ecap & IFB_VTD_ECAP_SMTS) && (ecap & IFB_VTD_ECAP_SLADS) && (ecap & IFB_VTD_ECAP_SMPWC);
-}
-
-/* arm-smmu-v3's ARM_SMMU_FEAT_NESTING: both stages implemented. */
-bool
-ifb_uapi_smmuv3_can_nest (const uint32_t idr[6])
-{
-  return (idr[0] & IFB_SMMU_IDR0_S1P) && (idr[0] & IFB_SMMU_IDR0_S2P);
-}
-
-/* arm-smmu-v3's ARM_SMMU_FEAT_HD: hardware access and dirty flag updates. */
-bool
-ifb_uapi_smmuv3_dirty (const uint32_t idr[6])
-{
-  return ((idr[0] & IFB_SMMU_IDR0_HTTU_MASK) >> IFB_SMMU_IDR0_HTTU_SHIFT) == IFB_SMMU_IDR0_HTTU_AD;
-}
+#include "uapi.h"
 
 /* ---- backends ------------------------------------------------------------------------ */
-
-static const IfbUapiBackend emulated_backend = {
-  .name = "emulated",
-  .emulated = true,
-  .open_iommufd = ifb_emul_open_iommufd,
-  .open_device = ifb_emul_open_device,
-  .ioctl = ifb_emul_ioctl,
-  .device_rdev = ifb_emul_device_rdev,
-  .device_close = ifb_emul_device_close,
-  .list_objects = ifb_uapi_emul_list_objects,
-  .batch_begin = ifb_uapi_emul_batch_begin,
-  .batch_end = ifb_uapi_emul_batch_end,
-  .set_device_reset_ms = ifb_uapi_emul_set_reset_ms,
-};
-
-const IfbUapiBackend *
-ifb_uapi_backend_emulated (void)
-{
-  return &emulated_backend;
-}
 
 const IfbUapiBackend *
 ifb_uapi_backend_for_fd (int fd)
 {
-  return ifb_emul_fd_kind (fd) ? &emulated_backend : ifb_uapi_backend_kernel ();
+  return ifb_emul_fd_kind (fd) ? ifb_uapi_backend_emulated () : ifb_uapi_backend_kernel ();
 }
 
 const IfbUapiBackend *
 ifb_uapi_backend_by_name (const char *name)
 {
-  if (strcmp (name, emulated_backend.name) == 0)
-    return &emulated_backend;
+  if (strcmp (name, ifb_uapi_backend_emulated ()->name) == 0)
+    return ifb_uapi_backend_emulated ();
   if (strcmp (name, ifb_uapi_backend_kernel ()->name) == 0)
     return ifb_uapi_backend_kernel ();
   return NULL;

@@ -21,39 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct IfbUapiBackend IfbUapiBackend;
+#include "backend-kernel.h"
+#include "emul.h"
+#include "hw-info.h"
+#include "uapi-types.h"
 
-typedef enum {
-  IFB_IOMMU_TYPE_NONE,
-  IFB_IOMMU_TYPE_INTEL_VTD,
-  IFB_IOMMU_TYPE_ARM_SMMUV3,
-  IFB_IOMMU_TYPE_SELFTEST,      /* the kernel's IOMMUFD_TEST mock, kernel tier only */
-  _IFB_IOMMU_TYPE_MAX,
-  IFB_IOMMU_TYPE_INVALID = -1,
-} IfbIommuType;
-
-const char *ifb_iommu_type_to_string (IfbIommuType t);   /* "intel-vtd", "arm-smmuv3", ... */
-IfbIommuType ifb_iommu_type_from_string (const char *s);
-
-typedef enum {
-  IFB_HWPT_NEST_PARENT    = 1 << 0,
-  IFB_HWPT_DIRTY_TRACKING = 1 << 1,
-} IfbHwptFlags;
-
-typedef struct {
-  IfbIommuType type;
-  bool can_nest;                /* the IOMMU can be a NEST_PARENT (derived from the raw data) */
-  bool dirty_tracking;          /* IOMMU_HW_CAP_DIRTY_TRACKING */
-  uint64_t capabilities;        /* raw out_capabilities */
-  union {
-    struct { uint64_t cap_reg, ecap_reg; } vtd;
-    struct { uint32_t idr[6], iidr, aidr; } smmuv3;
-  } raw;
-} IfbHwInfo;
-
-/* The backends. */
-const IfbUapiBackend *ifb_uapi_backend_kernel (void);
-const IfbUapiBackend *ifb_uapi_backend_emulated (void);
+/* The backends: ifb_uapi_backend_kernel() (backend-kernel.h), ifb_uapi_backend_emulated() (emul.h). */
 /* The backend an fd belongs to (an emulated context or device fd, or else the kernel). */
 const IfbUapiBackend *ifb_uapi_backend_for_fd (int fd);
 const char *ifb_uapi_backend_name (const IfbUapiBackend *b);   /* "kernel" / "emulated" */
@@ -96,26 +69,6 @@ int ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id,
 int ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
                            uint32_t *ret_viommu_id);
 
-/* A context's objects, where the backend can list them (the emulated one: for the audit trail,
- * tidying after a crash, and tests). */
-typedef enum {
-  IFB_UAPI_OBJ_IOAS = 1,
-  IFB_UAPI_OBJ_DEVICE,
-  IFB_UAPI_OBJ_HWPT_PAGING,
-  IFB_UAPI_OBJ_HWPT_NESTED,
-  IFB_UAPI_OBJ_VIOMMU,
-  IFB_UAPI_OBJ_VDEVICE,
-} IfbUapiObjType;
-
-typedef struct {
-  uint32_t id;
-  IfbUapiObjType type;
-  uint32_t flags;               /* HWPT alloc flags as given */
-  uint32_t parent_id;           /* IOAS or parent HWPT; 0 when none */
-  int32_t creator_pid;
-  char cgroup[256];             /* cgroup2 path of the allocating process, "/..."; "" when unknown or longer */
-} IfbUapiObject;
-
 /* Fill up to max objects; *ret_n = number of live objects (may exceed max). -EOPNOTSUPP where the
  * backend cannot list them (the kernel has no such ioctl). */
 int ifb_uapi_list_objects (const IfbUapiBackend *b, int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
@@ -128,16 +81,6 @@ void ifb_uapi_batch_end (const IfbUapiBackend *b);
  * the kernel's resets take what they take). */
 void ifb_uapi_set_device_reset_ms (const IfbUapiBackend *b, unsigned ms);
 
-/* The emulated backend's own entry points behind the ones above (tests and benchmarks call them
- * directly). -ENOTTY on kernel fds. */
-int ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, size_t *ret_n);
-/* Emulated backend: keep each context's table mapped from _begin() to _end() (a worker's batch
- * of ioctls; no fd may be closed and reused in between). Async-signal-safe; no-ops otherwise. */
-void ifb_uapi_emul_batch_begin (void);
-void ifb_uapi_emul_batch_end (void);
-/* Emulated backend: every device bind and release takes ms milliseconds in the calling process,
- * as vfio-pci's device reset does on real hardware. Async-signal-safe. */
-void ifb_uapi_emul_set_reset_ms (unsigned ms);
 /* Close a device fd. On real hardware closing the last reference of a bound device resets it
  * (100 ms and more) in the closing process; the emulated backend sleeps its reset time then. */
 void ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd);

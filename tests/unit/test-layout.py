@@ -2,9 +2,13 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The shape of the code, checked (README "Layout"):
 
-- no #include cycle between the modules of daemon/, client/ and proto/ (a module is x.c, x.h and
-  x-private.h; the emulator's emul*.c files count as one);
+- no #include cycle between the modules of daemon/ (its layer folders and daemon/uapi/ included),
+  client/ and proto/ (a module is x.c, x.h and x-private.h);
 - no .c file there over 600 lines;
+- in daemon/uapi/, every function is declared in the header of the module that defines it, so
+  that the include graph there is the call graph (a shared header declaring the functions of
+  several files would hide a cycle between them: the emulator and the typed layer once reached
+  into each other so);
 - the guest core (lifecycle*, worker*, registry*, vm*, rpc-vm*, holders*) names no device kind
   and no backend in its code (comments may give them as examples).
 
@@ -32,8 +36,6 @@ def sources():
 
 def module(path):
     d, f = os.path.split(path)
-    if d == os.path.join("daemon", "uapi") and f.startswith("emul"):
-        return os.path.join(d, "emul")
     base = re.sub(r"\.(c|h)$", "", f)
     return os.path.join(d, re.sub(r"-private$", "", base))
 
@@ -108,6 +110,30 @@ def cycles(graph):
     return found
 
 
+def defined_functions(files):
+    """name -> the .c file that defines it (non-static, GNU style: the name starts a line)."""
+    defs = {}
+    for p in files:
+        if p.endswith(".c"):
+            text = code_only(open(os.path.join(ROOT, p)).read())
+            for m in re.finditer(r"^(?!static)[A-Za-z_][\w \*]*\n(\w+) \([^;{]*\)\s*\{", text, re.M):
+                defs.setdefault(m.group(1), p)
+    return defs
+
+
+def declared_elsewhere(files, folder):
+    """(header, function, defining file) for each function a header of folder declares but
+    another module defines."""
+    defs = defined_functions(files)
+    for p in sorted(files):
+        if p.endswith(".h") and os.path.dirname(p) == folder:
+            text = code_only(open(os.path.join(ROOT, p)).read())
+            for m in re.finditer(r"^[A-Za-z_][\w \*]*?\b(\w+) \([^;{]*\);", text, re.M):
+                name = m.group(1)
+                if name in defs and module(defs[name]) != module(p):
+                    yield p, name, defs[name]
+
+
 def main():
     files = list(sources())
     problems = []
@@ -115,6 +141,8 @@ def main():
     for comp in cycles(graph):
         edges = ["%s -> %s" % (a, ", ".join(sorted(b for b in graph[a] if b in comp))) for a in comp]
         problems.append("include cycle among %s:\n    %s" % (", ".join(comp), "\n    ".join(edges)))
+    for header, name, definer in declared_elsewhere(set(files), os.path.join("daemon", "uapi")):
+        problems.append("%s declares %s(), which %s defines: declare it in that file's header" % (header, name, definer))
     for p in files:
         text = open(os.path.join(ROOT, p)).read()
         if p.endswith(".c") and text.count("\n") > MAX_LINES:

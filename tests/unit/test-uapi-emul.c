@@ -17,7 +17,6 @@
 
 #include "emul-root.h"
 #include "scenarios.h"
-#include "uapi-private.h"
 #include "uapi.h"
 #include "util.h"
 

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Inside the emulated IOMMUFD only (emul*.c; the theory of operation is at the top of emul.c):
- * the layout of a context memfd and of a device file's bind record, and the functions the
- * emulator's files share. Not included anywhere else.
+ * Inside the emulated IOMMUFD (the theory of operation is at the top of emul.c): the layout of
+ * a context memfd (EmulTable) and of a device file's bind record and profile. Types only.
  */
 #pragma once
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/stat.h>
+
+#include "uapi-types.h"
 
 #define IFB_EMUL_MAGIC UINT64_C (0x314c554d45424649)    /* "IFBEMUL1" */
 #define IFB_EMUL_BIND_MAGIC UINT64_C (0x31444e4942424649) /* "IFBBIND1" */
@@ -84,46 +83,3 @@ typedef struct {
 } EmulProfile;
 
 #define TABLE_SIZE (((sizeof (EmulTable)) + IFB_EMUL_PAGE - 1) & ~(size_t) (IFB_EMUL_PAGE - 1))
-
-/*
- * The emulator's mutable process-wide state (the batch's mapping cache emul_maps, emul_batching,
- * emul_batch_cgroup and emul_last_ctx) exists once, static in emul-context.c; the other files
- * reach it only through the functions below (emul_lock(), emul_reap(), emul_find_context(), ...).
- */
-
-/* emul.c: copying ioctl arguments from and to the caller, as the kernel does. */
-bool emul_tail_zero (const uint8_t *p, size_t n);
-int emul_copy_in (void *kbuf, size_t ksize, size_t min_size, const void *uarg, uint32_t *ret_usize);
-void emul_copy_out (void *uarg, const void *kbuf, size_t ksize, uint32_t usize);
-
-/* emul-device.c: device files, their profile and their bind lock. */
-const char *emul_proc_fd_path (int fd, char *buf);
-int emul_read_profile (int fd, EmulProfile *p);
-void emul_device_reset_delay (void);
-bool emul_is_device_fd (int fd);
-void emul_lock_init (struct flock *fl, short type);
-int emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat *ret_st);
-int emul_device_bind_state (int fd);
-bool emul_dev_can_nest (const EmulDevice *d);
-bool emul_dev_dirty (const EmulDevice *d);
-
-/* emul-context.c: contexts. */
-bool emul_is_context_fd (int fd);
-int emul_lock (int fd, EmulTable **ret);
-void emul_unlock (EmulTable *t);
-int emul_find_context (const uint8_t uuid[16]);
-
-/* emul-context.c: the object table. */
-EmulObject *emul_get (EmulTable *t, uint32_t id, uint32_t type);
-uint32_t emul_id (EmulTable *t, const EmulObject *o);
-EmulObject *emul_alloc (EmulTable *t, uint32_t dev_id, uint32_t iommu_type);
-void emul_publish (EmulObject *o, uint32_t type);
-EmulDevice *emul_device_of (EmulTable *t, uint32_t obj_id);
-unsigned emul_users (EmulTable *t, uint32_t id);
-void emul_free (EmulTable *t, EmulObject *o);
-void emul_put_pt (EmulTable *t, uint32_t pt_id);
-void emul_reap (EmulTable *t);
-
-/* emul-iommufd.c and emul-vfio.c: the two command sets, dispatched by ifb_emul_ioctl(). */
-int emul_iommufd_ioctl (int fd, unsigned long request, void *arg);
-int emul_device_ioctl (int fd, unsigned long request, void *arg);
