@@ -72,8 +72,8 @@ def test_device_refusals_and_ownership():
     cg = Cgroup("own")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "a", "cgroup": cg.path, "options": {"handoff": "bound"}})
-            b.call("vm.create", {"name": "b", "cgroup": cg.path, "options": {"handoff": "bound"}})
+            b.call("vm.create", {"name": "a", "cgroup": cg.child("a").path, "options": {"handoff": "bound"}})
+            b.call("vm.create", {"name": "b", "cgroup": cg.child("b").path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "a", "device": NEST_VTD[0]})
             c = b.client()
             e = c.error("vm.attach", {"vm": "b", "device": NEST_VTD[0]})

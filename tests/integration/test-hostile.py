@@ -73,8 +73,97 @@ def test_fd_exhaustion_is_reported_as_such():
         v = c.call("vm.show", {"vm": "g"})
         assert [d["device"] for d in v["devices"]] == [NEST_VTD[0]], v
 
+# ---- guest cgroups that overlap --------------------------------------------------------------
+
+def call_as(broker, uid, method, params):
+    def call():
+        as_user(uid)
+        out, fds = Client(broker.socket).call_full(method, params)
+        for fd in fds:
+            os.close(fd)
+        return out
+    from ifbtest import in_child
+    return in_child(call)
+
+
+def test_overlapping_guest_cgroups_are_refused():
+    # A VMM is authorized by its cgroup: a guest whose cgroup equals, lies inside or contains
+    # another guest's would let one guest's process take the other's fds. vm.create refuses each
+    # (by path and by pid), naming the other guest to root only; a sibling whose name merely
+    # starts the same is no overlap.
+    with Cgroup("ovl") as root, Broker(config="[access]\nadmin-group=nogroup\n") as b:
+        g = root.child("g")
+        inner = g.child("in")
+        sib = root.child("gx")
+        c = b.client()
+        c.call("vm.create", {"name": "g", "cgroup": g.path})
+        for cg in (g.path, inner.path, root.path):
+            e = c.error("vm.create", {"name": "h", "cgroup": cg})
+            assert e["data"]["name"] == "cgroup-invalid" and "'g'" in e["message"] and g.path in e["message"], (cg, e)
+        sleeper = subprocess.Popen(["sleep", "60"], preexec_fn=in_cgroup(inner))
+        try:
+            e = c.error("vm.create", {"name": "h", "pid": sleeper.pid})
+            assert e["data"]["name"] == "cgroup-invalid" and "'g'" in e["message"], e
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+        # an admin that is not root learns only that there is an overlap
+        for cg in (g.path, root.path):
+            r = call_as(b, NOBODY, "vm.create", {"name": "h", "cgroup": cg})
+            assert r.get("error", {}).get("data", {}).get("name") == "cgroup-invalid", r
+            assert "'g'" not in r["error"]["message"] and (cg == g.path or g.path not in r["error"]["message"]), r
+        c.call("vm.create", {"name": "s", "cgroup": sib.path})
+        assert [v["name"] for v in c.call("vm.list")["vms"]] == ["g", "s"]
+        # once g is gone its cgroup and those around it are free again
+        c.call("vm.destroy", {"vm": "g"})
+        c.call("vm.create", {"name": "h", "cgroup": inner.path})
+
+
+def test_restore_sets_aside_overlapping_state():
+    # State files whose cgroups overlap a guest restored before them (equal, inside, containing)
+    # are moved to guests/rejected/ with a journal line naming the guest they overlap; the
+    # others, a sibling with the same prefix among them, are restored.
+    import shutil
+    import tempfile
+    import uuid as uuidlib
+    run_dir = tempfile.mkdtemp(prefix="ifbtest-run-")
+    try:
+        with Broker(runtime_dir=run_dir) as b:
+            for name in ("a", "b"):
+                b.call("vm.create", {"name": name, "cgroup": "/ifb-ovl/" + name, "options": {"defer": True}})
+        gdir = os.path.join(run_dir, "guests")
+        docs = []
+        for f in os.listdir(gdir):
+            with open(os.path.join(gdir, f)) as fh:
+                docs.append(json.load(fh))
+        newest = max(d["vm"]["created_usec"] for d in docs)
+
+        def plant(name, cgroup, age):
+            d = json.loads(json.dumps(docs[0]))
+            d["vm"].update(name=name, uuid=str(uuidlib.uuid4()), slot=100 + age, cgroup=cgroup,
+                           created_usec=newest + 10 * age)
+            with open(os.path.join(gdir, d["vm"]["uuid"] + ".json"), "w") as fh:
+                fh.write(json.dumps(d))
+            return d["vm"]["uuid"] + ".json"
+
+        bad = [plant("c", "/ifb-ovl/a", 1), plant("d", "/ifb-ovl/a/in", 2), plant("e", "/ifb-ovl", 3)]
+        plant("f", "/ifb-ovl/ab", 4)
+        with Broker(runtime_dir=run_dir) as b:
+            names = [v["name"] for v in b.call("vm.list")["vms"]]
+            log = b.read_log()
+        assert names == ["a", "b", "f"], (names, log[-3000:])
+        rejected = sorted(os.listdir(os.path.join(gdir, "rejected")))
+        assert rejected == sorted(bad), (rejected, bad)
+        for why in ("/ifb-ovl/a is guest 'a''s too", "/ifb-ovl/a/in lies inside guest 'a''s cgroup",
+                    "/ifb-ovl contains guest "):
+            assert why in log, (why, log[-3000:])
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
 
 if __name__ == "__main__":
     run([
         test_fd_exhaustion_is_reported_as_such,
+        test_overlapping_guest_cgroups_are_refused,
+        test_restore_sets_aside_overlapping_state,
     ])
