@@ -161,8 +161,84 @@ def test_restore_sets_aside_overlapping_state():
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+# ---- files planted at the metrics textfile's path -----------------------------------------
+
+def rewrites(path, n, timeout=20):
+    """Wait until path has been replaced n times (each write renames a new file over it)."""
+    seen = set()
+
+    def one():
+        try:
+            st = os.stat(path, follow_symlinks=False)
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            return False
+        if stat.S_ISREG(st.st_mode) and "ifb_uptime_seconds" in text:
+            seen.add((st.st_ino, st.st_mtime_ns, text))
+        return len(seen) > n
+    wait_for("%d rewrites of %s" % (n, path), one, timeout)
+
+
+def test_metrics_textfile_planted_files():
+    # In a directory everybody may write (sticky, as the collector's often is), whatever another
+    # user plants at the temporary name the daemon used to pick (.NAME.PID.tmp) or at the target
+    # is never opened: a FIFO does not block the main loop, a symlink is not followed, someone
+    # else's file is not written into. The metrics keep being written; clients keep being served.
+    b = Broker(config="[metrics]\ninterval-sec=1\n")
+    d = os.path.join(b.tmp, "collector")
+    os.mkdir(d)
+    os.chmod(d, 0o1777)
+    path = os.path.join(d, "ifb.prom")
+    victim = os.path.join(b.tmp, "victim")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    with open(b.config, "a") as f:
+        f.write("textfile=%s\n" % path)
+    with b:
+        rewrites(path, 1)
+        tmp = os.path.join(d, ".ifb.prom.%d.tmp" % b.proc.pid)
+
+        def planted(make):
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            make()
+            rewrites(path, 2)
+            assert b.call("broker.info")["version"]
+        planted(lambda: os.mkfifo(tmp))
+        assert stat.S_ISFIFO(os.stat(tmp).st_mode)
+        planted(lambda: os.symlink(victim, tmp))
+        planted(lambda: (open(tmp, "w").write("theirs\n"), os.chown(tmp, NOBODY, NOBODY)))
+        assert open(tmp).read() == "theirs\n"
+        os.unlink(path)
+        os.symlink(victim, path)   # at the target: replaced, never followed
+        rewrites(path, 1)
+        assert open(victim).read() == "precious\n"
+        assert not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+        left = [f for f in os.listdir(d) if f not in ("ifb.prom", os.path.basename(tmp))]
+        assert not left, left
+
+
+def test_metrics_textfile_dir_others_may_write():
+    # A directory others may write without the sticky bit is refused with a journal line naming
+    # it; nothing is written there and the daemon serves on.
+    b = Broker(config="[metrics]\ninterval-sec=1\n")
+    d = os.path.join(b.tmp, "open")
+    os.mkdir(d)
+    os.chmod(d, 0o777)
+    with open(b.config, "a") as f:
+        f.write("textfile=%s\n" % os.path.join(d, "ifb.prom"))
+    with b:
+        wait_for("the refusal in the log", lambda: "no sticky bit" in b.read_log())
+        assert d in b.read_log()
+        assert b.call("broker.info")["version"]
+        assert os.listdir(d) == [], os.listdir(d)
+
+
 if __name__ == "__main__":
     run([
+        test_metrics_textfile_planted_files,
+        test_metrics_textfile_dir_others_may_write,
         test_fd_exhaustion_is_reported_as_such,
         test_overlapping_guest_cgroups_are_refused,
         test_restore_sets_aside_overlapping_state,
