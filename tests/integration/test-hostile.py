@@ -235,8 +235,60 @@ def test_metrics_textfile_dir_others_may_write():
         assert os.listdir(d) == [], os.listdir(d)
 
 
+# ---- a launcher that forks the VMM and exits ----------------------------------------------
+
+def test_launcher_that_forks_the_vmm_and_exits():
+    # A launcher in the guest's cgroup takes the fds, forks the VMM, hands them to it and exits
+    # (a daemonizing wrapper). Its exit is not the VMM's: the guest is not reclaimed under the
+    # running VMM, which holds the fds now. When the VMM exits, the guest is reclaimed.
+    import signal
+    with Cgroup("fork") as cg, Broker() as b:
+        b.call("vm.create", {"name": "g", "cgroup": cg.path})
+        b.call("vm.attach", {"vm": "g", "device": SMMU})
+        r, w = os.pipe()
+        launcher = os.fork()
+        if launcher == 0:
+            try:
+                os.close(r)
+                in_cgroup(cg)()
+                as_user(NOBODY)
+                c = Client(b.socket)
+                reply, fds = c.call_full("vm.fds", {"vm": "g"})
+                c.close()
+                if "result" not in reply or len(fds) != 2:
+                    os.write(w, b"0 %r\n" % reply)
+                    os._exit(1)
+                if os.fork() == 0:   # the VMM: keeps the fds it inherited
+                    os.write(w, b"%d\n" % os.getpid())
+                    os.close(w)
+                    time.sleep(600)
+                    os._exit(0)
+            finally:
+                os._exit(0)   # the launcher exits at once
+        os.close(w)
+        os.waitpid(launcher, 0)
+        line = os.read(r, 256).decode()
+        os.close(r)
+        vmm = int(line.split()[0])
+        assert vmm > 0, line
+        try:
+            def adopted():
+                v = b.call("vm.show", {"vm": "g"})
+                assert v["vmm_exits"] == 0, "the launcher's exit reclaimed the guest: %r" % v
+                return [h["pid"] for h in v["holders"]] == [vmm] and v
+            v = wait_for("the VMM as the holder", adopted)
+            assert v["vmm_pid"] == vmm and v["state"] == "ready", v
+            # the VMM's fds still work: the devices were not reset or unbound under it
+            assert b.call("vm.show", {"vm": "g"})["vmm_exits"] == 0
+        finally:
+            os.kill(vmm, signal.SIGKILL)
+        v = reclaimed(b, "g", 1)
+        assert v["holders"] == [], v
+
+
 if __name__ == "__main__":
     run([
+        test_launcher_that_forks_the_vmm_and_exits,
         test_metrics_textfile_planted_files,
         test_metrics_textfile_dir_others_may_write,
         test_fd_exhaustion_is_reported_as_such,
