@@ -286,8 +286,38 @@ def test_launcher_that_forks_the_vmm_and_exits():
         assert v["holders"] == [], v
 
 
+# ---- what a vm.fds flood costs --------------------------------------------------------------
+
+def test_vm_fds_again_writes_no_state():
+    # vm.fds from the process that holds the fds already changes nothing: the guest's state file
+    # is not rewritten (no write, no fsync per call). A new holder is written.
+    with Cgroup("fdsw") as cg, Broker() as b:
+        b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        b.call("vm.attach", {"vm": "g", "device": SMMU})
+        uuid = b.call("vm.show", {"vm": "g"})["uuid"]
+        state = os.path.join(b.runtime_dir, "guests", uuid + ".json")
+        c = b.client()
+
+        def written():
+            st = os.stat(state)
+            return (st.st_ino, st.st_mtime_ns)
+        reply, fds = c.call_full("vm.fds", {"vm": "g"})
+        assert "result" in reply and len(fds) == 2, reply
+        for fd in fds:
+            os.close(fd)
+        first = written()
+        assert json.load(open(state))["vm"]["holders"][0]["pid"] == os.getpid()
+        for _ in range(20):
+            reply, fds = c.call_full("vm.fds", {"vm": "g"})
+            assert "result" in reply, reply
+            for fd in fds:
+                os.close(fd)
+        assert written() == first, "vm.fds rewrote the state file without a change"
+
+
 if __name__ == "__main__":
     run([
+        test_vm_fds_again_writes_no_state,
         test_launcher_that_forks_the_vmm_and_exits,
         test_metrics_textfile_planted_files,
         test_metrics_textfile_dir_others_may_write,
