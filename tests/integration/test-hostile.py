@@ -315,8 +315,118 @@ def test_vm_fds_again_writes_no_state():
         assert written() == first, "vm.fds rewrote the state file without a change"
 
 
+def connect_as(path, uid):
+    """A client whose socket was connected as uid (SO_PEERCRED is taken at connect())."""
+    os.setegid(uid)
+    os.seteuid(uid)
+    try:
+        return Client(path)
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_one_uid_many_connections_one_share():
+    # 20 connections of one uid each have 100 requests waiting, and root's one line comes after
+    # them all (the daemon is stopped while they arrive): root's line is served after one share
+    # of that uid's work, not after a slice of each of its connections. Counted, not timed: the
+    # metrics root asks for say how many of the flood's calls ran before it.
+    import re
+    import signal
+    with Broker(config="[access]\nadmin-group=nogroup\n[limits]\nexpensive-calls-per-second=0\nmax-pending=4096\n") as b:
+        flood = [connect_as(b.socket, NOBODY) for _ in range(20)]
+        root = b.client()
+        b.open_fds()   # every connection accepted
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            for c in flood:
+                c.sock.sendall(b"".join(b'{"jsonrpc":"2.0","method":"vm.list","id":%d}\n' % i for i in range(100)))
+            root.request("metrics")
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        reply, _ = root.recv()
+        text = reply["result"]["text"] if isinstance(reply["result"], dict) else reply["result"]
+        m = re.search(r'^ifb_rpc_calls_total\{method="vm.list"\} (\d+)', text, re.M)
+        ran = int(m.group(1)) if m else 0
+        print("%d of the flood's 2000 calls ran before root's" % ran)
+        assert ran <= 32, ran
+        for c in flood:   # and the flood is served in full
+            for _ in range(100):
+                c.recv_line()
+            c.close()
+
+
+# ---- fds queued for a peer that never reads -----------------------------------------------
+
+def test_fds_queued_for_peers_that_never_read():
+    # Two connections of a VMM (in its guest's cgroup) each pipeline 400 vm.fds and never read.
+    # The fds in replies they have not received (queued in the daemon, or sent and unread) are
+    # counted per connection and per uid: at [limits] max-queued-fds (64), or the uid's
+    # max-queued-fds-per-uid (40), the daemon stops reading from them, and after
+    # queued-fds-timeout it closes them. What they can ever receive is bounded by the limits, not
+    # by what they asked for: the first one closed stopped at the uid's 40 (with the other's),
+    # the other at most at its own 64; the daemon's own fds stay bounded; others are served.
+    conf = "[limits]\nmax-queued-fds=64\nmax-queued-fds-per-uid=40\nqueued-fds-timeout=1\n"
+    with Cgroup("noread") as cg, Broker(config=conf) as b:
+        b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        b.call("vm.attach", {"vm": "g", "device": SMMU})
+        base = b.open_fds()
+        line = b'{"jsonrpc":"2.0","method":"vm.fds","params":{"vm":"g"},"id":1}\n'
+        ready_r, ready_w = os.pipe()
+        go_r, go_w = os.pipe()
+        out_r, out_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            counts = []
+            try:
+                in_cgroup(cg)()
+                as_user(NOBODY)
+                socks = []
+                for _ in range(2):
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(b.socket)
+                    s.sendall(line * 400)
+                    socks.append(s)
+                os.write(ready_w, b"x")
+                os.read(go_r, 1)
+                for s in socks:   # now read all there is, until the daemon's EOF
+                    s.settimeout(20)
+                    n = 0
+                    while True:
+                        try:
+                            data, fds, _, _ = socket.recv_fds(s, 65536, 64)
+                        except ConnectionResetError:   # closed with our requests unread: the end
+                            break
+                        for fd in fds:
+                            os.close(fd)
+                        n += len(fds)
+                        if not data:
+                            break
+                    counts.append(n)
+            except BaseException as e:   # noqa: B902 - reported to the parent
+                counts = [repr(e)]
+            os.write(out_w, json.dumps(counts).encode())
+            os._exit(0)
+        os.read(ready_r, 1)
+        assert b.call("broker.info")["version"]   # served meanwhile
+        held = b.open_fds()
+        assert held <= base + 2 + 2 * 64, (base, held)
+        wait_for("the two connections closed", lambda: b.read_log().count("in replies it has not read") >= 2)
+        os.write(go_w, b"x")
+        os.waitpid(pid, 0)
+        counts = json.loads(os.read(out_r, 4096))
+        assert all(isinstance(n, int) for n in counts), counts
+        print("fds received by the two peers that never read: %r (they asked for 1600)" % counts)
+        assert all(n <= 66 for n in counts) and min(counts) <= 42, counts
+        assert b.open_fds() <= base, (base, b.open_fds())
+        for fd in (ready_r, ready_w, go_r, go_w, out_r, out_w):
+            os.close(fd)
+
+
 if __name__ == "__main__":
     run([
+        test_fds_queued_for_peers_that_never_read,
+        test_one_uid_many_connections_one_share,
         test_vm_fds_again_writes_no_state,
         test_launcher_that_forks_the_vmm_and_exits,
         test_metrics_textfile_planted_files,
