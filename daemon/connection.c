@@ -83,7 +83,7 @@ struct IfbConnection {
   guint sent_fds;               /* fds sent since the peer's receive queue was last seen empty */
   guint out_fds;                /* queued + sent, as counted in the server's tally for the uid */
   guint fds_tick;               /* while over an fd limit: checks whether the peer read */
-  gint64 fds_over_since;        /* when its own count went over max-queued-fds (0: it is not) */
+  gint64 fds_over_since;        /* paused since, with fds of its own unread (0: not) */
   gint64 last_active;           /* monotonic time of the last bytes received */
   GQueue lines;                 /* IfbReply of each dispatched line, in line order, until sent */
 };
