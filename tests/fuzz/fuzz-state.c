@@ -87,7 +87,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_assert_cmpuint (again->devices->len, ==, vm->devices->len);
     }
   }
-  if (memchr (data, '\n', size))
+  if (size > 0 && memchr (data, '\n', size))
     several_files ((const char *) data, size);
   return 0;
 }
