@@ -62,6 +62,7 @@ static const struct {
   [IFB_ERROR_UNAVAILABLE]       = { "unavailable",        -32013 },
   [IFB_ERROR_INVALID_ARGUMENT]  = { "invalid-argument",   -32014 },
   [IFB_ERROR_WORKER_KILLED]     = { "worker-killed",      -32015 },
+  [IFB_ERROR_RESOURCE_EXHAUSTED] = { "resource-exhausted", -32016 },
 };
 
 const char *
@@ -130,6 +131,10 @@ ifb_error_set_errno (GError **error, IfbError code, int negerrno, const char *fm
 
   if (errnum == EPERM || errnum == EACCES)
     code = IFB_ERROR_PERMISSION_DENIED;
+  /* Out of fds is never what the call was about (a device without a cdev, a kernel refusal):
+   * say so, whatever step ran into it. */
+  if (errnum == EMFILE || errnum == ENFILE)
+    code = IFB_ERROR_RESOURCE_EXHAUSTED;
 
   va_start (ap, fmt);
   context = g_strdup_vprintf (fmt, ap);

@@ -38,6 +38,7 @@ typedef enum {
   IFB_ERROR_UNAVAILABLE,        /* feature off or backend lacks it */
   IFB_ERROR_INVALID_ARGUMENT,   /* generic bad value that is not a JSON-RPC param error */
   IFB_ERROR_WORKER_KILLED,      /* a signal (or the daemon, at its deadline) ended a worker */
+  IFB_ERROR_RESOURCE_EXHAUSTED, /* the daemon (or the host) is out of fds: EMFILE, ENFILE */
   _IFB_ERROR_MAX,
 } IfbError;
 
@@ -55,7 +56,7 @@ int ifb_errno_from_name (const char *name);
 
 /*
  * The one -errno -> GError conversion. Picks IfbError from the errno (EPERM/EACCES -> permission,
- * everything else -> code), records the errno so the wire carries it, and formats the message as
+ * EMFILE/ENFILE -> resource-exhausted, everything else -> code), records the errno so the wire carries it, and formats the message as
  * "<context>: <strerror>". Always returns FALSE so callers can `return ifb_error_set_errno (...)`.
  */
 gboolean ifb_error_set_errno (GError **error, IfbError code, int negerrno, const char *fmt, ...) G_GNUC_PRINTF (4, 5);

@@ -225,6 +225,7 @@ struct IfbFrameWriter {
   GQueue frames;          /* of Frame*; line includes the '\n' */
   size_t offset;          /* bytes of the head frame already sent */
   size_t queued;
+  guint queued_fds;       /* fds of frames not sent yet */
 };
 
 IfbFrameWriter *
@@ -255,6 +256,7 @@ ifb_frame_writer_queue (IfbFrameWriter *w, const char *line, size_t len, IfbFdLi
   f->len = len + 1;
   f->fds = fds;
   w->queued += f->len;
+  w->queued_fds += ifb_fd_list_len (fds);
   g_queue_push_tail (&w->frames, f);
 }
 
@@ -290,8 +292,10 @@ ifb_frame_writer_flush (IfbFrameWriter *w, int sockfd)
     n = sendmsg (sockfd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0)
       return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    if (n_fds > 0)
+    if (n_fds > 0) {
       f->fds = ifb_fd_list_free (f->fds);   /* the peer holds them now */
+      w->queued_fds -= n_fds;
+    }
     w->offset += (size_t) n;
     w->queued -= (size_t) n;
     if (w->offset < f->len)
@@ -312,4 +316,10 @@ size_t
 ifb_frame_writer_queued_bytes (const IfbFrameWriter *w)
 {
   return w->queued;
+}
+
+guint
+ifb_frame_writer_queued_fds (const IfbFrameWriter *w)
+{
+  return w->queued_fds;
 }

@@ -57,6 +57,8 @@ void ifb_frame_writer_queue (IfbFrameWriter *w, const char *line, size_t len, If
 int ifb_frame_writer_flush (IfbFrameWriter *w, int sockfd);
 gboolean ifb_frame_writer_is_empty (const IfbFrameWriter *w);
 size_t ifb_frame_writer_queued_bytes (const IfbFrameWriter *w);
+/* fds queued with lines not sent yet (the daemon holds them). */
+guint ifb_frame_writer_queued_fds (const IfbFrameWriter *w);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbFrameReader, ifb_frame_reader_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbFrameWriter, ifb_frame_writer_free)

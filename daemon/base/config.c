@@ -65,6 +65,9 @@ static const KeySpec keys[] = {
   U ("limits", "max-vms", max_vms, 1, 65536),
   U ("limits", "max-devices-per-vm", max_devices_per_vm, 1, 64),
   U ("limits", "max-queued-bytes", max_queued_bytes, 65536, 1u << 30),
+  U ("limits", "max-queued-fds", max_queued_fds, 32, 65536),
+  U ("limits", "max-queued-fds-per-uid", max_queued_fds_per_uid, 32, 1u << 20),
+  U ("limits", "queued-fds-timeout", queued_fds_timeout, 1, 3600),
   U ("limits", "reserved-connections", reserved_connections, 0, 65535),
   U ("limits", "idle-timeout", idle_timeout, 0, 86400),
   U ("limits", "max-refusals-logged", max_refusals_logged, 0, 100000),
@@ -104,6 +107,9 @@ config_new_defaults (void)
   c->max_vms = 1024;            /* x (1 + max_devices_per_vm) = the unit's FileDescriptorStoreMax=17408 */
   c->max_devices_per_vm = 16;
   c->max_queued_bytes = 16u << 20;
+  c->max_queued_fds = 128;              /* 4 replies of the protocol's 32 fds */
+  c->max_queued_fds_per_uid = 16384;    /* 4096 guests' VMMs (one uid) with a 4-fd reply in flight each */
+  c->queued_fds_timeout = 10;
   c->reserved_connections = 16;
   c->idle_timeout = 300;
   c->max_refusals_logged = 20;

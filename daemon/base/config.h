@@ -43,6 +43,9 @@ typedef struct {
   guint max_vms;
   guint max_devices_per_vm;
   guint max_queued_bytes;       /* replies and events waiting to be sent, per connection */
+  guint max_queued_fds;         /* fds in replies a connection has not received yet */
+  guint max_queued_fds_per_uid; /* the same over all connections of one uid */
+  guint queued_fds_timeout;     /* seconds a connection may stay over either before it is closed */
   guint reserved_connections;   /* of max_connections, for root and the admin group only */
   guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
   guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */

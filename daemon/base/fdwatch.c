@@ -50,6 +50,7 @@ static guint next_id = 1;
 static int wakeup_fd = -1;      /* GLib's wake-up fd, in the epoll set; -1: not learned */
 static struct epoll_event pending[MAX_EVENTS];
 static int n_pending = -1;      /* events the poll function already took for dispatch(); -1: none */
+static guint64 turn;            /* dispatch() calls so far */
 
 static guint32
 to_epoll (GIOCondition c)
@@ -71,6 +72,7 @@ dispatch (GSource *source, GSourceFunc callback, gpointer user_data)
   struct epoll_event ev[MAX_EVENTS];
   int n;
 
+  turn++;
   if (n_pending >= 0) {
     n = n_pending;
     memcpy (ev, pending, (size_t) n * sizeof (ev[0]));
@@ -175,6 +177,12 @@ ifb_fd_watch_init (void)
   if (wakeup_fd < 0)
     g_debug ("GLib's wake-up fd not found: the main loop polls the epoll fd with g_poll()");
   g_main_context_set_poll_func (ctx, epoll_poll);
+}
+
+guint64
+ifb_fd_watch_turn (void)
+{
+  return turn;
 }
 
 gboolean

@@ -10,6 +10,10 @@
 
 #include <glib-unix.h>
 
+/* Which round of ready watches is being served: one per wake-up of the loop, each watch called at
+ * most once in it. What "per loop turn" means for budgets shared between watches. */
+guint64 ifb_fd_watch_turn (void);
+
 /* Make the default main context block in epoll_wait() on the watches (one syscall per wake-up).
  * Call before any other GSource is attached; without it everything works, with one poll() more. */
 void ifb_fd_watch_init (void);

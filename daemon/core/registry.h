@@ -23,7 +23,11 @@ IfbVm *ifb_registry_lookup_uuid (IfbRegistry *r, const char *uuid);
 IfbVm *ifb_registry_get (IfbRegistry *r, const char *name_or_uuid, GError **error);
 /* The lowest slot no guest holds (names its fds in the fd store, see vm.h). */
 guint ifb_registry_free_slot (IfbRegistry *r);
-/* Add vm (taken on success only): refuses a duplicate name, UUID or slot, or beyond max_vms. */
+/* The guest (other than except) whose cgroup is cgroup, lies inside it or contains it: a VMM is
+ * authorized by its cgroup, so one guest's process could take the other's fds. NULL if none. */
+IfbVm *ifb_registry_cgroup_overlap (IfbRegistry *r, const char *cgroup, const IfbVm *except);
+/* Add vm (taken on success only): refuses a duplicate name, UUID or slot, a cgroup that overlaps
+ * another guest's, or beyond max_vms. */
 gboolean ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error);
 /* Remove vm and release its devices; returns it, owned by the caller. */
 IfbVm *ifb_registry_remove (IfbRegistry *r, IfbVm *vm);

@@ -80,6 +80,15 @@ ifb_pci_bdf_is_valid (const char *bdf)
   return g_ascii_xdigit_value (bdf[8]) <= 1 && bdf[11] <= '7';
 }
 
+/* Whether an open failed because the daemon or the host ran out of fds (or memory): then a
+ * missing attribute says nothing about the device, and the read as a whole fails. */
+static void
+note_exhaustion (int *ret_err)
+{
+  if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+    *ret_err = -errno;
+}
+
 /* Basename of a symlink's target, NULL if there is no such link. */
 static char *
 read_link_basename (int dirfd, const char *name)
@@ -94,14 +103,16 @@ read_link_basename (int dirfd, const char *name)
 }
 
 static guint16
-read_hex_attr (int dirfd, const char *name)
+read_hex_attr (int dirfd, const char *name, int *ret_err)
 {
   char buf[32];
   ifb_autofd int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC);
   ssize_t n;
 
-  if (fd < 0)
+  if (fd < 0) {
+    note_exhaustion (ret_err);
     return 0;
+  }
   n = read (fd, buf, sizeof buf - 1);
   if (n <= 0)
     return 0;
@@ -110,18 +121,22 @@ read_hex_attr (int dirfd, const char *name)
 }
 
 static char *
-find_vfio_cdev (int devfd)
+find_vfio_cdev (int devfd, int *ret_err)
 {
   ifb_autofd int fd = openat (devfd, "vfio-dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   struct dirent *de;
   char *found = NULL;
   DIR *d;
 
-  if (fd < 0)
+  if (fd < 0) {
+    note_exhaustion (ret_err);
     return NULL;
+  }
   d = fdopendir (fd);
-  if (!d)
+  if (!d) {
+    note_exhaustion (ret_err);
     return NULL;
+  }
   fd = -1;                      /* owned by d now */
   while ((de = readdir (d)))
     if (g_str_has_prefix (de->d_name, "vfio") && de->d_name[4] && strspn (de->d_name + 4, "0123456789") == strlen (de->d_name + 4)) {
@@ -134,7 +149,7 @@ find_vfio_cdev (int devfd)
 
 /* vfio-dev/<cdev>/dev: "MAJ:MIN\n" -> makedev(), 0 when absent or malformed. */
 static guint64
-read_cdev_rdev (int devfd, const char *cdev)
+read_cdev_rdev (int devfd, const char *cdev, int *ret_err)
 {
   g_autofree char *rel = g_strdup_printf ("vfio-dev/%s/dev", cdev);
   ifb_autofd int fd = openat (devfd, rel, O_RDONLY | O_CLOEXEC);
@@ -142,6 +157,8 @@ read_cdev_rdev (int devfd, const char *cdev)
   unsigned maj, min;
   ssize_t n;
 
+  if (fd < 0)
+    note_exhaustion (ret_err);
   if (fd < 0 || (n = read (fd, buf, sizeof buf - 1)) <= 0)
     return 0;
   buf[n] = '\0';
@@ -156,6 +173,7 @@ pci_device_read (int devices_dirfd, const char *bdf, IfbPciDevice **ret)
   g_autoptr (IfbPciDevice) dev = g_new0 (IfbPciDevice, 1);
   g_autofree char *group = NULL;
   ifb_autofd int devfd = openat (devices_dirfd, bdf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int err = 0;
 
   if (devfd < 0)
     return -errno;
@@ -168,11 +186,13 @@ pci_device_read (int devices_dirfd, const char *bdf, IfbPciDevice **ret)
     if (g_ascii_string_to_unsigned (group, 10, 0, G_MAXINT, &v, NULL))
       dev->iommu_group = (int) v;
   }
-  dev->vfio_cdev = find_vfio_cdev (devfd);
+  dev->vfio_cdev = find_vfio_cdev (devfd, &err);
   if (dev->vfio_cdev)
-    dev->vfio_rdev = read_cdev_rdev (devfd, dev->vfio_cdev);
-  dev->vendor = read_hex_attr (devfd, "vendor");
-  dev->device = read_hex_attr (devfd, "device");
+    dev->vfio_rdev = read_cdev_rdev (devfd, dev->vfio_cdev, &err);
+  dev->vendor = read_hex_attr (devfd, "vendor", &err);
+  dev->device = read_hex_attr (devfd, "device", &err);
+  if (err < 0)
+    return err;
   *ret = g_steal_pointer (&dev);
   return 0;
 }
@@ -218,6 +238,11 @@ ifb_pci_device_scan (int sys_dirfd, GError **error)
     if (!ifb_pci_bdf_is_valid (de->d_name))
       continue;
     r = pci_device_read (fd, de->d_name, &dev);
+    if (r == -EMFILE || r == -ENFILE || r == -ENOMEM) {   /* a partial list would hide devices */
+      closedir (d);
+      ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Reading PCI device '%s'", de->d_name);
+      return NULL;
+    }
     if (r < 0) {
       g_debug ("Skipping PCI device '%s': %s", de->d_name, g_strerror (-r));
       continue;

@@ -14,12 +14,20 @@
  * Under the unbound hand-off one VMM at a time is the rule the kernel sets anyway (one bind per
  * device): a second process asking while another still holds the fds is refused, naming it.
  *
+ * The process that called vm.fds is not always the one that keeps the fds: a launcher may fork the
+ * VMM, hand it the fds and exit (a daemonizing wrapper). So when the last watched holder exits,
+ * the processes then in the guest's cgroup (and the cgroups below it, but not the broker's own
+ * worker leaf) become the holders, up to MAX_HOLDERS of them, and the guest is reclaimed only
+ * when that finds none: a launcher's exit is not its VMM's, while a VMM that exits alone, in a
+ * cgroup nothing else runs in, is reclaimed as before.
+ *
  * Holders are saved with the guest as pid + start time (/proc/PID/stat field 22), so after a
  * broker restart a recycled pid is not mistaken for the VMM; a guest whose holders all died while
  * the broker was down is reclaimed once the main loop runs.
  */
 #define G_LOG_DOMAIN "ifb-holders"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -54,6 +62,71 @@ find_holder (IfbVm *vm, pid_t pid, guint *ret_index)
   return NULL;
 }
 
+#define ADOPT_MAX_DEPTH 8
+#define ADOPT_MAX_DIRS 256
+
+/* Add the processes of the cgroup dirfd and below it as holders; *budget bounds the directories. */
+static void
+adopt_dir (IfbCore *core, IfbVm *vm, int dirfd, guint depth, guint *budget)
+{
+  ifb_autofd int procs = openat (dirfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+  g_autofree char *text = NULL;
+  DIR *d;
+  struct dirent *e;
+  int subfd;
+
+  if (procs >= 0) {
+    char buf[4096];
+    ssize_t n;
+    GString *s = g_string_new (NULL);
+    while ((n = read (procs, buf, sizeof buf)) > 0 && s->len < 65536)
+      g_string_append_len (s, buf, n);
+    text = g_string_free (s, FALSE);
+  }
+  for (char *p = text, *next; p && *p && vm->holders->len < MAX_HOLDERS; p = next) {
+    g_autofree char *cgroup = NULL;
+    gint64 pid = g_ascii_strtoll (p, &next, 10);
+    if (next == p)
+      break;
+    /* Only a live process still inside the guest (read through its pidfd) counts. */
+    if (pid > 0 && pid <= G_MAXINT32 && pid != getpid () && ifb_cgroup_of_pid ((pid_t) pid, &cgroup, NULL) &&
+        ifb_cgroup_is_within (cgroup, vm->cgroup) && ifb_holders_add (core, vm, (pid_t) pid, -1, NULL))
+      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Process %d, in guest '%s''s cgroup %s, now holds its fds",
+                  (int) pid, vm->name, cgroup);
+  }
+  if (depth >= ADOPT_MAX_DEPTH || vm->holders->len >= MAX_HOLDERS || (subfd = dup (dirfd)) < 0)
+    return;
+  if (!(d = fdopendir (subfd))) {
+    ifb_close (subfd);
+    return;
+  }
+  while ((e = readdir (d)) && *budget > 0 && vm->holders->len < MAX_HOLDERS) {
+    ifb_autofd int child = -1;
+    if (e->d_type != DT_DIR || e->d_name[0] == '.' || strcmp (e->d_name, IFB_CGROUP_WORKER_LEAF) == 0)
+      continue;
+    (*budget)--;
+    if ((child = openat (dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) >= 0)
+      adopt_dir (core, vm, child, depth + 1, budget);
+  }
+  closedir (d);
+}
+
+/* The last holder exited: the processes left in the guest's cgroup hold its fds now, or, with
+ * none left, the guest is reclaimed. */
+static void
+holders_gone (IfbCore *core, IfbVm *vm)
+{
+  ifb_autofd int dirfd = -1;
+  guint budget = ADOPT_MAX_DIRS;
+
+  if (vm->cgroup && core->cgroups && ifb_cgroup_open (core->cgroups, vm->cgroup, &dirfd, NULL))
+    adopt_dir (core, vm, dirfd, 0, &budget);
+  if (vm->holders->len == 0)
+    ifb_lifecycle_reclaim (core, vm);
+  else
+    ifb_core_persist (core, vm, NULL);
+}
+
 static gboolean
 on_holder_exit (int fd, GIOCondition cond, gpointer data)
 {
@@ -73,7 +146,7 @@ on_holder_exit (int fd, GIOCondition cond, gpointer data)
   if (h)
     g_array_remove_index (vm->holders, idx);
   if (vm->holders->len == 0)
-    ifb_lifecycle_reclaim (core, vm);
+    holders_gone (core, vm);
   else
     ifb_core_persist (core, vm, NULL);
   return G_SOURCE_REMOVE;
@@ -151,7 +224,7 @@ reclaim_later (gpointer data)
   IfbVm *vm = ifb_registry_lookup (r->core->registry, r->uuid);
 
   if (vm && vm->holders->len == 0)
-    ifb_lifecycle_reclaim (r->core, vm);
+    holders_gone (r->core, vm);
   g_free (r->uuid);
   g_free (r);
   return G_SOURCE_REMOVE;

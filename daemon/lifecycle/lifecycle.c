@@ -161,7 +161,7 @@ ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *a, IfbLifecycleDone 
   g_autoptr (GError) error = NULL;
   g_autofree char *cgroup = NULL;
   g_autofree char *uuid = NULL;
-  IfbVm *vm;
+  IfbVm *vm, *other;
   gboolean exists;
 
   if (!ifb_vm_name_validate (a->name, &error))
@@ -176,6 +176,18 @@ ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *a, IfbLifecycleDone 
     goto refuse;
   if (ifb_registry_lookup (core->registry, a->name) || ifb_registry_lookup (core->registry, uuid)) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_VM_EXISTS, "A guest named '%s' or with UUID %s exists already", a->name, uuid);
+    goto refuse;
+  }
+  if ((other = ifb_registry_cgroup_overlap (core->registry, cgroup, NULL))) {
+    /* The other guest and its cgroup only to root: to anyone else that a guest is there is
+     * already more than vm.list tells a reader. */
+    if (a->caller && a->caller->uid == 0)
+      g_set_error (&error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                   "Cgroup %s overlaps guest '%s''s cgroup %s (equal, inside or containing it): a process of one "
+                   "guest could take the other's fds", cgroup, other->name, other->cgroup);
+    else
+      g_set_error (&error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                   "Cgroup %s overlaps another guest's cgroup (equal, inside or containing it)", cgroup);
     goto refuse;
   }
   if (ifb_registry_n_vms (core->registry) >= core->config->max_vms) {

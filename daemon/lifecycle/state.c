@@ -6,9 +6,10 @@
  * nothing in the runtime directory: the directory and each file are opened without following
  * symlinks; a file must be a regular file of at most IFB_STATE_MAX_SIZE bytes, parse, carry our
  * version and pass every field's check (names, UUID, cgroup paths, device addresses and cdevs,
- * indexes and ids in range, no device twice). Then across files: one name, one fd-store slot
- * and each device belong to one guest only — the oldest keeps them — and no more than
- * [limits] max-vms guests. A file that fails is moved to guests/rejected/ with the reason in the
+ * indexes and ids in range, no device twice). Then across files (IfbStateSet): one name, one
+ * fd-store slot and each device belong to one guest only, no guest's cgroup is equal to,
+ * inside or above another's (a VMM is authorized by its cgroup) — the oldest keeps them — and
+ * no more than [limits] max-vms guests. A file that fails is moved to guests/rejected/ with the reason in the
  * log, and every other guest is restored: one bad file never stops the daemon nor costs the
  * others. A guest quarantined this way keeps its file for the operator, never deleted.
  */
@@ -256,6 +257,99 @@ fail:
              name, why, IFB_STATE_REJECTED_DIR, g_strerror (errno));
 }
 
+/* ---- what guests may not share ----------------------------------------------------------- */
+
+struct IfbStateSet {
+  guint max_vms, n;
+  GHashTable *names;            /* name -> IfbVm* */
+  GHashTable *slots;            /* slot -> IfbVm* */
+  GHashTable *owners;           /* bdf -> IfbVm* */
+  GHashTable *cgroups;          /* cgroup -> IfbVm* */
+  GHashTable *above;            /* every proper ancestor of a kept cgroup (owned) -> one IfbVm* below it */
+};
+
+IfbStateSet *
+ifb_state_set_new (guint max_vms)
+{
+  IfbStateSet *s = g_new0 (IfbStateSet, 1);
+  s->max_vms = max_vms;
+  s->names = g_hash_table_new (g_str_hash, g_str_equal);
+  s->slots = g_hash_table_new (g_direct_hash, g_direct_equal);
+  s->owners = g_hash_table_new (g_str_hash, g_str_equal);
+  s->cgroups = g_hash_table_new (g_str_hash, g_str_equal);
+  s->above = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  return s;
+}
+
+IfbStateSet *
+ifb_state_set_free (IfbStateSet *s)
+{
+  if (!s)
+    return NULL;
+  g_hash_table_unref (s->names);
+  g_hash_table_unref (s->slots);
+  g_hash_table_unref (s->owners);
+  g_hash_table_unref (s->cgroups);
+  g_hash_table_unref (s->above);
+  g_free (s);
+  return NULL;
+}
+
+/* The guest of the set whose cgroup is a proper ancestor of path, if any: O(depth) lookups. */
+static IfbVm *
+kept_above (IfbStateSet *s, const char *path)
+{
+  g_autofree char *p = g_strdup (path);
+  char *slash;
+
+  while ((slash = strrchr (p, '/'))) {
+    IfbVm *vm;
+    if (slash == p)
+      slash[1] = '\0';   /* "/": never a guest's, but checked all the same */
+    else
+      *slash = '\0';
+    if ((vm = g_hash_table_lookup (s->cgroups, p)))
+      return vm;
+    if (slash == p)
+      break;
+  }
+  return NULL;
+}
+
+char *
+ifb_state_set_add (IfbStateSet *s, IfbVm *vm)
+{
+  IfbVm *other;
+
+  if (g_hash_table_contains (s->names, vm->name))
+    return g_strdup ("another guest has its name");
+  if (g_hash_table_contains (s->slots, GUINT_TO_POINTER (vm->slot)))
+    return g_strdup ("another guest has its fd-store slot");
+  if (s->n >= s->max_vms)
+    return g_strdup ("more guests than [limits] max-vms");
+  for (guint j = 0; j < vm->devices->len; j++)
+    if (g_hash_table_contains (s->owners, ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->bdf))
+      return g_strdup ("one of its devices belongs to another guest");
+  if ((other = g_hash_table_lookup (s->cgroups, vm->cgroup)))
+    return g_strdup_printf ("its cgroup %s is guest '%s''s too", vm->cgroup, other->name);
+  if ((other = g_hash_table_lookup (s->above, vm->cgroup)))
+    return g_strdup_printf ("its cgroup %s contains guest '%s''s cgroup %s", vm->cgroup, other->name, other->cgroup);
+  if ((other = kept_above (s, vm->cgroup)))
+    return g_strdup_printf ("its cgroup %s lies inside guest '%s''s cgroup %s", vm->cgroup, other->name, other->cgroup);
+
+  s->n++;
+  g_hash_table_insert (s->names, vm->name, vm);
+  g_hash_table_insert (s->slots, GUINT_TO_POINTER (vm->slot), vm);
+  for (guint j = 0; j < vm->devices->len; j++)
+    g_hash_table_insert (s->owners, ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->bdf, vm);
+  g_hash_table_insert (s->cgroups, vm->cgroup, vm);
+  for (const char *p = strrchr (vm->cgroup, '/'); p && p > vm->cgroup; p = g_strrstr_len (vm->cgroup, p - vm->cgroup, "/"))
+    g_hash_table_replace (s->above, g_strndup (vm->cgroup, (gsize) (p - vm->cgroup)), vm);
+  return NULL;
+}
+
+/* ---- loading ------------------------------------------------------------------------------- */
+
 typedef struct {
   char *file;
   IfbVm *vm;
@@ -297,9 +391,7 @@ ifb_state_load (int runtime_dirfd, guint max_vms, GPtrArray **ret_vms, GError **
 {
   g_autoptr (GPtrArray) vms = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_free);
   g_autoptr (GArray) loaded = g_array_new (FALSE, FALSE, sizeof (Loaded));
-  g_autoptr (GHashTable) names = g_hash_table_new (g_str_hash, g_str_equal);
-  g_autoptr (GHashTable) slots = g_hash_table_new (g_direct_hash, g_direct_equal);
-  g_autoptr (GHashTable) owners = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (IfbStateSet) set = ifb_state_set_new (max_vms);
   int dirfd = open_state_dir_checked (runtime_dirfd);
   DIR *d;
   struct dirent *e;
@@ -336,29 +428,16 @@ ifb_state_load (int runtime_dirfd, guint max_vms, GPtrArray **ret_vms, GError **
     }
     g_array_append_val (loaded, ((Loaded) { g_strdup (e->d_name), vm }));
   }
-  /* Across guests: the oldest keeps a name, slot or device the others also claim. */
+  /* Across guests: the oldest keeps a name, slot, device or cgroup the others also claim. */
   g_array_sort (loaded, cmp_loaded);
   for (guint i = 0; i < loaded->len; i++) {
     Loaded *l = &g_array_index (loaded, Loaded, i);
-    const char *why = NULL;
+    g_autofree char *why = ifb_state_set_add (set, l->vm);
 
-    if (g_hash_table_contains (names, l->vm->name))
-      why = "another guest has its name";
-    else if (g_hash_table_contains (slots, GUINT_TO_POINTER (l->vm->slot)))
-      why = "another guest has its fd-store slot";
-    else if (vms->len >= max_vms)
-      why = "more guests than [limits] max-vms";
-    for (guint j = 0; !why && j < l->vm->devices->len; j++)
-      if (g_hash_table_contains (owners, ((IfbVmDevice *) g_ptr_array_index (l->vm->devices, j))->bdf))
-        why = "one of its devices belongs to another guest";
     if (why) {
       quarantine (dirfd, l->file, why);
       ifb_vm_free (l->vm);
     } else {
-      g_hash_table_add (names, l->vm->name);
-      g_hash_table_add (slots, GUINT_TO_POINTER (l->vm->slot));
-      for (guint j = 0; j < l->vm->devices->len; j++)
-        g_hash_table_add (owners, ((IfbVmDevice *) g_ptr_array_index (l->vm->devices, j))->bdf);
       g_ptr_array_add (vms, l->vm);
     }
     g_free (l->file);

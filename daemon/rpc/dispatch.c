@@ -48,12 +48,57 @@ ifb_method_lookup (const char *name)
   return NULL;
 }
 
+/* Whether the line has a \u escape of a UTF-16 surrogate that is not part of a pair. json-c
+ * turns one into U+FFFD, so a string holding it cannot be echoed as sent. Outside strings a
+ * backslash is not JSON (the parser refused the line already), so a plain scan is exact. */
 static gboolean
-id_is_valid (json_object *id)
+line_has_lone_surrogate (const char *line, size_t len)
+{
+  gboolean high_open = FALSE;   /* the previous escape was a high surrogate waiting for its low */
+
+  for (size_t i = 0; i < len; i++) {
+    guint u = 0;
+    if (line[i] != '\\') {
+      if (high_open)
+        return TRUE;
+      continue;
+    }
+    if (i + 1 < len && line[i + 1] != 'u') {   /* \" \\ \n ...: one character, not a pair's low half */
+      if (high_open)
+        return TRUE;
+      i++;
+      continue;
+    }
+    if (i + 6 > len)
+      return high_open;
+    for (int k = 2; k < 6; k++)
+      u = u * 16 + (guint) g_ascii_xdigit_value (line[i + k]);
+    i += 5;
+    if (u >= 0xdc00 && u <= 0xdfff) {
+      if (!high_open)
+        return TRUE;
+      high_open = FALSE;
+    } else if (u >= 0xd800 && u <= 0xdbff) {
+      if (high_open)
+        return TRUE;
+      high_open = TRUE;
+    } else if (high_open) {
+      return TRUE;
+    }
+  }
+  return high_open;
+}
+
+/* lossy: the line has a lone surrogate escape (line_has_lone_surrogate()). An id is echoed only
+ * if it comes back exactly as sent: a string json-c may have changed (it holds U+FFFD and the line
+ * has a lone surrogate) cannot be, and is refused like an id of the wrong type. */
+static gboolean
+id_is_valid (json_object *id, gboolean lossy)
 {
   /* json-c represents null as NULL; presence is checked by the caller */
-  return !id || json_object_is_type (id, json_type_string) || json_object_is_type (id, json_type_int) ||
-         json_object_is_type (id, json_type_double);
+  if (id && json_object_is_type (id, json_type_string))
+    return !lossy || !strstr (json_object_get_string (id), "\xef\xbf\xbd");
+  return !id || json_object_is_type (id, json_type_int) || json_object_is_type (id, json_type_double);
 }
 
 typedef struct {
@@ -340,7 +385,7 @@ invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMe
  * method fills its slot, now or later). */
 static json_object *
 handle_one (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_object *req,
-            IfbFdList *in_fds, IfbReply *r, guint slot, gboolean *ret_invoked)
+            IfbFdList *in_fds, IfbReply *r, guint slot, gboolean lossy, gboolean *ret_invoked)
 {
   json_object *id = NULL, *method_obj = NULL, *params = NULL, *version = NULL;
   gboolean has_id = FALSE;
@@ -351,8 +396,12 @@ handle_one (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_ob
     return error_reply (NULL, IFB_ERROR_INVALID_REQUEST, "Invalid Request: a request must be an object");
 
   has_id = json_object_object_get_ex (req, "id", &id);
-  if (has_id && !id_is_valid (id))
+  if (has_id && !id_is_valid (id, FALSE))
     return error_reply (NULL, IFB_ERROR_INVALID_REQUEST, "Invalid Request: 'id' must be a string, a number or null");
+  if (has_id && !id_is_valid (id, lossy))
+    return error_reply (NULL, IFB_ERROR_INVALID_REQUEST,
+                        "Invalid Request: 'id' holds a lone UTF-16 surrogate (\\uD800-\\uDFFF), which cannot be "
+                        "echoed unchanged");
 
   json_object_object_foreach (req, key, val) {
     (void) val;
@@ -386,11 +435,11 @@ handle_one (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_ob
 /* One request into a new slot of r. */
 static void
 handle_into (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, json_object *req, IfbFdList *in_fds,
-             IfbReply *r)
+             IfbReply *r, gboolean lossy)
 {
   guint slot = ifb_reply_add_slot (r);
   gboolean invoked = FALSE;
-  json_object *early = handle_one (core, caller, peer, req, in_fds, r, slot, &invoked);
+  json_object *early = handle_one (core, caller, peer, req, in_fds, r, slot, lossy, &invoked);
 
   if (!invoked)   /* refused before its method ran (NULL: an unknown method's notification) */
     ifb_reply_fill (r, slot, early);
@@ -403,10 +452,11 @@ ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *
   g_autoptr (IfbFdList) in_fds = in_fds_;
   g_autoptr (json_object) req = NULL;
   g_autoptr (GError) error = NULL;
-  gboolean batch;
+  gboolean batch, lossy;
   IfbReply *r;
 
   req = ifb_json_parse (line, len, (int) core->config->max_depth, &error);
+  lossy = req && memchr (line, '\\', len) && line_has_lone_surrogate (line, len);
   batch = req && json_object_is_type (req, json_type_array) && json_object_array_length (req) > 0 &&
           json_object_array_length (req) <= core->config->max_batch;
   r = ifb_reply_new (caller, batch);
@@ -417,14 +467,14 @@ ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *
       json_object *one = json_object_array_get_idx (req, i);
       json_object *id = NULL;
       if (ifb_reply_bytes (r) < core->config->max_queued_bytes / 4) {
-        handle_into (core, caller, peer, one, NULL, r);
+        handle_into (core, caller, peer, one, NULL, r, lossy);
         continue;
       }
       /* Over this line's share of the queue: the rest is answered, not run. */
       if (json_object_is_type (one, json_type_object) && !json_object_object_get_ex (one, "id", &id))
         continue;   /* a notification: nothing to say */
       ifb_reply_fill (r, ifb_reply_add_slot (r),
-                      error_reply (id_is_valid (id) ? id : NULL, IFB_ERROR_LIMIT_EXCEEDED,
+                      error_reply (id_is_valid (id, lossy) ? id : NULL, IFB_ERROR_LIMIT_EXCEEDED,
                                    "Limit reached: this batch's replies take a quarter of [limits] max-queued-bytes "
                                    "already; the request was not run"));
     }
@@ -435,7 +485,7 @@ ifb_dispatch_line_start (IfbCore *core, const IfbCaller *caller, const IfbPeer *
     ifb_reply_fill (r, ifb_reply_add_slot (r),
                     error_reply (NULL, n == 0 ? IFB_ERROR_INVALID_REQUEST : IFB_ERROR_LIMIT_EXCEEDED, msg));
   } else {
-    handle_into (core, caller, peer, req, in_fds, r);
+    handle_into (core, caller, peer, req, in_fds, r, lossy);
   }
   ifb_reply_seal (r);
   return r;

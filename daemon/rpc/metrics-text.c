@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "dispatch.h"
@@ -386,43 +387,124 @@ ifb_metrics_render (IfbCore *core, IfbMetricsFormat format)
 
 /* ---- [metrics] textfile ------------------------------------------------------------------- */
 
+/*
+ * The textfile's directory is often one others may write (node_exporter's collector directory),
+ * so nothing there is trusted: the directory is opened without blocking (a FIFO planted in its
+ * place is not a directory, and O_DIRECTORY refuses it before any open), a directory others may
+ * write without the sticky bit is refused, and the new text goes into a file no planted name can
+ * be: an unnamed O_TMPFILE linked in under a random name, or where the filesystem has no
+ * O_TMPFILE a random name created O_CREAT|O_EXCL|O_NOFOLLOW|O_NONBLOCK, never opened if it exists.
+ * rename() then replaces whatever is at the target (a symlink there is replaced, not followed).
+ */
+static gboolean
+textfile_dir_open (const char *dir, int *ret_dirfd, GError **error)
+{
+  ifb_autofd int dirfd = open (dir, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+
+  if (dirfd < 0 || fstat (dirfd, &st) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Opening the directory '%s'", dir);
+  /* Root renames into it: anyone else who may write there could swap names under us. */
+  if ((st.st_mode & S_IWOTH || (st.st_mode & S_IWGRP && st.st_gid != 0)) && !(st.st_mode & S_ISVTX))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "The directory '%s' may be written by %s (mode %04o) and has no sticky bit: refusing to "
+                        "write metrics there (make it 0755, or 1777 like /tmp)", dir,
+                        st.st_mode & S_IWOTH ? "every user" : "its group", (unsigned) (st.st_mode & 07777)), FALSE;
+  *ret_dirfd = ifb_steal_fd (&dirfd);
+  return TRUE;
+}
+
+/* A new, empty, unnamed or freshly named file in dirfd; *ret_name is set when it has a name. */
+static gboolean
+textfile_tmp_open (int dirfd, const char *dir, int *ret_fd, char **ret_name, GError **error)
+{
+  int fd = openat (dirfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+
+  if (fd >= 0) {
+    *ret_fd = fd;
+    *ret_name = NULL;
+    return TRUE;
+  }
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Creating a file in '%s'", dir);
+  for (int i = 0; i < 16; i++) {
+    g_autofree char *name = g_strdup_printf (".ifb-metrics.%08x%08x.tmp", g_random_int (), g_random_int ());
+    fd = openat (dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      *ret_fd = fd;
+      *ret_name = g_steal_pointer (&name);
+      return TRUE;
+    }
+    if (errno != EEXIST)
+      break;
+  }
+  return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Creating a file in '%s'", dir);
+}
+
+/* Give the unnamed file fd a random name in dirfd (linkat() refuses a name that exists). */
+static gboolean
+textfile_tmp_link (int fd, int dirfd, const char *dir, char **ret_name, GError **error)
+{
+  g_autofree char *proc = g_strdup_printf ("/proc/self/fd/%d", fd);
+
+  for (int i = 0; i < 16; i++) {
+    g_autofree char *name = g_strdup_printf (".ifb-metrics.%08x%08x.tmp", g_random_int (), g_random_int ());
+    /* through /proc: AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH */
+    if (linkat (AT_FDCWD, proc, dirfd, name, AT_SYMLINK_FOLLOW) == 0) {
+      *ret_name = g_steal_pointer (&name);
+      return TRUE;
+    }
+    if (errno != EEXIST)
+      break;
+  }
+  return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Naming the new file in '%s'", dir);
+}
+
 gboolean
 ifb_metrics_textfile_write (IfbCore *core, GError **error)
 {
   const char *path = core->config->metrics_textfile;
   g_autofree char *text = NULL, *dir = NULL, *base = NULL, *tmp = NULL;
-  ifb_autofd int fd = -1;
+  ifb_autofd int dirfd = -1, fd = -1;
   size_t len, off = 0;
+  int e;
 
   if (!path)
     return TRUE;
-  text = ifb_metrics_render (core, IFB_METRICS_PROMETHEUS_TEXT);
-  len = strlen (text);
   dir = g_path_get_dirname (path);
   base = g_path_get_basename (path);
-  /* In the same directory (rename() is atomic there); node_exporter reads only *.prom. No
-   * fsync: a reader sees the old file or the new one, and after a crash the next interval
-   * rewrites it. */
-  tmp = g_strdup_printf ("%s/.%s.%d.tmp", dir, base, (int) getpid ());
-  if ((fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0)
-    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Creating '%s'", tmp);
+  if (!textfile_dir_open (dir, &dirfd, error) || !textfile_tmp_open (dirfd, dir, &fd, &tmp, error))
+    return FALSE;
+  text = ifb_metrics_render (core, IFB_METRICS_PROMETHEUS_TEXT);
+  len = strlen (text);
+  /* No fsync: a reader sees the old file or the new one, and after a crash the next interval
+   * rewrites it. node_exporter reads only *.prom, so the temporary name is never read. */
   while (off < len) {
     ssize_t n = write (fd, text + off, len - off);
     if (n < 0 && errno == EINTR)
       continue;
     if (n < 0) {
-      int e = errno;
-      unlink (tmp);
-      return ifb_error_set_errno (error, IFB_ERROR_FAILED, -e, "Writing '%s'", tmp);
+      e = -errno;
+      goto fail;
     }
     off += (size_t) n;
   }
-  if (close (ifb_steal_fd (&fd)) < 0 || rename (tmp, path) < 0) {
-    int e = errno;
-    unlink (tmp);
-    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -e, "Replacing '%s'", path);
+  if (fchmod (fd, 0644) < 0) {   /* readable by the collector whatever the umask */
+    e = -errno;
+    goto fail;
+  }
+  if (!tmp && !textfile_tmp_link (fd, dirfd, dir, &tmp, error))
+    return FALSE;
+  if (renameat (dirfd, tmp, dirfd, base) < 0) {
+    e = -errno;
+    goto fail;
   }
   return TRUE;
+
+fail:
+  if (tmp)
+    unlinkat (dirfd, tmp, 0);
+  return ifb_error_set_errno (error, IFB_ERROR_FAILED, e, "Writing '%s'", path);
 }
 
 static gboolean

@@ -329,11 +329,17 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   }
   json_object_object_add (o, "devices", devs);
 
-  /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. */
-  if (!ifb_holders_add (core, vm, peer->pid, peer->pidfd, &local))
-    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
-  else if (!ifb_core_persist (core, vm, &local))
-    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
+  /* The caller holds the fds now (the launcher execs the VMM under the same pid): watch it. The
+   * state is written only when that changed something: a holder asking again (or a peer
+   * calling in a loop) costs no write and no fsync. */
+  {
+    guint n_before = vm->holders->len;
+    pid_t vmm_before = vm->vmm_pid;
+    if (!ifb_holders_add (core, vm, peer->pid, peer->pidfd, &local))
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: its exit will not free what it allocates, ignoring", local->message);
+    else if ((vm->holders->len != n_before || vm->vmm_pid != vmm_before) && !ifb_core_persist (core, vm, &local))
+      ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s, ignoring", local->message);
+  }
   *ret = o;
   return TRUE;
 }

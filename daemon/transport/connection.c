@@ -3,11 +3,12 @@
  * Theory of operation
  *
  * Each connection has one watch in the daemon's epoll (fdwatch.c). Work is served in slices so
- * that no connection delays the others by more than one slice: a wake-up reads at most
+ * that no uid delays the others by more than one slice: a wake-up reads at most
  * READS_PER_WAKEUP chunks, and stops reading while complete lines are still waiting; it
- * dispatches at most SLICE_LINES lines, then yields. Lines left over keep the watch on G_IO_OUT,
- * which a writable socket reports on the next loop turn, after every other ready connection has
- * had its own slice.
+ * dispatches what is left of its uid's share of the loop turn (uid-queue.c), then yields. A
+ * connection with work left over once that share is spent is parked: it watches only for
+ * output, and its uid's queue steps it from the loop when no watch is ready, uids in turn. So
+ * 300 connections of one uid put one share of work, not 300 slices, ahead of root's line.
  *
  * What a peer can make us hold is bounded where it grows:
  *  - input: a line up to [limits] max-frame (the frame reader); complete lines only one read's
@@ -15,6 +16,12 @@
  *  - fds: at most MAX_UNCLAIMED_FDS on a line that has not ended, and every fd held for any
  *    connection counts against its owner's budget (the server's, a fraction of RLIMIT_NOFILE); over either,
  *    the connection is closed and its fds with it;
+ *  - fds in replies: those queued and those sent but not yet read by the peer (its receive queue
+ *    is not empty: SIOCOUTQ) are counted per connection and per uid (the server's tally). At
+ *    [limits] max-queued-fds, or the uid at max-queued-fds-per-uid, the connection stops reading;
+ *    one whose own count is still over after queued-fds-timeout seconds is closed, and a reply
+ *    that would take it past twice the limit closes it at once: whatever a peer does, the fds
+ *    the daemon keeps (or keeps in flight) for it stay bounded;
  *  - output: lines are dispatched only while fewer than [limits] max-pending replies and less
  *    than half of [limits] max-queued-bytes wait to be sent (a batch's replies are bounded by the
  *    other half, dispatch.c); every queued line, reply or event, is checked when it is queued,
@@ -36,10 +43,13 @@
 
 #include <errno.h>
 #include <glib-unix.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 
 #include "connection.h"
 #include "dispatch.h"
 #include "reply.h"
+#include "uid-queue.h"
 #include "fdwatch.h"
 #include "errors.h"
 #include "frame.h"
@@ -48,7 +58,7 @@
 #include "util.h"
 
 #define READS_PER_WAKEUP 8
-#define SLICE_LINES 32            /* lines dispatched per connection per loop turn */
+#define SLICE_LINES 32            /* lines dispatched per connection per wake-up, at most */
 #define MAX_UNCLAIMED_FDS 64      /* fds on a line that has not ended yet */
 
 struct IfbConnection {
@@ -67,13 +77,77 @@ struct IfbConnection {
   gboolean eof;                 /* the peer shut down writing: answer what it sent, then close */
   gboolean in_io;               /* inside on_io(), which flushes and updates the watch at its end */
   gboolean overflow;            /* over max-queued-bytes: closed as soon as the stack unwinds */
+  gboolean parked;              /* waiting in its uid's queue (uid-queue.c) for a step */
   guint close_source;           /* idle source that closes an overflowing connection */
   guint held_fds;               /* fds of this connection counted in the server's budget */
+  guint sent_fds;               /* fds sent since the peer's receive queue was last seen empty */
+  guint out_fds;                /* queued + sent, as counted in the server's tally for the uid */
+  guint fds_tick;               /* while over an fd limit: checks whether the peer read */
+  gint64 fds_over_since;        /* paused since, with fds of its own unread (0: not) */
   gint64 last_active;           /* monotonic time of the last bytes received */
   GQueue lines;                 /* IfbReply of each dispatched line, in line order, until sent */
 };
 
 static void update_watch (IfbConnection *c);
+static gboolean may_dispatch (IfbConnection *c);
+
+/* ---- fds in replies the peer has not received ------------------------------------------------ */
+
+/* Bring the server's tally up to date; with refresh, first see whether the peer read all it was
+ * sent (then nothing sent is in flight any more). */
+static void
+sync_out_fds (IfbConnection *c, gboolean refresh)
+{
+  guint now;
+  int outq = -1;
+
+  if (refresh && c->sent_fds > 0 && ioctl (c->fd, SIOCOUTQ, &outq) == 0 && outq == 0)
+    c->sent_fds = 0;
+  now = ifb_frame_writer_queued_fds (c->writer) + c->sent_fds;
+  if (now != c->out_fds)
+    c->owner.hold_out_fds (c->peer->uid, (int) now - (int) c->out_fds, c->owner.data);
+  c->out_fds = now;
+}
+
+/* Whether its fds in replies (or its uid's) are at their limit: then it reads nothing more. */
+static gboolean
+out_fds_over (IfbConnection *c)
+{
+  return c->out_fds >= c->core->config->max_queued_fds ||
+         c->owner.hold_out_fds (c->peer->uid, 0, c->owner.data) >= c->core->config->max_queued_fds_per_uid;
+}
+
+static gboolean
+on_fds_tick (gpointer data)
+{
+  IfbConnection *c = data;
+  gint64 now = g_get_monotonic_time ();
+
+  sync_out_fds (c, TRUE);
+  if (!out_fds_over (c)) {
+    c->fds_tick = 0;
+    c->fds_over_since = 0;
+    update_watch (c);   /* reads again */
+    return G_SOURCE_REMOVE;
+  }
+  /* Only a connection with fds of its own unread is closed; one paused for its uid's count waits. */
+  if (c->out_fds == 0)
+    c->fds_over_since = 0;
+  else {
+    if (!c->fds_over_since)
+      c->fds_over_since = now;
+    if (now - c->fds_over_since >= (gint64) c->core->config->queued_fds_timeout * G_USEC_PER_SEC) {
+      g_message ("Closing connection of uid %u pid %d: %u fds in replies it has not read for %u s ([limits] "
+                 "max-queued-fds=%u, max-queued-fds-per-uid=%u, queued-fds-timeout)", (unsigned) c->peer->uid,
+                 (int) c->peer->pid, c->out_fds, c->core->config->queued_fds_timeout, c->core->config->max_queued_fds,
+                 c->core->config->max_queued_fds_per_uid);
+      c->fds_tick = 0;
+      c->owner.closed (c, c->owner.data);   /* frees c */
+      return G_SOURCE_REMOVE;
+    }
+  }
+  return G_SOURCE_CONTINUE;
+}
 
 static void
 close_now (IfbConnection *c)
@@ -100,6 +174,16 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
     ifb_fd_list_free (fds);
     return;
   }
+  if (fds && c->out_fds + ifb_fd_list_len (fds) > 2 * c->core->config->max_queued_fds) {
+    g_message ("Closing connection of uid %u pid %d: %u fds in replies it has not read, and %u more would exceed "
+               "twice [limits] max-queued-fds=%u (it does not read)", (unsigned) c->peer->uid, (int) c->peer->pid,
+               c->out_fds, ifb_fd_list_len (fds), c->core->config->max_queued_fds);
+    ifb_fd_list_free (fds);
+    c->overflow = TRUE;
+    if (!c->in_io && !c->close_source)
+      c->close_source = g_idle_add (on_close_later, c);
+    return;
+  }
   line = ifb_json_to_line (msg, &len);
   if (queued + len + 1 > c->core->config->max_queued_bytes) {
     g_message ("Closing connection of uid %u pid %d: %zu bytes of replies and events wait to be sent, and %zu more "
@@ -114,6 +198,7 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
     return;
   }
   ifb_frame_writer_queue (c->writer, line, len, fds);
+  sync_out_fds (c, FALSE);
   c->queued_replies++;
   /* A reply queued while on_io() runs is flushed by on_io() right after, which then updates the
    * watch once; updating it here as well would add G_IO_OUT and drop it again, two epoll_ctl
@@ -125,7 +210,11 @@ ifb_connection_send (IfbConnection *c, json_object *msg, IfbFdList *fds)
 static gboolean
 flush (IfbConnection *c)
 {
+  guint before = ifb_frame_writer_queued_fds (c->writer);
   int r = ifb_frame_writer_flush (c->writer, c->fd);
+
+  c->sent_fds += before - ifb_frame_writer_queued_fds (c->writer);   /* in flight until the peer reads */
+  sync_out_fds (c, FALSE);
   if (r == 0)
     c->queued_replies = 0;
   if (r < 0 && r != -EAGAIN) {
@@ -148,8 +237,16 @@ reject_frame (IfbConnection *c, IfbError code, const char *msg)
 static gboolean
 may_dispatch (IfbConnection *c)
 {
-  return !c->closing && !c->overflow && c->queued_replies + c->lines.length < c->core->config->max_pending &&
-         ifb_frame_writer_queued_bytes (c->writer) < c->core->config->max_queued_bytes / 2;
+  if (c->closing || c->overflow || c->queued_replies + c->lines.length >= c->core->config->max_pending ||
+      ifb_frame_writer_queued_bytes (c->writer) >= c->core->config->max_queued_bytes / 2)
+    return FALSE;
+  if (c->out_fds > 0)
+    sync_out_fds (c, TRUE);
+  if (c->fds_tick || !out_fds_over (c))
+    return !c->fds_tick;
+  /* Over: read nothing more until the peer reads (checked by the tick), or close it. */
+  c->fds_tick = g_timeout_add (100, on_fds_tick, c);
+  return FALSE;
 }
 
 /* Send the completed replies at the head of the line queue, in order. */
@@ -218,10 +315,11 @@ dispatch_frames (IfbConnection *c, guint max_lines)
     g_free (line);
     send_ready (c);
   }
+  ifb_uid_queue_used (c->peer->uid, n);
   return n;
 }
 
-static gboolean on_io_inner (IfbConnection *c, GIOCondition cond);
+static gboolean on_io_inner (IfbConnection *c, GIOCondition cond, gboolean stepping);
 static void set_subscribed (gpointer data, gboolean on);
 
 static gboolean
@@ -231,16 +329,30 @@ on_io (int fd, GIOCondition cond, gpointer data)
   gboolean keep;
 
   c->in_io = TRUE;
-  keep = on_io_inner (c, cond);   /* G_SOURCE_REMOVE: c is freed */
+  keep = on_io_inner (c, cond, FALSE);   /* G_SOURCE_REMOVE: c is freed */
   if (keep)
     c->in_io = FALSE;
   return keep;
 }
 
-static gboolean
-on_io_inner (IfbConnection *c, GIOCondition cond)
+/* A parked connection's turn in its uid's queue. */
+static void
+step (gpointer data)
 {
-  guint left = SLICE_LINES;   /* lines this turn may still dispatch */
+  IfbConnection *c = data;
+
+  c->parked = FALSE;
+  c->in_io = TRUE;
+  if (on_io_inner (c, G_IO_IN | G_IO_OUT, TRUE))   /* either may find nothing (EAGAIN): harmless */
+    c->in_io = FALSE;
+}
+
+static gboolean
+on_io_inner (IfbConnection *c, GIOCondition cond, gboolean stepping)
+{
+  /* lines this wake-up may still dispatch: a step's, or what the uid's share of the turn has left;
+   * none for a parked connection woken to send */
+  guint left = stepping ? IFB_UID_QUEUE_STEP_LINES : c->parked ? 0 : MIN (SLICE_LINES, ifb_uid_queue_left (c->peer->uid));
 
   /* Hung up entirely: nobody is left to read an answer, so nothing more is worked on. */
   if (cond & (G_IO_HUP | G_IO_ERR)) {
@@ -307,6 +419,13 @@ on_io_inner (IfbConnection *c, GIOCondition cond)
     close_now (c);
     return G_SOURCE_REMOVE;
   }
+  /* Out of lines to dispatch with more to do (lines read, or input it did not get to): wait in
+   * the uid's queue rather than in the ready list. */
+  if (left == 0 && !c->parked && !c->closing && may_dispatch (c) &&
+      (ifb_frame_reader_has_frames (c->reader) || ((cond & G_IO_IN) && !c->eof))) {
+    c->parked = TRUE;
+    ifb_uid_queue_park (c->peer->uid, c, step);
+  }
   update_watch (c);
   return G_SOURCE_CONTINUE;
 }
@@ -317,13 +436,15 @@ update_watch (IfbConnection *c)
   GIOCondition want = 0;
   gboolean lines_waiting = ifb_frame_reader_has_frames (c->reader);
 
-  if (!c->closing && !c->eof && !lines_waiting && may_dispatch (c))
+  if (c->parked)   /* its queue steps it: only what is queued to send */
+    want = ifb_frame_writer_is_empty (c->writer) ? 0 : G_IO_OUT;
+  else if (!c->closing && !c->eof && !lines_waiting && may_dispatch (c))
     want |= G_IO_IN;
   /* Lines left for the next slice: a writable socket reports G_IO_OUT on the next loop turn. */
-  if (!ifb_frame_writer_is_empty (c->writer) || (lines_waiting && may_dispatch (c)))
+  if (!c->parked && (!ifb_frame_writer_is_empty (c->writer) || (lines_waiting && may_dispatch (c))))
     want |= G_IO_OUT;
   /* a half-closed peer whose last line completed with nothing to send: on_io() closes */
-  if (c->eof && g_queue_is_empty (&c->lines))
+  if (!c->parked && c->eof && g_queue_is_empty (&c->lines))
     want |= G_IO_OUT;
   if (want == c->watching && c->source)
     return;
@@ -359,9 +480,15 @@ ifb_connection_free (IfbConnection *c)
   if (!c)
     return NULL;
   ifb_fd_watch_remove (c->source);   /* before the close: epoll tracks the open file */
+  if (c->parked)
+    ifb_uid_queue_remove (c->peer->uid, c);
   if (c->close_source)
     g_source_remove (c->close_source);
+  if (c->fds_tick)
+    g_source_remove (c->fds_tick);
   c->owner.hold_fds (-(int) c->held_fds, c->owner.data);
+  if (c->out_fds)
+    c->owner.hold_out_fds (c->peer->uid, -(int) c->out_fds, c->owner.data);
   for (IfbReply *r; (r = g_queue_pop_head (&c->lines));) {
     ifb_reply_detach (r);
     ifb_reply_unref (r);

@@ -21,6 +21,9 @@ typedef struct {
   /* Count delta more (or fewer) fds held in transit for peers; FALSE when over the budget. */
   gboolean (*hold_fds) (int delta, gpointer data);
   guint fd_budget;              /* that budget, for the log line */
+  /* Count delta more (or fewer) fds in replies to uid that its peers have not received (queued,
+   * or sent and unread); returns the uid's total. */
+  guint (*hold_out_fds) (uid_t uid, int delta, gpointer data);
   /* The connection is done: the owner frees it (ifb_connection_free()). */
   void (*closed) (IfbConnection *c, gpointer data);
   gpointer data;

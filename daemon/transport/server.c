@@ -39,6 +39,7 @@ struct IfbServer {
   guint resume;                 /* timeout that resumes accepting after EMFILE/ENFILE */
   GHashTable *connections;      /* IfbConnection* set (owned) */
   GHashTable *per_uid;          /* uid -> count */
+  GHashTable *out_fds;          /* uid -> fds in replies its peers have not received */
   guint fds_held;               /* fds in transit, over all connections */
   guint fd_budget;
   IfbConnectionOwner owner;     /* what connections ask of the server */
@@ -136,6 +137,22 @@ hold_fds (int delta, gpointer data)
   return s->fds_held <= s->fd_budget;
 }
 
+static guint
+hold_out_fds (uid_t uid, int delta, gpointer data)
+{
+  IfbServer *s = data;
+  guint n = GPOINTER_TO_UINT (g_hash_table_lookup (s->out_fds, GUINT_TO_POINTER (uid)));
+
+  n = (guint) MAX (0, (int) n + delta);
+  if (delta == 0)
+    return n;
+  if (n == 0)
+    g_hash_table_remove (s->out_fds, GUINT_TO_POINTER (uid));
+  else
+    g_hash_table_insert (s->out_fds, GUINT_TO_POINTER (uid), GUINT_TO_POINTER (n));
+  return n;
+}
+
 static gboolean
 on_idle_sweep (gpointer data)
 {
@@ -206,13 +223,15 @@ ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error)
   s->path = g_strdup (path);
   s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
   s->per_uid = g_hash_table_new (g_direct_hash, g_direct_equal);
+  s->out_fds = g_hash_table_new (g_direct_hash, g_direct_equal);
   s->source = ifb_fd_watch_add (listen_fd, G_IO_IN, on_accept, s);
   {
     struct rlimit rl = { .rlim_cur = 1024 };
     getrlimit (RLIMIT_NOFILE, &rl);
     s->fd_budget = (guint) MIN (rl.rlim_cur / 8, (rlim_t) G_MAXINT / 2);
   }
-  s->owner = (IfbConnectionOwner) { .hold_fds = hold_fds, .fd_budget = s->fd_budget, .closed = on_connection_closed, .data = s };
+  s->owner = (IfbConnectionOwner) { .hold_fds = hold_fds, .fd_budget = s->fd_budget, .hold_out_fds = hold_out_fds,
+                                    .closed = on_connection_closed, .data = s };
   if (core->config->idle_timeout > 0)   /* checked four times per timeout: closed within 1.25 of it */
     s->idle_sweep = g_timeout_add (MAX (250u, core->config->idle_timeout * 1000u / 4), on_idle_sweep, s);
   return s;
@@ -230,6 +249,7 @@ ifb_server_free (IfbServer *s)
     g_source_remove (s->resume);
   g_hash_table_unref (s->connections);
   g_hash_table_unref (s->per_uid);
+  g_hash_table_unref (s->out_fds);
   ifb_close (s->listen_fd);
   if (s->path)
     unlink (s->path);

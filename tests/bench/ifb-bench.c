@@ -33,7 +33,8 @@
  *                                   received and closed), timed together; then vm.destroy
  *                                   (not timed); prints "median_ns p99_ns create_ns attach_ns fds_ns"
  *                                   (the last three: medians of each call)
- *   populate PATH CGROUP N K BDF-FILE   N guests with K devices each, BDFs taken in order from
+ *   populate PATH CGROUP N K BDF-FILE   N guests with K devices each, guest i in the cgroup
+ *                                   CGROUP/guestNNNNN (which must exist), BDFs taken in order from
  *                                   BDF-FILE (one per line); prints "seconds"
  *   exec N CMD ARG...               N times fork+execve+wait of CMD (stdin from $IFB_BENCH_STDIN or
  *                                   /dev/null, stdout to /dev/null); prints "median_ns p99_ns"
@@ -570,8 +571,8 @@ cmd_populate (int argc, char **argv)
       line[strcspn (line, "\n")] = 0;
       snprintf (devs + strlen (devs), sizeof devs - strlen (devs), "%s\"%s\"", j ? "," : "", line);
     }
-    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"guest%05d\",\"cgroup\":\"%s\",\"options\":{\"handoff\":\"bound\"}}}\n",
-              i, argv[1]);
+    snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vm.create\",\"params\":{\"name\":\"guest%05d\",\"cgroup\":\"%s/guest%05d\",\"options\":{\"handoff\":\"bound\"}}}\n",
+              i, argv[1], i);
     call_ok (fd, &b, req, NULL);
     snprintf (req, sizeof req, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"vm.attach\",\"params\":{\"vm\":\"guest%05d\",\"devices\":[%s]}}\n",
               i, devs);

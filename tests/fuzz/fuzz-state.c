@@ -3,15 +3,60 @@
  * libFuzzer target: one guest's state file as restore reads it (strict JSON, the version, the
  * guest and its devices, then every field's check: names, UUID, cgroup paths, device addresses,
  * cdevs, indexes, ids). ifb_state_parse() is what ifb_state_load() runs on each file.
+ *
+ * An input of several lines is also read as several state files, admitted oldest first as
+ * ifb_state_load() does (IfbStateSet): the guests kept never share a name, slot or device, and no
+ * kept guest's cgroup is equal to, inside or above another's.
  */
 #include <stdint.h>
 #include <string.h>
 
+#include "cgroup.h"
 #include "errors.h"
 #include "state.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
+
+#define MAX_FILES 16
+
+static void
+several_files (const char *data, size_t size)
+{
+  g_autoptr (GPtrArray) kept = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_free);
+  g_autoptr (IfbStateSet) set = ifb_state_set_new (8);
+  const char *p = data, *end = data + size;
+
+  for (guint n = 0; p < end && n < MAX_FILES; n++) {
+    const char *nl = memchr (p, '\n', (size_t) (end - p));
+    size_t len = nl ? (size_t) (nl - p) : (size_t) (end - p);
+    IfbVm *vm = ifb_state_parse (p, len, NULL, NULL);
+    g_autofree char *why = NULL;
+
+    p += len + 1;
+    if (!vm)
+      continue;
+    if ((why = ifb_state_set_add (set, vm))) {
+      ifb_vm_free (vm);
+      continue;
+    }
+    g_ptr_array_add (kept, vm);
+  }
+  g_assert_cmpuint (kept->len, <=, 8);
+  for (guint i = 0; i < kept->len; i++)
+    for (guint j = 0; j < kept->len; j++) {
+      IfbVm *a = g_ptr_array_index (kept, i), *b = g_ptr_array_index (kept, j);
+      if (i == j)
+        continue;
+      g_assert_cmpstr (a->name, !=, b->name);
+      g_assert_cmpuint (a->slot, !=, b->slot);
+      g_assert_false (ifb_cgroup_is_within (a->cgroup, b->cgroup));
+      for (guint k = 0; k < a->devices->len; k++)
+        for (guint l = 0; l < b->devices->len; l++)
+          g_assert_cmpstr (((IfbVmDevice *) g_ptr_array_index (a->devices, k))->bdf, !=,
+                           ((IfbVmDevice *) g_ptr_array_index (b->devices, l))->bdf);
+    }
+}
 
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
@@ -42,5 +87,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_assert_cmpuint (again->devices->len, ==, vm->devices->len);
     }
   }
+  if (size > 0 && memchr (data, '\n', size))
+    several_files ((const char *) data, size);
   return 0;
 }

@@ -189,7 +189,7 @@ def abuse_vanish_mid_request(path, deadline):
     r, w = os.pipe()
     while time.monotonic() < deadline:
         c = Client(path, timeout=TIMEOUT)
-        data = req("vm.create", n, {"name": "x%d" % n, "cgroup": "/nonexistent", "options": {"handoff": "bound"}})
+        data = req("vm.create", n, {"name": "x%d" % n, "cgroup": "/nonexistent/x%d" % n, "options": {"handoff": "bound"}})
         if n % 2:
             c.send_raw(data[: len(data) // 2], fds=[r])   # half a request, with an fd
         else:

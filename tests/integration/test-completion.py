@@ -79,8 +79,8 @@ def live_values(library):
 
     with Cgroup("completion") as cg, Broker() as b:
         sock = "--socket " + b.socket
-        b.ctl("vm", "create", "alpha", "--cgroup", cg.path, check=0)
-        b.ctl("vm", "create", "beta", "--cgroup", cg.path, check=0)
+        b.ctl("vm", "create", "alpha", "--cgroup", cg.child("alpha").path, check=0)
+        b.ctl("vm", "create", "beta", "--cgroup", cg.child("beta").path, check=0)
         b.ctl("vm", "attach", "alpha", NEST_VTD[0], check=0)
         assert complete("iommufdctl %s vm show " % sock) == ["alpha", "beta"]
         assert complete("iommufdctl vm destroy b --socket=%s" % b.socket) == [], "completing the socket's value"

@@ -59,6 +59,7 @@ def test_nest_parent_refused_names_device_and_iommu():
             assert b.call("vm.show", {"vm": "g"})["devices"] == []
             r = b.ctl("vm", "attach", "g", NO_NEST_VTD, check=1)
             assert "cannot be a nesting parent" in r.stderr and "EOPNOTSUPP" in r.stderr, r.stderr
+            b.call("vm.destroy", {"vm": "g"})   # guests never share a cgroup
             b.call("vm.create", {"name": "p", "cgroup": cg.path, "options": {"handoff": "bound", "allow_plain": True}})
             vm = b.call("vm.attach", {"vm": "p", "device": NO_NEST_VTD})
             d = vm["devices"][0]
@@ -72,8 +73,8 @@ def test_device_refusals_and_ownership():
     cg = Cgroup("own")
     try:
         with Broker() as b:
-            b.call("vm.create", {"name": "a", "cgroup": cg.path, "options": {"handoff": "bound"}})
-            b.call("vm.create", {"name": "b", "cgroup": cg.path, "options": {"handoff": "bound"}})
+            b.call("vm.create", {"name": "a", "cgroup": cg.child("a").path, "options": {"handoff": "bound"}})
+            b.call("vm.create", {"name": "b", "cgroup": cg.child("b").path, "options": {"handoff": "bound"}})
             b.call("vm.attach", {"vm": "a", "device": NEST_VTD[0]})
             c = b.client()
             e = c.error("vm.attach", {"vm": "b", "device": NEST_VTD[0]})

@@ -98,7 +98,7 @@ def test_cdev_node_checked_against_sysfs():
         devdir = os.path.join(b.runtime_dir, "emulated", "dev", "vfio", "devices")
         shutil.copyfile(os.path.join(devdir, "vfio1"), os.path.join(devdir, "vfio0"))
         for handoff in ("unbound", "bound"):
-            b.call("vm.create", {"name": handoff, "cgroup": cg.path, "options": {"handoff": handoff}})
+            b.call("vm.create", {"name": handoff, "cgroup": cg.child(handoff).path, "options": {"handoff": handoff}})
             e = b.client().error("vm.attach", {"vm": handoff, "device": NEST_VTD[0]})
             assert e["data"]["name"] == "device-not-vfio", e
             assert "vfio0 is device 511:1" in e["message"] and "its cdev is 511:0" in e["message"], e

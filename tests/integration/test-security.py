@@ -363,7 +363,7 @@ def test_subscriber_that_never_reads_is_dropped():
         for round_ in range(40):
             names = ["g%d-%d" % (round_, i) for i in range(64)]
             batch = [{"jsonrpc": "2.0", "id": i, "method": "vm.create",
-                      "params": {"name": n, "cgroup": "/ifb-none", "options": {"defer": True}}}
+                      "params": {"name": n, "cgroup": "/ifb-none/" + n, "options": {"defer": True}}}
                      for i, n in enumerate(names)]
             c.send_raw((json.dumps(batch) + "\n").encode())
             c.recv()
@@ -626,7 +626,7 @@ def test_batch_replies_bounded_before_queuing():
     with Broker(config="[limits]\nmax-queued-bytes=65536\n") as b:
         c = b.client()
         for i in range(40):
-            c.call("vm.create", {"name": "g%02d" % i, "cgroup": "/ifb-none", "options": {"defer": True}})
+            c.call("vm.create", {"name": "g%02d" % i, "cgroup": "/ifb-none/g%02d" % i, "options": {"defer": True}})
         one = len(json.dumps(c.call("vm.list"), separators=(",", ":")))   # as the daemon writes it
         assert one > 8000, one
         c.send_raw((json.dumps([{"jsonrpc": "2.0", "id": i, "method": "vm.list"} for i in range(64)]) + "\n").encode())
@@ -672,7 +672,7 @@ def test_work_of_a_peer_that_hung_up_is_dropped():
         s.connect(b.socket)
         s.sendall(b"".join(
             (json.dumps({"jsonrpc": "2.0", "method": "vm.create",
-                         "params": {"name": "n%04d" % i, "cgroup": "/ifb-none", "options": {"defer": True}}}) + "\n").encode()
+                         "params": {"name": "n%04d" % i, "cgroup": "/ifb-none/n%04d" % i, "options": {"defer": True}}}) + "\n").encode()
             for i in range(3000)))
         s.close()
         time.sleep(1)

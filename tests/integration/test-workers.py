@@ -42,8 +42,8 @@ def test_guests_attach_in_parallel_and_the_loop_answers():
     # Two guests' attaches (each one bind = one reset) overlap in time, and broker.info is
     # answered at once meanwhile: the main loop waits for neither worker.
     with Cgroup("wpar") as cg, Broker(config=conf()) as b:
-        for name in ("a", "b"):
-            b.call("vm.create", {"name": name, "cgroup": cg.path, "options": {"handoff": "bound"}})
+        for name in ("a", "b"):   # one cgroup each: guests never share one
+            b.call("vm.create", {"name": name, "cgroup": cg.child(name).path, "options": {"handoff": "bound"}})
         info = {}
         probe = threading.Thread(target=lambda: (time.sleep(RESET_MS / 4000), timed_call(b, "broker.info", None, info, 0)))
         probe.start()
@@ -133,8 +133,8 @@ def test_one_guests_requests_run_in_order():
 def test_worker_bound_queues_in_order():
     # [broker] max-workers=1: the second guest's worker waits for the first one's end.
     with Cgroup("wmax") as cg, Broker(config=conf(extra="[broker]\nmax-workers=1\n")) as b:
-        for name in ("a", "b"):
-            b.call("vm.create", {"name": name, "cgroup": cg.path, "options": {"handoff": "bound"}})
+        for name in ("a", "b"):   # one cgroup each: guests never share one
+            b.call("vm.create", {"name": name, "cgroup": cg.child(name).path, "options": {"handoff": "bound"}})
         seen = {}
 
         def watch():

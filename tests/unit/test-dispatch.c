@@ -164,6 +164,40 @@ test_ids_echoed (Fixture *f, gconstpointer data)
   g_free (expect_error (f, "{\"jsonrpc\":\"2.0\",\"method\":\"nope\",\"id\":\"x\"}", -32601, "\"x\""));
 }
 
+/* An id json-c would change cannot be echoed: a string with a lone surrogate escape is answered
+ * -32600 with id null, as any other id that cannot be echoed; paired surrogates, an escaped
+ * backslash before "ud800" and a real U+FFFD still come back as sent. */
+static void
+test_id_lone_surrogate (Fixture *f, gconstpointer data)
+{
+  const char *bad[] = { "\"\\ud800\"", "\"\\udc00\"", "\"a\\ud800b\"", "\"\\ud800\\u0041\"", "\"\\ude00\\ud83d\"" };
+  const char *good[] = { "\"\\ud83d\\ude00\"", "\"\\\\ud800\"", "\"\\ufffd\"", "\"\xef\xbf\xbd\"" };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (bad); i++) {
+    g_autofree char *req = g_strdup_printf ("{\"jsonrpc\":\"2.0\",\"method\":\"vm.list\",\"id\":%s}", bad[i]);
+    g_autofree char *m = expect_error (f, req, -32600, "null");
+    g_assert_nonnull (strstr (m, "surrogate"));
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_autofree char *req = g_strdup_printf ("{\"jsonrpc\":\"2.0\",\"method\":\"vm.list\",\"id\":%s}", good[i]);
+    g_autofree char *line = dispatch (f, req);
+    g_autoptr (json_object) r = parse_reply (line);
+    g_autoptr (json_object) id = parse_reply (good[i]);
+    check_response (r, 0);
+    g_assert_cmpstr (ifb_json_get_string (r, "id"), ==, json_object_get_string (id));
+  }
+  /* in a batch, the one request is refused and its neighbour runs */
+  {
+    g_autofree char *line = dispatch (f, "[{\"jsonrpc\":\"2.0\",\"method\":\"vm.list\",\"id\":\"\\ud800\"},"
+                                         "{\"jsonrpc\":\"2.0\",\"method\":\"vm.list\",\"id\":2}]");
+    g_autoptr (json_object) r = parse_reply (line);
+    g_assert_cmpuint (json_object_array_length (r), ==, 2);
+    check_response (json_object_array_get_idx (r, 0), -32600);
+    g_assert_null (ifb_json_get (json_object_array_get_idx (r, 0), "id"));
+    check_response (json_object_array_get_idx (r, 1), 0);
+  }
+}
+
 static void
 test_invalid_requests (Fixture *f, gconstpointer data)
 {
@@ -446,6 +480,7 @@ main (int argc, char **argv)
 #define T(path, fn) g_test_add ("/ifb/dispatch/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
   T ("success", test_success);
   T ("ids-echoed", test_ids_echoed);
+  T ("id-lone-surrogate", test_id_lone_surrogate);
   T ("invalid-requests", test_invalid_requests);
   T ("parse-error", test_parse_error);
   T ("method-not-found", test_method_not_found);
