@@ -189,7 +189,7 @@ ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error)
   if (!p->pidfd_exact &&
       (ifb_proc_stat (p->pid, NULL, &start) < 0 || start != p->start_time ||
        ifb_proc_euid (p->pid, &uid) < 0 || uid != p->uid ||
-       syscall (SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0))
+       !ifb_pidfd_is_alive (p->pidfd)))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
                         "Cannot identify the peer's process (pid %d): it changed while its cgroup was read "
                         "(no SO_PEERPIDFD)", (int) p->pid), FALSE;
