@@ -10,6 +10,7 @@
 #include "fault.h"
 #include "fdwatch.h"
 #include "ifb-config.h"
+#include "log.h"
 #include "manager.h"
 
 static char *arg_socket;
@@ -68,6 +69,7 @@ main (int argc, char **argv)
   g_autoptr (IfbManager) m = NULL;
   IfbConfig *config;
 
+  ifb_log_init ();
   ifb_fault_init ();
   ifb_fd_watch_init ();
   raise_nofile_limit ();
