@@ -47,6 +47,7 @@ typedef struct {
   guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
   guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
   guint expensive_calls_per_second;  /* per uid (not root, not admins); 0: no budget */
+  guint max_guest_memory_mib;   /* vm.create's options.memory_mib at most: what a VMM is let lock */
   /* [access] */
   char *admin_group;
   char *read_group;

@@ -46,4 +46,8 @@ gboolean ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error)
 gboolean ifb_peer_check_guest_cgroup (const IfbPeer *p, const char *guest, const char *daemon_cgroup,
                                       gboolean allow_caller_cgroup, GError **error);
 
+/* Raise the peer process's RLIMIT_MEMLOCK, soft and hard, to at least bytes (never lower it);
+ * refused if the process is gone or is no longer the one identified at accept. */
+gboolean ifb_peer_raise_memlock (const IfbPeer *p, guint64 bytes, GError **error);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbPeer, ifb_peer_free)

@@ -6,18 +6,22 @@ while the peer hears only the public text; the VMM socket that libvirt's QEMU us
 without being in any group, serving nothing but vm.fds; and the VMM's RLIMIT_MEMLOCK raised by
 the broker to the guest's memory plus libvirt's VFIO margin."""
 import ctypes
+import json
 import os
+import resource
 import socket
+import subprocess
 import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifbtest import (BUILD, NOBODY, SMMU, Broker, Cgroup, Client, in_cgroup, in_child, as_user,  # noqa: E402
-                     peer, run)
+from ifbtest import (BUILD, NOBODY, SMMU, VMM_PEER, Broker, Cgroup, Client, RpcError, as_user,  # noqa: E402
+                     in_cgroup, in_child, peer, run)
 
 NO_PEERPIDFD = os.path.join(BUILD, "tests", "helpers", "no-peerpidfd")
 CAP_KILL = 5
+CAP_SYS_RESOURCE = 24
 PR_CAPBSET_DROP = 24
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
@@ -177,6 +181,88 @@ def test_refusals_logged_with_their_reason_and_guest():
         cg.remove()
 
 
+# ---- RLIMIT_MEMLOCK of the VMM --------------------------------------------------------------
+
+def memlock_of(pid):
+    """(soft, hard) RLIMIT_MEMLOCK of a process as /proc/PID/limits shows it, in bytes."""
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max locked memory"):
+                return tuple(resource.RLIM_INFINITY if v == "unlimited" else int(v) for v in line.split()[3:5])
+    raise AssertionError("no 'Max locked memory' in /proc/%d/limits" % pid)
+
+
+def test_vmm_memlock_raised_to_guest_memory():
+    # A guest of 2048 MiB. Its VMM starts with the 8 MiB a QEMU gets from libvirt and takes the
+    # fds from inside the guest's cgroup: the broker raises its RLIMIT_MEMLOCK to 2048 + 1024 MiB
+    # (libvirt's VFIO margin), soft and hard, as it holds CAP_SYS_RESOURCE under its unit. Where
+    # the broker has no CAP_SYS_RESOURCE (a container whose bounding set lacks it) it cannot
+    # raise a hard limit: it says so, with the figure, and still hands the fds.
+    cg = Cgroup("memlock")
+    eight = 8 << 20
+    want = (2048 + 1024) << 20
+    can_raise = effective_caps(os.getpid()) & (1 << CAP_SYS_RESOURCE)
+    try:
+        with Broker() as b:
+            b.call("vm.create", {"name": "m", "cgroup": cg.path, "options": {"memory_mib": 2048}})
+            b.call("vm.attach", {"vm": "m", "device": SMMU})
+            assert b.call("vm.show", {"vm": "m"})["options"]["memory_mib"] == 2048
+
+            def like_qemu():
+                in_cgroup(cg)()
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (eight, eight))
+            p = subprocess.Popen([VMM_PEER, b.socket, "m", "--hold", "60"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, preexec_fn=like_qemu)
+            try:
+                out = json.loads(p.stdout.readline())
+                assert out.get("ok"), out
+                if can_raise:
+                    assert memlock_of(p.pid) == (want, want), memlock_of(p.pid)
+                else:
+                    assert memlock_of(p.pid) == (eight, eight), memlock_of(p.pid)
+                    assert "RLIMIT_MEMLOCK of the VMM (pid %d) to 3072 MiB (the broker needs CAP_SYS_RESOURCE" % p.pid \
+                        in b.read_log(), b.read_log()[-3000:]
+            finally:
+                p.kill()
+                p.wait()
+
+            # an admin outside the guest's cgroup is no VMM: its limit stays
+            def admin_fds():
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (eight, eight))
+                Client(b.socket).call("vm.fds", {"vm": "m"})
+                return memlock_of(os.getpid())
+            assert in_child(admin_fds) == [eight, eight]
+    finally:
+        cg.remove()
+
+
+def test_guest_memory_over_the_ceiling_is_refused():
+    # [limits] max-guest-memory-mib bounds what a VMM is let lock: a guest over it is refused with
+    # one clear error and nothing is made (no guest, no state); at the ceiling it is made.
+    cg = Cgroup("ceiling")
+    try:
+        with Broker(config="[limits]\nmax-guest-memory-mib=1024\n") as b:
+            try:
+                b.call("vm.create", {"name": "big", "cgroup": cg.path, "options": {"memory_mib": 1025}})
+                raise AssertionError("a guest over the ceiling was made")
+            except RpcError as e:
+                assert e.name == "limit-exceeded", e.err
+                assert "max-guest-memory-mib=1024" in e.err["message"] and "1025 MiB" in e.err["message"], e.err
+            assert b.call("vm.list")["vms"] == []
+            guests = os.path.join(b.runtime_dir, "guests")
+            assert not os.path.isdir(guests) or not os.listdir(guests), os.listdir(guests)
+            for bad in (0, -1):
+                try:
+                    b.call("vm.create", {"name": "bad", "cgroup": cg.path, "options": {"memory_mib": bad}})
+                    raise AssertionError("memory_mib %d accepted" % bad)
+                except RpcError as e:
+                    assert e.name == "invalid-params", e.err
+            b.call("vm.create", {"name": "fits", "cgroup": cg.path, "options": {"memory_mib": 1024}})
+    finally:
+        cg.remove()
+
+
 if __name__ == "__main__":
     run([test_vmm_of_another_uid_served_without_cap_kill, test_vmm_of_another_uid_served_without_cap_kill_or_peerpidfd,
-         test_refusals_logged_with_their_reason_and_guest])
+         test_refusals_logged_with_their_reason_and_guest, test_vmm_memlock_raised_to_guest_memory,
+         test_guest_memory_over_the_ceiling_is_refused])
