@@ -273,9 +273,10 @@ main (int argc, char **argv)
   GlobalAction action;
   int r;
 
-  if (!ctl.socket_path || !*ctl.socket_path)
-    ctl.socket_path = IFB_DEFAULT_SOCKET;
   action = take_global_options (&ctl, &argc, argv, &bad);
+  ctl.socket_chosen = ctl.socket_path && *ctl.socket_path;
+  if (!ctl.socket_chosen)
+    ctl.socket_path = IFB_DEFAULT_SOCKET;
   switch (action) {
   case GLOBAL_BAD:
     r = ifb_ctl_usage_error ("unknown option '%s'", bad);

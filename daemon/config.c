@@ -47,6 +47,7 @@ typedef struct {
 
 static const KeySpec keys[] = {
   S ("broker", "socket", socket_path),
+  S ("broker", "vmm-socket", vmm_socket_path),
   { "broker", "socket-mode", KEY_MODE, G_STRUCT_OFFSET (IfbConfig, socket_mode), 0, 0777 },
   S ("broker", "runtime-dir", runtime_dir),
   { "broker", "backend", KEY_BACKEND, G_STRUCT_OFFSET (IfbConfig, backend), 0, 0 },
@@ -129,6 +130,7 @@ ifb_config_free (IfbConfig *c)
   if (!c)
     return NULL;
   g_free (c->socket_path);
+  g_free (c->vmm_socket_path);
   g_free (c->runtime_dir);
   g_free (c->emulated_template);
   g_free (c->dev_root);

@@ -23,6 +23,7 @@ IfbBackendChoice ifb_backend_choice_from_string (const char *s);
 typedef struct {
   /* [broker] */
   char *socket_path;
+  char *vmm_socket_path;        /* the VMM socket when not socket-activated; NULL: none */
   guint socket_mode;             /* of a socket we bind ourselves (not socket-activated) */
   char *runtime_dir;
   IfbBackendChoice backend;

@@ -147,6 +147,10 @@ ifb_peer_can_read (const IfbPeer *p, const IfbConfig *c)
 gboolean
 ifb_peer_check (const IfbPeer *p, const IfbConfig *c, IfbAccess access, const char *method, GError **error)
 {
+  if (p->vmm_socket && access != IFB_ACCESS_VM_FDS)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Permission denied: the VMM socket serves vm.fds only, not %s (peer uid %u, pid %d)", method,
+                        (unsigned) p->uid, (int) p->pid), FALSE;
   switch (access) {
   case IFB_ACCESS_ANY:
   case IFB_ACCESS_VM_FDS:

@@ -27,6 +27,7 @@ typedef struct {
   int pidfd;                    /* -1 if neither SO_PEERPIDFD nor a checked pidfd_open worked */
   bool pidfd_exact;             /* from SO_PEERPIDFD: the connecting process itself */
   guint64 start_time;           /* without SO_PEERPIDFD: the start time of the process pidfd is */
+  bool vmm_socket;              /* connected to the VMM socket: may call vm.fds only */
 } IfbPeer;
 
 /* Identify the peer of a connected AF_UNIX socket, keeping of its groups those c's access rules

@@ -181,6 +181,65 @@ def test_refusals_logged_with_their_reason_and_guest():
         cg.remove()
 
 
+# ---- the VMM socket -------------------------------------------------------------------------
+
+def connect_as(path, cg, uid):
+    """In a child placed in cg (if any) running as uid with no groups: connect to path; 'EACCES'
+    and the like on failure, else the result of one call of each of vm.fds, vm.create,
+    rpc.discover (name of the error or 'ok' and the number of fds)."""
+    def child():
+        if cg:
+            in_cgroup(cg)()
+        as_user(uid)
+        try:
+            c = Client(path)
+        except OSError as e:
+            return {"connect": os.strerror(e.errno)}
+        out = {}
+        try:
+            for method, params in (("vm.fds", {"vm": "v"}), ("vm.create", {"name": "x", "cgroup": "/x"}),
+                                   ("rpc.discover", None)):
+                reply, fds = c.call_full(method, params)
+                for fd in fds:
+                    os.close(fd)
+                out[method] = ("ok %d" % len(fds)) if "result" in reply else reply["error"]["data"]["name"]
+        except (EOFError, OSError) as e:
+            out["closed"] = repr(e)
+        return out
+    return in_child(child)
+
+
+def test_vmm_socket_serves_an_unprivileged_vmm_vm_fds_only():
+    # libvirt's QEMU user is in none of the broker's groups and cannot reach rpc.sock (0660). The
+    # VMM socket (0666) serves it vm.fds in its guest's cgroup, and nothing else; a process in no
+    # guest's cgroup is closed at once, so it holds no connection slot.
+    cg = Cgroup("vmmsock")
+    try:
+        b = Broker(config="[broker]\nsocket-mode=0660\n")
+        vmm_sock = os.path.join(b.tmp, "vmm.sock")
+        b.args += ["--vmm-socket", vmm_sock]
+        with b:
+            assert os.stat(vmm_sock).st_mode & 0o777 == 0o666, oct(os.stat(vmm_sock).st_mode)
+            b.call("vm.create", {"name": "v", "cgroup": cg.path})
+            b.call("vm.attach", {"vm": "v", "device": SMMU})
+            assert connect_as(b.socket, cg, NOBODY) == {"connect": os.strerror(13)}   # EACCES
+            r = connect_as(vmm_sock, cg, NOBODY)
+            assert r == {"vm.fds": "ok 2", "vm.create": "permission-denied", "rpc.discover": "permission-denied"}, r
+            r = connect_as(vmm_sock, None, NOBODY)
+            assert "closed" in r, r
+            assert "on the VMM socket: it is neither an admin nor inside a guest's cgroup" in b.read_log()
+            # the launcher as libvirt runs it: uid nobody, in the guest's cgroup, through the VMM socket
+            r = subprocess.run([os.path.join(BUILD, "client", "iommufdctl"), "--socket", vmm_sock, "exec", "--vm", "v",
+                                "--", "sh", "-c", "test -e /proc/self/fd/$0 && echo got $0", "%{iommufd}"],
+                               capture_output=True, text=True, timeout=30,
+                               preexec_fn=lambda: (in_cgroup(cg)(), as_user(NOBODY)))
+            assert r.returncode == 0 and r.stdout.startswith("got "), (r.returncode, r.stdout, r.stderr)
+            # root is let in (the launcher of a VMM that runs as root), for vm.fds only as well
+            assert Client(vmm_sock).error("vm.list")["data"]["name"] == "permission-denied"
+    finally:
+        cg.remove()
+
+
 # ---- RLIMIT_MEMLOCK of the VMM --------------------------------------------------------------
 
 def memlock_of(pid):
@@ -264,5 +323,6 @@ def test_guest_memory_over_the_ceiling_is_refused():
 
 if __name__ == "__main__":
     run([test_vmm_of_another_uid_served_without_cap_kill, test_vmm_of_another_uid_served_without_cap_kill_or_peerpidfd,
-         test_refusals_logged_with_their_reason_and_guest, test_vmm_memlock_raised_to_guest_memory,
+         test_refusals_logged_with_their_reason_and_guest, test_vmm_socket_serves_an_unprivileged_vmm_vm_fds_only,
+         test_vmm_memlock_raised_to_guest_memory,
          test_guest_memory_over_the_ceiling_is_refused])
