@@ -82,11 +82,8 @@ number_is_valid (const char *s, size_t n)
 static gboolean
 double_literal_finite (const char *p, size_t n)
 {
-  char buf[64];
-  if (n >= sizeof (buf))
-    return TRUE;   /* long mantissas are fine; the exponent decides, and strtod sees it below */
-  memcpy (buf, p, n);
-  buf[n] = 0;
+  g_autofree char *buf = g_strndup (p, n);   /* the line is bounded by the frame limit */
+
   return isfinite (g_ascii_strtod (buf, NULL));
 }
 

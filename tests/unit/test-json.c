@@ -367,6 +367,8 @@ test_own_strictness (void)
   static const char *const bad[] = {
     "[1,]", "{\"a\":1,}", "[1 , ]", "{\"a\":1,\n}", "/* c */{}", "{}// c", "{\"a\"/**/:1}", "{\"a\":1}#",
     "[TRUE]", "[Null]", "[NaN]", "[-Infinity]", "[\f1]", "[1\v]", "{\"a\":1e999}", "[-1e400]", "[@]", "[1;2]",
+    /* a mantissa longer than any fixed buffer does not hide the exponent */
+    "[1.00000000000000000000000000000000000000000000000000000000000000000000000000000e999]",
   };
   static const struct { const char *text, *key, *value; } good[] = {
     { "{\"name\":\"gr\u00fc\u00df gott\"}", "name", "gr\u00fc\u00df gott" },
