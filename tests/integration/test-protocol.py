@@ -12,7 +12,8 @@ import subprocess
 import threading
 import time
 
-from ifbtest import (NEST_VTD, NO_NEST_VTD, SMMU, SOURCE, TEMPLATE, Broker, Cgroup, Client, run)
+from ifbtest import (HANG, NEST_VTD, NO_NEST_VTD, SMMU, SOURCE, TEMPLATE, Broker, Cgroup, Client, proc_fd_targets, run,
+                     wait_until)
 
 NOBODY = 65534
 
@@ -69,12 +70,7 @@ def daemon_files(b):
     asynchronously and are counted by broker.info instead): where a leaked pipe, memfd or
     device fd would show up."""
     out = []
-    d = "/proc/%d/fd" % b.proc.pid
-    for fd in os.listdir(d):
-        try:
-            t = os.readlink(os.path.join(d, fd))
-        except FileNotFoundError:
-            continue
+    for t in proc_fd_targets(b.proc.pid).values():
         if not t.startswith("socket:") and t != "anon_inode:[pidfd]":   # a connection's peer pidfd
             out.append(t)
     return sorted(out)
