@@ -45,6 +45,26 @@ def wait_until(pred, what, timeout=HANG, every=0.02):
         time.sleep(every)
 
 
+def children(pid):
+    """The pids of pid's children (the daemon's: its workers)."""
+    out = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def freeze(cg, frozen=True):
+    """cgroup.freeze: a guest's worker moves itself into the guest's cgroup first thing, so in a
+    frozen one it cannot end until thawed (or killed): a worker held as long as a test needs,
+    whatever the machine's speed."""
+    with open(cg.full + "/cgroup.freeze", "w") as f:
+        f.write("1" if frozen else "0")
+
+
 def proc_fd_targets(pid):
     """What each of pid's fds points to, {fd: target}. An fd closed between the listing of
     /proc/PID/fd and the reading of its link is simply not there (the daemon closes fds as it

@@ -52,18 +52,6 @@ def workers_idle(b, timeout=ifbtest.HANG):
     ifbtest.wait_until(idle, "the workers to end", timeout, every=0.05)
 
 
-def children(pid):
-    """The pids of pid's children (the daemon's: its workers)."""
-    out = []
-    for task in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
-                out += [int(x) for x in f.read().split()]
-        except FileNotFoundError:
-            pass
-    return out
-
-
 def snapshot(sm):
     """Everything a client can see about the guests, by name (device.list may probe devices in
     a worker first, each bind and close a modelled reset: hence the long timeout)."""
@@ -439,12 +427,12 @@ def test_kill9_during_operations():
 def test_crash_after_fdstore_released_by_a_worker():
     # The daemon dies right after storing an attached device's fd, before the guest's state says
     # so: the restart finds a device fd of no guest and an HWPT nobody references. The fd goes
-    # to a release worker (on hardware its last close resets the device: here 2 s, paid by the
+    # to a release worker (on hardware its last close resets the device: here 1 s, paid by the
     # worker), so READY=1 does not wait for it and the device is still bound right after; then
     # the HWPT is destroyed and the device can be attached again. An ordering, not a time: the
     # release worker is stopped (SIGSTOP) as soon as it appears, and READY=1 must come while it
     # is stopped; the device is then still in the context whatever the machine's speed.
-    reset_ms = 2000
+    reset_ms = 1000
     root = Cgroup("orphan")
     g = root.child("g")
     b = ifbtest.Broker(config="[emulated]\ndevice-reset-ms=%d\n[broker]\nworker-timeout-ms=600000\n" % reset_ms,
@@ -464,7 +452,7 @@ def test_crash_after_fdstore_released_by_a_worker():
             sm.start(wait_ready=False)
             # the release worker (the daemon's one child; its close of the device takes reset_ms),
             # started before or after READY=1 (spawns wait for a main-loop turn)
-            worker = ifbtest.wait_until(lambda: children(sm.proc.pid), "the release worker", every=0.001)
+            worker = ifbtest.wait_until(lambda: ifbtest.children(sm.proc.pid), "the release worker", every=0.001)
             os.kill(worker[0], signal.SIGSTOP)
             try:
                 sm.wait_ready()   # while the worker cannot end: READY=1 does not wait for it
