@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 import libvirtenv as L  # noqa: E402
-from ifbtest import (BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, RpcError, cgroup2_mount, proc_fd_targets,  # noqa: E402
+from ifbtest import (HANG, BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, RpcError, cgroup2_mount, proc_fd_targets,  # noqa: E402
                      run)
 
 HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
@@ -120,7 +120,7 @@ def calls():
         return []
 
 
-def wait_for(cond, timeout=20, what="condition"):
+def wait_for(cond, timeout=HANG, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = cond()
@@ -333,7 +333,7 @@ def test_watcher_reconnects_and_reaps_after_libvirtd_restart():
     libvirtd.stop_libvirtd()
     wait_for(lambda: not broker.call("broker.info")["libvirt_connected"], what="the broker to notice")
     libvirtd.start_libvirtd()
-    wait_for(lambda: broker.call("broker.info")["libvirt_connected"], timeout=60, what="the broker to reconnect")
+    wait_for(lambda: broker.call("broker.info")["libvirt_connected"], what="the broker to reconnect")
     wait_for(lambda: "ifb-lv-gone" not in guest_names(), what="the reconcile")
     assert "not-libvirt" in guest_names()
     broker.call("vm.destroy", {"vm": "not-libvirt"})
