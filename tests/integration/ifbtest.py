@@ -29,7 +29,8 @@ STOP_TIMEOUT = 120 if os.environ.get("IFB_DAEMON_WRAPPER") else 10
 # and asserts what the daemon did, never how long it took. HANG is the deadline of such a wait:
 # it only catches a daemon (or test) that hangs, so it is far beyond anything a slow machine,
 # ASan or valgrind (IFB_DAEMON_WRAPPER: ~50x slower) can cost; a passing test never waits it out.
-HANG = 600 if os.environ.get("IFB_DAEMON_WRAPPER") else 90
+# (IFB_TEST_HANG overrides it: to see a test fail quickly on a deliberately broken daemon.)
+HANG = float(os.environ.get("IFB_TEST_HANG") or (600 if os.environ.get("IFB_DAEMON_WRAPPER") else 90))
 
 
 def wait_until(pred, what, timeout=HANG, every=0.02):
@@ -41,7 +42,7 @@ def wait_until(pred, what, timeout=HANG, every=0.02):
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError("waited %d s for %s (a hang): last %r" % (timeout, what, got))
+            raise AssertionError("waited %g s for %s (a hang): last %r" % (timeout, what, got))
         time.sleep(every)
 
 

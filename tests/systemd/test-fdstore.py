@@ -339,7 +339,7 @@ def call_and_model(sm, op, model, timeout=ifbtest.HANG):
                 except TimeoutError:
                     if sm.proc.poll() is not None:
                         return op
-                    assert time.monotonic() < deadline, "%s %r: no answer within %d s (a hang):\n%s" % (
+                    assert time.monotonic() < deadline, "%s %r: no answer within %g s (a hang):\n%s" % (
                         op[0], op[1], timeout, where_stuck(sm.proc.pid))
             for fd in fds:
                 os.close(fd)
