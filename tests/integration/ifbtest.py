@@ -58,6 +58,20 @@ def children(pid):
     return out
 
 
+def workers(pid):
+    """The pids of pid's children that run the worker program (the daemon's workers once they have
+    exec'd). Only these may be stopped: the daemon vfork()s a worker and is suspended until the
+    child execs, so stopping a child before its exec would stop the daemon with it."""
+    out = []
+    for c in children(pid):
+        try:
+            if os.readlink("/proc/%d/exe" % c).endswith("/iommufd-broker-worker"):
+                out.append(c)
+        except OSError:   # gone meanwhile
+            pass
+    return out
+
+
 def freeze(cg, frozen=True):
     """cgroup.freeze: a guest's worker moves itself into the guest's cgroup first thing, so in a
     frozen one it cannot end until thawed (or killed): a worker held as long as a test needs,

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from ifbtest import NEST_VTD, SMMU, Broker, Cgroup, Client, children, freeze, read_state, run, wait_until
+from ifbtest import NEST_VTD, SMMU, Broker, Cgroup, Client, freeze, read_state, run, wait_until, workers
 
 RESET_MS = 400
 # Calls the main loop must answer while a worker it started cannot end (frozen or stopped).
@@ -70,13 +70,13 @@ def test_guests_attach_in_parallel_and_the_loop_answers():
 def test_device_probe_runs_in_a_worker():
     # device.list on a fresh daemon probes what the IOMMU behind each unowned vfio device can do:
     # a bind and a close, each a reset. A worker pays them; the main loop answers meanwhile. The
-    # probe worker (in the daemon's cgroup: nothing to freeze) is stopped as soon as it appears,
+    # probe worker (in the daemon's cgroup: nothing to freeze) is stopped once it has exec'd,
     # so the calls are served while it certainly runs. (Was: broker.info within 0.1 s.)
     with Broker(config=conf(reset_ms=150, extra=NO_DEADLINE)) as b:
         c = Client(b.socket)
         t0 = time.monotonic()
         c.request("device.list")
-        worker = wait_until(lambda: children(b.proc.pid), "the probe worker", every=0.001)[0]
+        worker = wait_until(lambda: workers(b.proc.pid), "the probe worker", every=0.001)[0]
         os.kill(worker, signal.SIGSTOP)
         try:
             answered_meanwhile(b, lambda: pending(c))
@@ -106,7 +106,7 @@ def test_attach_waits_for_the_probe_of_its_device():
         b.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
         cl, ca = Client(b.socket), Client(b.socket)
         cl.request("device.list")
-        worker = wait_until(lambda: children(b.proc.pid), "the probe worker", every=0.001)[0]
+        worker = wait_until(lambda: workers(b.proc.pid), "the probe worker", every=0.001)[0]
         os.kill(worker, signal.SIGSTOP)
         try:
             ca.request("vm.attach", {"vm": "g", "device": NEST_VTD[0]})

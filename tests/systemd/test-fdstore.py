@@ -452,7 +452,7 @@ def test_crash_after_fdstore_released_by_a_worker():
             sm.start(wait_ready=False)
             # the release worker (the daemon's one child; its close of the device takes reset_ms),
             # started before or after READY=1 (spawns wait for a main-loop turn)
-            worker = ifbtest.wait_until(lambda: ifbtest.children(sm.proc.pid), "the release worker", every=0.001)
+            worker = ifbtest.wait_until(lambda: ifbtest.workers(sm.proc.pid), "the release worker", every=0.001)
             os.kill(worker[0], signal.SIGSTOP)
             try:
                 sm.wait_ready()   # while the worker cannot end: READY=1 does not wait for it
