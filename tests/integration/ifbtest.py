@@ -25,6 +25,74 @@ TEMPLATE = os.path.join(SOURCE, "tests", "fixtures", "emulated")
 # Valgrind makes start-up and shutdown (leak check) slow.
 STOP_TIMEOUT = 120 if os.environ.get("IFB_DAEMON_WRAPPER") else 10
 
+# No test depends on how fast the machine is (issue 27): a test waits for an event or a state
+# and asserts what the daemon did, never how long it took. HANG is the deadline of such a wait:
+# it only catches a daemon (or test) that hangs, so it is far beyond anything a slow machine,
+# ASan or valgrind (IFB_DAEMON_WRAPPER: ~50x slower) can cost; a passing test never waits it out.
+# (IFB_TEST_HANG overrides it: to see a test fail quickly on a deliberately broken daemon.)
+HANG = float(os.environ.get("IFB_TEST_HANG") or (600 if os.environ.get("IFB_DAEMON_WRAPPER") else 90))
+
+
+def wait_until(pred, what, timeout=HANG, every=0.02):
+    """pred()'s first true value, polled until it comes; an AssertionError naming what was awaited
+    (and pred's last value) once timeout seconds have passed: a hang, not a slow machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError("waited %g s for %s (a hang): last %r" % (timeout, what, got))
+        time.sleep(every)
+
+
+def children(pid):
+    """The pids of pid's children (the daemon's: its workers)."""
+    out = []
+    for task in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, task)) as f:
+                out += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def workers(pid):
+    """The pids of pid's children that run the worker program (the daemon's workers once they have
+    exec'd). Only these may be stopped: the daemon vfork()s a worker and is suspended until the
+    child execs, so stopping a child before its exec would stop the daemon with it."""
+    out = []
+    for c in children(pid):
+        try:
+            if os.readlink("/proc/%d/exe" % c).endswith("/iommufd-broker-worker"):
+                out.append(c)
+        except OSError:   # gone meanwhile
+            pass
+    return out
+
+
+def freeze(cg, frozen=True):
+    """cgroup.freeze: a guest's worker moves itself into the guest's cgroup first thing, so in a
+    frozen one it cannot end until thawed (or killed): a worker held as long as a test needs,
+    whatever the machine's speed."""
+    with open(cg.full + "/cgroup.freeze", "w") as f:
+        f.write("1" if frozen else "0")
+
+
+def proc_fd_targets(pid):
+    """What each of pid's fds points to, {fd: target}. An fd closed between the listing of
+    /proc/PID/fd and the reading of its link is simply not there (the daemon closes fds as it
+    goes: a test reading them races it, and must not fail for that)."""
+    d = "/proc/%d/fd" % pid
+    out = {}
+    for fd in os.listdir(d):
+        try:
+            out[int(fd)] = os.readlink(os.path.join(d, fd))
+        except FileNotFoundError:
+            continue
+    return out
+
 NEST_VTD = ["0000:65:00.0", "0000:66:00.0"]   # VT-d that can nest
 NO_NEST_VTD = "0000:67:00.0"
 SMMU = "0000:0a:00.0"
@@ -101,7 +169,7 @@ def _rmcg(path):
 class Client:
     """A raw JSON-RPC client on the broker's socket."""
 
-    def __init__(self, path, timeout=10):
+    def __init__(self, path, timeout=HANG):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
@@ -219,7 +287,7 @@ class Broker:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout=60 if os.environ.get("IFB_DAEMON_WRAPPER") else 10):
+    def wait_ready(self, timeout=HANG):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -259,16 +327,23 @@ class Broker:
                                  % (" ".join(args), r.returncode, check, r.stdout, r.stderr))
         return r
 
-    def open_fds(self):
-        """The daemon's open fds, once the count has been stable for a while (connections that
-        clients closed are only reaped when the daemon sees their EOF)."""
-        last, stable = -1, 0
-        while stable < 4:
-            n = len(os.listdir("/proc/%d/fd" % self.proc.pid))
-            stable = stable + 1 if n == last else 0
-            last = n
-            time.sleep(0.02)
-        return last
+    def open_fds(self, client=None, connections=1):
+        """The daemon's open fds once it is quiet: it counts exactly `connections` connections
+        (client's, or one of our own made for the asking, included) and no worker runs or waits.
+        Connections that clients closed are reaped when the daemon reads their EOF, at its own
+        pace: this waits for that state instead of for a while, so a slow daemon is counted
+        late, never wrong (the daemon closes a connection's fds as it drops it from the count)."""
+        c = client or self.client()
+        try:
+            def quiet():
+                info = c.call("broker.info")
+                return (info["counts"]["connections"] == connections and info["workers"]["running"] == 0
+                        and info["workers"]["waiting"] == 0)
+            wait_until(quiet, "the daemon to hold %d connection(s) and run no worker" % connections)
+            return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+        finally:
+            if client is None:
+                c.close()
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -396,16 +471,13 @@ def peer_holding(broker, vm, cg=None, uid=None, *args):
     return p, json.loads(p.stdout.readline())
 
 
-def reclaimed(broker, vm, exits, timeout=10):
+def reclaimed(broker, vm, exits, timeout=HANG):
     # Wait until the broker has replaced vm's context `exits` times (its holders exited) and made
     # it again (the guest is not busy).
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def done():
         v = broker.call("vm.show", {"vm": vm})
-        if v["vmm_exits"] >= exits and not v["busy"]:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("guest %s not reclaimed %d times: %r" % (vm, exits, v))
+        return v if v["vmm_exits"] >= exits and not v["busy"] else None
+    return wait_until(done, "guest %s reclaimed %d times" % (vm, exits), timeout)
 
 
 def require_root():

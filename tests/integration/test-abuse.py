@@ -4,27 +4,21 @@
 While abusive clients run in parallel (2000 idle connections, a writer dribbling one byte at a
 time, frames over the limit, deep nesting, invalid UTF-8, duplicate keys, huge integers, 250 fds
 in one message, fds on requests that take none, clients vanishing mid-request and mid-response),
-a well-behaved client keeps calling broker.info: it must always get its answer, its worst latency
-must stay within 3x its idle median, and once the abusers leave the daemon holds exactly the fds
-it held before (Broker.open_fds()). The daemon starts with a soft RLIMIT_NOFILE of 1024, so the
+a well-behaved client keeps calling broker.info: it must always get its answer, and once the
+abusers leave the daemon holds exactly the fds it held before (Broker.open_fds()). The daemon starts with a soft RLIMIT_NOFILE of 1024, so the
 2000 connections also check that it raises its own soft limit to the hard one.
 
 Protocol conformance (error shapes, every [limits] key in isolation) is test-protocol.py's; this
 file is about many bad things at once and about what is left afterwards.
 
-Latency: each abuse round runs every abuser for ROUND_S seconds while the good client makes one
-call every CALL_GAP_S. A round's latency is the median of its calls, and the worst latency is
-that of the worst round: every round must stay within 3x the idle median measured first in the
-same run (median of three idle rounds). A round over it is run once more, and the test fails if
-the rerun is over too: a daemon that lets abusers delay others does so every time, while one
-round disturbed by the machine (other jobs, the abusers' own start-up) does not repeat. The
-single slowest call of each round is printed but not asserted: on a shared 2-core machine (load
-average 6-8 while this was written) it measures the scheduler, a preempted daemon or client,
-3-8 ms here (8-20x the idle median); every call must still be answered
-(the client's 10 s timeout).
-In tools/check's ASan and valgrind passes (IFB_CHECK_DAEMON_EXIT, IFB_DAEMON_WRAPPER) the figures
-are printed, not asserted: there the daemon runs 3-50x slower while the abusers do not, so it is
-saturated by design; those passes check behaviour, memory and fds.
+Each abuse round runs every abuser for ROUND_S seconds, and each abuser for at least
+MIN_ACTIONS actions however slow the machine, while the good client makes one call every
+CALL_GAP_S. Its latencies (idle median, each round's median and slowest call, p99) are printed,
+not asserted (issue 27: a test's outcome depends on what the daemon did, never on how fast the
+machine was; the figures measure the machine as much as the daemon). That one connection cannot
+hold up another is asserted as a count in test-security.py (test_one_slice_of_work_per_connection
+_per_turn: a peer's request is answered after at most a slice of another's queued work); the
+latency figures belong to tests/bench/.
 """
 import json
 import os
@@ -35,7 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifbtest import Broker, Client, read_child_json, run  # noqa: E402
+from ifbtest import HANG, Broker, Client, read_child_json, run, wait_until  # noqa: E402
 
 MAX_FRAME = 65536
 N_IDLE = 2000
@@ -44,8 +38,8 @@ ROUND_S = 3.0
 CALL_GAP_S = 0.005
 WRAPPED = bool(os.environ.get("IFB_DAEMON_WRAPPER"))
 PACE = 20 if WRAPPED else 1   # valgrind: the daemon is ~50x slower, so the abusers slow down too
-TIMEOUT = 120 if WRAPPED else 10
-TIMING = not WRAPPED and not os.environ.get("IFB_CHECK_DAEMON_EXIT")   # a sanitizer/valgrind pass
+TIMEOUT = HANG
+MIN_ACTIONS = 3   # each abuser's actions per round, however slow the machine
 CONFIG = "[limits]\nmax-frame=%d\nmax-connections=8192\nmax-connections-per-uid=8192\n" % MAX_FRAME
 PARSE_ERROR = -32700
 
@@ -89,7 +83,7 @@ def expect_eof(sock, timeout=TIMEOUT):
 def abuse_slow_writer(path, deadline):
     c = Client(path, timeout=TIMEOUT)
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         for b in req("broker.info", n):
             c.sock.send(bytes([b]))
             time.sleep(0.0005 * PACE)
@@ -102,7 +96,7 @@ def abuse_slow_writer(path, deadline):
 
 def abuse_oversize(path, deadline):
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         c = Client(path, timeout=TIMEOUT)
         c.sock.sendall(b'{"jsonrpc":"2.0","method":"' + b"x" * MAX_FRAME)
         got = expect_eof(c.sock)
@@ -139,7 +133,7 @@ GARBAGE = [
 def abuse_garbage(path, deadline):
     c = Client(path, timeout=TIMEOUT)
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         for g in GARBAGE:
             c.sock.sendall(g + b"\n")
             reply, _ = c.recv()
@@ -154,7 +148,7 @@ def abuse_fd_flood(path, deadline):
     devnull = [os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC) for _ in range(250)]
     n = 0
     try:
-        while time.monotonic() < deadline:
+        while n < MIN_ACTIONS or time.monotonic() < deadline:
             c = Client(path, timeout=TIMEOUT)
             socket.send_fds(c.sock, [req("broker.info")], devnull)
             got = expect_eof(c.sock)
@@ -172,7 +166,7 @@ def abuse_fds_on_fdless(path, deadline):
     r, w = os.pipe()
     c = Client(path, timeout=TIMEOUT)
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         c.send_raw(req("broker.info", n), fds=[r, w, r])
         reply, fds = c.recv()
         assert "result" in reply and not fds, reply
@@ -187,7 +181,7 @@ def abuse_fds_on_fdless(path, deadline):
 def abuse_vanish_mid_request(path, deadline):
     n = 0
     r, w = os.pipe()
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         c = Client(path, timeout=TIMEOUT)
         data = req("vm.create", n, {"name": "x%d" % n, "cgroup": "/nonexistent/x%d" % n, "options": {"handoff": "bound"}})
         if n % 2:
@@ -204,7 +198,7 @@ def abuse_vanish_mid_request(path, deadline):
 
 def abuse_vanish_mid_response(path, deadline):
     n = 0
-    while time.monotonic() < deadline:
+    while n < MIN_ACTIONS or time.monotonic() < deadline:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(path)
@@ -260,7 +254,7 @@ def test_abuse_while_serving():
         good = b.client()
         good.sock.settimeout(TIMEOUT)
         good.call("broker.info")
-        baseline = b.open_fds()
+        baseline = b.open_fds(good)
 
         # 1. the idle median, in this run, before anything else happens
         idle = [statistics.median(timed_calls(good, 1.0)) for _ in range(3)]
@@ -272,14 +266,12 @@ def test_abuse_while_serving():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(b.socket)
             idle_conns.append(s)
-        deadline = time.monotonic() + 3 * TIMEOUT
-        while good.call("broker.info")["counts"]["connections"] < N_IDLE + 1:
-            assert time.monotonic() < deadline, "daemon did not accept %d connections:\n%s" % (N_IDLE, b.read_log()[-2000:])
-            time.sleep(0.05 * PACE)
+        wait_until(lambda: good.call("broker.info")["counts"]["connections"] >= N_IDLE + 1,
+                   "the daemon to accept %d connections" % N_IDLE, every=0.05 * PACE)
         with_idle = statistics.median(timed_calls(good, 1.0))
 
         # 3. rounds of every abuser at once, the good client measuring throughout
-        worsts, medians, calls, totals, all_lat, reruns = [], [], 0, {}, [], []
+        worsts, medians, calls, totals, all_lat = [], [], 0, {}, []
 
         def abuse_round():
             deadline = time.monotonic() + ROUND_S
@@ -297,8 +289,6 @@ def test_abuse_while_serving():
             worsts.append(max(lat))
             medians.append(statistics.median(lat))
             calls += len(lat)
-            if TIMING and medians[-1] > 3 * idle_median:
-                reruns.append(statistics.median(abuse_round()))
         assert b.proc.poll() is None, "daemon died:\n" + b.read_log()[-3000:]
 
         # 4. the idle connections are still served, then everybody leaves
@@ -308,7 +298,7 @@ def test_abuse_while_serving():
             assert b'"result"' in s.recv(65536)
         for s in idle_conns:
             s.close()
-        after = b.open_fds()
+        after = b.open_fds(good)
         good.close()
 
         ms = lambda v: "%.3f ms" % (v * 1e3)  # noqa: E731
@@ -317,20 +307,11 @@ def test_abuse_while_serving():
               % (ms(idle_median), ", ".join(map(ms, idle)), N_IDLE, ms(with_idle), ", ".join(map(ms, medians)),
                  ms(statistics.median(medians)), statistics.median(medians) / idle_median, max(medians) / idle_median, ms(statistics.quantiles(all_lat, n=100)[98]),
                  ", ".join(map(ms, worsts)), calls))
-        if reruns:
-            print("rounds over 3x the idle median, run again: %s" % ", ".join(map(ms, reruns)))
         print("abuse actions: %s" % json.dumps(totals, sort_keys=True))
         print("daemon fds: baseline %d, after the abusers left %d" % (baseline, after))
         assert after == baseline, "fd leak: %d before, %d after\n%s" % (baseline, after, os.listdir("/proc/%d/fd" % b.proc.pid))
         for name in totals:
-            assert totals[name] > 0, "abuser %s never completed an action" % name
-        if TIMING:
-            assert statistics.median(medians) <= 3 * idle_median, \
-                "median latency under abuse %s > 3x the idle median %s" % (ms(statistics.median(medians)), ms(idle_median))
-            for r in reruns:
-                assert r <= 3 * idle_median, \
-                    "a round's latency under abuse was over 3x the idle median %s twice in a row (rerun: %s)" % (
-                        ms(idle_median), ms(r))
+            assert totals[name] >= MIN_ACTIONS * ROUNDS, "abuser %s: %d actions" % (name, totals[name])
 
 
 def test_accept_survives_fd_exhaustion():
@@ -348,14 +329,23 @@ def test_accept_survives_fd_exhaustion():
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.connect(b.socket)
             conns.append(s)
-        time.sleep(0.5 * PACE)
-        with open("/proc/%d/stat" % b.proc.pid) as f:
-            t0 = sum(int(x) for x in f.read().split()[13:15])
-        time.sleep(1.0)
-        with open("/proc/%d/stat" % b.proc.pid) as f:
-            t1 = sum(int(x) for x in f.read().split()[13:15])
-        busy = (t1 - t0) / os.sysconf("SC_CLK_TCK")
-        assert busy < 0.5, "daemon spins at %.0f%% CPU while out of fds" % (busy * 100)
+        # Out of fds, the daemon pauses accepting for ACCEPT_PAUSE_MS (100 ms) at a time, logging
+        # each pause. Between two looks at its log, it cannot have paused more often than the time
+        # between them allows, nor spent more CPU than half of it: a daemon that spins on the
+        # readable listening socket does both thousands of times over. A slow machine only makes
+        # fewer pauses and less CPU (was: CPU over a 1 s sleep, after a 0.5 s sleep).
+        def pauses():
+            return b.read_log().count("pausing new connections")
+
+        def cpu():
+            with open("/proc/%d/stat" % b.proc.pid) as f:
+                return sum(int(x) for x in f.read().split()[13:15]) / os.sysconf("SC_CLK_TCK")
+        wait_until(pauses, "the daemon to run out of fds")
+        p0, c0, t0 = pauses(), cpu(), time.monotonic()
+        wait_until(lambda: pauses() >= p0 + 5, "5 more pauses")
+        p1, c1, t1 = pauses(), cpu(), time.monotonic()
+        assert p1 - p0 <= (t1 - t0) / 0.1 + 2, "%d pauses in %.2f s: the daemon spins on EMFILE" % (p1 - p0, t1 - t0)
+        assert c1 - c0 < 0.5 * (t1 - t0) + 0.05, "daemon spins at %.0f%% CPU while out of fds" % (100 * (c1 - c0) / (t1 - t0))
         assert "result" in good.call_full("broker.info")[0]
         for s in conns:
             s.close()

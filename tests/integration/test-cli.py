@@ -9,9 +9,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
-from ifbtest import CTL, DAEMON, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, TEMPLATE, Broker, Cgroup, Skip, as_user, run
+from ifbtest import (CTL, DAEMON, NEST_VTD, NO_NEST_VTD, NOT_VFIO, SMMU, TEMPLATE, Broker, Cgroup, Skip, as_user, run,
+                     wait_until)
 
 NOBODY = 65534
 
@@ -97,10 +97,7 @@ def test_devices_follow_the_tree_not_a_list():
         proc = subprocess.Popen([DAEMON, "--socket", sock, "--runtime-dir", os.path.join(tmp, "run"), "--config", conf],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(500):
-                if os.path.exists(sock) or proc.poll() is not None:
-                    break
-                time.sleep(0.01)
+            wait_until(lambda: os.path.exists(sock) or proc.poll() is not None, "the daemon to listen", every=0.01)
             r = ctl_raw("--socket", sock, "--json", "devices")
             assert r.returncode == 0, r.stderr
             got = sorted(d["device"] for d in json.loads(r.stdout)["devices"])
@@ -301,10 +298,7 @@ def test_build_tree_daemon_needs_no_flags():
                              'mount -t tmpfs ifbtest /run && exec "$0" --socket "$1"', DAEMON, sock],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        for _ in range(500):
-            if os.path.exists(sock) or proc.poll() is not None:
-                break
-            time.sleep(0.01)
+        wait_until(lambda: os.path.exists(sock) or proc.poll() is not None, "the daemon to listen", every=0.01)
         assert proc.poll() is None, proc.stdout.read().decode()
         # its emulated root is the fixture tree, byte for byte, before any call probes a device
         # (the emulator keeps its live state in the device files)

@@ -228,11 +228,11 @@ def test_failure_injection_leaves_nothing():
         for step in CREATE_STEPS:
             with Broker(env={"IFB_FAULT": step}) as b:
                 c = b.client()
-                fds = b.open_fds()
+                fds = b.open_fds(c)
                 e = c.error("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
                 assert "EIO" == e["data"].get("errno"), (step, e)
                 assert b.call("vm.list")["vms"] == [], step
-                assert b.open_fds() == fds, (step, b.open_fds(), fds)
+                assert b.open_fds(c) == fds, (step, b.open_fds(c), fds)
                 state = read_state(b.runtime_dir)
                 assert state["vms"] == [], (step, state)
         for step in ATTACH_STEPS:
@@ -242,14 +242,14 @@ def test_failure_injection_leaves_nothing():
             with Broker(env={"IFB_FAULT": armed}) as b:
                 c = b.client()
                 c.call("vm.create", {"name": "g", "cgroup": cg.path, "options": {"handoff": "bound"}})
-                fds = b.open_fds()
+                fds = b.open_fds(c)
                 objs = objects(b, "g")
                 e = c.error("vm.attach", {"vm": "g", "devices": NEST_VTD})
                 assert e["data"].get("errno") == "EIO", (step, e)
                 vm = b.call("vm.show", {"vm": "g"})
                 assert vm["devices"] == [], (step, vm["devices"])
                 assert objects(b, "g") == objs, (step, objects(b, "g"), objs)
-                assert b.open_fds() == fds, (step, b.open_fds(), fds)
+                assert b.open_fds(c) == fds, (step, b.open_fds(c), fds)
                 owners = {d["device"]: d["owner"] for d in b.call("device.list")["devices"]}
                 assert owners[NEST_VTD[0]] is None and owners[NEST_VTD[1]] is None, (step, owners)
                 state = read_state(b.runtime_dir)

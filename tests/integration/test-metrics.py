@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from ifbtest import NEST_VTD, Broker, Cgroup, Skip, peer_holding, reclaimed, run
+from ifbtest import HANG, NEST_VTD, Broker, Cgroup, Skip, peer_holding, reclaimed, run, wait_until
 
 try:
     import prometheus_client  # noqa: F401
@@ -193,7 +193,7 @@ def scrape_with_node_exporter(directory):
                              "--collector.textfile", "--collector.textfile.directory=" + directory],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while True:
             try:
                 with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
@@ -217,19 +217,13 @@ def test_textfile():
             f.write("textfile=%s\n" % path)
         with b:
             # written at start-up (right after the daemon starts listening), before any call
-            deadline = time.monotonic() + 5
-            while not os.path.exists(path) and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: os.path.exists(path), "the textfile written at start-up")
             fams = families(open(path).read(), parse_prometheus_text)
             assert fams["ifb_vms"].samples[0].value == 0
             assert fams["ifb_rpc_calls"].type == "counter", fams["ifb_rpc_calls"]
             b.ctl("vm", "create", "db1", "--cgroup", cg.path, check=0)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                fams = families(open(path).read(), parse_prometheus_text)
-                if series(fams, "ifb_vm_state", vm="db1"):
-                    break
-                time.sleep(0.1)
+            fams = wait_until(lambda: (lambda f: f if series(f, "ifb_vm_state", vm="db1") else None)(
+                families(open(path).read(), parse_prometheus_text)), "db1 in the textfile", every=0.1)
             assert value(fams, "ifb_vm_state", vm="db1", state="ready") == 1
             scraped = scrape_with_node_exporter(os.path.dirname(path))
             assert "node_textfile_scrape_error 0" in scraped, scraped[-2000:]

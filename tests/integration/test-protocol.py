@@ -12,7 +12,8 @@ import subprocess
 import threading
 import time
 
-from ifbtest import (NEST_VTD, NO_NEST_VTD, SMMU, SOURCE, TEMPLATE, Broker, Cgroup, Client, run)
+from ifbtest import (HANG, NEST_VTD, NO_NEST_VTD, SMMU, SOURCE, TEMPLATE, Broker, Cgroup, Client, proc_fd_targets, run,
+                     wait_until)
 
 NOBODY = 65534
 
@@ -50,7 +51,7 @@ def assert_error(reply, code, id=None, name=None):
     return reply["error"]
 
 
-def assert_eof(c, timeout=5):
+def assert_eof(c, timeout=HANG):
     """The broker closed the connection (no further line)."""
     c.sock.settimeout(timeout)
     try:
@@ -69,35 +70,21 @@ def daemon_files(b):
     asynchronously and are counted by broker.info instead): where a leaked pipe, memfd or
     device fd would show up."""
     out = []
-    d = "/proc/%d/fd" % b.proc.pid
-    for fd in os.listdir(d):
-        try:
-            t = os.readlink(os.path.join(d, fd))
-        except FileNotFoundError:
-            continue
+    for t in proc_fd_targets(b.proc.pid).values():
         if not t.startswith("socket:") and t != "anon_inode:[pidfd]":   # a connection's peer pidfd
             out.append(t)
     return sorted(out)
 
 
-def wait_fds(b, want, timeout=5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if daemon_files(b) == want:
-            return
-        time.sleep(0.02)
-    raise AssertionError("daemon holds %s, baseline %s" % (daemon_files(b), want))
+def wait_fds(b, want, timeout=HANG):
+    wait_until(lambda: daemon_files(b) == want, "the daemon's files back to the baseline %s (has %s)"
+               % (want, daemon_files(b)), timeout)
 
 
-def wait_connections(b, want, timeout=5):
+def wait_connections(b, want, timeout=HANG):
     """Poll broker.info until the daemon counts want connections besides the asking one."""
-    deadline = time.monotonic() + timeout
-    while True:
-        n = b.call("broker.info")["counts"]["connections"] - 1
-        if n == want or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
-    assert n == want, "daemon has %d other connections, expected %d" % (n, want)
+    wait_until(lambda: b.call("broker.info")["counts"]["connections"] - 1 == want,
+               "the daemon to count %d other connections" % want, timeout)
 
 
 def proc_status(pid, key):
@@ -119,7 +106,7 @@ def pipe_probe(n):
     return rs, ws
 
 
-def assert_all_closed(rs, timeout=5):
+def assert_all_closed(rs, timeout=HANG):
     for r in rs:
         os.set_blocking(r, True)
         ready, _, _ = select.select([r], [], [], timeout)
@@ -369,7 +356,7 @@ def test_batch_limit():
 
 def connect_and_call(path):
     """A fresh connection: 'ok' if a call is answered, 'closed' if the broker hung up."""
-    c = Client(path, timeout=5)
+    c = Client(path)
     try:
         c.request("rpc.discover")
         c.recv()
@@ -390,13 +377,9 @@ def test_max_connections():
         assert st == "closed", "a 4th connection was served with max-connections=3"
         assert "max-connections" in b.read_log()
         held.pop().close()
-        deadline = time.monotonic() + 5
-        while True:
-            c, st = connect_and_call(b.socket)
-            if st == "ok" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert st == "ok", "a slot freed by a closed connection was not reused"
+        # the slot is free once the daemon has seen the close: a state to wait for
+        c = wait_until(lambda: (lambda c, st: c)(*connect_and_call(b.socket)),
+                       "a slot freed by a closed connection to be reused", every=0.05)
         held.append(c)
         for c in held:
             c.close()
@@ -404,7 +387,7 @@ def test_max_connections():
 
 NOBODY_PROBE = r"""
 import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(5); s.connect(sys.argv[1])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.settimeout(90); s.connect(sys.argv[1])
 s.sendall(b'{"jsonrpc":"2.0","method":"rpc.discover","id":1}\n')
 data = b""
 while b"\n" not in data:

@@ -87,11 +87,8 @@ if [ -s "$out/bzImage" ]; then       # built meanwhile, or built before headers 
     exit 0
 fi
 
-work=$CACHE/$key.partial
-log=$work/build.log
-rm -rf "$work"
+build_start "$key"
 mkdir -p "$work/src"
-t0=$(date +%s)
 say "building kernel $key (linux-source-6.12 $srcver, make -j$JOBS); full log: $log"
 
 fail() { build_fail "$@"; }
@@ -130,24 +127,11 @@ rc=0; build_run make_progress make ARCH=x86_64 -j"$JOBS" bzImage || rc=$?
 [ -s arch/x86/boot/bzImage ] || fail "make succeeded but arch/x86/boot/bzImage is missing"
 
 kver=$(cat include/config/kernel.release 2>/dev/null || echo unknown)
-new=$CACHE/$key.new
-rm -rf "$new"
-mkdir -p "$new"
 say "[$(elapsed)] make headers_install"
 install_headers "$work/src" "$new/headers" "$log" || fail "make headers_install"
 cp arch/x86/boot/bzImage "$new/bzImage"
 cp .config "$new/config"
 cp "$work/config.fragment" "$new/config.fragment"
-cp "$log" "$new/build.log"
-cat > "$new/info" <<EOF
-key=$key
-kernel_release=$kver
-linux_source_version=$srcver
-recipe_rev=$RECIPE_REV
-build_seconds=$(( $(date +%s) - t0 ))
-jobs=$JOBS
-built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-EOF
-build_publish "$new" "$out" "$work"
+build_finish "$key" "$out" "kernel_release=$kver" "linux_source_version=$srcver" "recipe_rev=$RECIPE_REV"
 say "[$(elapsed)] done: $out/bzImage (kernel $kver, $(stat -c %s "$out/bzImage") bytes)"
 result

@@ -108,11 +108,7 @@ if [ -x "$bin" ]; then
     exit 0
 fi
 
-t0=$(date +%s)
-work=$CACHE/$key.partial
-log=$work/build.log
-rm -rf "$work"
-mkdir -p "$work"
+build_start "$key"
 say "building QEMU $key (orig $srcver + ${#patches[@]} patches from contrib/qemu, ninja -j$JOBS); full log: $log"
 
 fail() { build_fail "$@"; }
@@ -177,27 +173,12 @@ rc=0; build_run ninja_progress ninja -j"$JOBS" qemu-system-x86_64 || rc=$?
 [ $rc = 0 ] || fail "ninja exited $rc"
 [ -x qemu-system-x86_64 ] || fail "ninja succeeded but qemu-system-x86_64 is missing"
 
-new=$CACHE/$key.new
-rm -rf "$new"
 mkdir -p "$new/patches"
 strip -o "$new/${bin##*/}" qemu-system-x86_64 || fail "strip"
 cp "${patches[@]}" "$new/patches/"
 version=$("$new/${bin##*/}" --version | head -n 1)
-cp "$log" "$new/build.log"
-cat > "$new/info" <<EOF
-key=$key
-qemu_version=$version
-orig=$orig_name
-orig_sha256=$orig_sha
-patches=$(cd "$PATCHDIR" && echo *.patch)
-python_tools=$(echo $deb_names)
-configure=${CONFIGURE_FLAGS[*]}
-recipe_rev=$RECIPE_REV
-configured_after_seconds=$t_conf
-build_seconds=$(( $(date +%s) - t0 ))
-jobs=$JOBS
-built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-EOF
-build_publish "$new" "$out" "$work"
+build_finish "$key" "$out" "qemu_version=$version" "orig=$orig_name" "orig_sha256=$orig_sha" \
+    "patches=$(cd "$PATCHDIR" && echo *.patch)" "python_tools=$(echo $deb_names)" \
+    "configure=${CONFIGURE_FLAGS[*]}" "recipe_rev=$RECIPE_REV" "configured_after_seconds=$t_conf"
 say "[$(elapsed)] done: $bin ($version, $(stat -c %s "$bin") bytes)"
 echo "$bin"

@@ -64,12 +64,12 @@ need_char_dev() { [ -c "$1" ] || fail "$1: missing or not a character device"; l
 # open a device node read-write and close it again (proves the driver behind it answers open)
 open_rw() { exec 3<>"$1" || fail "cannot open $1 read-write"; exec 3>&-; echo "opened $1 rw"; }
 
-# wait_for PATH [SECONDS]
+# wait_for PATH [SECONDS]: the deadline (default 60 s) only catches a hang; TCG on a busy host is slow
 wait_for() {
     _i=0
     while [ ! -e "$1" ]; do
         _i=$((_i + 1))
-        [ $_i -gt $((${2:-5} * 10)) ] && { fail "$1 did not appear within ${2:-5}s"; return 1; }
+        [ $_i -gt $((${2:-60} * 10)) ] && { fail "$1 did not appear within ${2:-60}s"; return 1; }
         sleep 0.1
     done
     ls -l "$1"
@@ -139,7 +139,7 @@ daemon_start() {
             return 1
         fi
         _i=$((_i + 1))
-        [ $_i -gt 100 ] && { fail "no socket $IFB_SOCKET after 10s; log:"; cat "$IFB_DAEMON_LOG" >&2; return 1; }
+        [ $_i -gt 1200 ] && { fail "no socket $IFB_SOCKET after 120s; log:"; cat "$IFB_DAEMON_LOG" >&2; return 1; }
         sleep 0.1
     done
     echo "iommufd-brokerd pid $IFB_DAEMON_PID listening on $IFB_SOCKET, cgroup $(cat /proc/$IFB_DAEMON_PID/cgroup)"

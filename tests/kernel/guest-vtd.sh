@@ -21,7 +21,7 @@ BDF1=$1 BDF2=$2
 need iommu-groups     sh -c "for b in $BDF1 $BDF2; do echo \$b: group \$(basename \$(readlink /sys/bus/pci/devices/\$b/iommu_group)); done"
 need bind-vfio-pci-1  bind_vfio "$BDF1"
 need bind-vfio-pci-2  bind_vfio "$BDF2"
-need vfio-cdevs       sh -c 'for n in 0 1; do [ -c /dev/vfio/devices/vfio$n ] || sleep 1; ls -l /dev/vfio/devices/vfio$n || exit 1; done'
+need vfio-cdevs       sh -c 'for n in 0 1; do i=0; while [ ! -c /dev/vfio/devices/vfio$n ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done; ls -l /dev/vfio/devices/vfio$n || exit 1; done'
 need vfio-cdev-sysfs  sh -c "ls /sys/bus/pci/devices/$BDF1/vfio-dev/ /sys/bus/pci/devices/$BDF2/vfio-dev/"
 need vfio-cdev-open   open_rw /dev/vfio/devices/vfio0
 need cgroup-memory    cg_setup

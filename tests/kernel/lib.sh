@@ -30,8 +30,11 @@ ensure_deps() {
 }
 
 # ---- cached builds (build-kernel.sh, build-qemu.sh) -------------------------------------------
-# A build runs under build_lock, keeps its clock in $t0 and its log in $log, and ends in
-# build_publish; build_fail reports it.
+# A build of cache entry $CACHE/KEY: build_lock; build_start KEY (its clock $t0, its work tree
+# $work with the log $log, the tree $new it assembles); build_run for the long step (a progress
+# line every $EVERY seconds); build_finish KEY OUT, which writes $new/info and renames $new to
+# OUT in one step (build_publish). build_fail reports a failure and leaves no entry: OUT is only
+# ever a whole build. tests/kernel/test-build-lib.sh runs this cold path with a tiny fake build.
 
 # build_lock DIR WHAT: one build at a time per cache directory (fd 9 holds DIR/.build.lock).
 build_lock() {
@@ -44,13 +47,26 @@ build_lock() {
 
 elapsed() { fmt_secs $(( $(date +%s) - t0 )); }
 
-# build_fail MESSAGE: what failed after how long, with the end of $log; exits 1.
+# build_start KEY: with the lock held, a fresh work tree $work = $CACHE/KEY.partial (log: $log)
+# and a fresh $new = $CACHE/KEY.new for what build_finish publishes; the clock $t0 starts.
+build_start() {
+    t0=$(date +%s)
+    work=$CACHE/$1.partial
+    new=$CACHE/$1.new
+    log=$work/build.log
+    rm -rf "$work" "$new"
+    mkdir -p "$work" "$new"
+}
+
+# build_fail MESSAGE: what failed after how long, with the end of $log; exits 1. The half-made
+# $new goes (no entry is published); $work stays, with the whole log.
 build_fail() {
     say "FAILED after $(elapsed): $*"
     if [ -f "$log" ]; then
         say "last 40 lines of $log:"
         tail -n 40 "$log" | sed 's/^/    /' >&2
     fi
+    [ -z "${new:-}" ] || rm -rf "$new"
     exit 1
 }
 
@@ -82,4 +98,20 @@ build_publish() {
     mv -T "$1" "$2"
     cd /
     rm -rf "$3"
+}
+
+# build_finish KEY OUT [NAME=VALUE]...: $new gets the build log and its info file (key, the
+# given lines, build_seconds, jobs, built), then replaces OUT (build_publish).
+build_finish() {
+    local key=$1 out=$2
+    shift 2
+    cp "$log" "$new/build.log"
+    {
+        echo "key=$key"
+        [ $# -eq 0 ] || printf '%s\n' "$@"
+        echo "build_seconds=$(( $(date +%s) - t0 ))"
+        echo "jobs=$JOBS"
+        echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    } > "$new/info"
+    build_publish "$new" "$out" "$work"
 }

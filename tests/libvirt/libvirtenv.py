@@ -100,13 +100,13 @@ class Libvirtd:
         return self
 
     def start_libvirtd(self):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 90   # only catches a hang
         while not os.path.exists("/run/libvirt/virtlogd-sock") and time.monotonic() < deadline:
             time.sleep(0.05)
         self.dlog = open(os.path.join(self.logdir, "libvirtd.out"), "ab")
         self.libvirtd = subprocess.Popen(["libvirtd", "-f", "/etc/libvirt/libvirtd.conf"],
                                          stdout=self.dlog, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120   # only catches a hang
         while time.monotonic() < deadline:
             if self.libvirtd.poll() is not None:
                 raise AssertionError("libvirtd exited %s:\n%s" % (self.libvirtd.returncode, self.log()))

@@ -20,7 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 import libvirtenv as L  # noqa: E402
-from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, RpcError, cgroup2_mount, run  # noqa: E402
+from ifbtest import (HANG, BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, RpcError, cgroup2_mount, proc_fd_targets,  # noqa: E402
+                     run)
 
 HOOK = os.path.join(BUILD, "client", "iommufd-broker-hook")
 CTL = os.path.join(BUILD, "client", "iommufdctl")
@@ -119,7 +120,7 @@ def calls():
         return []
 
 
-def wait_for(cond, timeout=20, what="condition"):
+def wait_for(cond, timeout=HANG, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = cond()
@@ -238,7 +239,8 @@ def test_start_gives_qemu_its_fds_and_destroy_frees_them():
         vfio = [t for t in fds.values() if "/vfio/devices/vfio" in t]
         assert len(vfio) == 2, fds
         # fresh opens: the broker keeps no copy of a device fd it handed out
-        mine = [os.readlink("/proc/%d/fd/%s" % (broker.proc.pid, f)) for f in os.listdir("/proc/%d/fd" % broker.proc.pid)]
+        # (an fd the daemon closes between the listing and the readlink is just not there)
+        mine = list(proc_fd_targets(broker.proc.pid).values())
         assert not [t for t in mine if "/vfio/devices/vfio" in t], mine
         assert ("%s prepare begin" % name).split() in [list(c) for c in calls()]
         assert [c[1] for c in calls() if c[0] == name][-3:] == ["prepare", "start", "started"], calls()
@@ -331,7 +333,7 @@ def test_watcher_reconnects_and_reaps_after_libvirtd_restart():
     libvirtd.stop_libvirtd()
     wait_for(lambda: not broker.call("broker.info")["libvirt_connected"], what="the broker to notice")
     libvirtd.start_libvirtd()
-    wait_for(lambda: broker.call("broker.info")["libvirt_connected"], timeout=60, what="the broker to reconnect")
+    wait_for(lambda: broker.call("broker.info")["libvirt_connected"], what="the broker to reconnect")
     wait_for(lambda: "ifb-lv-gone" not in guest_names(), what="the reconcile")
     assert "not-libvirt" in guest_names()
     broker.call("vm.destroy", {"vm": "not-libvirt"})

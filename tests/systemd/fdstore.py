@@ -165,7 +165,7 @@ class ServiceManager:
             return [n for n, _ in self.store]
 
     # ---- the service ---------------------------------------------------------------------
-    def start(self, wait_ready=True, timeout=15):
+    def start(self, wait_ready=True, timeout=ifbtest.HANG):
         """Start the daemon as systemd would (after a crash or restart: with the stored fds)."""
         b = self.broker
         fds, names = [], []
@@ -200,7 +200,7 @@ class ServiceManager:
             self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout=15):
+    def wait_ready(self, timeout=ifbtest.HANG):
         deadline = time.monotonic() + timeout
         while not self.ready:
             if self.proc.poll() is not None:
@@ -218,7 +218,7 @@ class ServiceManager:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(15)
+                self.proc.wait(ifbtest.HANG)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

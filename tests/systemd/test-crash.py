@@ -1,7 +1,12 @@
 """Crash test: kill -9 at random points during a mixed workload of 256 guests, each
 restart going through the fd-store harness (fdstore.py, systemd's role). After every restart:
 each acknowledged guest is there with exactly its acknowledged devices (the one operation in
-flight is whole or absent), nothing half-made remains, and the daemon's fds match the registry."""
+flight is whole or absent), nothing half-made remains, and the daemon's fds match the registry.
+
+The workload is counted, not timed (issue 27): each round kills the daemon after a random number
+of acknowledged operations, and the rounds add up to at least 2 operations per guest, enough for
+the mix below (creates while a guest is missing, 5% destroys) to hold well over half the guests.
+A slow machine (ASan, a busy 2-core box) does the same work, later."""
 import importlib.util
 import os
 import random
@@ -28,7 +33,10 @@ ROUNDS = int(os.environ.get("IFB_CRASH_ROUNDS", "8"))
 
 def test_kill9_during_mixed_workload_of_256_guests():
     # See the module docstring; the model is what the daemon acknowledged.
-    rng = random.Random(int(os.environ.get("IFB_SEED", "0")) or int(time.time()))
+    seed = int(os.environ.get("IFB_SEED", "0")) or int(time.time())
+    print("IFB_SEED=%d" % seed)
+    rng = random.Random(seed)
+    per_round = max(1, 2 * GUESTS // ROUNDS)
     tmpl = tempfile.mkdtemp(prefix="ifbcrash-tmpl-")
     devices = subprocess.run([sys.executable, os.path.join(SOURCE, "tests", "bench", "gen-template.py"),
                               os.path.join(tmpl, "t"), str(GUESTS * 2)],
@@ -43,10 +51,9 @@ def test_kill9_during_mixed_workload_of_256_guests():
     try:
         with ServiceManager(broker=broker) as sm:
             for rnd in range(ROUNDS):
-                killer = Killer(sm.proc.pid, rng.uniform(0.05, 1.5))
-                killer.start()
-                in_doubt = None
-                while not killer.done.is_set():
+                # killed after 2-4 operations per guest and round (>= 2 per guest in all)
+                killer = Killer(sm.proc.pid, rng.randint(per_round, 2 * per_round))
+                while True:
                     owned = set().union(*model.values()) if model else set()
                     free = [d for d in devices if d not in owned]
                     name = rng.choice(names)
@@ -63,13 +70,13 @@ def test_kill9_during_mixed_workload_of_256_guests():
                         op = ("vm.destroy", {"vm": name})
                     else:
                         op = ("vm.show", {"vm": name})
-                    in_doubt = call_and_model(sm, op, model, timeout=10)
+                    in_doubt = call_and_model(sm, op, model)
                     if in_doubt:
                         break
                     ops += 1
-                killer.join()
+                    killer.acknowledged()
+                killer.reap(sm, in_doubt)
                 kills += 1
-                sm.proc.wait()
                 sm.pump()
                 sm.start()
                 vms, _ = check_invariants(sm)
@@ -78,7 +85,8 @@ def test_kill9_during_mixed_workload_of_256_guests():
                 model = got
             print("%d acknowledged operations, %d kills, %d guests with %d devices at the end"
                   % (ops, kills, len(model), sum(len(d) for d in model.values())))
-            assert len(model) >= min(GUESTS // 2, 64), "the workload never got near %d guests" % GUESTS
+            assert ops >= ROUNDS * per_round, (ops, ROUNDS * per_round)
+            assert len(model) >= GUESTS // 2, "%d operations left %d guests of %d" % (ops, len(model), GUESTS)
     finally:
         root.remove()
         subprocess.run(["rm", "-rf", tmpl])

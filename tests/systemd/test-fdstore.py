@@ -43,23 +43,20 @@ def where_stuck(pid):
     return "\n".join(out)
 
 
-def workers_idle(b, timeout=30):
+def workers_idle(b, timeout=ifbtest.HANG):
     """Wait until no worker runs or waits: after a restart, release workers may still be closing
     fds of no guest, and the restored contexts are tidied once they are done."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def idle():
         w = b.call("broker.info")["workers"]
-        if w["running"] == 0 and w["waiting"] == 0:
-            return
-        assert time.monotonic() < deadline, "workers still busy after %d s: %r" % (timeout, w)
-        time.sleep(0.05)
+        return w["running"] == 0 and w["waiting"] == 0
+    ifbtest.wait_until(idle, "the workers to end", timeout, every=0.05)
 
 
 def snapshot(sm):
     """Everything a client can see about the guests, by name (device.list may probe devices in
     a worker first, each bind and close a modelled reset: hence the long timeout)."""
     workers_idle(sm.broker)
-    c = Client(sm.broker.socket, timeout=60)
+    c = Client(sm.broker.socket)
     try:
         vms = {v["name"]: c.call("vm.show", {"vm": v["name"]}) for v in c.call("vm.list")["vms"]}
         owners = {d["device"]: d["owner"] for d in c.call("device.list")["devices"] if d["vfio"]}
@@ -74,12 +71,7 @@ def snapshot(sm):
 def daemon_held_fds(sm):
     """The guest fds the daemon process holds: emulated contexts (memfds) and device cdevs."""
     n = 0
-    fd_dir = "/proc/%d/fd" % sm.proc.pid
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except FileNotFoundError:
-            continue
+    for target in ifbtest.proc_fd_targets(sm.proc.pid).values():
         if "ifb-emulated-iommufd" in target or "/dev/vfio/devices/" in target:
             n += 1
     return n
@@ -145,7 +137,7 @@ def metrics_fdstore_fds(b):
 def fresh_request_after_ready(sm):
     """READY=1 means state loaded and socket listening: the very first request is answered."""
     assert sm.ready
-    c = Client(sm.broker.socket, timeout=5)
+    c = Client(sm.broker.socket)
     try:
         return c.call("vm.list")
     finally:
@@ -158,14 +150,14 @@ def test_ready_only_when_listening():
     sm = ServiceManager(socket_activated=False, watchdog_usec=400000)
     try:
         sm.start()
-        c = Client(sm.broker.socket, timeout=5)
+        c = Client(sm.broker.socket)
         c.call("broker.info")
         c.close()
         ready = [f for _, f in sm.messages if f.get("READY") == "1"]
         assert len(ready) == 1 and "guests" in ready[0].get("STATUS", ""), ready
-        time.sleep(0.6)
-        sm.pump()
-        assert any(f.get("WATCHDOG") == "1" for _, f in sm.messages), "no WATCHDOG=1 with WATCHDOG_USEC set"
+        # the first keep-alive is an event to wait for, not a time to sleep through
+        ifbtest.wait_until(lambda: sm.pump(0.1) or any(f.get("WATCHDOG") == "1" for _, f in sm.messages),
+                           "WATCHDOG=1 with WATCHDOG_USEC set", every=0)
         sm.kill(signal.SIGTERM)
         assert sm.proc.returncode == 0, sm.proc.returncode
         assert any(f.get("STOPPING") == "1" for _, f in sm.messages), "no STOPPING=1"
@@ -293,34 +285,70 @@ def test_kill9_between_operations():
 
 
 class Killer(threading.Thread):
-    """SIGKILLs the daemon after a random delay (the main thread keeps operating meanwhile)."""
+    """SIGKILLs the daemon once `after` operations have been acknowledged (acknowledged() counts
+    them): from then on a thread kills it at once while the main thread goes on operating, so the
+    kill lands between two operations or inside the next one, wherever the daemon is. The round
+    is a count of acknowledged operations, never a time: a slow daemon does the same work per
+    round, only later."""
 
-    def __init__(self, pid, delay):
+    def __init__(self, pid, after):
         super().__init__(daemon=True)
-        self.pid, self.delay, self.done = pid, delay, threading.Event()
+        self.pid, self.after, self.acked = pid, after, 0
+        self.armed, self.done = threading.Event(), threading.Event()
+        self.start()
+
+    def acknowledged(self):
+        self.acked += 1
+        if self.acked >= self.after:
+            self.armed.set()
 
     def run(self):
-        time.sleep(self.delay)
+        self.armed.wait()
         try:
             os.kill(self.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.done.set()
 
+    def reap(self, sm, in_doubt):
+        """After the call that failed: it failed because of our kill, and the daemon died of it
+        (not of a crash of its own, nor did a call fail before the kill was due)."""
+        assert self.armed.is_set(), "%s %r failed after %d of %d operations, before the kill:\n%s" % (
+            in_doubt[0], in_doubt[1], self.acked, self.after, sm.broker.read_log()[-3000:])
+        self.join()
+        sm.proc.wait()
+        assert sm.proc.returncode == -signal.SIGKILL, "the daemon died of %s, not of our SIGKILL:\n%s" % (
+            sm.proc.returncode, sm.broker.read_log()[-3000:])
 
-def call_and_model(sm, op, model, timeout):
+
+def call_and_model(sm, op, model, timeout=ifbtest.HANG):
     """Make one call; on success apply it to model (name -> set of devices) and return None. A
-    refusal fails the test; a connection cut by a kill returns op, now in doubt."""
+    refusal fails the test; a connection cut by a kill returns op, now in doubt. The harness keeps
+    the listening socket (socket activation), so a call made after the kill connects and waits
+    for an answer that never comes: the daemon's death ends that wait, not a time; a daemon alive
+    that does not answer within timeout hangs."""
     try:
-        c = Client(sm.broker.socket, timeout=timeout)
+        c = Client(sm.broker.socket, timeout=0.1)
         try:
-            c.call(*op)
+            c.request(*op)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    reply, fds = c.recv()
+                    break
+                except TimeoutError:
+                    if sm.proc.poll() is not None:
+                        return op
+                    assert time.monotonic() < deadline, "%s %r: no answer within %g s (a hang):\n%s" % (
+                        op[0], op[1], timeout, where_stuck(sm.proc.pid))
+            for fd in fds:
+                os.close(fd)
         finally:
             c.close()
-    except RpcError as e:
-        raise AssertionError("%s %r refused: %s" % (op[0], op[1], e))
     except (OSError, EOFError, ValueError):
         return op
+    if "error" in reply:
+        raise AssertionError("%s %r refused: %s" % (op[0], op[1], reply["error"]))
     method, p = op
     if method == "vm.create":
         model[p["name"]] = set()
@@ -352,7 +380,9 @@ def test_kill9_during_operations():
     # A client creates, attaches, detaches and destroys guests as fast as it can while the daemon
     # is SIGKILLed at random moments and restarted. Every acknowledged guest and device is there
     # after each restart; the one operation in flight is either whole or absent; nothing orphaned.
-    rng = random.Random(int(os.environ.get("IFB_SEED", "0")) or int(time.time()))
+    seed = int(os.environ.get("IFB_SEED", "0")) or int(time.time())
+    print("IFB_SEED=%d" % seed)
+    rng = random.Random(seed)
     rounds = int(os.environ.get("IFB_KILL_ROUNDS", "12"))
     root = Cgroup("during")
     names = ["v%d" % i for i in range(4)]
@@ -362,10 +392,9 @@ def test_kill9_during_operations():
     try:
         with ServiceManager() as sm:
             for rnd in range(rounds):
-                killer = Killer(sm.proc.pid, rng.uniform(0.02, 0.4))
-                killer.start()
-                in_doubt = None
-                while not killer.done.is_set():
+                # killed after 1-40 acknowledged operations (the old 0.02-0.4 s at full speed)
+                killer = Killer(sm.proc.pid, rng.randint(1, 40))
+                while True:
                     free = [d for d in VFIO if all(d not in devs for devs in model.values())]
                     choice = rng.random()
                     name = rng.choice(names)
@@ -378,19 +407,18 @@ def test_kill9_during_operations():
                         op = ("vm.detach", {"vm": name, "device": rng.choice(sorted(model[name]))})
                     else:
                         op = ("vm.destroy", {"vm": name})
-                    in_doubt = call_and_model(sm, op, model, timeout=5)
+                    in_doubt = call_and_model(sm, op, model)
                     if in_doubt:
                         break
                     ops_done += 1
-                killer.join()
-                sm.proc.wait()
+                    killer.acknowledged()
+                killer.reap(sm, in_doubt)
                 sm.pump()
                 sm.start()
                 vms, _ = check_invariants(sm)
                 got = {n: {d["device"] for d in v["devices"]} for n, v in vms.items()}
                 assert_matches_model(rnd, model, got, in_doubt)
                 model = got
-            assert ops_done > rounds, "too few operations between kills (%d)" % ops_done
             print("%d operations, %d kills, %d guests at the end" % (ops_done, rounds, len(model)))
     finally:
         root.remove()
@@ -399,13 +427,15 @@ def test_kill9_during_operations():
 def test_crash_after_fdstore_released_by_a_worker():
     # The daemon dies right after storing an attached device's fd, before the guest's state says
     # so: the restart finds a device fd of no guest and an HWPT nobody references. The fd goes
-    # to a release worker (on hardware its last close resets the device: here 2 s, paid by the
+    # to a release worker (on hardware its last close resets the device: here 1 s, paid by the
     # worker), so READY=1 does not wait for it and the device is still bound right after; then
-    # the HWPT is destroyed and the device can be attached again.
+    # the HWPT is destroyed and the device can be attached again. An ordering, not a time: the
+    # release worker is stopped (SIGSTOP) as soon as it appears, and READY=1 must come while it
+    # is stopped; the device is then still in the context whatever the machine's speed.
     reset_ms = 1000
     root = Cgroup("orphan")
     g = root.child("g")
-    b = ifbtest.Broker(config="[emulated]\ndevice-reset-ms=%d\n" % reset_ms,
+    b = ifbtest.Broker(config="[emulated]\ndevice-reset-ms=%d\n[broker]\nworker-timeout-ms=600000\n" % reset_ms,
                        env={"IFB_FAULT": "crash-after-fdstore@2"})   # 1: g's context, 2: the device
     try:
         with ServiceManager(broker=b) as sm:
@@ -419,22 +449,25 @@ def test_crash_after_fdstore_released_by_a_worker():
             assert sm.proc.returncode == -signal.SIGKILL, sm.proc.returncode
             assert len(sm.names()) == 2, sm.names()   # the context and the device fd
             b.env.pop("IFB_FAULT")
-            start = time.monotonic()
-            sm.start()
-            ready_after = time.monotonic() - start
-            assert ready_after < reset_ms / 1000 * 0.75, \
-                "READY=1 after %.2f s: the orphaned device was closed (reset) before it" % ready_after
-            vm = b.call("vm.show", {"vm": "g"})
-            assert [o["type"] for o in vm["context_objects"] if o["type"] == "device"] == ["device"], \
-                "the orphaned device is not being released by a worker after READY=1: %r" % vm
-            deadline = time.monotonic() + 15
-            while True:
+            sm.start(wait_ready=False)
+            # the release worker (the daemon's one child; its close of the device takes reset_ms),
+            # started before or after READY=1 (spawns wait for a main-loop turn)
+            worker = ifbtest.wait_until(lambda: ifbtest.workers(sm.proc.pid), "the release worker", every=0.001)
+            os.kill(worker[0], signal.SIGSTOP)
+            try:
+                sm.wait_ready()   # while the worker cannot end: READY=1 does not wait for it
+                vm = b.call("vm.show", {"vm": "g"})
+                assert [o["type"] for o in vm["context_objects"] if o["type"] == "device"] == ["device"], \
+                    "the orphaned device is not being released by a worker after READY=1: %r" % vm
+                assert b.call("broker.info")["workers"]["running"] == 1
+            finally:
+                os.kill(worker[0], signal.SIGCONT)
+
+            def released():
                 vm = b.call("vm.show", {"vm": "g"})
                 left = [o for o in vm.get("context_objects", []) if o["type"] in ("device", "hwpt-paging")]
-                if not left:
-                    break
-                assert time.monotonic() < deadline, "still in the context: %r" % left
-                time.sleep(0.1)
+                return vm if not left else None
+            vm = ifbtest.wait_until(released, "the release worker to empty the context", every=0.1)
             assert vm["devices"] == [], vm
             assert "1 device fds of no guest are closed by release workers" in b.read_log(), b.read_log()[-2000:]
             check_invariants(sm)

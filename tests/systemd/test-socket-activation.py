@@ -11,7 +11,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from ifbtest import BUILD, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, Skip, as_user, in_cgroup, in_child, run  # noqa: E402
+from ifbtest import BUILD, HANG, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, Skip, as_user, in_cgroup, in_child, run  # noqa: E402
 
 NO_CLONE3 = os.path.join(BUILD, "tests", "helpers", "no-clone3")
 
@@ -29,7 +29,7 @@ class Activated:
         b = self.b
         b.logf = open(b.log, "ab")
         b.proc = subprocess.Popen(self.cmd, stdout=b.logf, stderr=subprocess.STDOUT, env=b.env)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while not os.path.exists(b.socket):
             assert b.proc.poll() is None, b.read_log()
             assert time.monotonic() < deadline, "systemd-socket-activate did not listen"
@@ -63,7 +63,7 @@ def test_raw_client_and_guest_under_socket_activation():
     g = root.child("g")
     try:
         with Activated() as b:
-            c = Client(b.socket, timeout=10)
+            c = Client(b.socket)
             vm = c.call("vm.create", {"name": "g", "cgroup": g.path, "options": {"handoff": "bound"}})
             assert vm["state"] == "ready", vm
             vm = c.call("vm.attach", {"vm": "g", "devices": NEST_VTD})
