@@ -14,19 +14,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ifbtest import (NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, as_user, in_cgroup, read_state,  # noqa: E402
-                     reclaimed, run)
+from ifbtest import (HANG, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, as_user, in_cgroup, read_state,  # noqa: E402
+                     reclaimed, run, wait_until)
 
 
-def wait_for(what, pred, timeout=20):
-    """Poll pred() until it is true; the deadline only catches a hang."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for " + what)
+def wait_for(what, pred, timeout=HANG):
+    """pred()'s first true value; the deadline only catches a hang (ifbtest.HANG)."""
+    return wait_until(pred, what, timeout)
 
 
 # ---- fd exhaustion while a device is opened -----------------------------------------------
@@ -50,7 +44,7 @@ def test_fd_exhaustion_is_reported_as_such():
     with Cgroup("emfile") as cg, Broker() as b:
         c = b.client()
         c.call("vm.create", {"name": "g", "cgroup": cg.path})
-        b.open_fds()   # settled: nothing else opens fds while the limit is low
+        b.open_fds(c)   # settled: nothing else opens fds while the limit is low
         soft, hard = resource.prlimit(b.proc.pid, resource.RLIMIT_NOFILE)
         names = []
         try:
@@ -163,7 +157,7 @@ def test_restore_sets_aside_overlapping_state():
 
 # ---- files planted at the metrics textfile's path -----------------------------------------
 
-def rewrites(path, n, timeout=20):
+def rewrites(path, n, timeout=HANG):
     """Wait until path has been replaced n times (each write renames a new file over it)."""
     seen = set()
 
@@ -336,7 +330,7 @@ def test_one_uid_many_connections_one_share():
     with Broker(config="[access]\nadmin-group=nogroup\n[limits]\nexpensive-calls-per-second=0\nmax-pending=4096\n") as b:
         flood = [connect_as(b.socket, NOBODY) for _ in range(20)]
         root = b.client()
-        b.open_fds()   # every connection accepted
+        b.open_fds(root, connections=len(flood) + 1)   # every connection accepted
         b.proc.send_signal(signal.SIGSTOP)
         try:
             for c in flood:
@@ -409,7 +403,7 @@ def test_fds_queued_for_peers_that_never_read():
             os._exit(0)
         os.read(ready_r, 1)
         assert b.call("broker.info")["version"]   # served meanwhile
-        held = b.open_fds()
+        held = b.open_fds(connections=3)   # the two that never read, and the one asking
         assert held <= base + 2 + 2 * 64, (base, held)
         wait_for("the two connections closed", lambda: b.read_log().count("in replies it has not read") >= 2)
         os.write(go_w, b"x")

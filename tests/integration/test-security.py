@@ -656,7 +656,7 @@ def test_one_slice_of_work_per_connection_per_turn():
         for x in (a, c):
             x.call("broker.info")   # accepted and served: both are the daemon's connections
         payload = b"".join((json.dumps({"jsonrpc": "2.0", "method": "vm.create", "params": {
-            "name": "s%04d" % i, "cgroup": "/ifb-none", "options": {"defer": True}}}) + "\n").encode() for i in range(n))
+            "name": "s%04d" % i, "cgroup": "/ifb-none/s%04d" % i, "options": {"defer": True}}}) + "\n").encode() for i in range(n))
         a.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * len(payload))
         os.kill(b.proc.pid, signal.SIGSTOP)
         try:

@@ -13,11 +13,10 @@ import socket
 import subprocess
 import struct
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from ifbtest import (BUILD, NOBODY, SMMU, VMM_PEER, Broker, Cgroup, Client, RpcError, as_user,  # noqa: E402
-                     in_cgroup, in_child, peer, run)
+                     in_cgroup, in_child, peer, run, wait_until)
 
 NO_PEERPIDFD = os.path.join(BUILD, "tests", "helpers", "no-peerpidfd")
 CAP_KILL = 5
@@ -163,16 +162,12 @@ def test_refusals_logged_with_their_reason_and_guest():
                 return Client(b.socket).call_full("vm.create", {"name": "other", "cgroup": cg.path})[0]
             assert err_name(in_child(create_as_nobody)) == "permission-denied"
 
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            def refusals():
                 entries = journal.read()
                 fds = [e for e in entries if e.get("IFB_VM") == "jg" and "vm.fds" in e.get("MESSAGE", "")]
                 create = [e for e in entries if e.get("IFB_VM") == "other"]
-                if fds and create:
-                    break
-                time.sleep(0.02)
-            else:
-                raise AssertionError("no refusal with IFB_VM= in the journal: %r\nlog: %s" % (entries, b.read_log()))
+                return (fds, create) if fds and create else None
+            fds, create = wait_until(refusals, "refusals with IFB_VM= in the journal")
             assert fds[0]["IFB_VM_UUID"] == g["uuid"], fds
             # the real reason: the guest's cgroup and where the peer is
             assert cg.path in fds[0]["MESSAGE"], fds
