@@ -4,6 +4,7 @@
  * validated as the kernel's iommufd does and run on the context's object table.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <stdint.h>
 #include <string.h>
@@ -361,6 +362,9 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
   return 0;
 }
 
+/* IOMMU_VIOMMU_ALLOC, in the kernel's order of checks: the command, the device, whether its
+ * driver offers this type (emul_dev_viommu_type()), then the HWPT, which must be a NEST_PARENT.
+ * A selftest-typed vIOMMU's data is optional and only echoed by the mock: not modelled. */
 static int
 emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
 {
@@ -371,7 +375,7 @@ emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
     return -EOPNOTSUPP;
   if (!emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE) || !(dev = emul_device_of (t, cmd->dev_id)))
     return -ENOENT;
-  if (dev->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 || cmd->type != IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3)
+  if (!emul_dev_viommu_type (dev, cmd->type))
     return -EOPNOTSUPP;
   hwpt = emul_get (t, cmd->hwpt_id, IFB_UAPI_OBJ_HWPT_PAGING);
   if (!hwpt)
@@ -388,30 +392,88 @@ emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
   return 0;
 }
 
+static uint64_t
+emul_virt_id (const EmulObject *vdev)
+{
+  return (uint64_t) vdev->flags << 32 | vdev->aux;
+}
+
+/* IOMMU_VDEVICE_ALLOC: the vIOMMU, the device (behind the same IOMMU as the vIOMMU's), at most
+ * one vDEVICE per device (in any vIOMMU), and a virtual id once per vIOMMU (its xarray). A
+ * 64-bit kernel takes any virt_id (it indexes an xarray by unsigned long). */
 static int
 emul_vdevice_alloc (EmulTable *t, struct ifb_iommu_vdevice_alloc *cmd)
 {
-  EmulObject *viommu, *o;
+  EmulObject *viommu, *dev, *o;
 
   viommu = emul_get (t, cmd->viommu_id, IFB_UAPI_OBJ_VIOMMU);
   if (!viommu)
     return -ENOENT;
-  if (!emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE))
+  dev = emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE);
+  if (!dev || !emul_device_of (t, cmd->dev_id))
     return -ENOENT;
-  if (cmd->virt_id > UINT32_MAX)
+  if (viommu->iommu_type != emul_device_of (t, cmd->dev_id)->iommu_type)
     return -EINVAL;
-  if (viommu->dev_id != cmd->dev_id && viommu->iommu_type != emul_get (t, cmd->dev_id, 0)->iommu_type)
-    return -EINVAL;
-  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++)
-    if (t->objects[i].type == IFB_UAPI_OBJ_VDEVICE && t->objects[i].dev_id == cmd->dev_id)
+  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++) {
+    const EmulObject *v = &t->objects[i];
+    if (v->type != IFB_UAPI_OBJ_VDEVICE)
+      continue;
+    if (v->dev_id == cmd->dev_id)
       return -EEXIST;
+    if (v->parent_id == cmd->viommu_id && emul_virt_id (v) == cmd->virt_id)
+      return -EEXIST;
+  }
   o = emul_alloc (t, cmd->dev_id, viommu->iommu_type);
   if (!o)
     return -ENOMEM;
   o->parent_id = cmd->viommu_id;
   o->aux = (uint32_t) cmd->virt_id;
+  o->flags = (uint32_t) (cmd->virt_id >> 32);
   cmd->out_vdevice_id = emul_id (t, o);
   emul_publish (o, IFB_UAPI_OBJ_VDEVICE);
+  return 0;
+}
+
+/*
+ * IOMMU_VEVENTQ_ALLOC: one vEVENTQ per type per vIOMMU. The kernel's vEVENTQ is an anonymous
+ * file; its read() hands out, for each queued event, a struct iommufd_vevent_header then the
+ * event's record, and returns 0 when the queue is empty (it never blocks). The emulated IOMMU
+ * raises no events, so its queue is always empty, and a pipe whose write end is closed reads
+ * exactly so: read() returns 0, pread() fails with ESPIPE (the kernel's file is not seekable).
+ * Two differences, documented rather than modelled: poll() reports POLLHUP where the kernel
+ * reports nothing, and the emulator cannot see the fd's last close, so destroying a vEVENTQ
+ * whose fd is still open succeeds (the kernel's open file holds a user: EBUSY). The fd is made
+ * after the object, as the kernel's is, and only a published object gets one.
+ */
+static int
+emul_veventq_alloc (EmulTable *t, struct ifb_iommu_veventq_alloc *cmd)
+{
+  EmulObject *viommu, *o;
+  int p[2];
+
+  if (cmd->flags || cmd->__reserved || cmd->type == IFB_IOMMU_VEVENTQ_TYPE_DEFAULT)
+    return -EOPNOTSUPP;
+  if (!cmd->veventq_depth)
+    return -EINVAL;
+  viommu = emul_get (t, cmd->viommu_id, IFB_UAPI_OBJ_VIOMMU);
+  if (!viommu)
+    return -ENOENT;
+  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++)
+    if (t->objects[i].type == IFB_UAPI_OBJ_VEVENTQ && t->objects[i].parent_id == cmd->viommu_id &&
+        t->objects[i].aux == cmd->type)
+      return -EEXIST;
+  o = emul_alloc (t, viommu->dev_id, viommu->iommu_type);
+  if (!o)
+    return -ENOMEM;
+  if (pipe2 (p, O_CLOEXEC) < 0)
+    return -errno;
+  close (p[1]);
+  o->parent_id = cmd->viommu_id;
+  o->aux = cmd->type;
+  o->flags = cmd->veventq_depth;
+  cmd->out_veventq_id = emul_id (t, o);
+  cmd->out_veventq_fd = (uint32_t) p[0];
+  emul_publish (o, IFB_UAPI_OBJ_VEVENTQ);
   return 0;
 }
 
@@ -479,6 +541,9 @@ emul_iommufd_ioctl (int fd, unsigned long request, void *arg)
     return r;
   case IFB_IOMMU_VDEVICE_ALLOC:
     EMUL_CMD (emul_vdevice_alloc, struct ifb_iommu_vdevice_alloc, IFB_IOMMU_VDEVICE_ALLOC_MIN_SIZE);
+    return r;
+  case IFB_IOMMU_VEVENTQ_ALLOC:
+    EMUL_CMD (emul_veventq_alloc, struct ifb_iommu_veventq_alloc, IFB_IOMMU_VEVENTQ_ALLOC_MIN_SIZE);
     return r;
   default:
     return -ENOTTY;
