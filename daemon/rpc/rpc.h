@@ -17,7 +17,7 @@
 
 /* vm.create */
 typedef struct {
-  const char *handoff;
+  const char *handoff, *viommu;
   gboolean nest_parent, allow_plain, dirty_tracking, defer, allow_caller_cgroup;
   gboolean rlimit_per_process;          /* -1: not given (the configured default) */
   gint64 memory_mib;                    /* the guest's memory; G_MININT64: not given */
@@ -33,6 +33,7 @@ typedef struct {
 typedef struct {
   const char *vm, *uuid, *device;
   json_object *devices;
+  gint64 virt_id;                       /* vm.attach; G_MININT64: not given */
 } IfbRpcVmDeviceArgs;
 
 /* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */

@@ -69,6 +69,8 @@ static const char *const step_names[_IFB_WORKER_STEP_MAX] = {
   [IFB_WORKER_STEP_HW_INFO] = "hw-info",
   [IFB_WORKER_STEP_HWPT_ALLOC] = "hwpt-alloc",
   [IFB_WORKER_STEP_ATTACH] = "attach",
+  [IFB_WORKER_STEP_VIOMMU_ALLOC] = "viommu-alloc",
+  [IFB_WORKER_STEP_VDEVICE_ALLOC] = "vdevice-alloc",
 };
 
 typedef struct {
@@ -136,6 +138,7 @@ ifb_worker_batch_new (const IfbUapiBackend *backend)
   g_strlcpy (b->backend, ifb_uapi_backend_name (backend), sizeof b->backend);
   b->iommufd = -1;
   b->failed_index = -1;
+  b->viommu_type = IFB_VIOMMU_TYPE_INVALID;
   return b;
 }
 
