@@ -1,0 +1,142 @@
+"""A guest's vIOMMU (vm.create option viommu, bound hand-off) against the real daemon: the
+worker makes it in the guest's cgroup on the first device's NEST_PARENT and a vDEVICE per
+device with the caller's virtual id; the VMM gets their ids; detach, VMM exit and destroy take
+them down in the kernel's order; refusals say why."""
+import os
+import re
+import signal
+
+from ifbtest import NEST_VTD, NO_NEST_VTD, NOBODY, SMMU, Broker, Cgroup, peer_holding, reclaimed, run
+
+
+def objects(b, vm):
+    return b.call("vm.show", {"vm": vm}).get("context_objects", [])
+
+
+def kinds(b, vm):
+    return sorted(o["type"] for o in objects(b, vm))
+
+
+def create(b, cg, name="g", **opts):
+    o = {"handoff": "bound", "viommu": "arm-smmuv3"}
+    o.update(opts)
+    return b.call("vm.create", {"name": name, "cgroup": cg.path, "options": o})
+
+
+def test_viommu_and_vdevice_made_in_guest_cgroup():
+    # The worker, in the guest's cgroup, makes the vIOMMU on the device's NEST_PARENT and the
+    # device's vDEVICE with the given virtual id; vm.show reports both with that cgroup, the
+    # context records them there too, and the HWPT under the vIOMMU is its parent.
+    with Cgroup("vigrp") as cg, Broker() as b:
+        create(b, cg)
+        vm = b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 0x10})
+        d = vm["devices"][0]
+        vi = vm["viommu"]
+        assert vi["type"] == "arm-smmuv3" and vi["id"] > 0 and vi["hwpt_id"] == d["hwpt_id"], vm
+        assert vi["cgroup"] == cg.path and d["cgroup"] == cg.path, vm
+        assert d["virt_id"] == 0x10 and d["vdev_id"] > 0 and d["nest_parent"], d
+        objs = {o["id"]: o for o in objects(b, "g")}
+        assert objs[vi["id"]]["type"] == "viommu" and objs[vi["id"]]["parent_id"] == d["hwpt_id"], objs
+        vdev = objs[d["vdev_id"]]
+        assert vdev["type"] == "vdevice" and vdev["parent_id"] == vi["id"] and vdev["virt_id"] == 0x10, vdev
+        assert vdev["dev_id"] == d["dev_id"], vdev
+        assert all(o["cgroup"] == cg.path for o in objs.values() if o["type"] != "device"), objs
+        r = b.ctl("vm", "show", "g", check=0)
+        assert re.search(r"vIOMMU: +arm-smmuv3, id %d on HWPT %d \(allocated in %s\)" % (vi["id"], d["hwpt_id"], re.escape(cg.path)),
+                         r.stdout), r.stdout
+        assert "vDEVICE:   %s: id %d, virtual id 16" % (SMMU, d["vdev_id"]) in r.stdout, r.stdout
+
+
+def test_vmm_gets_ids_and_its_exit_remakes_them():
+    # vm.fds carries viommu_id and the device's vdev_id/virt_id; iommufdctl exec puts them in
+    # %{viommu} and %{vdev:BDF}. When the VMM exits, the context is replaced and the broker's
+    # worker makes the vIOMMU and vDEVICE again: one of each, no leftovers.
+    with Cgroup("vivmm") as root:
+        guest = root.child("guest")
+        with Broker() as b:
+            create(b, guest)
+            b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 7})
+            shown = b.call("vm.show", {"vm": "g"})
+            proc, out = peer_holding(b, "g", guest, NOBODY)
+            assert out["ok"], out
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            v = reclaimed(b, "g", 1)
+            assert v["viommu"]["id"] > 0 and v["devices"][0]["vdev_id"] > 0 and v["devices"][0]["virt_id"] == 7, v
+            assert kinds(b, "g") == ["device", "hwpt-paging", "ioas", "vdevice", "viommu"], objects(b, "g")
+            assert v["viommu"]["cgroup"] == guest.path, v
+            r = b.ctl("exec", "--vm", "g", "--", "/bin/echo", "%{viommu}", "%{vdev:" + SMMU + "}", "%{hwpt:" + SMMU + "}",
+                      check=0)
+            v = reclaimed(b, "g", 2)
+            got = r.stdout.split()
+            assert len(got) == 3 and int(got[2]) > 0, r.stdout
+            assert shown["viommu"]["id"] > 0 and int(got[0]) > 0 and int(got[1]) > 0, (shown, r.stdout)
+            b.call("vm.destroy", {"vm": "g"})
+            assert b.call("vm.list")["vms"] == []
+
+
+def test_detach_and_destroy_in_dependency_order():
+    # Detaching the last device takes its vDEVICE, the vIOMMU and the HWPT along (in that order:
+    # any other would be EBUSY and leave objects); the device can be attached again.
+    with Cgroup("videt") as cg, Broker() as b:
+        create(b, cg)
+        b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 3})
+        vm = b.call("vm.detach", {"vm": "g", "device": SMMU})
+        assert vm["devices"] == [] and vm["viommu"]["id"] == 0, vm
+        assert kinds(b, "g") == ["ioas"], objects(b, "g")
+        vm = b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 3})
+        assert vm["viommu"]["id"] > 0 and vm["devices"][0]["vdev_id"] > 0, vm
+        b.call("vm.destroy", {"vm": "g"})
+        # the device is free again: another guest takes it
+        create(b, cg, "h")
+        assert b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 3})["devices"][0]["vdev_id"] > 0
+
+
+def test_refusals_name_why():
+    with Cgroup("viref") as cg, Broker() as b:
+        # the option, checked before anything is made
+        e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path, "options": {"handoff": "bound", "viommu": "intel-vtd"}})
+        assert e["code"] == -32602 and "'viommu'" in e["message"] and "intel-vtd" in e["message"], e
+        e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path, "options": {"viommu": "arm-smmuv3"}})
+        assert e["code"] == -32602 and "bound hand-off" in e["message"], e
+        b.call("vm.create", {"name": "plain", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        e = b.client().error("vm.attach", {"vm": "plain", "device": SMMU, "virt_id": 1})
+        assert e["code"] == -32602 and "no vIOMMU" in e["message"], e
+        create(b, cg)
+        e = b.client().error("vm.attach", {"vm": "g", "device": SMMU})
+        assert e["code"] == -32602 and "virt_id" in e["message"], e
+        # an IOMMU without any vIOMMU (VT-d), one that cannot nest at all
+        e = b.client().error("vm.attach", {"vm": "g", "device": NEST_VTD[0], "virt_id": 1})
+        assert e["data"]["name"] == "nest-unsupported" and "intel-vtd" in e["message"] and "no vIOMMU" in e["message"], e
+        assert e["data"]["errno"] == "EOPNOTSUPP", e
+        e = b.client().error("vm.attach", {"vm": "g", "device": NO_NEST_VTD, "virt_id": 1})
+        assert e["data"]["name"] == "nest-unsupported", e
+        assert kinds(b, "g") == ["ioas"] and b.call("vm.show", {"vm": "g"})["devices"] == [], objects(b, "g")
+        # a virtual id is the guest's once
+        b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 5})
+        e = b.client().error("vm.attach", {"vm": "g", "device": NEST_VTD[0], "virt_id": 5})
+        assert e["data"]["name"] == "invalid-argument" and "already used" in e["message"] and SMMU in e["message"], e
+        r = b.ctl("vm", "attach", "g", NEST_VTD[1], "--virt-id", "5", check=1)
+        assert "already used" in r.stderr, r.stderr
+
+
+def test_smmu_without_coherent_root_complex_refused():
+    # An SMMUv3 that nests but sits behind a root complex that is not coherent (no CANWBS) and
+    # has no S2FWB: the kernel's driver offers no vIOMMU, and the broker says why. Nothing stays.
+    with Cgroup("vicoh") as cg, Broker() as b:
+        prof = os.path.join(b.runtime_dir, "emulated", "dev", "vfio", "devices", "vfio3")
+        text = open(prof).read()
+        open(prof, "w").write(text.replace("canwbs=1", "canwbs=0"))
+        create(b, cg)
+        e = b.client().error("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 1})
+        assert e["data"]["name"] == "nest-unsupported" and "coherent" in e["message"] and "S2FWB" in e["message"], e
+        assert kinds(b, "g") == ["ioas"], objects(b, "g")
+        # the same device without a vIOMMU is fine: a NEST_PARENT alone needs no coherency
+        b.call("vm.create", {"name": "plain", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        assert b.call("vm.attach", {"vm": "plain", "device": SMMU})["devices"][0]["nest_parent"]
+
+
+if __name__ == "__main__":
+    run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
+         test_detach_and_destroy_in_dependency_order, test_refusals_name_why,
+         test_smmu_without_coherent_root_complex_refused])
