@@ -34,27 +34,41 @@ take_fd (GHashTable *by_name, const char *name)
   return GPOINTER_TO_INT (v) - 1;
 }
 
-/* Where the backend can list a context's objects: destroy paging HWPTs on the guest's IOAS that
- * the registry does not reference and nothing uses (left by a crash between allocation and
- * commit). */
+/* Does the registry reference this object of vm's context? */
+static gboolean
+known_object (IfbVm *vm, const IfbUapiObject *o)
+{
+  if (o->type == IFB_UAPI_OBJ_VIOMMU)
+    return o->id == vm->viommu_id;
+  for (guint j = 0; j < vm->devices->len; j++) {
+    const IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
+    if ((o->type == IFB_UAPI_OBJ_VDEVICE ? d->vdev_id : d->hwpt_id) == o->id)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* Where the backend can list a context's objects: destroy the vDEVICEs, vIOMMUs and paging HWPTs
+ * on the guest's IOAS that the registry does not reference and nothing uses (left by a crash
+ * between allocation and commit), in that order: the kernel refuses a HWPT a vIOMMU uses. */
 static void
 reap_orphans (IfbCore *core, IfbVm *vm)
 {
+  static const IfbUapiObjType order[] = { IFB_UAPI_OBJ_VDEVICE, IFB_UAPI_OBJ_VIOMMU, IFB_UAPI_OBJ_HWPT_PAGING };
   IfbUapiObject objs[256];
   size_t n = 0;
 
   if (vm->iommufd < 0 || ifb_uapi_list_objects (core->backend, vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
     return;
-  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
-    gboolean known = FALSE;
-    if (objs[i].type != IFB_UAPI_OBJ_HWPT_PAGING || objs[i].parent_id != vm->ioas_id)
-      continue;
-    for (guint j = 0; j < vm->devices->len && !known; j++)
-      known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
-    if (!known && ifb_uapi_destroy (core->backend, vm->iommufd, objs[i].id) == 0)
-      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
-                  objs[i].id, vm->name);
-  }
+  for (size_t k = 0; k < G_N_ELEMENTS (order); k++)
+    for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
+      if (objs[i].type != order[k] || (order[k] == IFB_UAPI_OBJ_HWPT_PAGING && objs[i].parent_id != vm->ioas_id))
+        continue;
+      if (!known_object (vm, &objs[i]) && ifb_uapi_destroy (core->backend, vm->iommufd, objs[i].id) == 0)
+        ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned %s %u of guest '%s' (interrupted attach)",
+                    order[k] == IFB_UAPI_OBJ_VDEVICE ? "vDEVICE" : order[k] == IFB_UAPI_OBJ_VIOMMU ? "vIOMMU" : "HWPT",
+                    objs[i].id, vm->name);
+    }
 }
 
 static void

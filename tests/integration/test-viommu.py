@@ -92,6 +92,15 @@ def test_detach_and_destroy_in_dependency_order():
         assert b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 3})["devices"][0]["vdev_id"] > 0
 
 
+def test_device_list_names_viommu_type():
+    # device.list says which vIOMMU type each device's IOMMU can offer: Arm SMMUv3's for the
+    # SMMUv3, none for VT-d (it has no vIOMMU object) or an IOMMU that cannot nest.
+    with Broker() as b:
+        devs = {d["device"]: d for d in b.call("device.list")["devices"]}
+        assert devs[SMMU]["viommu_type"] == "arm-smmuv3", devs[SMMU]
+        assert devs[NEST_VTD[0]]["viommu_type"] is None and devs[NO_NEST_VTD]["viommu_type"] is None, devs
+
+
 def test_refusals_name_why():
     with Cgroup("viref") as cg, Broker() as b:
         # the option, checked before anything is made
@@ -138,5 +147,5 @@ def test_smmu_without_coherent_root_complex_refused():
 
 if __name__ == "__main__":
     run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
-         test_detach_and_destroy_in_dependency_order, test_refusals_name_why,
+         test_detach_and_destroy_in_dependency_order, test_device_list_names_viommu_type, test_refusals_name_why,
          test_smmu_without_coherent_root_complex_refused])

@@ -98,6 +98,12 @@ def check_invariants(sm):
             for o in vm.get("context_objects", []):
                 if o["type"] == "hwpt-paging":
                     assert o["id"] in hwpts, "guest %s: HWPT %d referenced by no device: %r" % (name, o["id"], vm)
+            # a vIOMMU and vDEVICEs only as the guest records them, on the HWPT it records
+            vis = [o for o in vm.get("context_objects", []) if o["type"] == "viommu"]
+            vi = vm.get("viommu", {})
+            assert [(o["id"], o["parent_id"]) for o in vis] == ([(vi["id"], vi["hwpt_id"])] if vi.get("id") else []), vm
+            vdevs = {o["id"] for o in vm.get("context_objects", []) if o["type"] == "vdevice"}
+            assert vdevs == {d["vdev_id"] for d in vm["devices"] if d.get("vdev_id")}, vm
             devs = [o for o in vm.get("context_objects", []) if o["type"] == "device"]
             assert len(devs) == len([d for d in vm["devices"] if d["state"] == "ready"]), vm
             for d in vm["devices"]:
@@ -478,7 +484,59 @@ def test_crash_after_fdstore_released_by_a_worker():
         root.remove()
 
 
+def test_viommu_survives_restart_and_kill9():
+    # A guest's vIOMMU and vDEVICE come back with its context from the fd store, by SIGTERM and by
+    # SIGKILL; a crash right after the worker made them, before the state was written, leaves
+    # objects the restart tidies in the kernel's order (vDEVICE, vIOMMU, HWPT), and the device
+    # can be attached again with the same virtual id.
+    root = Cgroup("fdviommu")
+    g = root.child("g")
+    opts = {"handoff": "bound", "viommu": "arm-smmuv3"}
+    try:
+        with ServiceManager() as sm:
+            b = sm.broker
+            b.call("vm.create", {"name": "g", "cgroup": g.path, "options": opts})
+            b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 9})
+            before, _ = check_invariants(sm)
+            assert before["g"]["viommu"]["id"] and before["g"]["devices"][0]["vdev_id"], before
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                sm.restart(sig)
+                after, _ = check_invariants(sm)
+                assert after == before, "guest changed across the restart:\n%r\n%r" % (before, after)
+            b.call("vm.detach", {"vm": "g", "device": SMMU})
+            assert [o["type"] for o in b.call("vm.show", {"vm": "g"})["context_objects"]] == ["ioas"]
+            check_invariants(sm)
+        b = ifbtest.Broker(env={"IFB_FAULT": "crash-after-fdstore@2"})   # 1: h's context, 2: the device
+        with ServiceManager(broker=b) as sm:
+            b.call("vm.create", {"name": "h", "cgroup": g.path, "options": opts})
+            try:
+                b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 9})
+                raise AssertionError("the daemon answered the attach it should have died in")
+            except (ConnectionError, EOFError, OSError):
+                pass
+            sm.kill()
+            b.env.pop("IFB_FAULT")
+            sm.start()
+            deadline = time.monotonic() + 15
+            while True:
+                workers_idle(b)
+                vm = b.call("vm.show", {"vm": "h"})
+                left = [o["type"] for o in vm.get("context_objects", []) if o["type"] != "ioas"]
+                if not left:
+                    break
+                assert time.monotonic() < deadline, "still in the context: %r" % vm["context_objects"]
+                time.sleep(0.1)
+            assert vm["devices"] == [] and vm["viommu"]["id"] == 0, vm
+            assert "Destroyed orphaned vIOMMU" in b.read_log(), b.read_log()[-2000:]
+            vm = b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 9})
+            assert vm["viommu"]["id"] and vm["devices"][0]["vdev_id"], vm
+            check_invariants(sm)
+    finally:
+        root.remove()
+
+
 if __name__ == "__main__":
     run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_vmm_holders_survive_restart,
          test_kill9_between_operations,
-         test_kill9_during_operations, test_crash_after_fdstore_released_by_a_worker])
+         test_kill9_during_operations, test_crash_after_fdstore_released_by_a_worker,
+         test_viommu_survives_restart_and_kill9])
