@@ -17,6 +17,7 @@
  *   %{dev:BDF}   the device's cdev fd    %{devid:BDF}    its IOMMUFD device id
  *   %{hwpt:BDF}  its HWPT id             %%              a literal '%' (only needed before '{')
  *   %{viommu}    the guest's vIOMMU id   %{vdev:BDF}     the device's vDEVICE id in it
+ *   %{veventq}   the vIOMMU's vEVENTQ fd
  *
  * The ids exist only for a guest with the bound hand-off (the vIOMMU ones only for a guest
  * created with a vIOMMU). An unbound guest's %{dev:BDF} is a
@@ -145,6 +146,12 @@ expand_one (const char *key, json_object *r, IfbFdList *fds, GString *out, GErro
   } else if (!bdf && strcmp (kind, "ioas") == 0) {
     if (!ifb_json_get_int (r, "ioas_id", &v))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "the broker's reply lacks ioas_id"), FALSE;
+  } else if (!bdf && strcmp (kind, "veventq") == 0) {
+    if (!ifb_json_get (r, "veventq"))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "placeholder %%{veventq}: guest '%s' has no "
+                          "vEVENTQ (create it with --viommu TYPE --veventq-depth N)", ifb_json_get_string (r, "vm")), FALSE;
+    if (!fd_of (r, "veventq", fds, &v, error))
+      return FALSE;
   } else if (!bdf && strcmp (kind, "viommu") == 0) {
     if (!ifb_json_get_int (r, "viommu_id", &v))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "placeholder %%{viommu}: guest '%s' has no "
@@ -163,7 +170,7 @@ expand_one (const char *key, json_object *r, IfbFdList *fds, GString *out, GErro
     }
   } else {
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "unknown placeholder %%{%s} (known: iommufd, "
-                        "ioas, viommu, dev:BDF, devid:BDF, hwpt:BDF, vdev:BDF)", key), FALSE;
+                        "ioas, viommu, veventq, dev:BDF, devid:BDF, hwpt:BDF, vdev:BDF)", key), FALSE;
   }
   g_string_append_printf (out, "%" G_GINT64_FORMAT, v);
   return TRUE;

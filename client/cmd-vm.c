@@ -56,6 +56,8 @@ print_vm (json_object *v)
     json_object *vi = ifb_json_get (v, "viommu");
     printf ("vIOMMU:    %s, id %s on HWPT %s (allocated in %s)\n", ifb_ctl_text (vi, "type"), ifb_ctl_text (vi, "id"),
             ifb_ctl_text (vi, "hwpt_id"), ifb_ctl_text (vi, "cgroup"));
+    if (ifb_json_get (vi, "veventq_id"))
+      printf ("vEVENTQ:   id %s, depth %s\n", ifb_ctl_text (vi, "veventq_id"), ifb_ctl_text (opts, "veventq_depth"));
     for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
       json_object *d = json_object_array_get_idx (devs, i);
       printf ("vDEVICE:   %s: id %s, virtual id %s\n", ifb_ctl_text (d, "device"), ifb_ctl_text (d, "vdev_id"),
@@ -153,6 +155,14 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
       json_object_object_add (o, "viommu", json_object_new_string (argv[++i]));
     } else if (g_str_has_prefix (a, "--viommu=")) {
       json_object_object_add (o, "viommu", json_object_new_string (a + 9));
+    } else if (strcmp (a, "--veventq-depth") == 0 && i + 1 < argc) {
+      char *end;
+      gint64 depth = g_ascii_strtoll (argv[++i], &end, 10);
+      if (*end || end == argv[i]) {
+        json_object_put (p), json_object_put (o);
+        return ifb_ctl_usage_fail ("vm", "vm create: --veventq-depth needs a number, not '%s'", argv[i]);
+      }
+      json_object_object_add (o, "veventq_depth", json_object_new_int64 (depth));
     } else if (strcmp (a, "--defer") == 0) {
       json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
     } else if (strcmp (a, "--memory-mib") == 0 && i + 1 < argc) {

@@ -55,6 +55,7 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->options.viommu = IFB_VIOMMU_TYPE_INVALID;
   vm->rlimit_per_process = true;
   vm->iommufd = -1;
+  vm->veventq_fd = -1;
   vm->created_usec = g_get_real_time ();
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   vm->ref = 1;
@@ -85,6 +86,7 @@ ifb_vm_free (IfbVm *vm)
   g_array_unref (vm->releasing);
   ifb_close (vm->releasing_ctx);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
+  ifb_close (vm->veventq_fd);
   ifb_close (vm->iommufd);
   g_free (vm->name);
   g_free (vm->uuid);
@@ -263,6 +265,10 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
     json_object_object_add (vj, "id", json_object_new_int64 (vm->viommu_id));
     json_object_object_add (vj, "hwpt_id", json_object_new_int64 (vm->viommu_hwpt_id));
     json_object_object_add (vj, "cgroup", string_or_null (vm->viommu_cgroup));
+    if (vm->options.veventq_depth) {
+      json_object_object_add (vj, "veventq_id", json_object_new_int64 (vm->veventq_id));
+      json_object_object_add (vj, "veventq_fdname", string_take (ifb_vm_fdname_veventq (vm)));
+    }
     json_object_object_add (o, "viommu", vj);
   }
   json_object_object_add (o, "vmm_pid", json_object_new_int64 (vm->vmm_pid));
@@ -287,6 +293,7 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
   json_object_object_add (opts, "defer", json_object_new_boolean (vm->options.defer));
   json_object_object_add (opts, "viommu", string_or_null (ifb_viommu_type_to_string (vm->options.viommu)));
+  json_object_object_add (opts, "veventq_depth", json_object_new_int64 (vm->options.veventq_depth));
   json_object_object_add (opts, "rlimit_per_process", json_object_new_boolean (vm->rlimit_per_process));
   if (vm->options.memory_mib)
     json_object_object_add (opts, "memory_mib", json_object_new_int64 ((gint64) vm->options.memory_mib));
@@ -354,6 +361,10 @@ ifb_vm_from_json (json_object *o, GError **error)
       vm->viommu_id = (uint32_t) v;
     if (vj && ifb_json_get_int (vj, "hwpt_id", &v))
       vm->viommu_hwpt_id = (uint32_t) v;
+    if (vj && ifb_json_get_int (vj, "veventq_id", &v))
+      vm->veventq_id = (uint32_t) v;
+    if (ifb_json_get_int (opts, "veventq_depth", &v) && v > 0 && v <= G_MAXUINT32)
+      vm->options.veventq_depth = (guint) v;
     vm->viommu_cgroup = vj ? g_strdup (ifb_json_get_string (vj, "cgroup")) : NULL;
   }
   vm->rlimit_per_process = get_bool (opts, "rlimit_per_process");
@@ -450,6 +461,14 @@ ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d)
 {
   GString *s = g_string_new ("d");
   g_string_append_c (s, fdname_alphabet[d->index % 64]);
+  append_base64 (s, vm->slot);
+  return g_string_free (s, FALSE);
+}
+
+char *
+ifb_vm_fdname_veventq (const IfbVm *vm)
+{
+  GString *s = g_string_new ("e");
   append_base64 (s, vm->slot);
   return g_string_free (s, FALSE);
 }

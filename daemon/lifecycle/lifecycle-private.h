@@ -31,7 +31,7 @@ void ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guin
  * refusals by name (TRUE when it set error), giving the vIOMMU up (destroyed by the operation's
  * release worker, after the vDEVICEs and before the HWPTs), and what attach and detach check. */
 void ifb_lifecycle_viommu_prepare (IfbVm *vm, IfbVmDevice **devs, guint n, IfbWorkerBatch *b);
-void ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWorkerBatch *b);
+gboolean ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWorkerBatch *b, GError **error);
 gboolean ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerDevice *wd,
                                      const IfbVmDevice *d, GError **error);
 void ifb_lifecycle_viommu_release (IfbVm *vm);

@@ -9,13 +9,23 @@
  * SMMUv3 the guest-side StreamID). Teardown is the reverse, as the kernel requires: vDEVICEs,
  * then the vIOMMU, then the HWPTs. A new context (a reclaim, a restart that lost it) starts
  * without one, and its first batch makes it again.
+ *
+ * Where asked (option veventq_depth), the worker that makes the vIOMMU also makes its vEVENTQ,
+ * whose fd is the VMM's way to read the events the IOMMU reports for the guest. That fd is born
+ * in the worker: it comes back over a socket pair (SCM_RIGHTS), goes to the fd store as
+ * "e<slot>" and to the VMM with vm.fds. The kernel keeps a vEVENTQ busy while any copy of its fd
+ * is open, so it goes first and only once the VMM has closed its copy (its exit, the reclaim).
  */
 #define G_LOG_DOMAIN "ifb-lifecycle"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
 
 #include "errors.h"
 #include "lifecycle-private.h"
+#include "notify.h"
+#include "util.h"
 #include "worker.h"
 
 void
@@ -25,25 +35,68 @@ ifb_lifecycle_viommu_prepare (IfbVm *vm, IfbVmDevice **devs, guint n, IfbWorkerB
     return;
   b->viommu_type = vm->options.viommu;
   b->viommu_id = vm->iommufd >= 0 ? vm->viommu_id : 0;
+  if (!b->viommu_id && vm->options.veventq_depth) {
+    int sv[2];
+    if (socketpair (AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0) {
+      b->reply_daemon_fd = sv[0];
+      b->reply_fd = sv[1];
+    }
+    b->veventq_depth = vm->options.veventq_depth;   /* without the socket the worker refuses (EBADF) */
+  }
   for (guint i = 0; i < n; i++) {
     b->devices[i].want_vdev = devs[i]->has_virt_id;
     b->devices[i].virt_id = devs[i]->virt_id;
   }
 }
 
-void
-ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWorkerBatch *b)
+/* The vEVENTQ fd the worker sent (it has exited: the message waits in the socket). */
+static int
+receive_veventq (const IfbWorkerBatch *b, int *ret_fd)
 {
+  char byte, cbuf[CMSG_SPACE (sizeof (int))];
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *cm;
+
+  if (b->reply_daemon_fd < 0)
+    return -EBADF;
+  if (recvmsg (b->reply_daemon_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 0)
+    return -errno;
+  cm = CMSG_FIRSTHDR (&msg);
+  if ((msg.msg_flags & MSG_CTRUNC) || !cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+      cm->cmsg_len != CMSG_LEN (sizeof (int)))
+    return -EPROTO;
+  memcpy (ret_fd, CMSG_DATA (cm), sizeof (int));
+  return 0;
+}
+
+gboolean
+ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWorkerBatch *b, GError **error)
+{
+  int r;
+
   if (b->viommu_type == IFB_VIOMMU_TYPE_INVALID)
-    return;
+    return TRUE;
   if (b->viommu_new) {
     vm->viommu_id = b->viommu_id;
     vm->viommu_hwpt_id = b->viommu_hwpt_id;
     g_free (vm->viommu_cgroup);
     vm->viommu_cgroup = g_strdup (b->cgroup);
+    vm->veventq_id = b->veventq_id;
   }
   for (guint i = 0; i < n; i++)
     devs[i]->vdev_id = b->devices[i].vdev_id;
+  if (b->viommu_new && b->veventq_id) {
+    g_autofree char *name = ifb_vm_fdname_veventq (vm);
+    if ((r = receive_veventq (b, &vm->veventq_fd)) < 0)
+      return ifb_error_set_errno (error, IFB_ERROR_WORKER_FAILED, r, "Guest '%s': the worker's vEVENTQ fd", vm->name);
+    if ((r = ifb_notify_fdstore_add (name, vm->veventq_fd)) < 0) {
+      vm->veventq_fd = ifb_close (vm->veventq_fd);
+      return ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Guest '%s': storing its vEVENTQ fd in the fd store",
+                                  vm->name);
+    }
+  }
+  return TRUE;
 }
 
 gboolean
@@ -73,6 +126,10 @@ ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerD
     return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) refused a "
                                 "vIOMMU of type '%s'", d->bdf, iommu, type);
   }
+  if (wd->failed_step == IFB_WORKER_STEP_VEVENTQ_ALLOC)
+    return ifb_error_set_errno (error, wd->err == -ENOTTY ? IFB_ERROR_UNAVAILABLE : IFB_ERROR_KERNEL, wd->err,
+                                "Device %s: allocating the vIOMMU's vEVENTQ (IOMMU_VEVENTQ_ALLOC, depth %u%s) failed",
+                                d->bdf, b->veventq_depth, wd->err == -ENOTTY ? "; it arrived in Linux 6.14" : "");
   if (wd->failed_step == IFB_WORKER_STEP_VDEVICE_ALLOC) {
     if (wd->err == -EEXIST)
       return ifb_error_set_errno (error, IFB_ERROR_INVALID_ARGUMENT, wd->err, "Device %s: virtual id %" G_GUINT64_FORMAT
@@ -92,6 +149,15 @@ ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerD
 void
 ifb_lifecycle_viommu_release (IfbVm *vm)
 {
+  if (vm->veventq_fd >= 0) {
+    g_autofree char *name = ifb_vm_fdname_veventq (vm);
+    ifb_notify_fdstore_remove (name);
+    vm->veventq_fd = ifb_close (vm->veventq_fd);
+  }
+  if (vm->veventq_id && vm->viommu_id) {
+    vm->releasing_veventq = vm->veventq_id;
+    vm->veventq_id = 0;
+  }
   if (vm->viommu_id) {
     vm->releasing_viommu = vm->viommu_id;
     vm->viommu_id = 0;

@@ -50,7 +50,7 @@ typedef struct {
   GArray *items;                /* IfbVmRelease */
   int ctx;                      /* the context the HWPTs (and maybe the IOAS) are in, or -1 */
   uint32_t ioas_id;             /* to destroy, 0 when the context stays */
-  uint32_t viommu_id;           /* to destroy before the HWPTs, 0 when none */
+  uint32_t viommu_id, veventq_id;   /* to destroy before the HWPTs (the vEVENTQ first), 0 when none */
   GError *error;                /* the operation's own outcome, passed on */
   IfbLifecycleDone done;
   gpointer data;
@@ -92,6 +92,7 @@ release_now (gpointer data)
   b->iommufd = r->ctx;   /* the worker takes these fds */
   b->ioas_id = r->ioas_id;
   b->viommu_id = r->viommu_id;
+  b->veventq_id = r->veventq_id;
   b->n_devices = r->items->len;
   for (guint i = 0; i < r->items->len; i++) {
     b->devices[i].device_fd = g_array_index (r->items, IfbVmRelease, i).fd;
@@ -226,7 +227,8 @@ ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecyc
     r->ctx = vm->releasing_ctx >= 0 ? vm->releasing_ctx : fcntl (vm->iommufd, F_DUPFD_CLOEXEC, 3);
     r->ioas_id = vm->releasing_ctx >= 0 ? vm->releasing_ioas : 0;
     r->viommu_id = vm->releasing_viommu;
-    vm->releasing_viommu = 0;
+    r->veventq_id = vm->releasing_veventq;
+    vm->releasing_viommu = vm->releasing_veventq = 0;
     vm->releasing_ctx = -1;
     vm->releasing_ioas = 0;
     r->error = error ? g_error_copy (error) : NULL;
@@ -431,7 +433,8 @@ batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
     d->worker_pid = b->pid;
     d->state = IFB_VM_DEVICE_READY;
   }
-  ifb_lifecycle_viommu_apply (vm, devs, n, b);
+  if (!ifb_lifecycle_viommu_apply (vm, devs, n, b, &error))
+    goto fail;
   if (j->new_ctx) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
@@ -453,6 +456,8 @@ batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
 fail:
   /* the worker undid its own objects (one that was killed may have left some: the context's
    * reclaim or destroy frees them); closing the device fds unbinds them */
+  if (b && b->viommu_new && vm->viommu_id == b->viommu_id)
+    ifb_lifecycle_viommu_release (vm);
   batch_release (j, pushed, ctx_pushed);
   batch_end_now (j, error);
 }

@@ -23,6 +23,7 @@ static const IfbParamSpec vm_create_options[] = {
   { "dirty_tracking", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, dirty_tracking) },
   { "defer", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, defer) },
   { "viommu", IFB_PARAM_STRING, offsetof (IfbRpcVmCreateOptions, viommu) },
+  { "veventq_depth", IFB_PARAM_INT, offsetof (IfbRpcVmCreateOptions, veventq_depth) },
   { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, rlimit_per_process) },
   { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, allow_caller_cgroup) },
   { "memory_mib", IFB_PARAM_INT, offsetof (IfbRpcVmCreateOptions, memory_mib) },

@@ -61,6 +61,9 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
   if (o->viommu && (viommu = ifb_viommu_type_from_string (o->viommu)) == IFB_VIOMMU_TYPE_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': member 'viommu' "
                         "must be \"arm-smmuv3\", \"tegra241-cmdqv\" or \"selftest\", not '%s'", o->viommu), FALSE;
+  if (o->veventq_depth != 0 && (!o->viommu || o->veventq_depth < 0 || o->veventq_depth > IFB_VEVENTQ_MAX_DEPTH))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': member "
+                        "'veventq_depth' must be 1-%d events, with 'viommu'", IFB_VEVENTQ_MAX_DEPTH), FALSE;
   if (o->viommu && (handoff != IFB_HANDOFF_BOUND || !o->nest_parent))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': a vIOMMU "
                         "('viommu') is the broker's to make only under the bound hand-off with nest_parent"), FALSE;
@@ -75,7 +78,8 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
     .pidfd = p->pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p->pidfd) : -1,
     .options = { .handoff = handoff, .nest_parent = o->nest_parent, .allow_plain = o->allow_plain,
                  .dirty_tracking = o->dirty_tracking, .defer = o->defer, .viommu = viommu,
-                 .memory_mib = o->memory_mib > 0 ? (guint64) o->memory_mib : 0 },
+                 .memory_mib = o->memory_mib > 0 ? (guint64) o->memory_mib : 0,
+                 .veventq_depth = (guint) o->veventq_depth },
     .rlimit_per_process = o->rlimit_per_process == -1 ? -1 : !!o->rlimit_per_process,
     .caller = call->peer, .allow_caller_cgroup = o->allow_caller_cgroup,
   };
@@ -340,7 +344,7 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
   json_object *o, *devs;
 
-  if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
+  if (ifb_fd_list_len (out_fds) + 2 + vm->devices->len > 32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
   raise_vmm_memlock (vm, peer);
   fds = g_new (int, 1 + vm->devices->len);
@@ -371,6 +375,14 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
     json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   if (bound && vm->viommu_id)
     json_object_object_add (o, "viommu_id", json_object_new_int64 (vm->viommu_id));
+  if (bound && vm->veventq_fd >= 0) {
+    int q = fcntl (vm->veventq_fd, F_DUPFD_CLOEXEC, 3);
+    if (q >= 0) {   /* failing that the VMM goes without events, as with a kernel before 6.14 */
+      json_object_object_add (o, "veventq_id", json_object_new_int64 (vm->veventq_id));
+      json_object_object_add (o, "veventq", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+      ifb_fd_list_push (out_fds, q);
+    }
+  }
   devs = json_object_new_array ();
   for (guint i = 0; i < vm->devices->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (vm->devices, i);

@@ -27,7 +27,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -36,6 +38,9 @@
 #include "worker.h"
 
 static const IfbUapiBackend *backend;
+/* The vEVENTQ made with the guest's vIOMMU: its fd exists only in this process until it is sent
+ * to the daemon (send_veventq()); -1 when none. */
+static int veventq_fd = -1;
 
 /* Each step goes through the fault hook first (and then is not carried out), so tests can fail
  * any one of them. */
@@ -44,7 +49,14 @@ static const IfbUapiBackend *backend;
 static void
 undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 {
-  /* Dependency order: the vDEVICEs, the vIOMMU, then what they sat on. */
+  /* Dependency order: the vEVENTQ (its last fd first: an open one keeps it busy), the vDEVICEs,
+   * the vIOMMU, then what they sat on. */
+  if (b->veventq_id) {
+    close (veventq_fd);
+    veventq_fd = -1;
+    ifb_uapi_destroy (backend, b->iommufd, b->veventq_id);
+    b->veventq_id = 0;
+  }
   for (size_t i = 0; i < b->n_devices; i++)
     if (b->devices[i].vdev_id) {
       ifb_uapi_destroy (backend, b->iommufd, b->devices[i].vdev_id);
@@ -95,6 +107,13 @@ viommu_steps (IfbWorkerBatch *b, IfbWorkerDevice *d, uint32_t flags)
       return r;
     b->viommu_new = true;
     b->viommu_hwpt_id = d->hwpt_id;
+    if (b->veventq_depth) {
+      d->failed_step = IFB_WORKER_STEP_VEVENTQ_ALLOC;
+      r = STEP ("veventq-alloc", ifb_uapi_veventq_alloc (backend, b->iommufd, b->viommu_id, (IfbViommuType) b->viommu_type,
+                                                         b->veventq_depth, &b->veventq_id, &veventq_fd));
+      if (r < 0)
+        return r;
+    }
   }
   if (d->want_vdev) {
     d->failed_step = IFB_WORKER_STEP_VDEVICE_ALLOC;
@@ -102,6 +121,24 @@ viommu_steps (IfbWorkerBatch *b, IfbWorkerDevice *d, uint32_t flags)
                                                        &d->vdev_id));
   }
   return r;
+}
+
+/* The vEVENTQ's fd to the daemon (SCM_RIGHTS over reply_fd); the daemon takes it when this
+ * process has exited. */
+static int
+send_veventq (IfbWorkerBatch *b)
+{
+  char byte = 'q', cbuf[CMSG_SPACE (sizeof (int))];
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *cm = CMSG_FIRSTHDR (&msg);
+
+  memset (cbuf, 0, sizeof cbuf);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN (sizeof (int));
+  memcpy (CMSG_DATA (cm), &veventq_fd, sizeof (int));
+  return sendmsg (b->reply_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
 /* The worker's body: the allocations of one request. */
@@ -167,15 +204,30 @@ worker_steps (IfbWorkerBatch *b)
     }
     d->failed_step = IFB_WORKER_STEP_NONE;
   }
+  if (veventq_fd >= 0) {
+    int r = b->reply_fd >= 0 ? send_veventq (b) : -EBADF;
+    if (r < 0) {
+      size_t last = b->n_devices - 1;
+      b->devices[last].err = r;
+      b->devices[last].failed_step = IFB_WORKER_STEP_VEVENTQ_ALLOC;
+      b->failed_index = (int) last;
+      undo (b, b->n_devices, b->alloc_ioas);
+      return;
+    }
+    close (veventq_fd);
+    veventq_fd = -1;
+  }
 }
 
 
-/* Kernel order: the vDEVICEs, the vIOMMU, each device detached and its HWPT destroyed, then the devices closed (the last
+/* Kernel order: the vEVENTQ, the vDEVICEs, the vIOMMU, each device detached and its HWPT destroyed, then the devices closed (the last
  * close of a bound device resets it, here), then the IOAS (unpinning what it maps), then the context. */
 static void
 release (IfbWorkerBatch *b)
 {
   ifb_uapi_batch_begin (backend);
+  if (b->veventq_id && b->iommufd >= 0)   /* busy (EBUSY) while a VMM still holds its fd */
+    ifb_uapi_destroy (backend, b->iommufd, b->veventq_id);
   for (size_t i = 0; i < b->n_devices; i++)
     if (b->devices[i].vdev_id && b->iommufd >= 0)
       ifb_uapi_destroy (backend, b->iommufd, b->devices[i].vdev_id);

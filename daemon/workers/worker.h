@@ -26,6 +26,7 @@ typedef enum {
   IFB_WORKER_STEP_ATTACH,
   IFB_WORKER_STEP_VIOMMU_ALLOC,
   IFB_WORKER_STEP_VDEVICE_ALLOC,
+  IFB_WORKER_STEP_VEVENTQ_ALLOC,
   _IFB_WORKER_STEP_MAX,
 } IfbWorkerStep;
 
@@ -68,6 +69,9 @@ typedef struct {
                                  * release: in, destroyed after the vDEVICEs and before the HWPTs */
   uint32_t viommu_hwpt_id;      /* out: the HWPT a vIOMMU made here sits on */
   bool viommu_new;              /* out: made by this batch */
+  uint32_t veventq_depth;       /* a vEVENTQ of this depth with a vIOMMU made here; 0: none */
+  uint32_t veventq_id;          /* out (its fd goes over reply_fd); release: in, destroyed first */
+  int reply_fd;                 /* the worker's end of a socket for the vEVENTQ fd, -1 when none */
   size_t n_devices;
   IfbWorkerDevice devices[IFB_WORKER_MAX_DEVICES];
   /* out */
@@ -79,6 +83,7 @@ typedef struct {
   pid_t pid;
   /* the daemon's own */
   int memfd;
+  int reply_daemon_fd;          /* the other end of reply_fd */
 } IfbWorkerBatch;
 
 /* A batch for backend (its name goes to the worker). */

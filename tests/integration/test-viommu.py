@@ -92,6 +92,43 @@ def test_detach_and_destroy_in_dependency_order():
         assert b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 3})["devices"][0]["vdev_id"] > 0
 
 
+def test_veventq_fd_reaches_the_vmm():
+    # With veventq_depth the worker also makes the vIOMMU's vEVENTQ (in the guest's cgroup); its
+    # fd travels to the VMM with vm.fds and %{veventq} and reads as an empty queue (0 bytes).
+    # The VMM's exit remakes it with the vIOMMU; detaching the last device takes it first.
+    with Cgroup("vieq") as cg, Broker() as b:
+        create(b, cg, veventq_depth=16)
+        vm = b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 2})
+        vi = vm["viommu"]
+        assert vi["veventq_id"] > 0 and vm["options"]["veventq_depth"] == 16, vm
+        objs = {o["id"]: o for o in objects(b, "g")}
+        q = objs[vi["veventq_id"]]
+        assert q["type"] == "veventq" and q["parent_id"] == vi["id"] and q["cgroup"] == cg.path, objs
+        c = b.client()
+        reply, fds = c.call_full("vm.fds", {"vm": "g"})
+        c.close()
+        r = reply["result"]
+        assert r["veventq_id"] == vi["veventq_id"] and r["viommu_id"] == vi["id"], r
+        qfd = fds[r["veventq"]]
+        assert os.read(qfd, 64) == b"", "an empty vEVENTQ reads 0 bytes"
+        for fd in fds:
+            os.close(fd)
+        r = b.ctl("exec", "--vm", "g", "--", "/bin/sh", "-c", "readlink /proc/self/fd/$0", "%{veventq}", check=0)
+        assert r.stdout.startswith("pipe:"), r.stdout
+        r = b.ctl("vm", "show", "g", check=0)
+        assert "vEVENTQ:" in r.stdout and "depth 16" in r.stdout, r.stdout
+        b.call("vm.detach", {"vm": "g", "device": SMMU})
+        assert kinds(b, "g") == ["ioas"], objects(b, "g")
+        e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path,
+                                           "options": {"handoff": "bound", "veventq_depth": 8}})
+        assert e["code"] == -32602 and "'veventq_depth'" in e["message"] and "'viommu'" in e["message"], e
+        e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path,
+                                           "options": {"handoff": "bound", "viommu": "arm-smmuv3", "veventq_depth": 1 << 20}})
+        assert e["code"] == -32602 and "65536" in e["message"], e
+        r = b.ctl("exec", "--vm", "g", "--", "true", "%{veventq}", check=2)
+        assert "no vEVENTQ" in r.stderr or "no vIOMMU" in r.stderr or "veventq" in r.stderr, r.stderr
+
+
 def test_device_list_names_viommu_type():
     # device.list says which vIOMMU type each device's IOMMU can offer: Arm SMMUv3's for the
     # SMMUv3, none for VT-d (it has no vIOMMU object) or an IOMMU that cannot nest.
@@ -147,5 +184,6 @@ def test_smmu_without_coherent_root_complex_refused():
 
 if __name__ == "__main__":
     run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
-         test_detach_and_destroy_in_dependency_order, test_device_list_names_viommu_type, test_refusals_name_why,
+         test_detach_and_destroy_in_dependency_order, test_veventq_fd_reaches_the_vmm, test_device_list_names_viommu_type,
+         test_refusals_name_why,
          test_smmu_without_coherent_root_complex_refused])
