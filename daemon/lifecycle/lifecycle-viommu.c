@@ -99,6 +99,9 @@ ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWor
   return TRUE;
 }
 
+/* ifb_error_set_errno (), then TRUE: "this refusal is named" (it returns FALSE itself). */
+#define refuse(...) (ifb_error_set_errno (__VA_ARGS__), TRUE)
+
 gboolean
 ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerDevice *wd, const IfbVmDevice *d,
                             GError **error)
@@ -108,39 +111,39 @@ ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerD
 
   if (wd->failed_step == IFB_WORKER_STEP_VIOMMU_ALLOC) {
     if (wd->err == -ENOTTY)
-      return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, wd->err,
+      return refuse (error, IFB_ERROR_UNAVAILABLE, wd->err,
                                   "Device %s: this kernel has no vIOMMU (IOMMU_VIOMMU_ALLOC arrived in Linux 6.13)", d->bdf);
     if (wd->err != -EOPNOTSUPP)
-      return ifb_error_set_errno (error, IFB_ERROR_KERNEL, wd->err, "Device %s: allocating the guest's vIOMMU "
+      return refuse (error, IFB_ERROR_KERNEL, wd->err, "Device %s: allocating the guest's vIOMMU "
                                   "(IOMMU_VIOMMU_ALLOC, type %s) failed", d->bdf, type);
     if (!(wd->hwpt_flags & IFB_HWPT_NEST_PARENT) || !wd->info.can_nest)
-      return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) cannot nest, "
+      return refuse (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) cannot nest, "
                                   "so there is no NEST_PARENT for the guest's vIOMMU to sit on", d->bdf, iommu);
     if (ifb_viommu_type_for_iommu (wd->info.type) != b->viommu_type)
-      return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) offers no "
+      return refuse (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) offers no "
                                   "vIOMMU of type '%s'", d->bdf, iommu, type);
     if (wd->info.type == IFB_IOMMU_TYPE_ARM_SMMUV3)
-      return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its SMMUv3 refused a vIOMMU: "
+      return refuse (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its SMMUv3 refused a vIOMMU: "
                                   "its root complex is not coherent (IORT CANWBS) and it has no S2FWB, so the guest "
                                   "could bypass the cache", d->bdf);
-    return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) refused a "
+    return refuse (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err, "Device %s: its IOMMU (%s) refused a "
                                 "vIOMMU of type '%s'", d->bdf, iommu, type);
   }
   if (wd->failed_step == IFB_WORKER_STEP_VEVENTQ_ALLOC)
-    return ifb_error_set_errno (error, wd->err == -ENOTTY ? IFB_ERROR_UNAVAILABLE : IFB_ERROR_KERNEL, wd->err,
+    return refuse (error, wd->err == -ENOTTY ? IFB_ERROR_UNAVAILABLE : IFB_ERROR_KERNEL, wd->err,
                                 "Device %s: allocating the vIOMMU's vEVENTQ (IOMMU_VEVENTQ_ALLOC, depth %u%s) failed",
                                 d->bdf, b->veventq_depth, wd->err == -ENOTTY ? "; it arrived in Linux 6.14" : "");
   if (wd->failed_step == IFB_WORKER_STEP_VDEVICE_ALLOC) {
     if (wd->err == -EEXIST)
-      return ifb_error_set_errno (error, IFB_ERROR_INVALID_ARGUMENT, wd->err, "Device %s: virtual id %" G_GUINT64_FORMAT
+      return refuse (error, IFB_ERROR_INVALID_ARGUMENT, wd->err, "Device %s: virtual id %" G_GUINT64_FORMAT
                                   " is already used in guest '%s''s vIOMMU", d->bdf, d->virt_id, vm->name);
     if (wd->err == -EINVAL)
-      return ifb_error_set_errno (error, IFB_ERROR_INVALID_ARGUMENT, wd->err, "Device %s: it is not behind the "
+      return refuse (error, IFB_ERROR_INVALID_ARGUMENT, wd->err, "Device %s: it is not behind the "
                                   "physical IOMMU that guest '%s''s vIOMMU belongs to", d->bdf, vm->name);
     if (wd->err == -ENOMEM || wd->err == -ENOSPC)
-      return ifb_error_set_errno (error, IFB_ERROR_LIMIT_EXCEEDED, wd->err, "Device %s: no room for another vDEVICE "
+      return refuse (error, IFB_ERROR_LIMIT_EXCEEDED, wd->err, "Device %s: no room for another vDEVICE "
                                   "in guest '%s''s context", d->bdf, vm->name);
-    return ifb_error_set_errno (error, IFB_ERROR_KERNEL, wd->err, "Device %s: allocating its vDEVICE "
+    return refuse (error, IFB_ERROR_KERNEL, wd->err, "Device %s: allocating its vDEVICE "
                                 "(IOMMU_VDEVICE_ALLOC) failed", d->bdf);
   }
   return FALSE;
