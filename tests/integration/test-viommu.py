@@ -139,13 +139,15 @@ def test_device_list_names_viommu_type():
 
 
 def test_refusals_name_why():
-    with Cgroup("viref") as cg, Broker() as b:
+    # (each guest in a cgroup of its own: guests' cgroups may not overlap)
+    with Cgroup("viref") as root, Broker() as b:
+        cg, other = root.child("g"), root.child("plain")
         # the option, checked before anything is made
         e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path, "options": {"handoff": "bound", "viommu": "intel-vtd"}})
         assert e["code"] == -32602 and "'viommu'" in e["message"] and "intel-vtd" in e["message"], e
         e = b.client().error("vm.create", {"name": "x", "cgroup": cg.path, "options": {"viommu": "arm-smmuv3"}})
         assert e["code"] == -32602 and "bound hand-off" in e["message"], e
-        b.call("vm.create", {"name": "plain", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        b.call("vm.create", {"name": "plain", "cgroup": other.path, "options": {"handoff": "bound"}})
         e = b.client().error("vm.attach", {"vm": "plain", "device": SMMU, "virt_id": 1})
         assert e["code"] == -32602 and "no vIOMMU" in e["message"], e
         create(b, cg)
@@ -171,7 +173,8 @@ def test_refusals_name_why():
 def test_smmu_without_coherent_root_complex_refused():
     # An SMMUv3 that nests but sits behind a root complex that is not coherent (no CANWBS) and
     # has no S2FWB: the kernel's driver offers no vIOMMU, and the broker says why. Nothing stays.
-    with Cgroup("vicoh") as cg, Broker() as b:
+    with Cgroup("vicoh") as root, Broker() as b:
+        cg, other = root.child("g"), root.child("plain")
         prof = os.path.join(b.runtime_dir, "emulated", "dev", "vfio", "devices", "vfio3")
         text = open(prof).read()
         open(prof, "w").write(text.replace("canwbs=1", "canwbs=0"))
@@ -180,7 +183,7 @@ def test_smmu_without_coherent_root_complex_refused():
         assert e["data"]["name"] == "nest-unsupported" and "coherent" in e["message"] and "S2FWB" in e["message"], e
         assert kinds(b, "g") == ["ioas"], objects(b, "g")
         # the same device without a vIOMMU is fine: a NEST_PARENT alone needs no coherency
-        b.call("vm.create", {"name": "plain", "cgroup": cg.path, "options": {"handoff": "bound"}})
+        b.call("vm.create", {"name": "plain", "cgroup": other.path, "options": {"handoff": "bound"}})
         assert b.call("vm.attach", {"vm": "plain", "device": SMMU})["devices"][0]["nest_parent"]
 
 
