@@ -129,6 +129,29 @@ def test_veventq_fd_reaches_the_vmm():
         assert "no vEVENTQ" in r.stderr or "no vIOMMU" in r.stderr or "veventq" in r.stderr, r.stderr
 
 
+def test_failure_at_each_vIOMMU_step_leaves_nothing():
+    # A failure at the vIOMMU, vEVENTQ or vDEVICE step (the worker's own, after the HWPT is
+    # attached) undoes everything in the kernel's order: nothing stays in the context, no fd in
+    # the daemon, the device is free, and a clean daemon makes the guest with it afterwards.
+    with Cgroup("vifault") as cg:
+        for step, what in (("viommu-alloc", "IOMMU_VIOMMU_ALLOC"), ("veventq-alloc", "IOMMU_VEVENTQ_ALLOC"),
+                           ("vdevice-alloc", "IOMMU_VDEVICE_ALLOC")):
+            with Broker(env={"IFB_FAULT": step}) as b:
+                create(b, cg, veventq_depth=4)
+                fds = b.open_fds()
+                e = b.client().error("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 1})
+                assert e["data"].get("errno") == "EIO" and what in e["message"], (step, e)
+                vm = b.call("vm.show", {"vm": "g"})
+                assert vm["devices"] == [] and vm["viommu"]["id"] == 0, (step, vm)
+                assert kinds(b, "g") == ["ioas"], (step, objects(b, "g"))
+                assert b.open_fds() == fds, (step, b.open_fds(), fds)
+                owners = {d["device"]: d["owner"] for d in b.call("device.list")["devices"]}
+                assert owners[SMMU] is None, (step, owners)
+            with Broker() as b:
+                create(b, cg, veventq_depth=4)
+                assert b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 1})["viommu"]["veventq_id"] > 0
+
+
 def test_device_list_names_viommu_type():
     # device.list says which vIOMMU type each device's IOMMU can offer: Arm SMMUv3's for the
     # SMMUv3, none for VT-d (it has no vIOMMU object) or an IOMMU that cannot nest.
@@ -189,6 +212,7 @@ def test_smmu_without_coherent_root_complex_refused():
 
 if __name__ == "__main__":
     run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
-         test_detach_and_destroy_in_dependency_order, test_veventq_fd_reaches_the_vmm, test_device_list_names_viommu_type,
+         test_detach_and_destroy_in_dependency_order, test_veventq_fd_reaches_the_vmm,
+         test_failure_at_each_vIOMMU_step_leaves_nothing, test_device_list_names_viommu_type,
          test_refusals_name_why,
          test_smmu_without_coherent_root_complex_refused])
