@@ -114,7 +114,10 @@ emul_read_profile (int fd, EmulProfile *p)
     }
     line = nl ? nl + 1 : NULL;
   }
-  if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
+  /* iommu=selftest: a cdev whose IOMMU behaves as the kernel's IOMMUFD_TEST mock driver does,
+   * so the emulator can answer the scenarios the kernel tier runs on the mock */
+  if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 &&
+      p->iommu_type != IFB_IOMMU_TYPE_SELFTEST)
     return -ENODEV;
   return 0;
 }
@@ -254,6 +257,8 @@ emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd)
 bool
 emul_dev_can_nest (const EmulDevice *d)
 {
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)   /* the mock nests, on a HWPT and through a vIOMMU */
+    return true;
   if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
     return ifb_uapi_vtd_can_nest (d->ecap_reg);
   return ifb_uapi_smmuv3_can_nest (d->idr);
@@ -265,11 +270,13 @@ emul_dev_can_nest (const EmulDevice *d)
  * ARM_SMMUV3 when it can nest (S1P and S2P) and the guest cannot bypass the cache: the root
  * complex is coherent (IORT's CANWBS, which only firmware says: the profile key canwbs=1) or
  * the SMMU forces write-back at stage 2 (IDR3.FWB). TEGRA241_CMDQV needs NVIDIA's extension,
- * which no emulated SMMU has.
+ * which no emulated SMMU has. The selftest mock offers its own type only.
  */
 bool
 emul_dev_viommu_type (const EmulDevice *d, uint32_t type)
 {
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)
+    return type == IFB_IOMMU_VIOMMU_TYPE_SELFTEST;
   if (d->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 || type != IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3)
     return false;
   if (!ifb_uapi_smmuv3_can_nest (d->idr))
@@ -280,6 +287,8 @@ emul_dev_viommu_type (const EmulDevice *d, uint32_t type)
 bool
 emul_dev_dirty (const EmulDevice *d)
 {
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)   /* the mock tracks dirty pages (no NO_DIRTY flag) */
+    return true;
   if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
     return ifb_uapi_vtd_dirty (d->ecap_reg);
   return ifb_uapi_smmuv3_dirty (d->idr);

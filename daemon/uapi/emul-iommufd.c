@@ -273,14 +273,21 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
     type = IFB_UAPI_OBJ_HWPT_PAGING;
   } else if (pt->type == IFB_UAPI_OBJ_HWPT_PAGING) {
     /* Arm SMMUv3 nests only through a vIOMMU: its driver has no domain_alloc_nested. */
-    if ((cmd->flags & ~nested_flags) || !cmd->data_len || dev->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD)
+    if ((cmd->flags & ~nested_flags) || !cmd->data_len || dev->iommu_type == IFB_IOMMU_TYPE_ARM_SMMUV3)
       return -EOPNOTSUPP;
     if ((pt->aux & EMUL_HWPT_AUTO) || !(pt->flags & IFB_IOMMU_HWPT_ALLOC_NEST_PARENT) ||
         pt->iommu_type != dev->iommu_type)
       return -EINVAL;
-    if (cmd->data_type != IFB_IOMMU_HWPT_DATA_VTD_S1)
+    if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+      struct ifb_iommu_hwpt_selftest st;
+      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
+        return -EOPNOTSUPP;
+      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      if (r < 0)
+        return r;
+    } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_VTD_S1) {
       return -EOPNOTSUPP;
-    {
+    } else {
       struct ifb_iommu_hwpt_vtd_s1 s1;
       r = emul_copy_user_data (&s1, sizeof s1, sizeof s1, cmd->data_uptr, cmd->data_len);
       if (r < 0)
@@ -294,9 +301,16 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
       return -EINVAL;
     if ((cmd->flags & ~nested_flags) || !cmd->data_len)
       return -EOPNOTSUPP;
-    if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3)
+    if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+      struct ifb_iommu_hwpt_selftest st;
+      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
+        return -EOPNOTSUPP;
+      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      if (r < 0)
+        return r;
+    } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3) {
       return -EOPNOTSUPP;
-    {
+    } else {
       struct ifb_iommu_hwpt_arm_smmuv3 ste;
       r = emul_copy_user_data (&ste, sizeof ste, sizeof ste, cmd->data_uptr, cmd->data_len);
       if (r < 0)
@@ -326,6 +340,7 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
   union {
     struct ifb_iommu_hw_info_vtd vtd;
     struct ifb_iommu_hw_info_arm_smmuv3 smmu;
+    struct ifb_iommu_test_hw_info test;
   } data;
   uint32_t len, copy;
   EmulDevice *dev;
@@ -342,6 +357,10 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
     data.vtd.ecap_reg = dev->ecap_reg;
     len = sizeof data.vtd;
     cmd->out_data_type = IFB_IOMMU_HW_INFO_TYPE_INTEL_VTD;
+  } else if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+    data.test.test_reg = IFB_IOMMU_HW_INFO_SELFTEST_REGVAL;
+    len = sizeof data.test;
+    cmd->out_data_type = IFB_IOMMU_HW_INFO_TYPE_SELFTEST;
   } else {
     memcpy (data.smmu.idr, dev->idr, sizeof data.smmu.idr);
     data.smmu.iidr = dev->iidr;

@@ -166,6 +166,7 @@ enum {
   IFB_IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2,
 };
 #define IFB_IOMMU_HW_INFO_TYPE_SELFTEST 0xfeedbeefu   /* IOMMUFD_TEST builds only */
+#define IFB_IOMMU_HW_INFO_SELFTEST_REGVAL 0xdeadbeefu /* its test_reg */
 
 enum {
   IFB_IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0,

@@ -523,6 +523,35 @@ test_viommu_types (Fixture *f, gconstpointer data)
 }
 
 static void
+test_selftest_profile (Fixture *f, gconstpointer data)
+{
+  /* Invariant: a cdev whose profile says iommu=selftest answers the whole scenario list as the
+   * kernel's IOMMUFD_TEST mock driver does (GET_HW_INFO type selftest; nested HWPTs on a HWPT
+   * and through a vIOMMU with selftest data; the selftest vIOMMU and vEVENTQ types), so the
+   * mock boot's lines have an emulated counterpart of the same kind. */
+  static const char *const cdevs[] = { "vfio22" };
+  static const char text[] = "ifb-emulated-device 1\niommu=selftest\n";
+  IfbScenarioEnv env = { .backend = f->b, .dev_dirfd = f->devfd, .cdevs = cdevs, .n_cdevs = G_N_ELEMENTS (cdevs) };
+  ifb_autofd int fd = openat (f->devfd, "vfio/devices/vfio22", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  g_autofree char *out = NULL;
+  size_t outlen = 0;
+  FILE *fp;
+  unsigned failed;
+
+  g_assert_cmpint (write (fd, text, sizeof text - 1), ==, (ssize_t) sizeof text - 1);
+  fp = open_memstream (&out, &outlen);
+  failed = ifb_scenarios_run (&env, fp);
+  fclose (fp);
+  g_test_message ("%s", out);
+  g_assert_cmpuint (failed, ==, 0);
+  for (const char *const *s = (const char *const[]) { "get_hw_info", "alloc_hwpt", "alloc_hwpt_nested", "viommu",
+                                                      "vdevice_alloc", "veventq_alloc", NULL }; *s; s++) {
+    g_autofree char *line = g_strdup_printf ("scenario %s@selftest+nest: ok\n", *s);
+    g_assert_nonnull (strstr (out, line));
+  }
+}
+
+static void
 test_viommu_objects (Fixture *f, gconstpointer data)
 {
   /* Invariant: vDEVICEs and vEVENTQs hang off their vIOMMU as the kernel's do: a virtual id once
@@ -593,6 +622,7 @@ main (int argc, char **argv)
   g_test_add ("/ifb/uapi/emul/backend-for-fd", Fixture, NULL, fixture_setup, test_backend_for_fd, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/device-rdev", Fixture, NULL, fixture_setup, test_device_rdev, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/viommu-types", Fixture, NULL, fixture_setup, test_viommu_types, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/selftest-profile", Fixture, NULL, fixture_setup, test_selftest_profile, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/viommu-objects", Fixture, NULL, fixture_setup, test_viommu_objects, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/object-limit", Fixture, NULL, fixture_setup, test_object_limit, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/worker-cgroup", Fixture, NULL, fixture_setup, test_worker_cgroup, fixture_teardown);
