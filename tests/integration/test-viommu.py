@@ -4,9 +4,35 @@ device with the caller's virtual id; the VMM gets their ids; detach, VMM exit an
 them down in the kernel's order; refusals say why."""
 import os
 import re
+import shutil
 import signal
 
 from ifbtest import NEST_VTD, NO_NEST_VTD, NOBODY, SMMU, Broker, Cgroup, peer_holding, reclaimed, run
+
+
+SMMU2 = "0000:0b:00.0"
+
+
+def add_second_smmu(b):
+    """A second device behind the SMMUv3, made in the daemon's copy of the emulated tree
+    (sysfs entry, IOMMU group, vfio cdev with vfio3's profile): the fixture has one."""
+    root = os.path.join(b.runtime_dir, "emulated")
+    src = os.path.join(root, "sys", "bus", "pci", "devices", SMMU)
+    dst = os.path.join(root, "sys", "bus", "pci", "devices", SMMU2)
+    os.makedirs(os.path.join(dst, "vfio-dev", "vfio9"))
+    for f in ("vendor", "device"):
+        shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
+    os.symlink(os.readlink(os.path.join(src, "driver")), os.path.join(dst, "driver"))
+    os.makedirs(os.path.join(root, "sys", "kernel", "iommu_groups", "21"))
+    shutil.copyfile(os.path.join(root, "sys", "kernel", "iommu_groups", "20", "type"),
+                    os.path.join(root, "sys", "kernel", "iommu_groups", "21", "type"))
+    os.symlink("../../../../kernel/iommu_groups/21", os.path.join(dst, "iommu_group"))
+    with open(os.path.join(dst, "vfio-dev", "vfio9", "dev"), "w") as f:
+        f.write("511:9\n")
+    devs = os.path.join(root, "dev", "vfio", "devices")
+    text = open(os.path.join(devs, "vfio3")).read().replace("rdev=511:3", "rdev=511:9").replace(SMMU, SMMU2)
+    with open(os.path.join(devs, "vfio9"), "w") as f:
+        f.write(text)
 
 
 def objects(b, vm):
@@ -90,6 +116,29 @@ def test_detach_and_destroy_in_dependency_order():
         # the device is free again: another guest takes it
         create(b, cg, "h")
         assert b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 3})["devices"][0]["vdev_id"] > 0
+
+
+def test_two_devices_share_the_vIOMMU():
+    # The second device gets its vDEVICE in the vIOMMU the first one's worker made (no second
+    # vIOMMU); the first device, whose HWPT carries the vIOMMU, is refused detaching while the
+    # other still has a vDEVICE, and takes the vIOMMU along once it is the last.
+    with Cgroup("vitwo") as cg, Broker() as b:
+        add_second_smmu(b)
+        create(b, cg)
+        first = b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 0x18})
+        vm = b.call("vm.attach", {"vm": "g", "device": SMMU2, "virt_id": 0x20})
+        assert vm["viommu"] == first["viommu"], (first, vm)
+        d1, d2 = vm["devices"]
+        assert vm["viommu"]["hwpt_id"] == d1["hwpt_id"] != d2["hwpt_id"], vm
+        assert kinds(b, "g").count("viommu") == 1 and kinds(b, "g").count("vdevice") == 2, objects(b, "g")
+        assert {o["virt_id"] for o in objects(b, "g") if o["type"] == "vdevice"} == {0x18, 0x20}
+        e = b.client().error("vm.detach", {"vm": "g", "device": SMMU})
+        assert e["data"]["name"] == "device-busy" and SMMU2 in e["message"] and "vIOMMU" in e["message"], e
+        assert len(b.call("vm.show", {"vm": "g"})["devices"]) == 2
+        vm = b.call("vm.detach", {"vm": "g", "device": SMMU2})
+        assert kinds(b, "g") == ["device", "hwpt-paging", "ioas", "vdevice", "viommu"], objects(b, "g")
+        vm = b.call("vm.detach", {"vm": "g", "device": SMMU})
+        assert vm["viommu"]["id"] == 0 and kinds(b, "g") == ["ioas"], objects(b, "g")
 
 
 def test_veventq_fd_reaches_the_vmm():
@@ -212,7 +261,7 @@ def test_smmu_without_coherent_root_complex_refused():
 
 if __name__ == "__main__":
     run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
-         test_detach_and_destroy_in_dependency_order, test_veventq_fd_reaches_the_vmm,
+         test_detach_and_destroy_in_dependency_order, test_two_devices_share_the_vIOMMU, test_veventq_fd_reaches_the_vmm,
          test_failure_at_each_vIOMMU_step_leaves_nothing, test_device_list_names_viommu_type,
          test_refusals_name_why,
          test_smmu_without_coherent_root_complex_refused])
