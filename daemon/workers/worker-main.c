@@ -220,8 +220,9 @@ worker_steps (IfbWorkerBatch *b)
 }
 
 
-/* Kernel order: the vEVENTQ, the vDEVICEs, the vIOMMU, each device detached and its HWPT destroyed, then the devices closed (the last
- * close of a bound device resets it, here), then the IOAS (unpinning what it maps), then the context. */
+/* Kernel order: the vEVENTQ, the vDEVICEs, the vIOMMU, each device detached and its HWPT
+ * destroyed, then the devices closed (the last close of a bound device resets it, here), then the
+ * IOAS (unpinning what it maps), then the context. */
 static void
 release (IfbWorkerBatch *b)
 {
