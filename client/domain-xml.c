@@ -11,6 +11,7 @@
  *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"
  *                    viommu="arm-smmuv3" veventq-depth="64"/>
  *       <ifb:device address="0000:65:00.0" guest-address="0000:00:03.0"/>
+ *       <ifb:device address="0000:00:19.0" managed="yes"/>
  *     </ifb:broker>
  *   </metadata>
  *
@@ -20,7 +21,8 @@
  * virt-id="N" gives the number itself. The hook then attaches the devices one at a time.
  *
  * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
- * HWPTs the broker allocates, so they matter to bound guests. The broker's elements are
+ * HWPTs the broker allocates, so they matter to bound guests. A device with managed="yes" is taken
+ * from its host driver by the broker and given back after (vm.attach's managed). The broker's elements are
  * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
@@ -56,6 +58,10 @@ ifb_domain_xml_free (IfbDomainXml *d)
   if (d->virt_ids)
     g_array_unref (d->virt_ids);
   g_free (d->viommu);
+  if (d->managed_devices)
+    g_ptr_array_unref (d->managed_devices);
+  if (d->managed_virt_ids)
+    g_array_unref (d->managed_virt_ids);
   g_free (d);
   return NULL;
 }
@@ -97,7 +103,8 @@ parse_yes_no (xmlNode *n, const char *attr, IfbTri *ret, GError **error)
     *ret = IFB_TRI_NO;
   else
     ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
-                       "broker metadata: <options %s='%s'> must be 'yes' or 'no'", attr, (const char *) v), FALSE);
+                       "broker metadata: <%s %s='%s'> must be 'yes' or 'no'", (const char *) n->name, attr,
+                       (const char *) v), FALSE);
   xmlFree (v);
   return ok;
 }
@@ -181,7 +188,7 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
 {
   static const char *const options_attrs[] = { "handoff", "nest-parent", "allow-plain", "dirty-tracking", "viommu",
                                                "veventq-depth", NULL };
-  static const char *const device_attrs[] = { "address", "virt-id", "guest-address", NULL };
+  static const char *const device_attrs[] = { "address", "virt-id", "guest-address", "managed", NULL };
 
   d->has_broker = TRUE;
   for (xmlNode *c = broker->children; c; c = c->next) {
@@ -216,9 +223,11 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
           return FALSE;
       }
     } else if (strcmp ((const char *) c->name, "device") == 0) {
+      IfbTri managed = IFB_TRI_NO;
       xmlChar *addr;
       gint64 virt;
-      if (!check_attrs (c, device_attrs, error) || !parse_virt_id (c, &virt, error))
+      if (!check_attrs (c, device_attrs, error) || !parse_virt_id (c, &virt, error) ||
+          !parse_yes_no (c, "managed", &managed, error))
         return FALSE;
       addr = xmlGetProp (c, (const xmlChar *) "address");
       if (!addr || !*addr) {
@@ -226,13 +235,13 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
         return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                             "broker metadata: <device> needs an address='DDDD:BB:DD.F'"), FALSE;
       }
-      if (d->devices->len >= MAX_DEVICES) {
+      if (d->devices->len + d->managed_devices->len >= MAX_DEVICES) {
         xmlFree (addr);
         return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                             "broker metadata: more than %d devices", MAX_DEVICES), FALSE;
       }
-      g_ptr_array_add (d->devices, g_ascii_strdown ((const char *) addr, -1));
-      g_array_append_val (d->virt_ids, virt);
+      g_ptr_array_add (managed == IFB_TRI_YES ? d->managed_devices : d->devices, g_ascii_strdown ((const char *) addr, -1));
+      g_array_append_val (managed == IFB_TRI_YES ? d->managed_virt_ids : d->virt_ids, virt);
       xmlFree (addr);
     } else {
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
@@ -298,6 +307,8 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   d->handoff = IFB_HANDOFF_UNBOUND;
   d->devices = g_ptr_array_new_with_free_func (g_free);
   d->virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  d->managed_devices = g_ptr_array_new_with_free_func (g_free);
+  d->managed_virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {
     const xmlError *e = xmlGetLastError ();

@@ -24,6 +24,8 @@ typedef struct {
   gboolean has_broker;          /* a <ifb:broker> element is in <metadata> */
   GPtrArray *devices;           /* of char*: PCI addresses, in document order */
   GArray *virt_ids;             /* of gint64, one per device: its virtual id in the guest's vIOMMU, -1: none */
+  GPtrArray *managed_devices;   /* PCI addresses of those with managed="yes" (not in devices) */
+  GArray *managed_virt_ids;     /* their virtual ids, as virt_ids */
   IfbTri nest_parent, allow_plain, dirty_tracking;
   char *viommu;                 /* <options viommu=…>: the vIOMMU type, NULL: none */
   guint veventq_depth;          /* <options veventq-depth=…>, 0: none */

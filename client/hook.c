@@ -13,7 +13,8 @@
  * prepare/start/started aborts the start and libvirt shows our stderr to the user.
  *
  *   prepare   vm.create {defer, handoff} with the cgroup libvirt is about to create, then vm.attach
- *             (which only reserves devices while the cgroup does not exist). Refusal: undo, exit 1.
+ *             (which only reserves devices while the cgroup does not exist; managed="yes" ones in a
+ *             second call with managed, which binds them to vfio-pci). Refusal: undo, exit 1.
  *             The hand-off is the metadata's, else "unbound", sent explicitly so the guest is
  *             what QEMU can take whatever the broker's default: QEMU binds the device fds itself,
  *             and the kernel binds a device once.
@@ -79,37 +80,33 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   json_object_object_add (p, "options", o);
   if (!ifb_hook_call (c, "vm.create", p, NULL, error))
     return FALSE;
-  if (d->devices->len == 0)
-    return TRUE;
-
-  if (d->viommu) {
-    /* a vIOMMU: each device alone, with its virtual id (the broker refuses one without) */
-    guint i;
-    for (i = 0; i < d->devices->len; i++) {
-      gint64 virt = g_array_index (d->virt_ids, gint64, i);
+  /* the devices on vfio-pci already, then those the broker takes from their host drivers; with a
+   * vIOMMU each device alone, with its virtual id (the broker refuses one without) */
+  for (int managed = 0; managed < 2; managed++) {
+    GPtrArray *devs = managed ? d->managed_devices : d->devices;
+    GArray *virt_ids = managed ? d->managed_virt_ids : d->virt_ids;
+    for (guint i = 0; i < devs->len; i += d->viommu ? 1 : devs->len) {
       p = ifb_hook_vm_param (d->name, d->uuid);
-      json_object_object_add (p, "device", json_object_new_string (g_ptr_array_index (d->devices, i)));
-      if (virt >= 0)
-        json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
-      if (!ifb_hook_call (c, "vm.attach", p, NULL, error))
-        break;
+      if (d->viommu) {
+        gint64 virt = g_array_index (virt_ids, gint64, i);
+        json_object_object_add (p, "device", json_object_new_string (g_ptr_array_index (devs, i)));
+        if (virt >= 0)
+          json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
+      } else {
+        json_object *a = json_object_new_array ();
+        for (guint j = 0; j < devs->len; j++)
+          json_object_array_add (a, json_object_new_string (g_ptr_array_index (devs, j)));
+        json_object_object_add (p, "devices", a);
+      }
+      if (managed)
+        json_object_object_add (p, "managed", json_object_new_boolean (TRUE));
+      if (!ifb_hook_call (c, "vm.attach", p, NULL, error)) {
+        ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
+        return FALSE;
+      }
     }
-    if (i == d->devices->len)
-      return TRUE;
-    ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
-    return FALSE;
   }
-  p = ifb_hook_vm_param (d->name, d->uuid);
-  {
-    json_object *a = json_object_new_array ();
-    for (guint i = 0; i < d->devices->len; i++)
-      json_object_array_add (a, json_object_new_string (g_ptr_array_index (d->devices, i)));
-    json_object_object_add (p, "devices", a);
-  }
-  if (ifb_hook_call (c, "vm.attach", p, NULL, error))
-    return TRUE;
-  ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
-  return FALSE;
+  return TRUE;
 }
 
 /* libvirt gives domains to systemd-machined when systemd runs the host and machined can be

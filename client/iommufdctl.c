@@ -48,7 +48,9 @@ static const IfbCtlCommand commands[] = {
     "         --viommu  (bound) a vIOMMU of TYPE (arm-smmuv3, tegra241-cmdqv, selftest) on the first\n"
     "                   device's NEST_PARENT, and a vDEVICE per device: attach them one at a time,\n"
     "                   each with its virtual id; --veventq-depth N adds its vEVENTQ\n"
-    "       iommufdctl vm attach NAME BDF [BDF...]\n"
+    "       iommufdctl vm attach NAME BDF [BDF...] [--managed]\n"
+    "         --managed: take the devices from their host drivers (bound to vfio-pci) and give them back\n"
+    "                    when they leave the guest; only devices [devices] allow offers\n"
     "       iommufdctl vm attach NAME BDF --virt-id N   (a guest with a vIOMMU: the device's virtual id)\n"
     "       iommufdctl vm detach NAME BDF\n"
     "       iommufdctl vm destroy NAME\n"
@@ -57,7 +59,8 @@ static const IfbCtlCommand commands[] = {
   { "events", "", "Follow guest and device events until interrupted", ifb_ctl_cmd_events,
     "Usage: iommufdctl events\n\n"
     "Subscribe to the broker's events (vm.created, vm.ready, vm.reclaimed, vm.destroyed,\n"
-    "device.attached, device.detached) and print one line each until interrupted; with --json one JSON object each.\n" },
+    "device.attached, device.detached, device.returned) and print one line each until interrupted; with --json\n"
+    "one JSON object each.\n" },
   { "metrics", "", "The broker's metrics in the OpenMetrics text format", ifb_ctl_cmd_metrics,
     "Usage: iommufdctl metrics\n\n"
     "Print the broker's metrics in the OpenMetrics text format (what [metrics] textfile= writes\n"

@@ -51,6 +51,7 @@ static const IfbParamSpec vm_attach[] = {
   { "device", IFB_PARAM_STRING, offsetof (IfbRpcVmDeviceArgs, device) },
   { "devices", IFB_PARAM_ARRAY, offsetof (IfbRpcVmDeviceArgs, devices) },
   { "virt_id", IFB_PARAM_INT, offsetof (IfbRpcVmDeviceArgs, virt_id) },
+  { "managed", IFB_PARAM_BOOL, offsetof (IfbRpcVmDeviceArgs, managed) },
   { NULL },
 };
 

@@ -136,7 +136,7 @@ ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **
   if (ifb_call_park_if_busy (call, vm) || ifb_call_park (call, wait_for_devices, &(DeviceWait) { call->core, bdfs }))
     return TRUE;
   ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len,
-                        p->virt_id == G_MININT64 ? -1 : p->virt_id, answer_vm_verbose,
+                        p->virt_id == G_MININT64 ? -1 : p->virt_id, p->managed, answer_vm_verbose,
                         ifb_call_defer (call));
   return TRUE;
 }

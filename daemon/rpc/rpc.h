@@ -33,11 +33,12 @@ typedef struct {
   IfbRpcVmCreateOptions options;
 } IfbRpcVmCreateArgs;
 
-/* vm.attach ('device' or 'devices') and vm.detach ('device') */
+/* vm.attach ('device' or 'devices', 'managed') and vm.detach ('device') */
 typedef struct {
   const char *vm, *uuid, *device;
   json_object *devices;
   gint64 virt_id;                       /* vm.attach; G_MININT64: not given */
+  gboolean managed;
 } IfbRpcVmDeviceArgs;
 
 /* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */
