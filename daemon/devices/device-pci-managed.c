@@ -338,6 +338,7 @@ static void
 on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer data)
 {
   Return *r = data;
+  g_autoptr (GPtrArray) events = g_ptr_array_new ();
 
   for (guint i = 0; i < r->names->len; i++) {
     const char *name = g_ptr_array_index (r->names, i);
@@ -364,9 +365,11 @@ on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer dat
     ev = json_object_new_object ();
     json_object_object_add (ev, "device", json_object_new_string (name));
     json_object_object_add (ev, "driver", json_object_new_string (driver));
-    ifb_core_emit (core, "device.returned", ev);
+    g_ptr_array_add (events, ev);
   }
-  ledger_save (core);
+  ledger_save (core);   /* before anyone hears of it */
+  for (guint i = 0; i < events->len; i++)
+    ifb_core_emit (core, "device.returned", g_ptr_array_index (events, i));
   if (r->then)
     r->then (core, r->data);
   g_ptr_array_unref (r->names);

@@ -113,8 +113,8 @@ rebind_one (const IfbUapiBackend *backend, const IfbWorkerBatch *b, IfbWorkerReb
     if (step (r, "unbind", ifb_uapi_sysfs_write (backend, b->sys_dirfd, attr, r->name)) < 0)
       return;
   }
-  /* "probe-stall" plays a probe that never completes: the wait below runs out. */
-  if (!ifb_fault_check ("probe-stall"))
+  /* "vfio-probe-stall" plays a vfio-pci probe that never completes: the wait below runs out. */
+  if (!(want_vfio && ifb_fault_check ("vfio-probe-stall")))
     ifb_uapi_sysfs_write (backend, b->sys_dirfd, "bus/pci/drivers_probe", r->name);   /* the wait says if it took */
   if (!r->driver[0])
     return;   /* it was on no driver: whichever takes it (if any) is right */
