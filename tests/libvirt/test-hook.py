@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, reclaimed, run  # noqa: E402
@@ -104,6 +105,29 @@ def test_prepare_refused_non_vfio_device():
         err = r.stderr.decode()
         assert err.startswith("iommufd-broker: ifb-capture: ") and NOT_VFIO in err and "vfio-pci" in err, err
         assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_takes_managed_devices():
+    """<ifb:device managed="yes"/> devices are taken from their host driver at prepare (vfio-pci
+    in the emulated sysfs) and go back when release destroys the guest; the others are attached
+    as before."""
+    with Broker(config="[devices]\nallow=%s\n" % NOT_VFIO) as b:
+        xml = with_devices(fixture("prepare-begin.xml"), [NEST_VTD[0]]).decode()
+        xml = xml.replace('<ifb:device address="%s"/>' % NEST_VTD[0],
+                          '<ifb:device address="%s"/><ifb:device address="%s" managed="yes"/>' % (NEST_VTD[0], NOT_VFIO))
+        driver = os.path.join(b.runtime_dir, "emulated", "sys", "bus", "pci", "devices", NOT_VFIO, "driver")
+        r = hook(b, "prepare", xml.encode())
+        assert r.returncode == 0, r
+        devs = {d["device"]: d for d in b.call("vm.show", {"vm": NAME})["devices"]}
+        assert devs[NOT_VFIO]["managed"] is True and devs[NOT_VFIO]["host_driver"] == "e1000e", devs
+        assert devs[NEST_VTD[0]]["managed"] is False, devs
+        assert os.readlink(driver).endswith("/vfio-pci")
+        r = hook(b, "release", xml.encode(), subop="end")
+        assert r.returncode == 0, r
+        deadline = time.monotonic() + 10
+        while not os.readlink(driver).endswith("/e1000e"):
+            assert time.monotonic() < deadline, "the device never went back to e1000e"
+            time.sleep(0.02)
 
 
 def test_prepare_refused_device_of_another_guest():
@@ -427,7 +451,7 @@ def test_exec_pending_guest_realized_in_its_cgroup():
 if __name__ == "__main__":
     run([test_no_metadata_untouched, test_migrate_restore_pass_through,
          test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_bad_handoff,
-         test_prepare_refused_non_vfio_device,
+         test_prepare_refused_non_vfio_device, test_prepare_takes_managed_devices,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
          test_bound_handoff_from_metadata, test_viommu_from_metadata, test_machined_layout,

@@ -106,6 +106,27 @@ test_handoff_values (void)
 }
 
 static void
+test_managed_devices (void)
+{
+  /* managed='yes' devices are listed apart (the hook attaches them with managed), in document
+   * order; managed='no' is the default; any other value refuses the domain */
+  g_autofree char *xml = domain_with ("<ifb:device address='0000:65:00.0'/>"
+                                      "<ifb:device address='0000:00:19.0' managed='yes'/>"
+                                      "<ifb:device address='0000:66:00.0' managed='no'/>"
+                                      "<ifb:device address='0000:03:00.1' managed='yes'/>");
+  g_autofree char *bad = domain_with ("<ifb:device address='0000:00:19.0' managed='true'/>");
+  g_autoptr (IfbDomainXml) d = parse_ok (xml);
+  g_autoptr (GError) error = parse_refused (bad);
+
+  g_assert_cmpuint (d->devices->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (d->devices, 1), ==, "0000:66:00.0");
+  g_assert_cmpuint (d->managed_devices->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (d->managed_devices, 0), ==, "0000:00:19.0");
+  g_assert_cmpstr (g_ptr_array_index (d->managed_devices, 1), ==, "0000:03:00.1");
+  g_assert_nonnull (strstr (error->message, "<device managed='true'> must be 'yes' or 'no'"));
+}
+
+static void
 test_handoff_refused (void)
 {
   /* any other value refuses the domain (prepare aborts the start with this message): the
@@ -261,6 +282,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/domain-xml/handoff-default-unbound", test_handoff_default_unbound);
   g_test_add_func ("/ifb/domain-xml/handoff-values", test_handoff_values);
   g_test_add_func ("/ifb/domain-xml/handoff-refused", test_handoff_refused);
+  g_test_add_func ("/ifb/domain-xml/managed-devices", test_managed_devices);
   g_test_add_func ("/ifb/domain-xml/schema-refusals", test_schema_refusals);
   g_test_add_func ("/ifb/domain-xml/capture", test_capture);
   g_test_add_func ("/ifb/domain-xml/partition", test_partition);
