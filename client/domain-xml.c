@@ -32,6 +32,11 @@
  * KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB; KiB when absent). The broker raises the VMM's limit
  * from it, so no <memoryBacking><locked/> is needed.
  *
+ * libvirt >= 12.2's own iommufd (<iommufd enabled='yes' fdgroup='NAME'/> under <domain>) and the
+ * domain's PCI <hostdev>s are read too: a domain whose fd group is the broker's
+ * (IFB_LIBVIRT_FDGROUP) gets its iommufd from the broker (iommufdctl libvirt-start), and the hook
+ * reserves its hostdevs with the broker.
+ *
  * The domain's cgroup follows libvirt's naming (proto/libvirt-cgroup.c, shared with the daemon's
  * libvirt watcher) from the id, name and partition read here.
  */
@@ -62,6 +67,11 @@ ifb_domain_xml_free (IfbDomainXml *d)
     g_ptr_array_unref (d->managed_devices);
   if (d->managed_virt_ids)
     g_array_unref (d->managed_virt_ids);
+  g_free (d->iommufd_fdgroup);
+  if (d->hostdevs)
+    g_ptr_array_unref (d->hostdevs);
+  if (d->managed_hostdevs)
+    g_ptr_array_unref (d->managed_hostdevs);
   g_free (d);
   return NULL;
 }
@@ -291,6 +301,65 @@ memory_mib (xmlNode *n, guint64 *ret_mib, GError **error)
 }
 
 gboolean
+ifb_domain_xml_is_native (const IfbDomainXml *d)
+{
+  return g_strcmp0 (d->iommufd_fdgroup, IFB_LIBVIRT_FDGROUP) == 0;
+}
+
+/* An attribute as a number (libvirt writes PCI address parts as "0x65"), -1 when absent or bad. */
+static gint64
+prop_number (xmlNode *n, const char *name)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) name);
+  char *end = NULL;
+  gint64 r = -1;
+
+  if (v && *v)
+    r = g_ascii_strtoll ((const char *) v, &end, 0);
+  if (!v || !*v || *end || r < 0)
+    r = -1;
+  xmlFree (v);
+  return r;
+}
+
+static gboolean
+prop_is (xmlNode *n, const char *name, const char *want)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) name);
+  gboolean is = v && strcmp ((const char *) v, want) == 0;
+  xmlFree (v);
+  return is;
+}
+
+/* <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain= bus= slot= function=/> */
+static gboolean
+parse_hostdev (IfbDomainXml *d, xmlNode *h, GError **error)
+{
+  if (!prop_is (h, "mode", "subsystem") || !prop_is (h, "type", "pci"))
+    return TRUE;
+  for (xmlNode *s = h->children; s; s = s->next) {
+    if (!is_element (s, "source"))
+      continue;
+    for (xmlNode *a = s->children; a; a = a->next) {
+      gint64 dom, bus, slot, fn;
+      if (!is_element (a, "address"))
+        continue;
+      dom = prop_number (a, "domain"), bus = prop_number (a, "bus");
+      slot = prop_number (a, "slot"), fn = prop_number (a, "function");
+      if (dom < 0 || dom > 0xffff || bus < 0 || bus > 0xff || slot < 0 || slot > 0x1f || fn < 0 || fn > 7)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                            "domain XML: a PCI <hostdev> without a valid <source><address>"), FALSE;
+      if (d->hostdevs->len + d->managed_hostdevs->len >= MAX_DEVICES)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "domain XML: more than %d hostdevs", MAX_DEVICES), FALSE;
+      g_ptr_array_add (prop_is (h, "managed", "yes") ? d->managed_hostdevs : d->hostdevs,
+                       g_strdup_printf ("%04x:%02x:%02x.%x", (unsigned) dom, (unsigned) bus, (unsigned) slot, (unsigned) fn));
+      return TRUE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
 ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error)
 {
   g_autoptr (IfbDomainXml) d = g_new0 (IfbDomainXml, 1);
@@ -309,6 +378,8 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   d->virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
   d->managed_devices = g_ptr_array_new_with_free_func (g_free);
   d->managed_virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  d->hostdevs = g_ptr_array_new_with_free_func (g_free);
+  d->managed_hostdevs = g_ptr_array_new_with_free_func (g_free);
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {
     const xmlError *e = xmlGetLastError ();
@@ -343,6 +414,15 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
           g_free (d->partition);
           d->partition = node_text (c);
         }
+    } else if (is_element (n, "iommufd")) {
+      xmlChar *group = xmlGetProp (n, (const xmlChar *) "fdgroup");
+      g_free (d->iommufd_fdgroup);
+      d->iommufd_fdgroup = prop_is (n, "enabled", "yes") && group ? g_strdup ((const char *) group) : NULL;
+      xmlFree (group);
+    } else if (is_element (n, "devices")) {
+      for (xmlNode *c = n->children; c && ok; c = c->next)
+        if (is_element (c, "hostdev"))
+          ok = parse_hostdev (d, c, error);
     } else if (is_element (n, "metadata")) {
       for (xmlNode *c = n->children; c && ok; c = c->next)
         if (is_ours (c)) {

@@ -72,6 +72,14 @@ static const IfbCtlCommand commands[] = {
     "  --vm-from-argv   the guest named by QEMU's -name guest=NAME in ARGS (for a libvirt <emulator>)\n"
     "Placeholders in ARGS: %{iommufd} %{ioas} %{dev:BDF} %{devid:BDF} %{hwpt:BDF} %{viommu} %{vdev:BDF}\n"
     "%{veventq}, %%{ for a literal %{\n" },
+  { "libvirt-start", "DOMAIN [--connect URI]", "Start a libvirt >= 12.2 domain on the broker's iommufd", ifb_ctl_cmd_libvirt_start,
+    "Usage: iommufdctl libvirt-start DOMAIN [--connect URI]\n\n"
+    "Start a libvirt domain whose XML has <iommufd enabled='yes' fdgroup='iommufd-broker'/> (libvirt >= 12.2):\n"
+    "create its guest (vm.create), fetch the guest's iommufd (vm.fds), associate it with the domain under\n"
+    "the fd group 'iommufd-broker' (virDomainFDAssociate) and start the domain on the same connection;\n"
+    "a failed association or start destroys the guest again. The hook then places the guest in the\n"
+    "domain's cgroup and reserves its <hostdev>s.\n"
+    "  --connect URI   the libvirt connection (default: libvirt's default URI)\n" },
   { "help", "[COMMAND]", "Show the usage of iommufdctl or of one command", cmd_help,
     "Usage: iommufdctl help [COMMAND]\n" },
   { NULL },

@@ -56,6 +56,10 @@ void ifb_lifecycle_reclaim (IfbCore *core, IfbVm *vm);
 /* Open device d of vm as its kind does (device-kind.h), checking the node is that device. */
 gboolean ifb_lifecycle_open_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error);
 
+/* Move a guest none of whose objects the broker allocated (unbound, or pending) to cgroup, which
+ * passes vm.create's checks for caller; persisted (lifecycle-place.c). */
+gboolean ifb_lifecycle_place (IfbCore *core, IfbVm *vm, const char *cgroup, const IfbPeer *caller, GError **error);
+
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbCore *core, const char *name_or_uuid, GError **error);
 /* What ifb_lifecycle_get() does to the guest it finds, for a guest looked up otherwise. */

@@ -491,6 +491,23 @@ ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError *
 }
 
 gboolean
+ifb_rpc_vm_place (IfbCall *call, const void *args, json_object **ret, GError **error)
+{
+  const IfbRpcVmArgs *p = args;
+  IfbVm *vm;
+
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_lifecycle_place (call->core, vm, p->cgroup, call->peer, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, FALSE);
+  return TRUE;
+}
+
+gboolean
 ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error)
 {
   json_object *o;

@@ -41,10 +41,11 @@ typedef struct {
   gboolean managed;
 } IfbRpcVmDeviceArgs;
 
-/* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */
+/* vm.destroy, vm.show, vm.fds, vm.started (with 'pid') and vm.place (with 'cgroup') */
 typedef struct {
   const char *vm, *uuid;
   gint64 pid;
+  const char *cgroup;
 } IfbRpcVmArgs;
 
 gboolean ifb_rpc_discover (IfbCall *call, const void *args, json_object **ret, GError **error);
@@ -59,6 +60,7 @@ gboolean ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GE
 gboolean ifb_rpc_vm_show (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_fds (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_place (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error);
 
 /* The guest a vm.* call names by 'vm' (name), 'uuid', or both (rpc-lookup.c). */
