@@ -57,7 +57,7 @@ _iommufdctl()
     fi
 
     local globals="--socket --json --help --version"
-    local commands="status devices vm events metrics exec help"
+    local commands="status devices vm events metrics exec libvirt-start help"
     local vm_subcommands="list show create attach detach destroy fds"
     local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process= --memory-mib --viommu --veventq-depth"
     local -a _iommufdctl_cmd=("${words[0]}")
@@ -80,7 +80,7 @@ _iommufdctl()
             sub=$w
         else
             case $w in
-                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm | --viommu | --virt-id | --veventq-depth) ((i++)); continue ;;
+                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm | --viommu | --virt-id | --veventq-depth | --connect) ((i++)); continue ;;
                 --managed) managed=1; continue ;;
                 -*) continue ;;
             esac
@@ -113,6 +113,7 @@ _iommufdctl()
             vm/create) opts+=" $create_options" ;;
             vm/attach) opts+=" --virt-id --managed" ;;
             exec/) opts+=" --vm --vm-from-argv --" ;;
+            libvirt-start/) opts+=" --connect" ;;
         esac
         _iommufdctl_reply "$opts"
         [[ ${COMPREPLY[0]-} == *= ]] && compopt -o nospace
