@@ -32,11 +32,11 @@ ifb_lifecycle_place (IfbCore *core, IfbVm *vm, const char *cgroup, const IfbPeer
   if (!ifb_cgroup_path_validate (cgroup, error) ||
       !ifb_peer_check_guest_cgroup (caller, cgroup, core->self_cgroup, FALSE, error))
     return FALSE;
-  old = g_steal_pointer (&vm->cgroup);
-  vm->cgroup = g_strdup (cgroup);
+  old = g_strdup (vm->cgroup);
+  if (!ifb_registry_move_cgroup (core->registry, vm, cgroup, error))
+    return FALSE;
   if (!ifb_core_persist (core, vm, error)) {
-    g_free (vm->cgroup);
-    vm->cgroup = g_steal_pointer (&old);
+    ifb_registry_move_cgroup (core->registry, vm, old, NULL);   /* it was its own: no overlap */
     return FALSE;
   }
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' placed in cgroup %s (was %s)", vm->name, cgroup, old);

@@ -134,7 +134,7 @@ def test_managed_attach_takes_and_detach_gives_back():
     with Cgroup("managed") as cg, Broker(config=conf([E1000E])) as b:
         on_host_driver(b, E1000E, "e1000e")
         ev = subscribe(b)
-        b.call("vm.create", {"name": "g", "cgroup": cg.path})
+        b.call("vm.create", {"name": "g", "cgroup": cg.child("g").path})
         vm = b.call("vm.attach", {"vm": "g", "device": E1000E, "managed": True})
         d = vm["devices"][0]
         assert d["managed"] is True and d["host_driver"] == "e1000e" and d["state"] == "ready", d

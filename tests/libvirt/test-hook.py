@@ -195,13 +195,19 @@ def test_vm_place_rules():
     cgroup checks; a bound guest with objects stays where they were allocated."""
     with Broker() as b, Cgroup("place") as cg:
         c = b.client()
+        u = cg.child("u")
         c.call("vm.create", {"name": "u", "cgroup": "/ifb-nonexistent", "options": {"defer": True}})
-        assert c.call("vm.place", {"vm": "u", "cgroup": cg.path})["cgroup"] == cg.path
+        assert c.call("vm.place", {"vm": "u", "cgroup": u.path})["cgroup"] == u.path
+        assert b.call("vm.show", {"vm": "u"})["cgroup"] == u.path
         err = c.error("vm.place", {"vm": "u", "cgroup": "/"})
         assert err["data"]["name"] in ("cgroup-invalid", "invalid-params", "invalid-argument"), err
         c.call("vm.create", {"name": "b", "cgroup": cg.child("b").path, "options": {"handoff": "bound"}})
-        err = c.error("vm.place", {"vm": "b", "cgroup": cg.path})
+        err = c.error("vm.place", {"vm": "b", "cgroup": cg.child("b2").path})
         assert err["data"]["name"] == "invalid-argument" and "cannot move" in err["message"], err
+        # one guest's cgroup never overlaps another's
+        err = c.error("vm.place", {"vm": "u", "cgroup": cg.path})
+        assert err["data"]["name"] == "cgroup-invalid" and "overlaps" in err["message"], err
+        assert b.call("vm.show", {"vm": "u"})["cgroup"] == u.path
 
 
 def test_libvirt_start_refuses_domain_without_fdgroup():
