@@ -350,11 +350,12 @@ on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer dat
     if (!e)
       continue;
     driver = g_strdup (e->driver);
-    if (error || !b || !b->finished || rb->err < 0) {
+    if (error || !b || !b->finished || !rb || rb->err < 0) {
+      g_autofree char *why = error ? g_strdup (error->message)
+                             : !b || !b->finished || !rb ? g_strdup ("the worker did not finish")
+                             : g_strdup_printf ("%s: %s", rb->step, g_strerror (-rb->err));
       e->state = WAITING;
-      g_warning ("Giving device %s back to its driver '%s' failed (%s%s%s); trying again in %u ms", name, driver,
-                 error ? error->message : !b || !b->finished ? "the worker did not finish" : rb->step,
-                 error || !b || !b->finished ? "" : ": ", error || !b || !b->finished ? "" : g_strerror (-rb->err),
+      g_warning ("Giving device %s back to its driver '%s' failed (%s); trying again in %u ms", name, driver, why,
                  core->config->return_retry_ms);
       schedule_retry (core);
       continue;
