@@ -8,6 +8,7 @@
 #   build.log
 #
 #   tests/fullstack/build-deb.sh deb12|deb13
+#   tests/fullstack/build-deb.sh --check deb12|deb13   exit 0 when it is cached, 1 otherwise
 #
 # deb12: dpkg-buildpackage on this (Debian 12) host, as tests/package does.
 # deb13: dpkg-buildpackage inside a Debian 13 chroot made by mmdebstrap (trixie + its updates,
@@ -15,14 +16,16 @@
 #   dh_auto_test runs the unit suite against Debian 13's libraries (json-c 0.18). When that
 #   check fails, the reason is kept in "check" and the package is built again with
 #   DEB_BUILD_OPTIONS=nocheck so the rest of the tier can run; run.sh reports the failure.
-# Cache: $IFB_FULLSTACK_CACHE/deb/<platform>-<key>, key = sha256(HEAD's tree, this script,
+# Cache: $IFB_FULLSTACK_CACHE/deb/<platform>-<key>, key = sha256(HEAD's tree, REV below,
 #   the chroot's key); $IFB_FULLSTACK_CACHE/chroot/<key>.tar.
 set -euo pipefail
 IFB_TAG=fullstack-deb
 . "$(dirname "$0")/lib.sh"
 
-REV=1
-[ $# -eq 1 ] || { echo "usage: $0 deb12|deb13" >&2; exit 2; }
+REV=1   # bump when this script changes how the package is built
+check=0
+[ "${1:-}" = --check ] && { check=1; shift; }
+[ $# -eq 1 ] || { echo "usage: $0 [--check] deb12|deb13" >&2; exit 2; }
 platform=$1
 codename=$(platform_codename "$platform")
 git -C "$REPO" rev-parse --verify -q HEAD >/dev/null || die "$REPO is not a git checkout with a HEAD"
@@ -47,9 +50,13 @@ if [ "$platform" != deb12 ]; then
                     sed -n '/^make_chroot()/,/^}/p' "$0"; } | sha256sum | cut -c1-16)
     chroot_tar=$FS_CACHE/chroot/$platform-$chroot_key.tar
 fi
-key=$( { echo "rev=$REV"; echo "$tree"; echo "$platform"; echo "$chroot_key"; cat "$0"; } | sha256sum | cut -c1-16)
+key=$( { echo "rev=$REV"; echo "$tree"; echo "$platform"; echo "$chroot_key"; } | sha256sum | cut -c1-16)
 out=$FS_CACHE/deb/$platform-$key
 deb=iommufd-broker_${version}_$arch.deb
+if [ $check = 1 ]; then
+    [ -s "$out/$deb" ]
+    exit
+fi
 if [ -s "$out/$deb" ] && [ -s "$out/newer/iommufd-broker_${version}+fs1_$arch.deb" ]; then
     say "cached: $out ($platform, tree ${tree:0:12})"
     echo "$out"
@@ -74,7 +81,7 @@ make_chroot() {
 }
 
 mkdir -p "$FS_CACHE/deb"
-build_lock "$FS_CACHE" "fullstack package"
+build_lock "$FS_CACHE/deb" "fullstack package"
 t0=$(date +%s)
 work=$out.partial
 rm -rf "$work"
