@@ -16,7 +16,8 @@
 #   dh_auto_test runs the unit suite against Debian 13's libraries (json-c 0.18). When that
 #   check fails, the reason is kept in "check" and the package is built again with
 #   DEB_BUILD_OPTIONS=nocheck so the rest of the tier can run; run.sh reports the failure.
-# Cache: $IFB_FULLSTACK_CACHE/deb/<platform>-<key>, key = sha256(HEAD's tree, REV below,
+# Cache: $IFB_FULLSTACK_CACHE/deb/<platform>-<key>, key = sha256(HEAD's files but tests/fullstack, tests/kernel,
+#   tools and contrib; REV below;
 #   the chroot's key); $IFB_FULLSTACK_CACHE/chroot/<key>.tar.
 set -euo pipefail
 IFB_TAG=fullstack-deb
@@ -30,6 +31,9 @@ platform=$1
 codename=$(platform_codename "$platform")
 git -C "$REPO" rev-parse --verify -q HEAD >/dev/null || die "$REPO is not a git checkout with a HEAD"
 tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
+# What the package is made of: HEAD's files but the test tiers that never run in a package build
+# and the tools (a commit to those does not rebuild the package).
+content=$(git -C "$REPO" ls-tree -r HEAD -- . ':!tests/fullstack' ':!tests/kernel' ':!tools' ':!contrib' | sha256sum | cut -c1-16)
 if ! git -C "$REPO" diff --quiet HEAD -- daemon client proto units debian meson.build meson_options.txt man completion 2>/dev/null; then
     say "note: uncommitted changes to the product are not in the package (it is built from HEAD)"
 fi
@@ -50,7 +54,7 @@ if [ "$platform" != deb12 ]; then
                     sed -n '/^make_chroot()/,/^}/p' "$0"; } | sha256sum | cut -c1-16)
     chroot_tar=$FS_CACHE/chroot/$platform-$chroot_key.tar
 fi
-key=$( { echo "rev=$REV"; echo "$tree"; echo "$platform"; echo "$chroot_key"; } | sha256sum | cut -c1-16)
+key=$( { echo "rev=$REV"; echo "$content"; echo "$platform"; echo "$chroot_key"; } | sha256sum | cut -c1-16)
 out=$FS_CACHE/deb/$platform-$key
 deb=iommufd-broker_${version}_$arch.deb
 if [ $check = 1 ]; then
