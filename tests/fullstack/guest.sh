@@ -141,7 +141,7 @@ s_bind() {
 s_install() {
     local deb
     deb=$(ls debs/iommufd-broker_*.deb)
-    run apt-get install -y ./"$deb" || { fail "apt install ./$deb failed"; return 1; }
+    run apt install -y ./"$deb" || { fail "apt install ./$deb failed"; return 1; }
     run getent group iommufd-broker || { fail "installing did not create the group iommufd-broker"; return 1; }
     [ "$(systemctl is-enabled iommufd-broker.socket)" = enabled ] || { fail "iommufd-broker.socket is not enabled"; return 1; }
     run systemctl is-active iommufd-broker.socket || { fail "iommufd-broker.socket is not active"; return 1; }
@@ -235,7 +235,7 @@ s_hang() {
 s_upgrade() {
     local deb v0=$(dpkg-query -W -f='${Version}' iommufd-broker)
     deb=$(ls debs/newer/iommufd-broker_*.deb)
-    run apt-get install -y ./"$deb" || { fail "apt install ./$deb failed"; return 1; }
+    run apt install -y ./"$deb" || { fail "apt install ./$deb failed"; return 1; }
     systemctl is-active -q iommufd-broker.socket || { fail "the socket is not active after the upgrade"; return 1; }
     whole || return 1
     DETAIL="$v0 -> $(dpkg-query -W -f='${Version}' iommufd-broker) while $DOM ran; broker $(systemctl is-active iommufd-broker) (pid $(broker_pid)); $DOM whole"

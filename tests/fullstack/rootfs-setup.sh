@@ -13,9 +13,12 @@ cat > "$root/etc/fstab" <<'EOT'
 EOT
 mkdir -p "$root/ifb"
 chroot "$root" passwd -d root >/dev/null
+# One fixed machine id: no first-boot questions on the console (systemd-firstboot), the same
+# journal directory on every boot.
+echo 6966622d66756c6c737461636b000001 > "$root/etc/machine-id"
 # Nothing that is not under test runs: no logins on the console, no timers, no time sync,
 # and libvirt's default NAT network (a bridge, dnsmasq) is not started.
-for u in serial-getty@ttyS0.service getty@tty1.service systemd-timesyncd.service apt-daily.timer \
+for u in systemd-firstboot.service serial-getty@ttyS0.service getty@tty1.service systemd-timesyncd.service apt-daily.timer \
          apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
          dpkg-db-backup.timer logrotate.timer systemd-tmpfiles-clean.timer; do
     ln -sf /dev/null "$root/etc/systemd/system/$u"
