@@ -31,9 +31,10 @@ platform=$1
 codename=$(platform_codename "$platform")
 git -C "$REPO" rev-parse --verify -q HEAD >/dev/null || die "$REPO is not a git checkout with a HEAD"
 tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
-# What the package is made of: HEAD's files but the test tiers that never run in a package build
-# and the tools (a commit to those does not rebuild the package).
-content=$(git -C "$REPO" ls-tree -r HEAD | grep -vE $'\t(tests/fullstack|tests/kernel|tools|contrib)/' | sha256sum | cut -c1-16)
+# What the package is made of: HEAD's files but the test tiers that never run in a package build,
+# the tools and the README (installed as documentation only; a commit to those does not rebuild
+# the package).
+content=$(git -C "$REPO" ls-tree -r HEAD | grep -vE $'\t((tests/fullstack|tests/kernel|tools|contrib)/|README.md$)' | sha256sum | cut -c1-16)
 if ! git -C "$REPO" diff --quiet HEAD -- daemon client proto units debian meson.build meson_options.txt man completion 2>/dev/null; then
     say "note: uncommitted changes to the product are not in the package (it is built from HEAD)"
 fi
@@ -127,9 +128,9 @@ else
     if dpkg_build "$root"; then
         echo ok > "$work/new/check"
     else
-        fails=$(grep -aE '^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT)' "$log" | sed 's/^ *//; s/  */ /g' | head -n 5 | tr '\n' ';')
-        why=$(grep -aoE '(ERROR|Bail out!|Parse error)[^\r]*' "$log" | head -n 3 | tr '\n' ';')
-        echo "dpkg-buildpackage failed in $codename (dh_auto_test: ${fails:-see build.log}${why:+ $why})" > "$work/new/check"
+        fails=$(grep -aE '^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT)' "$log" | awk '{print $4}' | sort -u | tr '\n' ' ')
+        why=$(grep -aE '^not ok ' "$log" | sort -u | head -n 3 | cut -c1-160 | tr '\n' ';')
+        echo "the unit tests failed in $codename's dpkg-buildpackage (dh_auto_test): ${fails:-see build.log}${why:+- $why}" > "$work/new/check"
         say "the $codename build failed: $(cat "$work/new/check"); building again with DEB_BUILD_OPTIONS=nocheck so the tier can go on"
         dpkg_build "$root" nocheck || build_fail "dpkg-buildpackage (nocheck) in $codename"
     fi
