@@ -97,11 +97,12 @@ for p in $platforms; do
           -drive "file=$out/$p/test.ext4,format=raw,if=none,id=test,cache=unsafe" -device virtio-blk-pci,drive=test,addr=0x6
           -kernel "$kernel"
           -append "root=/dev/vda rw console=ttyS0 loglevel=4 panic=-1 systemd.show_status=error"
-          -serial stdio -display none -no-reboot)
+          -serial stdio -display none -no-reboot
+          -qmp "unix:$out/$p/qmp.sock,server=on,wait=off")
     say "$p: ${qemu[*]}"
     say "$p: booting (console: $log)"
     set +e
-    timeout -k 10 "${IFB_FULLSTACK_TIMEOUT:-1500}" nice -n 5 "${qemu[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$log" |
+    timeout -k 10 "${IFB_FULLSTACK_TIMEOUT:-1500}" nice -n 5 "${qemu[@]}" </dev/null 2>&1 | sed -u 's/\r$//' | tee "$log" |
         grep --line-buffered -aE 'IFB-|^    \||Kernel panic|Freezing|emergency' | sed -u "s/^/[$p] /"
     qrc=${PIPESTATUS[0]}
     set -e
