@@ -37,7 +37,7 @@ done
 
 # ---- what a cold run would build, against the deadline -----------------------------------------
 # Measured on the 2-core CI host (README.md): seconds per missing cache.
-cost_kernel=1500 cost_deb12=240 cost_deb13=600 cost_rootfs=420 cost_boot=600
+cost_kernel=2800 cost_deb12=200 cost_deb13=620 cost_rootfs=240 cost_boot=540
 missing=()
 cost=0
 "$KDIR/build-kernel.sh" --check 2>/dev/null || { missing+=("kernel"); cost=$((cost + cost_kernel)); }
