@@ -37,6 +37,7 @@
 
 #include "ctl.h"
 #include "errors.h"
+#include "ifb-config.h"
 #include "json.h"
 #include "util.h"
 
@@ -234,6 +235,10 @@ ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv)
 
   if (from_argv)
     vm = argv_name = name_from_qemu_argv (cmd + 1);
+  /* The VMM socket when no socket was chosen: libvirt runs us as its QEMU user, which is in no
+   * group of the broker's; without a VMM socket (a broker not started by its units), the RPC one. */
+  if (!ctl->socket_chosen && g_file_test (IFB_DEFAULT_VMM_SOCKET, G_FILE_TEST_EXISTS))
+    ctl->socket_path = IFB_DEFAULT_VMM_SOCKET;
   if (vm) {
     if (!(c = ifb_ctl_connect (ctl)))
       return IFB_EXIT_FAILED;

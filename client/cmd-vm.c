@@ -141,6 +141,15 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
       json_object_object_add (o, "dirty_tracking", json_object_new_boolean (TRUE));
     } else if (strcmp (a, "--defer") == 0) {
       json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
+    } else if (strcmp (a, "--memory-mib") == 0 && i + 1 < argc) {
+      char *end;
+      gint64 mib = g_ascii_strtoll (argv[i + 1], &end, 10);
+      if (*end || !g_ascii_isdigit (argv[i + 1][0]) || mib <= 0) {
+        json_object_put (p), json_object_put (o);
+        return ifb_ctl_usage_fail ("vm", "vm create: --memory-mib needs a positive number of MiB, not '%s'", argv[i + 1]);
+      }
+      json_object_object_add (o, "memory_mib", json_object_new_int64 (mib));
+      i++;
     } else if (g_str_has_prefix (a, "--rlimit-per-process=")) {
       json_object_object_add (o, "rlimit_per_process", json_object_new_boolean (strcmp (a + 21, "yes") == 0));
     } else if (a[0] != '-' && !name) {

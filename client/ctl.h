@@ -19,6 +19,7 @@
 
 typedef struct {
   const char *socket_path;
+  gboolean socket_chosen;       /* by --socket or IOMMUFD_BROKER_SOCKET, not the default */
   gboolean json;
 } IfbCtl;
 

@@ -19,6 +19,11 @@
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
  *
+ * The guest's memory is what libvirt bases a VFIO guest's RLIMIT_MEMLOCK on: <maxMemory> when
+ * the domain can hot-plug memory, else <memory>, each a libvirt scaled integer (unit= b, KB, K,
+ * KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB; KiB when absent). The broker raises the VMM's limit
+ * from it, so no <memoryBacking><locked/> is needed.
+ *
  * The domain's cgroup follows libvirt's naming (proto/libvirt-cgroup.c, shared with the daemon's
  * libvirt watcher) from the id, name and partition read here.
  */
@@ -172,6 +177,44 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
   return TRUE;
 }
 
+/* A libvirt scaled integer (virScaleInteger: "b"/"bytes", or k, m, g, t, p, e alone or with "iB"
+ * for powers of 1024 and with "B" for powers of 1000, any case; KiB when absent) in MiB, rounded
+ * up. */
+static gboolean
+memory_mib (xmlNode *n, guint64 *ret_mib, GError **error)
+{
+  xmlChar *unit = xmlGetProp (n, (const xmlChar *) "unit");
+  const char *u = unit ? (const char *) unit : "KiB";
+  g_autofree char *text = NULL;
+  const char *power = u[0] ? strchr ("kmgtpe", g_ascii_tolower (u[0])) : NULL;
+  guint64 scale = 0, v;
+  char *end;
+
+  if (g_ascii_strcasecmp (u, "b") == 0 || g_ascii_strcasecmp (u, "bytes") == 0)
+    scale = 1;
+  else if (power) {
+    guint64 base = !u[1] || g_ascii_strcasecmp (u + 1, "ib") == 0 ? 1024 : g_ascii_strcasecmp (u + 1, "b") == 0 ? 1000 : 0;
+    scale = base;
+    for (const char *p = "kmgtpe"; base && p < power; p++)
+      scale *= base;
+  }
+  if (!scale) {
+    g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML: <%s> has an unknown unit '%s'",
+                 (const char *) n->name, u);
+    xmlFree (unit);
+    return FALSE;
+  }
+  xmlFree (unit);
+  text = node_text (n);
+  v = g_ascii_strtoull (text ? text : "", &end, 10);
+  if (!text || !g_ascii_isdigit (text[0]) || *end || v > G_MAXUINT64 / scale)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML: <%s> is not a size: '%s'",
+                        (const char *) n->name, text ? text : ""), FALSE;
+  v *= scale;
+  *ret_mib = v / (1 << 20) + (v % (1 << 20) != 0);
+  return TRUE;
+}
+
 gboolean
 ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error)
 {
@@ -180,6 +223,7 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   xmlNode *root;
   xmlChar *id;
   gboolean ok = TRUE;
+  guint64 memory = 0, max_memory = 0;
 
   if (len > G_MAXINT)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML too large"), FALSE;
@@ -208,6 +252,10 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
     if (is_element (n, "name")) {
       g_free (d->name);
       d->name = node_text (n);
+    } else if (is_element (n, "memory")) {
+      ok = memory_mib (n, &memory, error);
+    } else if (is_element (n, "maxMemory")) {
+      ok = memory_mib (n, &max_memory, error);
     } else if (is_element (n, "uuid")) {
       g_free (d->uuid);
       d->uuid = node_text (n);
@@ -232,6 +280,7 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   xmlFreeDoc (doc);
   if (!ok)
     return FALSE;
+  d->memory_mib = max_memory ? max_memory : memory;
   if (!d->name || !*d->name)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "domain XML has no <name>"), FALSE;
   if (d->partition && d->partition[0] != '/')

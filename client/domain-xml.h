@@ -25,6 +25,7 @@ typedef struct {
   GPtrArray *devices;           /* of char*: PCI addresses, in document order */
   IfbTri nest_parent, allow_plain, dirty_tracking;
   IfbHandoff handoff;           /* <options handoff=…>: IFB_HANDOFF_UNBOUND unless it says bound */
+  guint64 memory_mib;           /* <maxMemory> if given (memory hotplug), else <memory>, rounded up; 0: none */
 } IfbDomainXml;
 
 /* Parse a domain XML document (len bytes). FALSE with a message on malformed XML or broker

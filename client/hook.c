@@ -70,6 +70,8 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   add_tri (o, "nest_parent", d->nest_parent);
   add_tri (o, "allow_plain", d->allow_plain);
   add_tri (o, "dirty_tracking", d->dirty_tracking);
+  if (d->memory_mib)   /* the broker raises the VMM's RLIMIT_MEMLOCK from it at vm.fds */
+    json_object_object_add (o, "memory_mib", json_object_new_int64 ((gint64) d->memory_mib));
   json_object_object_add (p, "options", o);
   if (!ifb_hook_call (c, "vm.create", p, NULL, error))
     return FALSE;

@@ -39,7 +39,8 @@ static const IfbCtlCommand commands[] = {
     "       iommufdctl vm show NAME\n"
     "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--handoff unbound|bound]\n"
     "                                 [--no-nest-parent] [--allow-plain] [--dirty-tracking] [--defer]\n"
-    "                                 [--rlimit-per-process=yes|no]\n"
+    "                                 [--rlimit-per-process=yes|no] [--memory-mib MIB]\n"
+    "         --memory-mib the guest's memory: vm fds raises its VMM's RLIMIT_MEMLOCK to it + 1 GiB\n"
     "         --handoff unbound (default): the VMM gets unbound device fds and binds them itself (QEMU,\n"
     "                   libvirt, cloud-hypervisor); bound: the broker binds and allocates the\n"
     "                   NEST_PARENT HWPTs, the VMM gets bound fds plus ids\n"
@@ -272,9 +273,10 @@ main (int argc, char **argv)
   GlobalAction action;
   int r;
 
-  if (!ctl.socket_path || !*ctl.socket_path)
-    ctl.socket_path = IFB_DEFAULT_SOCKET;
   action = take_global_options (&ctl, &argc, argv, &bad);
+  ctl.socket_chosen = ctl.socket_path && *ctl.socket_path;
+  if (!ctl.socket_chosen)
+    ctl.socket_path = IFB_DEFAULT_SOCKET;
   switch (action) {
   case GLOBAL_BAD:
     r = ifb_ctl_usage_error ("unknown option '%s'", bad);

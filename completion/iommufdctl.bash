@@ -58,7 +58,7 @@ _iommufdctl()
     local globals="--socket --json --help --version"
     local commands="status devices vm events metrics exec help"
     local vm_subcommands="list show create attach detach destroy fds"
-    local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process="
+    local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process= --memory-mib"
     local -a _iommufdctl_cmd=("${words[0]}")
     local cmd="" sub="" i w
     local -a args=()
@@ -78,7 +78,7 @@ _iommufdctl()
             sub=$w
         else
             case $w in
-                --cgroup | --pid | --uuid | --handoff | --vm) ((i++)); continue ;;
+                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm) ((i++)); continue ;;
                 -*) continue ;;
             esac
             # exec: the first other word starts the VMM's command line, which is not ours
@@ -91,7 +91,7 @@ _iommufdctl()
         --socket)
             COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
-        --cgroup | --pid | --uuid)
+        --cgroup | --pid | --uuid | --memory-mib)
             return ;;
         --handoff)
             _iommufdctl_reply "unbound bound"

@@ -16,7 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -193,6 +193,21 @@ ifb_cgroup_worker_leaf_remove (int guest_dirfd)
     g_debug ("Removing the worker leaf cgroup: %s", g_strerror (errno));
 }
 
+/* A pidfd polls readable once its process has exited (a zombie included). Unlike signal 0
+ * through pidfd_send_signal(), which is EPERM for another uid's process without CAP_KILL, this
+ * needs no privilege: the unit gives the daemon no CAP_KILL, and a VMM runs as its own user. */
+bool
+ifb_pidfd_is_alive (int pidfd)
+{
+  struct pollfd p = { .fd = pidfd, .events = POLLIN };
+  int r;
+
+  do
+    r = poll (&p, 1, 0);
+  while (r < 0 && errno == EINTR);
+  return r == 0;
+}
+
 int
 ifb_proc_stat (pid_t pid, char *ret_state, guint64 *ret_start_time)
 {
@@ -249,7 +264,7 @@ ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **error)
   if (ifb_proc_stat (pid, &state, NULL) < 0 || state == 'Z' || state == 'X')
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has exited", (int) pid), FALSE;
   /* The pidfd pins the pid number: while it still refers to a live process, /proc/PID was it. */
-  if (syscall (SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0)
+  if (!ifb_pidfd_is_alive (pidfd))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID, "Process %d has gone", (int) pid), FALSE;
   if (r == -ENOENT)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,

@@ -52,6 +52,9 @@ gboolean ifb_cgroup_of_pidfd (int pidfd, pid_t pid, char **ret_path, GError **er
 /* pidfd_open() + the above. */
 gboolean ifb_cgroup_of_pid (pid_t pid, char **ret_path, GError **error);
 
+/* TRUE while the process of pidfd has not exited (no signal is sent: no privilege needed). */
+bool ifb_pidfd_is_alive (int pidfd);
+
 /* /proc/PID/stat: the state letter ('Z' for a zombie) and the start time (clock ticks after
  * boot). -ESRCH when the process is gone. */
 int ifb_proc_stat (pid_t pid, char *ret_state, guint64 *ret_start_time);

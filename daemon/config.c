@@ -47,6 +47,7 @@ typedef struct {
 
 static const KeySpec keys[] = {
   S ("broker", "socket", socket_path),
+  S ("broker", "vmm-socket", vmm_socket_path),
   { "broker", "socket-mode", KEY_MODE, G_STRUCT_OFFSET (IfbConfig, socket_mode), 0, 0777 },
   S ("broker", "runtime-dir", runtime_dir),
   { "broker", "backend", KEY_BACKEND, G_STRUCT_OFFSET (IfbConfig, backend), 0, 0 },
@@ -69,6 +70,7 @@ static const KeySpec keys[] = {
   U ("limits", "idle-timeout", idle_timeout, 0, 86400),
   U ("limits", "max-refusals-logged", max_refusals_logged, 0, 100000),
   U ("limits", "expensive-calls-per-second", expensive_calls_per_second, 0, 1000000),
+  U ("limits", "max-guest-memory-mib", max_guest_memory_mib, 1, G_MAXUINT32),
   S ("access", "admin-group", admin_group),
   S ("access", "read-group", read_group),
   B ("accounting", "rlimit-per-process", rlimit_per_process),
@@ -108,6 +110,7 @@ config_new_defaults (void)
   c->idle_timeout = 300;
   c->max_refusals_logged = 20;
   c->expensive_calls_per_second = 200;
+  c->max_guest_memory_mib = 16u << 20;   /* 16 TiB */
   c->admin_group = NULL;
   c->read_group = NULL;
   c->admin_gid = (gid_t) -1;
@@ -127,6 +130,7 @@ ifb_config_free (IfbConfig *c)
   if (!c)
     return NULL;
   g_free (c->socket_path);
+  g_free (c->vmm_socket_path);
   g_free (c->runtime_dir);
   g_free (c->emulated_template);
   g_free (c->dev_root);

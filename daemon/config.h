@@ -23,6 +23,7 @@ IfbBackendChoice ifb_backend_choice_from_string (const char *s);
 typedef struct {
   /* [broker] */
   char *socket_path;
+  char *vmm_socket_path;        /* the VMM socket when not socket-activated; NULL: none */
   guint socket_mode;             /* of a socket we bind ourselves (not socket-activated) */
   char *runtime_dir;
   IfbBackendChoice backend;
@@ -47,6 +48,7 @@ typedef struct {
   guint idle_timeout;           /* seconds without a request before a connection is closed; 0: never */
   guint max_refusals_logged;    /* refused calls logged per uid per 10 s, then counted */
   guint expensive_calls_per_second;  /* per uid (not root, not admins); 0: no budget */
+  guint max_guest_memory_mib;   /* vm.create's options.memory_mib at most: what a VMM is let lock */
   /* [access] */
   char *admin_group;
   char *read_group;

@@ -119,7 +119,44 @@ struct IfbDeferred {
   json_object *id;
   gboolean has_id;
   char *method;
+  char *vm_name, *vm_uuid;      /* the guest the call names, for the log (either may be NULL) */
 };
+
+/* The guest a call names, for its log line: the guest's own name and UUID when it exists, else
+ * what the params say ('vm' or vm.create's 'name', 'uuid'). Borrowed from params or the guest. */
+static void
+call_guest (IfbCore *core, json_object *params, const char **ret_name, const char **ret_uuid)
+{
+  const char *name = ifb_json_get_string (params, "vm"), *uuid = ifb_json_get_string (params, "uuid");
+  IfbVm *vm;
+
+  if (!name)
+    name = ifb_json_get_string (params, "name");
+  vm = name ? ifb_registry_lookup_name (core->registry, name) : uuid ? ifb_registry_lookup_uuid (core->registry, uuid) : NULL;
+  *ret_name = vm ? vm->name : name;
+  *ret_uuid = vm ? vm->uuid : uuid;
+}
+
+/* A failed call's log line: the real reason (private_reason, when the peer was told less) and,
+ * when the call names a guest, IFB_VM= and IFB_VM_UUID=. Invalid params are the caller's
+ * business and not logged. */
+static void
+log_failure (IfbCore *core, const IfbPeer *peer, const char *method, const char *vm_name, const char *vm_uuid,
+             const GError *error, const char *private_reason)
+{
+  uid_t uid = peer ? peer->uid : (uid_t) -1;
+
+  if (error->domain != IFB_ERROR || error->code == IFB_ERROR_INVALID_PARAMS)
+    return;
+  if (vm_name || vm_uuid)
+    ifb_log_refusal_vm (uid, core->config->max_refusals_logged, vm_name, vm_uuid, "%s from uid %d pid %d for guest '%s' failed: %s",
+                        method, peer ? (int) peer->uid : -1, peer ? (int) peer->pid : -1, vm_name ? vm_name : vm_uuid,
+                        private_reason ? private_reason : error->message);
+  else
+    ifb_log_refusal (uid, core->config->max_refusals_logged, "%s from uid %d pid %d failed: %s", method,
+                     peer ? (int) peer->uid : -1, peer ? (int) peer->pid : -1,
+                     private_reason ? private_reason : error->message);
+}
 
 IfbDeferred *
 ifb_call_defer (IfbCall *call)
@@ -133,6 +170,12 @@ ifb_call_defer (IfbCall *call)
   d->has_id = call->has_id;
   d->method = g_strdup (call->method);
   d->started_usec = call->started_usec;
+  {
+    const char *name, *uuid;
+    call_guest (call->core, call->params, &name, &uuid);
+    d->vm_name = g_strdup (name);
+    d->vm_uuid = g_strdup (uuid);
+  }
   call->deferred = TRUE;
   return d;
 }
@@ -158,6 +201,8 @@ deferred_free (IfbDeferred *d)
   ifb_reply_unref (d->reply);
   json_object_put (d->id);
   g_free (d->method);
+  g_free (d->vm_name);
+  g_free (d->vm_uuid);
   g_free (d);
 }
 
@@ -180,10 +225,7 @@ ifb_deferred_fail (IfbDeferred *d, const GError *error)
   const IfbPeer *peer = ifb_deferred_peer (d);
 
   ifb_metrics_rpc_observe (d->method, error, g_get_monotonic_time () - d->started_usec);
-  if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-    ifb_log_refusal (peer ? peer->uid : (uid_t) -1, d->core->config->max_refusals_logged,
-                     "%s from uid %d pid %d failed: %s", d->method, peer ? (int) peer->uid : -1,
-                     peer ? (int) peer->pid : -1, error->message);
+  log_failure (d->core, peer, d->method, d->vm_name, d->vm_uuid, error, NULL);
   ifb_reply_fill (d->reply, d->slot, d->has_id ? ifb_jsonrpc_error_new (d->id, (GError *) error) : NULL);
   deferred_free (d);
 }
@@ -320,9 +362,10 @@ invoke (IfbCore *core, const IfbCaller *caller, const IfbPeer *peer, const IfbMe
   if (!call.deferred)   /* answered now; a deferred call is counted when it is answered */
     ifb_metrics_rpc_observe (method->name, error, g_get_monotonic_time () - started_usec);
   if (!ok) {
-    if (error->domain == IFB_ERROR && error->code != IFB_ERROR_INVALID_PARAMS)
-      ifb_log_refusal (peer->uid, core->config->max_refusals_logged, "%s from uid %u pid %d failed: %s", method->name,
-                       (unsigned) peer->uid, (int) peer->pid, error->message);
+    const char *vm_name, *vm_uuid;
+    call_guest (core, params, &vm_name, &vm_uuid);
+    log_failure (core, peer, method->name, vm_name, vm_uuid, error, call.private_reason);
+    g_free (call.private_reason);
     ifb_reply_fill (r, slot, has_id ? ifb_jsonrpc_error_new (id, error) : NULL);
     return;
   }

@@ -31,6 +31,7 @@ typedef struct {
   guint slot;
   gboolean deferred;            /* the handler took the answer out (ifb_call_defer/park) */
   gint64 started_usec;          /* when the request arrived (parked or not): the metrics' latency */
+  char *private_reason;         /* a refusal's real reason when the peer is told less: logged, never sent */
 } IfbCall;
 
 /*

@@ -10,6 +10,10 @@
 
 #include "vm.h"
 
+/* Log to the journal natively (every field kept) when stderr is the journal's stream: checked
+ * by $JOURNAL_STREAM as systemd documents it, or as GLib does. Call once, early in main(). */
+void ifb_log_init (void);
+
 void ifb_log_vm (GLogLevelFlags level, const IfbVm *vm, const char *device, const char *fmt, ...) G_GNUC_PRINTF (4, 5);
 
 /*
@@ -20,3 +24,7 @@ void ifb_log_vm (GLogLevelFlags level, const IfbVm *vm, const char *device, cons
  */
 #define IFB_LOG_REFUSAL_INTERVAL_S 10
 void ifb_log_refusal (uid_t uid, guint max, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+/* The same for a call that names a guest: the line carries IFB_VM= and IFB_VM_UUID= with what
+ * is known of it (either may be NULL), so `journalctl IFB_VM=NAME` shows its refusals too. */
+void ifb_log_refusal_vm (uid_t uid, guint max, const char *vm, const char *uuid, const char *fmt, ...)
+  G_GNUC_PRINTF (5, 6);

@@ -10,9 +10,11 @@
 #include "fault.h"
 #include "fdwatch.h"
 #include "ifb-config.h"
+#include "log.h"
 #include "manager.h"
 
 static char *arg_socket;
+static char *arg_vmm_socket;
 static char *arg_backend;
 static char *arg_runtime_dir;
 static char *arg_config;
@@ -20,6 +22,7 @@ static char *arg_emulated_template;
 
 static const GOptionEntry entries[] = {
   { "socket", 0, 0, G_OPTION_ARG_FILENAME, &arg_socket, "Listen on PATH (default " IFB_DEFAULT_SOCKET ")", "PATH" },
+  { "vmm-socket", 0, 0, G_OPTION_ARG_FILENAME, &arg_vmm_socket, "Also listen on PATH (mode 0666) for VMMs: vm.fds only, to guests' processes and admins", "PATH" },
   { "backend", 0, 0, G_OPTION_ARG_STRING, &arg_backend, "auto (default), kernel or emulated", "NAME" },
   { "runtime-dir", 0, 0, G_OPTION_ARG_FILENAME, &arg_runtime_dir, "State directory (default " IFB_DEFAULT_RUNTIME_DIR ")", "DIR" },
   { "config", 0, 0, G_OPTION_ARG_FILENAME, &arg_config, "Configuration file (default " IFB_CONFIG_FILE ")", "FILE" },
@@ -32,6 +35,8 @@ apply_arguments (IfbConfig *c, GError **error)
 {
   if (arg_socket)
     g_free (c->socket_path), c->socket_path = g_strdup (arg_socket);
+  if (arg_vmm_socket)
+    g_free (c->vmm_socket_path), c->vmm_socket_path = g_strdup (arg_vmm_socket);
   if (arg_runtime_dir)
     g_free (c->runtime_dir), c->runtime_dir = g_strdup (arg_runtime_dir);
   if (arg_emulated_template)
@@ -68,6 +73,7 @@ main (int argc, char **argv)
   g_autoptr (IfbManager) m = NULL;
   IfbConfig *config;
 
+  ifb_log_init ();
   ifb_fault_init ();
   ifb_fd_watch_init ();
   raise_nofile_limit ();

@@ -227,16 +227,17 @@ check_host (IfbCore *core)
                no_worker->message);
 }
 
-/* The fds systemd passed (LISTEN_FDS): the listening socket when socket-activated (*ret_listen_fd,
- * else -1), and the fd store, handed to restore with the saved guests. */
+/* The fds systemd passed (LISTEN_FDS): the listening sockets when socket-activated — the VMM
+ * socket is the one named "vmm" (*ret_vmm_fd), the RPC socket the other (*ret_listen_fd), each -1
+ * when absent — and the fd store, handed to restore with the saved guests. */
 static gboolean
-restore_guests (IfbCore *core, int *ret_listen_fd, GError **error)
+restore_guests (IfbCore *core, int *ret_listen_fd, int *ret_vmm_fd, GError **error)
 {
   g_autoptr (GPtrArray) saved = NULL;
   g_autoptr (GPtrArray) stored_names = g_ptr_array_new ();
   g_autofree int *stored = NULL;
   g_auto (GStrv) names = NULL;
-  int listen_fd = -1, n;
+  int listen_fd = -1, vmm_fd = -1, n;
 
   if (!ifb_state_load (core->runtime_dirfd, core->config->max_vms, &saved, error))
     return FALSE;
@@ -247,15 +248,19 @@ restore_guests (IfbCore *core, int *ret_listen_fd, GError **error)
   for (int i = 0; i < n; i++) {
     int fd = SD_LISTEN_FDS_START + i;
     fcntl (fd, F_SETFD, FD_CLOEXEC);
-    if (listen_fd < 0 && sd_is_socket_unix (fd, SOCK_STREAM, 1, NULL, 0) > 0) {
-      listen_fd = fd;
-      continue;
+    if (sd_is_socket_unix (fd, SOCK_STREAM, 1, NULL, 0) > 0) {
+      gboolean vmm = names && names[i] && strcmp (names[i], "vmm") == 0;
+      if (vmm ? vmm_fd < 0 : listen_fd < 0) {
+        *(vmm ? &vmm_fd : &listen_fd) = fd;
+        continue;
+      }
     }
     stored[stored_names->len] = fd;
     g_ptr_array_add (stored_names, names && names[i] ? names[i] : (char *) "unknown");
   }
   ifb_lifecycle_restore (core, saved, stored, (char **) stored_names->pdata, stored_names->len);
   *ret_listen_fd = listen_fd;
+  *ret_vmm_fd = vmm_fd;
   return ifb_core_persist (core, NULL, error);
 }
 
@@ -274,7 +279,7 @@ ifb_manager_start (IfbManager *m, GError **error)
   IfbCore *core = m->core;
   IfbConfig *c = core->config;
   g_autofree char *status = NULL;
-  int listen_fd = -1;
+  int listen_fd = -1, vmm_fd = -1;
 
   if (g_mkdir_with_parents (c->runtime_dir, 0755) < 0)
     return ifb_error_set_errno (error, IFB_ERROR_UNAVAILABLE, -errno, "Creating runtime dir '%s'", c->runtime_dir);
@@ -285,10 +290,11 @@ ifb_manager_start (IfbManager *m, GError **error)
   g_message ("Backend: %s (%s)", ifb_uapi_backend_name (core->backend), core->backend_reason);
   ifb_device_kinds_probe (core);
   check_host (core);
-  if (!restore_guests (core, &listen_fd, error))
+  if (!restore_guests (core, &listen_fd, &vmm_fd, error))
     return FALSE;
 
-  m->server = ifb_server_new (core, listen_fd, c->socket_path, error);
+  /* Socket-activated, the VMM socket is the one systemd passes; else the configured path, if any. */
+  m->server = ifb_server_new (core, listen_fd, c->socket_path, vmm_fd, listen_fd >= 0 ? NULL : c->vmm_socket_path, error);
   if (!m->server)
     return FALSE;
   if (c->libvirt_uri)

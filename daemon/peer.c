@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -146,6 +147,10 @@ ifb_peer_can_read (const IfbPeer *p, const IfbConfig *c)
 gboolean
 ifb_peer_check (const IfbPeer *p, const IfbConfig *c, IfbAccess access, const char *method, GError **error)
 {
+  if (p->vmm_socket && access != IFB_ACCESS_VM_FDS)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Permission denied: the VMM socket serves vm.fds only, not %s (peer uid %u, pid %d)", method,
+                        (unsigned) p->uid, (int) p->pid), FALSE;
   switch (access) {
   case IFB_ACCESS_ANY:
   case IFB_ACCESS_VM_FDS:
@@ -189,11 +194,36 @@ ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error)
   if (!p->pidfd_exact &&
       (ifb_proc_stat (p->pid, NULL, &start) < 0 || start != p->start_time ||
        ifb_proc_euid (p->pid, &uid) < 0 || uid != p->uid ||
-       syscall (SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0))
+       !ifb_pidfd_is_alive (p->pidfd)))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
                         "Cannot identify the peer's process (pid %d): it changed while its cgroup was read "
                         "(no SO_PEERPIDFD)", (int) p->pid), FALSE;
   *ret_path = g_steal_pointer (&path);
+  return TRUE;
+}
+
+gboolean
+ifb_peer_raise_memlock (const IfbPeer *p, guint64 bytes, GError **error)
+{
+  struct rlimit old, want;
+
+  /* prlimit() takes a pid: the pidfd shows it is still the peer's before and after. A pid that
+   * died and was reused in between would need the whole pid space to wrap in microseconds. */
+  if (p->pidfd < 0 || !ifb_pidfd_is_alive (p->pidfd))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Cannot raise RLIMIT_MEMLOCK of pid %d: the process is gone or unidentified", (int) p->pid), FALSE;
+  if (prlimit (p->pid, RLIMIT_MEMLOCK, NULL, &old) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno, "Reading RLIMIT_MEMLOCK of pid %d", (int) p->pid);
+  want.rlim_cur = old.rlim_cur == RLIM_INFINITY || old.rlim_cur >= bytes ? old.rlim_cur : bytes;
+  want.rlim_max = old.rlim_max == RLIM_INFINITY || old.rlim_max >= want.rlim_cur ? old.rlim_max : want.rlim_cur;
+  if ((want.rlim_cur != old.rlim_cur || want.rlim_max != old.rlim_max) && prlimit (p->pid, RLIMIT_MEMLOCK, &want, NULL) < 0)
+    return ifb_error_set_errno (error, IFB_ERROR_FAILED, -errno,
+                                "Raising RLIMIT_MEMLOCK of the VMM (pid %d) to %" G_GUINT64_FORMAT " MiB%s",
+                                (int) p->pid, bytes >> 20,
+                                errno == EPERM ? " (the broker needs CAP_SYS_RESOURCE for that)" : "");
+  if (!ifb_pidfd_is_alive (p->pidfd))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Cannot raise RLIMIT_MEMLOCK of pid %d: the process exited meanwhile", (int) p->pid), FALSE;
   return TRUE;
 }
 

@@ -27,6 +27,7 @@ typedef struct {
   int pidfd;                    /* -1 if neither SO_PEERPIDFD nor a checked pidfd_open worked */
   bool pidfd_exact;             /* from SO_PEERPIDFD: the connecting process itself */
   guint64 start_time;           /* without SO_PEERPIDFD: the start time of the process pidfd is */
+  bool vmm_socket;              /* connected to the VMM socket: may call vm.fds only */
 } IfbPeer;
 
 /* Identify the peer of a connected AF_UNIX socket, keeping of its groups those c's access rules
@@ -45,5 +46,9 @@ gboolean ifb_peer_get_cgroup (const IfbPeer *p, char **ret_path, GError **error)
  * allow_caller_cgroup is root's explicit "yes, a cgroup I am in". */
 gboolean ifb_peer_check_guest_cgroup (const IfbPeer *p, const char *guest, const char *daemon_cgroup,
                                       gboolean allow_caller_cgroup, GError **error);
+
+/* Raise the peer process's RLIMIT_MEMLOCK, soft and hard, to at least bytes (never lower it);
+ * refused if the process is gone or is no longer the one identified at accept. */
+gboolean ifb_peer_raise_memlock (const IfbPeer *p, guint64 bytes, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbPeer, ifb_peer_free)

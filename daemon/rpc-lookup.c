@@ -44,7 +44,10 @@ ifb_rpc_fds_refused (IfbCall *call, GError **error)
 
   if (ifb_peer_can_read (p, call->core->config) || g_error_matches (*error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS))
     return FALSE;
-  /* A peer without a role learns neither whether the guest exists nor where it runs. */
+  /* A peer without a role learns neither whether the guest exists nor where it runs; the
+   * journal gets the real reason (the dispatcher logs it with the guest's IFB_VM=). */
+  g_free (call->private_reason);
+  call->private_reason = g_strdup ((*error)->message);
   g_clear_error (error);
   return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
                       "Permission denied: vm.fds needs root, the admin group, or a peer inside the guest's cgroup "

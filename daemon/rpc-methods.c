@@ -24,6 +24,7 @@ static const IfbParamSpec vm_create_options[] = {
   { "defer", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, defer) },
   { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, rlimit_per_process) },
   { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, allow_caller_cgroup) },
+  { "memory_mib", IFB_PARAM_INT, offsetof (IfbRpcVmCreateOptions, memory_mib) },
   { NULL },
 };
 
@@ -39,7 +40,7 @@ static const IfbParamSpec vm_create[] = {
 
 static const IfbRpcVmCreateArgs vm_create_defaults = {
   .pid = G_MININT64, .pidfd = -1,
-  .options = { .nest_parent = TRUE, .rlimit_per_process = -1 },
+  .options = { .nest_parent = TRUE, .rlimit_per_process = -1, .memory_mib = G_MININT64 },
 };
 
 static const IfbParamSpec vm_attach[] = {

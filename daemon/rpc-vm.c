@@ -48,6 +48,15 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: In 'options': member 'handoff' must be \"unbound\" or \"bound\", not '%s'",
                         o->handoff), FALSE;
+  if (o->memory_mib != G_MININT64 && (o->memory_mib <= 0 || o->memory_mib > G_MAXUINT32))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
+                        "Invalid params: In 'options': member 'memory_mib' must be a positive number of MiB"), FALSE;
+  /* Checked before anything is made: a refused guest leaves nothing behind. */
+  if (o->memory_mib > (gint64) call->core->config->max_guest_memory_mib)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
+                        "Limit reached: guest '%s' has %" G_GINT64_FORMAT " MiB of memory, more than [limits] "
+                        "max-guest-memory-mib=%u allows its VMM to lock", p->name, o->memory_mib,
+                        call->core->config->max_guest_memory_mib), FALSE;
   if (p->pid != G_MININT64 && (p->pid <= 0 || p->pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   if (p->pidfd >= 0 && (p->pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p->pidfd > G_MAXINT32))
@@ -58,7 +67,8 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
     .name = p->name, .uuid = p->uuid, .cgroup = p->cgroup, .pid = p->pid > 0 ? (pid_t) p->pid : 0,
     .pidfd = p->pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p->pidfd) : -1,
     .options = { .handoff = handoff, .nest_parent = o->nest_parent, .allow_plain = o->allow_plain,
-                 .dirty_tracking = o->dirty_tracking, .defer = o->defer },
+                 .dirty_tracking = o->dirty_tracking, .defer = o->defer,
+                 .memory_mib = o->memory_mib > 0 ? (guint64) o->memory_mib : 0 },
     .rlimit_per_process = o->rlimit_per_process == -1 ? -1 : !!o->rlimit_per_process,
     .caller = call->peer, .allow_caller_cgroup = o->allow_caller_cgroup,
   };
@@ -273,6 +283,36 @@ check_fds_access (IfbCall *call, IfbVm *vm, GError **error)
                       (int) call->peer->pid, peer_cgroup), FALSE;
 }
 
+/* The VMM pins all guest memory through the iommufd it is given (its IOAS maps), against its
+ * own RLIMIT_MEMLOCK in the kernel's per-process mode. libvirt raises that limit only for the
+ * <hostdev>s it manages itself, so for a guest whose memory is known the broker does it for a
+ * peer inside the guest's cgroup (the launcher, which execs the VMM under the same pid): to the
+ * guest's memory plus libvirt's own margin for VFIO, never lowering it. An admin outside the
+ * cgroup (iommufdctl vm fds) is no VMM and keeps its limit. A limit that cannot be raised (a
+ * broker without CAP_SYS_RESOURCE) does not stop the hand-off: the VMM may need less (no
+ * mapping yet, a limit set by its launcher), and the journal says why it may fail. */
+#define VFIO_MEMLOCK_MARGIN_MIB 1024
+
+static void
+raise_vmm_memlock (IfbVm *vm, const IfbPeer *peer)
+{
+  g_autofree char *peer_cgroup = NULL;
+  g_autoptr (GError) error = NULL;
+  guint64 bytes = (vm->options.memory_mib + VFIO_MEMLOCK_MARGIN_MIB) << 20;
+
+  if (!vm->options.memory_mib || !vm->cgroup || !ifb_peer_get_cgroup (peer, &peer_cgroup, NULL) ||
+      !ifb_cgroup_is_within (peer_cgroup, vm->cgroup))
+    return;
+  if (!ifb_peer_raise_memlock (peer, bytes, &error)) {
+    ifb_log_vm (G_LOG_LEVEL_WARNING, vm, NULL, "%s: the VMM may fail to map guest memory for VFIO (ENOMEM), ignoring",
+                error->message);
+    return;
+  }
+  ifb_log_vm (G_LOG_LEVEL_INFO, vm, NULL, "RLIMIT_MEMLOCK of its VMM (pid %d) is now at least %" G_GUINT64_FORMAT
+              " MiB: the guest's %" G_GUINT64_FORMAT " MiB and %d MiB for VFIO", (int) peer->pid, bytes >> 20,
+              vm->options.memory_mib, VFIO_MEMLOCK_MARGIN_MIB);
+}
+
 /* The vm.fds answer for an idle, realized guest: every fd first, so a failure sends none — a
  * copy of the context and, per device, a copy of our bound fd (bound) or a fresh open of its
  * cdev that we keep no copy of (unbound). The caller then holds the guest's fds and is watched. */
@@ -286,6 +326,7 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
 
   if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
+  raise_vmm_memlock (vm, peer);
   fds = g_new (int, 1 + vm->devices->len);
   for (guint i = 0; i <= vm->devices->len; i++) {
     IfbVmDevice *d = i ? g_ptr_array_index (vm->devices, i - 1) : NULL;

@@ -20,6 +20,7 @@ typedef struct {
   const char *handoff;
   gboolean nest_parent, allow_plain, dirty_tracking, defer, allow_caller_cgroup;
   gboolean rlimit_per_process;          /* -1: not given (the configured default) */
+  gint64 memory_mib;                    /* the guest's memory; G_MININT64: not given */
 } IfbRpcVmCreateOptions;
 
 typedef struct {

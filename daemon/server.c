@@ -6,6 +6,11 @@
  * reserved-connections of max-connections are kept for root and the admin group, so that
  * unprivileged uids together cannot lock the operator out.
  *
+ * A second, optional listener is the VMM socket (world-connectable, for libvirt's unprivileged
+ * QEMU user whatever its name and groups): it accepts only root, the admin group and processes
+ * inside some guest's cgroup — anyone else is closed at once, so it cannot hold slots — and its
+ * connections may call vm.fds alone (peer.c), which still checks the guest's own cgroup.
+ *
  * It also keeps what is shared between connections: the budget of fds that peers may make the
  * daemon hold in transit (an eighth of RLIMIT_NOFILE, so that guests, connections and the
  * operator keep the rest), and the sweep that closes connections idle for [limits]
@@ -31,12 +36,18 @@
 #include "server.h"
 #include "util.h"
 
-struct IfbServer {
-  IfbCore *core;
-  int listen_fd;
+typedef struct {
+  IfbServer *server;
+  int fd;
   char *path;                   /* bound by us: unlinked on exit */
   guint source;                 /* the listening socket's watch; 0 while accepting is paused */
   guint resume;                 /* timeout that resumes accepting after EMFILE/ENFILE */
+  bool vmm;                     /* the VMM socket: guests' VMMs and admins only, vm.fds only */
+} Listener;
+
+struct IfbServer {
+  IfbCore *core;
+  Listener listeners[2];        /* the RPC socket, and the VMM socket when fd >= 0 */
   GHashTable *connections;      /* IfbConnection* set (owned) */
   GHashTable *per_uid;          /* uid -> count */
   guint fds_held;               /* fds in transit, over all connections */
@@ -53,22 +64,45 @@ static void on_connection_closed (IfbConnection *c, gpointer data);
 static gboolean
 on_resume (gpointer data)
 {
-  IfbServer *s = data;
-  s->resume = 0;
-  s->source = ifb_fd_watch_add (s->listen_fd, G_IO_IN, on_accept, s);
+  Listener *l = data;
+  l->resume = 0;
+  l->source = ifb_fd_watch_add (l->fd, G_IO_IN, on_accept, l);
   return G_SOURCE_REMOVE;
+}
+
+/* The VMM socket's door: root and the admin group, or a process inside a guest's cgroup. */
+static gboolean
+vmm_peer_allowed (IfbServer *s, const IfbPeer *peer, char **ret_cgroup)
+{
+  g_autoptr (GPtrArray) vms = NULL;
+  g_autofree char *cgroup = NULL;
+
+  if (ifb_peer_is_admin (peer, s->core->config))
+    return TRUE;
+  if (!ifb_peer_get_cgroup (peer, &cgroup, NULL))
+    return FALSE;
+  vms = ifb_registry_list (s->core->registry);
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    if (vm->cgroup && ifb_cgroup_is_within (cgroup, vm->cgroup))
+      return TRUE;
+  }
+  *ret_cgroup = g_steal_pointer (&cgroup);
+  return FALSE;
 }
 
 static gboolean
 on_accept (int fd, GIOCondition cond, gpointer data)
 {
-  IfbServer *s = data;
+  Listener *l = data;
+  IfbServer *s = l->server;
 
   for (int i = 0; i < 64; i++) {
     g_autoptr (GError) error = NULL;
+    g_autofree char *outside = NULL;
     IfbPeer *peer = NULL;
     guint uid_count;
-    int cfd = accept4 (s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int cfd = accept4 (l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
     if (cfd < 0) {
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -77,8 +111,8 @@ on_accept (int fd, GIOCondition cond, gpointer data)
          * (found by tests/integration/test-abuse.py). Stop watching for a moment; connections
          * wait in the backlog meanwhile, and clients that close free fds for the next try. */
         g_warning ("accept: %s: pausing new connections for %d ms", g_strerror (errno), ACCEPT_PAUSE_MS);
-        s->source = 0;
-        s->resume = g_timeout_add (ACCEPT_PAUSE_MS, on_resume, s);
+        l->source = 0;
+        l->resume = g_timeout_add (ACCEPT_PAUSE_MS, on_resume, l);
         return G_SOURCE_REMOVE;
       }
       if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
@@ -87,6 +121,15 @@ on_accept (int fd, GIOCondition cond, gpointer data)
     }
     if (!ifb_peer_from_socket (cfd, s->core->config, &peer, &error)) {
       g_message ("Refusing connection: %s", error->message);
+      ifb_close (cfd);
+      continue;
+    }
+    peer->vmm_socket = l->vmm;
+    if (l->vmm && !vmm_peer_allowed (s, peer, &outside)) {
+      ifb_log_refusal (peer->uid, s->core->config->max_refusals_logged,
+                       "Refusing connection of uid %u pid %d on the VMM socket: it is neither an admin nor inside a "
+                       "guest's cgroup (it is in %s)", (unsigned) peer->uid, (int) peer->pid, outside ? outside : "an unknown cgroup");
+      ifb_peer_free (peer);
       ifb_close (cfd);
       continue;
     }
@@ -185,28 +228,58 @@ bind_path (const char *path, guint mode, GError **error)
   return ifb_steal_fd (&fd);
 }
 
-IfbServer *
-ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error)
+static gboolean
+listener_init (IfbServer *s, Listener *l, int listen_fd, const char *path, guint mode, bool vmm, GError **error)
 {
-  IfbServer *s;
-
   if (listen_fd < 0) {
-    listen_fd = bind_path (path, core->config->socket_mode, error);
+    listen_fd = bind_path (path, mode, error);
     if (listen_fd < 0)
-      return NULL;
+      return FALSE;
   } else {
     int fl = fcntl (listen_fd, F_GETFL);
     fcntl (listen_fd, F_SETFL, fl | O_NONBLOCK);
     fcntl (listen_fd, F_SETFD, FD_CLOEXEC);
     path = NULL;
   }
-  s = g_new0 (IfbServer, 1);
+  l->server = s;
+  l->fd = listen_fd;
+  l->path = g_strdup (path);
+  l->vmm = vmm;
+  l->source = ifb_fd_watch_add (listen_fd, G_IO_IN, on_accept, l);
+  return TRUE;
+}
+
+static void
+listener_deinit (Listener *l)
+{
+  if (l->fd < 0)
+    return;
+  ifb_fd_watch_remove (l->source);
+  if (l->resume)
+    g_source_remove (l->resume);
+  ifb_close (l->fd);
+  if (l->path)
+    unlink (l->path);
+  g_free (l->path);
+  l->fd = -1;
+}
+
+IfbServer *
+ifb_server_new (IfbCore *core, int listen_fd, const char *path, int vmm_fd, const char *vmm_path, GError **error)
+{
+  g_autofree IfbServer *s = g_new0 (IfbServer, 1);
+
   s->core = core;
-  s->listen_fd = listen_fd;
-  s->path = g_strdup (path);
+  s->listeners[0].fd = s->listeners[1].fd = -1;
+  if (!listener_init (s, &s->listeners[0], listen_fd, path, core->config->socket_mode, false, error))
+    return NULL;
+  /* Anyone may connect to the VMM socket: who it serves is decided at accept and per call. */
+  if ((vmm_fd >= 0 || vmm_path) && !listener_init (s, &s->listeners[1], vmm_fd, vmm_path, 0666, true, error)) {
+    listener_deinit (&s->listeners[0]);
+    return NULL;
+  }
   s->connections = g_hash_table_new_full (g_direct_hash, g_direct_equal, (GDestroyNotify) ifb_connection_free, NULL);
   s->per_uid = g_hash_table_new (g_direct_hash, g_direct_equal);
-  s->source = ifb_fd_watch_add (listen_fd, G_IO_IN, on_accept, s);
   {
     struct rlimit rl = { .rlim_cur = 1024 };
     getrlimit (RLIMIT_NOFILE, &rl);
@@ -215,7 +288,7 @@ ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error)
   s->owner = (IfbConnectionOwner) { .hold_fds = hold_fds, .fd_budget = s->fd_budget, .closed = on_connection_closed, .data = s };
   if (core->config->idle_timeout > 0)   /* checked four times per timeout: closed within 1.25 of it */
     s->idle_sweep = g_timeout_add (MAX (250u, core->config->idle_timeout * 1000u / 4), on_idle_sweep, s);
-  return s;
+  return g_steal_pointer (&s);
 }
 
 IfbServer *
@@ -223,17 +296,12 @@ ifb_server_free (IfbServer *s)
 {
   if (!s)
     return NULL;
-  ifb_fd_watch_remove (s->source);
+  listener_deinit (&s->listeners[0]);
+  listener_deinit (&s->listeners[1]);
   if (s->idle_sweep)
     g_source_remove (s->idle_sweep);
-  if (s->resume)
-    g_source_remove (s->resume);
   g_hash_table_unref (s->connections);
   g_hash_table_unref (s->per_uid);
-  ifb_close (s->listen_fd);
-  if (s->path)
-    unlink (s->path);
-  g_free (s->path);
   g_free (s);
   return NULL;
 }

@@ -13,8 +13,10 @@
 
 typedef struct IfbServer IfbServer;
 
-/* Listen on fd (socket-activated) or, when fd < 0, bind path (mode 0660). */
-IfbServer *ifb_server_new (IfbCore *core, int listen_fd, const char *path, GError **error);
+/* Listen on fd (socket-activated) or, when fd < 0, bind path ([broker] socket-mode). The VMM
+ * socket likewise on vmm_fd or vmm_path (mode 0666), or none when both are unset. */
+IfbServer *ifb_server_new (IfbCore *core, int listen_fd, const char *path, int vmm_fd, const char *vmm_path,
+                           GError **error);
 IfbServer *ifb_server_free (IfbServer *s);
 
 /* Queue the notification {"jsonrpc":"2.0","method":"event","params":{...params,"event":type}}

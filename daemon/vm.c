@@ -273,6 +273,8 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
   json_object_object_add (opts, "defer", json_object_new_boolean (vm->options.defer));
   json_object_object_add (opts, "rlimit_per_process", json_object_new_boolean (vm->rlimit_per_process));
+  if (vm->options.memory_mib)
+    json_object_object_add (opts, "memory_mib", json_object_new_int64 ((gint64) vm->options.memory_mib));
   json_object_object_add (o, "options", opts);
   for (guint i = 0; i < vm->devices->len; i++)
     json_object_array_add (devs, device_to_json (vm, g_ptr_array_index (vm->devices, i), verbose));
@@ -329,6 +331,12 @@ ifb_vm_from_json (json_object *o, GError **error)
   vm->options.dirty_tracking = get_bool (opts, "dirty_tracking");
   vm->options.defer = get_bool (opts, "defer");
   vm->rlimit_per_process = get_bool (opts, "rlimit_per_process");
+  if (ifb_json_get (opts, "memory_mib")) {
+    if (!ifb_json_get_int (opts, "memory_mib", &v) || v <= 0 || v > G_MAXUINT32)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid memory_mib",
+                          name), NULL;
+    vm->options.memory_mib = (guint64) v;
+  }
   if (ifb_json_get_int (o, "ioas_id", &v))
     vm->ioas_id = (uint32_t) v;
   vm->ioas_cgroup = g_strdup (ifb_json_get_string (o, "ioas_cgroup"));

@@ -63,6 +63,7 @@ typedef struct {
   bool allow_plain;             /* NEST_PARENT refused -> a plain HWPT, reported as such */
   bool dirty_tracking;          /* where the IOMMU supports it */
   bool defer;                   /* the cgroup may not exist yet: allocate when it does */
+  guint64 memory_mib;           /* the guest's memory, for its VMM's RLIMIT_MEMLOCK; 0: unknown */
 } IfbVmOptions;
 
 typedef struct {

@@ -7,16 +7,25 @@
  * stops at an embedded NUL and reports success; its UTF-8 check lets overlong sequences through;
  * duplicate object keys are silently last-wins; and integers outside int64 clamp without error.
  *
- * So before json-c sees a line, a small lexical pass checks what json-c does not: the text is
- * valid UTF-8 by GLib's stricter definition (no overlongs, no surrogates), has no NUL, no raw
- * control character inside a string, no single quote and no bare word other than true, false and
- * null outside strings, no integer literal too large for int64, and no more than max_depth
- * nested objects and arrays. json-c then parses and must consume the whole text (only
- * whitespace may follow). Duplicate keys are found afterwards by walking the tree: json-c keeps
+ * Its strict mode is no anchor either: json-c 0.18 (Debian 13) rejects every non-ASCII byte in a
+ * string under JSON_TOKENER_STRICT ("invalid utf-8 string" on valid JSON), and what strict means
+ * changes from one release to the next by json-c's own warning. So json-c runs with no flags, only
+ * to build the tree of a text already known to be JSON, and the strictness is the broker's own.
+ *
+ * Before json-c sees a line, a small lexical pass checks the text is valid UTF-8 by GLib's
+ * definition (no overlongs, no surrogates), has no NUL, no raw control character inside a
+ * string, and outside strings nothing but JSON's tokens: its four whitespace characters (not \f
+ * or \v), structural characters, numbers by RFC 8259's grammar (no leading zeros, no NaN or
+ * Infinity, an integer that fits int64, a finite double), the words true, false and null as
+ * written; no single quotes, no comments, no comma before a closing bracket; and no more than
+ * max_depth nested objects and arrays. (json-c without strict mode takes comments, trailing
+ * commas, any case of true/null/NaN, "1e+" and single quotes; all stop here.) json-c then parses
+ * and must consume the whole text (only whitespace may follow). Duplicate keys are found afterwards by walking the tree: json-c keeps
  * one entry per key, so the lexical pass counts members per object and the walk compares (see
  * count_members()).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +76,18 @@ number_is_valid (const char *s, size_t n)
       return FALSE;
   }
   return i == n;
+}
+
+/* A double literal json-c would read as inf ("1e999"): not a number JSON can carry here. */
+static gboolean
+double_literal_finite (const char *p, size_t n)
+{
+  char buf[64];
+  if (n >= sizeof (buf))
+    return TRUE;   /* long mantissas are fine; the exponent decides, and strtod sees it below */
+  memcpy (buf, p, n);
+  buf[n] = 0;
+  return isfinite (g_ascii_strtod (buf, NULL));
 }
 
 static gboolean
@@ -202,6 +223,10 @@ lex_check (const char *s, size_t len, int max_depth, UintVec *member_counts, GEr
         parse_fail (error, "integer out of range");
         goto out;
       }
+      if (!integer && !double_literal_finite (s + start, i - start)) {
+        parse_fail (error, "number out of range");
+        goto out;
+      }
       continue;
     } else if (g_ascii_isalpha (c)) {
       size_t start = i;
@@ -220,6 +245,20 @@ lex_check (const char *s, size_t len, int max_depth, UintVec *member_counts, GEr
       goto out;
     } else if (c == 0) {
       parse_fail (error, "NUL byte");
+      goto out;
+    } else if (c == ',') {
+      size_t j = i + 1;
+      while (j < len && strchr (" \t\n\r", s[j]) && s[j])
+        j++;
+      if (j < len && (s[j] == ']' || s[j] == '}')) {
+        parse_fail (error, "trailing comma");
+        goto out;
+      }
+    } else if (c == '/') {
+      parse_fail (error, "comments are not JSON");
+      goto out;
+    } else if (!(c == ' ' || c == '\t' || c == '\n' || c == '\r')) {
+      parse_fail (error, "unexpected character outside a string");
       goto out;
     }
     i++;
@@ -284,7 +323,8 @@ tokener_get (int depth)
     return NULL;
   }
   c->depth = depth;
-  json_tokener_set_flags (c->tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+  /* No JSON_TOKENER_STRICT or VALIDATE_UTF8: lex_check() is the broker's strictness (see the top). */
+  json_tokener_set_flags (c->tok, 0);
   g_private_replace (&tokener_key, c);
   return c->tok;
 }

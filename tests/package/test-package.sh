@@ -38,6 +38,7 @@ echo "==> contents of $(basename "$deb")"
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' > "$tmp/files"
 for f in /usr/libexec/iommufd-brokerd /usr/libexec/iommufd-broker-worker /usr/bin/iommufdctl \
          /lib/systemd/system/iommufd-broker.service /lib/systemd/system/iommufd-broker.socket \
+         /lib/systemd/system/iommufd-broker-vmm.socket \
          /usr/lib/sysusers.d/iommufd-broker.conf /usr/lib/tmpfiles.d/iommufd-broker.conf \
          /usr/libexec/iommufd-broker-hook /usr/libexec/iommufd-broker-hook-xml /etc/libvirt/hooks/qemu.d/iommufd-broker-hook \
          /usr/share/man/man1/iommufdctl.1.gz /usr/share/man/man8/iommufd-brokerd.8.gz \
@@ -57,6 +58,11 @@ grep -q "deb-systemd-helper enable 'iommufd-broker.socket'" "$tmp/control/postin
     bad "postinst does not enable iommufd-broker.socket"
 grep -q "deb-systemd-invoke \$_dh_action 'iommufd-broker.socket'" "$tmp/control/postinst" && echo "ok   postinst starts the socket" ||
     bad "postinst does not start iommufd-broker.socket"
+# libvirt's QEMU user reaches the broker through the VMM socket, whenever libvirt was installed
+grep -q "deb-systemd-helper enable 'iommufd-broker-vmm.socket'" "$tmp/control/postinst" &&
+    echo "ok   postinst enables the VMM socket" || bad "postinst does not enable iommufd-broker-vmm.socket"
+grep -q "deb-systemd-invoke \$_dh_action 'iommufd-broker-vmm.socket'" "$tmp/control/postinst" &&
+    echo "ok   postinst starts the VMM socket" || bad "postinst does not start iommufd-broker-vmm.socket"
 grep -q "deb-systemd-helper enable 'iommufd-broker.service'" "$tmp/control/postinst" &&
     ! grep -q "deb-systemd-helper debian-installed 'iommufd-broker.service'" "$tmp/control/postinst" &&
     bad "postinst enables the service itself (the socket starts it)"

@@ -11,17 +11,19 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
-from ifbtest import BUILD, NEST_VTD, Broker, Cgroup, Client, Skip, run  # noqa: E402
+from ifbtest import BUILD, NEST_VTD, NOBODY, SMMU, Broker, Cgroup, Client, Skip, as_user, in_cgroup, in_child, run  # noqa: E402
 
 NO_CLONE3 = os.path.join(BUILD, "tests", "helpers", "no-clone3")
 
 
 class Activated:
-    def __init__(self, wrapper=()):
+    def __init__(self, wrapper=(), vmm=False):
         if not shutil.which("systemd-socket-activate"):
             raise Skip("systemd-socket-activate is not installed")
         self.b = Broker()
-        self.cmd = ["systemd-socket-activate", "-l", self.b.socket, "--fdname=rpc"] + list(wrapper) + self.b.command()
+        self.b.vmm_socket = os.path.join(self.b.tmp, "vmm.sock") if vmm else None
+        listen = ["-l", self.b.socket] + (["-l", self.b.vmm_socket, "--fdname=rpc:vmm"] if vmm else ["--fdname=rpc"])
+        self.cmd = ["systemd-socket-activate"] + listen + list(wrapper) + self.b.command()
 
     def __enter__(self):
         b = self.b
@@ -95,6 +97,31 @@ def test_seccomp_fallback_under_socket_activation():
         root.remove()
 
 
+def test_vmm_socket_as_the_units_pass_it():
+    # The units pass two listening sockets, named rpc and vmm (iommufd-broker-vmm.socket, mode
+    # 0666). A VMM of uid nobody in its guest's cgroup, in no group of the broker's, gets its fds
+    # through the one named vmm, which the daemon takes for the VMM socket: vm.fds only.
+    cg = Cgroup("sa-vmm")
+    try:
+        with Activated(vmm=True) as b:
+            b.call("vm.create", {"name": "q", "cgroup": cg.path})
+            b.call("vm.attach", {"vm": "q", "device": SMMU})
+            os.chmod(b.vmm_socket, 0o666)   # SocketMode=0666
+
+            def vmm():
+                in_cgroup(cg)()
+                as_user(NOBODY)
+                c = Client(b.vmm_socket)
+                reply, fds = c.call_full("vm.fds", {"vm": "q"})
+                for fd in fds:
+                    os.close(fd)
+                return [len(fds), c.error("vm.destroy", {"vm": "q"})["data"]["name"]]
+            assert in_child(vmm) == [2, "permission-denied"]
+            assert [v["name"] for v in b.call("vm.list")["vms"]] == ["q"]
+    finally:
+        cg.remove()
+
+
 if __name__ == "__main__":
     run([test_cli_status_through_socket_activate, test_raw_client_and_guest_under_socket_activation,
-         test_seccomp_fallback_under_socket_activation])
+         test_seccomp_fallback_under_socket_activation, test_vmm_socket_as_the_units_pass_it])

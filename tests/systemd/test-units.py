@@ -45,7 +45,7 @@ def installed_unit_dirs():
 
 def test_install_layout():
     root, unitdir = destdir()
-    for f in ("iommufd-broker.service", "iommufd-broker.socket"):
+    for f in ("iommufd-broker.service", "iommufd-broker.socket", "iommufd-broker-vmm.socket"):
         assert os.path.isfile(os.path.join(unitdir, f)), f
     rel = "/" + os.path.relpath(unitdir, root)
     opts = json.loads(subprocess.run(["meson", "introspect", "--buildoptions", BUILD], capture_output=True,
@@ -66,13 +66,21 @@ def test_install_layout():
         sock = f.read()
     assert "SocketGroup=iommufd-broker" in sock and "SocketMode=0660" in sock
     assert "ListenStream=/run/iommufd-broker/rpc.sock" in sock
+    # the VMM socket: anyone may connect (libvirt's QEMU user is in no group of ours), the daemon
+    # knows it by its name and serves it vm.fds only; the service gets both sockets
+    with open(os.path.join(unitdir, "iommufd-broker-vmm.socket")) as f:
+        vmm = f.read()
+    for key in ("ListenStream=/run/iommufd-broker/vmm.sock", "FileDescriptorName=vmm", "SocketMode=0666",
+                "Service=iommufd-broker.service"):
+        assert re.search("^" + re.escape(key) + "$", vmm, re.M), key
     with open(os.path.join(unitdir, "iommufd-broker.service")) as f:
         svc = f.read()
     m = re.search(r"^ExecStart=(\S+)", svc, re.M)
     assert m and os.access(root + m.group(1), os.X_OK), "ExecStart=%s not installed under %s" % (m and m.group(1), root)
     for key in ("Type=notify", "NotifyAccess=main", "Restart=on-failure", "RuntimeDirectory=iommufd-broker",
                 "RuntimeDirectoryPreserve=yes", "RestrictNamespaces=yes", "DevicePolicy=closed",
-                "DeviceAllow=/dev/iommu rw", "DeviceAllow=char-vfio-dev rw", "CapabilityBoundingSet=CAP_SYS_RESOURCE"):
+                "DeviceAllow=/dev/iommu rw", "DeviceAllow=char-vfio-dev rw", "CapabilityBoundingSet=CAP_SYS_RESOURCE",
+                "Sockets=iommufd-broker.socket iommufd-broker-vmm.socket"):
         assert re.search("^" + re.escape(key) + "$", svc, re.M), key
     assert not re.search(r"^ProtectControlGroups=(yes|true|1)", svc, re.M)
     store = int(re.search(r"^FileDescriptorStoreMax=(\d+)", svc, re.M).group(1))
@@ -99,7 +107,7 @@ def verify_root():
 def test_verify():
     root = verify_root()
     r = subprocess.run(["systemd-analyze", "verify", "--root=" + root, "iommufd-broker.service",
-                        "iommufd-broker.socket"], capture_output=True, text=True, timeout=60)
+                        "iommufd-broker.socket", "iommufd-broker-vmm.socket"], capture_output=True, text=True, timeout=60)
     out = (r.stdout + r.stderr).strip()
     assert r.returncode == 0 and not out, "systemd-analyze verify (rc %d):\n%s" % (r.returncode, out)
 

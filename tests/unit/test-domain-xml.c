@@ -186,6 +186,38 @@ test_partition (void)
   g_assert_nonnull (strstr (error->message, "'machine/tenant' is not an absolute path"));
 }
 
+static void
+test_memory (void)
+{
+  /* the guest's memory in MiB, rounded up, from libvirt's scaled integers: <maxMemory> (memory
+   * hot-plug) before <memory>, KiB without a unit; what is not a size is refused */
+  static const struct { const char *elements; guint64 mib; } cases[] = {
+    { "<memory unit='KiB'>2097152</memory>", 2048 },
+    { "<memory>1048577</memory>", 1025 },
+    { "<memory unit='MiB'>512</memory>", 512 },
+    { "<memory unit='G'>4</memory>", 4096 },
+    { "<memory unit='GB'>1</memory>", 954 },
+    { "<memory unit='bytes'>1</memory>", 1 },
+    { "<memory unit='TiB'>1</memory>", 1 << 20 },
+    { "<memory unit='GiB'>2</memory><maxMemory slots='4' unit='GiB'>8</maxMemory>", 8192 },
+    { "", 0 },
+  };
+  static const char *const refused[] = {
+    "<memory unit='KiB'>-1</memory>", "<memory unit='KiB'>1x</memory>", "<memory unit='furlong'>1</memory>",
+    "<memory unit='KiB'></memory>", "<memory unit='EiB'>100</memory>",
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (cases); i++) {
+    g_autofree char *xml = g_strdup_printf ("<domain id='1'><name>m</name>%s</domain>", cases[i].elements);
+    g_autoptr (IfbDomainXml) d = parse_ok (xml);
+    g_assert_cmpuint (d->memory_mib, ==, cases[i].mib);
+  }
+  for (gsize i = 0; i < G_N_ELEMENTS (refused); i++) {
+    g_autofree char *xml = g_strdup_printf ("<domain id='1'><name>m</name>%s</domain>", refused[i]);
+    g_autoptr (GError) e = parse_refused (xml);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -197,5 +229,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/domain-xml/schema-refusals", test_schema_refusals);
   g_test_add_func ("/ifb/domain-xml/capture", test_capture);
   g_test_add_func ("/ifb/domain-xml/partition", test_partition);
+  g_test_add_func ("/ifb/domain-xml/memory", test_memory);
   return g_test_run ();
 }

@@ -357,6 +357,37 @@ test_number_grammar (void)
   }
 }
 
+/* What json-c takes without its strict mode — which the broker does not use, since json-c 0.18's
+ * strict mode refuses non-ASCII strings — is refused by the broker's own lexical pass, and
+ * non-ASCII text in strings, keys and ids is accepted. Run against json-c 0.16 and 0.18
+ * (tests/json-c/run.sh). */
+static void
+test_own_strictness (void)
+{
+  static const char *const bad[] = {
+    "[1,]", "{\"a\":1,}", "[1 , ]", "{\"a\":1,\n}", "/* c */{}", "{}// c", "{\"a\"/**/:1}", "{\"a\":1}#",
+    "[TRUE]", "[Null]", "[NaN]", "[-Infinity]", "[\f1]", "[1\v]", "{\"a\":1e999}", "[-1e400]", "[@]", "[1;2]",
+  };
+  static const struct { const char *text, *key, *value; } good[] = {
+    { "{\"name\":\"gr\u00fc\u00df gott\"}", "name", "gr\u00fc\u00df gott" },
+    { "{\"name\":\"\xc3\xa9t\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x96\xa5\"}", "name", "\xc3\xa9t\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x96\xa5" },
+    { "{\"\xc3\xa4\":\"x\"}", "\xc3\xa4", "x" },
+    { "{\"v\":\"a,]\"}", "v", "a,]" },
+    { "{\"v\":\"/* not a comment */\"}", "v", "/* not a comment */" },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    assert_rejected (bad[i], "what json-c takes outside its strict mode");
+  for (gsize i = 0; i < G_N_ELEMENTS (good); i++) {
+    g_autoptr (json_object) o = assert_accepted (good[i].text);
+    g_assert_cmpstr (ifb_json_get_string (o, good[i].key), ==, good[i].value);
+  }
+  {
+    g_autoptr (json_object) o = assert_accepted ("[1.5e300, -0.0, 1E-400]");   /* finite, and underflow to 0 */
+    g_assert_cmpint (json_object_array_length (o), ==, 3);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -375,5 +406,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/json/numbers-exact", test_numbers_exact);
   g_test_add_func ("/ifb/json/getters", test_getters);
   g_test_add_func ("/ifb/json/number-grammar", test_number_grammar);
+  g_test_add_func ("/ifb/json/own-strictness", test_own_strictness);
   return g_test_run ();
 }
