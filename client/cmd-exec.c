@@ -16,8 +16,11 @@
  *   %{iommufd}   the iommufd fd          %{ioas}         the IOAS id
  *   %{dev:BDF}   the device's cdev fd    %{devid:BDF}    its IOMMUFD device id
  *   %{hwpt:BDF}  its HWPT id             %%              a literal '%' (only needed before '{')
+ *   %{viommu}    the guest's vIOMMU id   %{vdev:BDF}     the device's vDEVICE id in it
+ *   %{veventq}   the vIOMMU's vEVENTQ fd
  *
- * The ids exist only for a guest with the bound hand-off. An unbound guest's %{dev:BDF} is a
+ * The ids exist only for a guest with the bound hand-off (the vIOMMU ones only for a guest
+ * created with a vIOMMU). An unbound guest's %{dev:BDF} is a
  * fresh, unbound cdev fd that the VMM binds itself (what unmodified QEMU does with
  * `-device vfio-pci,iommufd=ID,fd=N`); the broker watches this process — the VMM once exec'd —
  * and replaces the guest's context when it exits.
@@ -127,7 +130,10 @@ expand_one (const char *key, json_object *r, IfbFdList *fds, GString *out, GErro
 
   if (bdf)
     bdf++;
-  if ((strcmp (kind, "ioas") == 0 || strcmp (kind, "devid") == 0 || strcmp (kind, "hwpt") == 0) &&
+  gboolean id_kind = strcmp (kind, "ioas") == 0 || strcmp (kind, "devid") == 0 || strcmp (kind, "hwpt") == 0 ||
+                     strcmp (kind, "viommu") == 0 || strcmp (kind, "vdev") == 0;
+
+  if (id_kind &&
       g_strcmp0 (ifb_json_get_string (r, "handoff"), "bound") != 0)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                         "placeholder %%{%s}: guest '%s' uses the %s hand-off, where the VMM binds its devices and "
@@ -140,16 +146,31 @@ expand_one (const char *key, json_object *r, IfbFdList *fds, GString *out, GErro
   } else if (!bdf && strcmp (kind, "ioas") == 0) {
     if (!ifb_json_get_int (r, "ioas_id", &v))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_FAILED, "the broker's reply lacks ioas_id"), FALSE;
-  } else if (bdf && (strcmp (kind, "dev") == 0 || strcmp (kind, "devid") == 0 || strcmp (kind, "hwpt") == 0)) {
+  } else if (!bdf && strcmp (kind, "veventq") == 0) {
+    if (!ifb_json_get (r, "veventq"))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "placeholder %%{veventq}: guest '%s' has no "
+                          "vEVENTQ (create it with --viommu TYPE --veventq-depth N)", ifb_json_get_string (r, "vm")), FALSE;
+    if (!fd_of (r, "veventq", fds, &v, error))
+      return FALSE;
+  } else if (!bdf && strcmp (kind, "viommu") == 0) {
+    if (!ifb_json_get_int (r, "viommu_id", &v))
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "placeholder %%{viommu}: guest '%s' has no "
+                          "vIOMMU (create it with --viommu TYPE)", ifb_json_get_string (r, "vm")), FALSE;
+  } else if (bdf && (strcmp (kind, "dev") == 0 || strcmp (kind, "devid") == 0 || strcmp (kind, "hwpt") == 0 ||
+                     strcmp (kind, "vdev") == 0)) {
+    const char *field = strcmp (kind, "devid") == 0 ? "dev_id" : strcmp (kind, "vdev") == 0 ? "vdev_id" : "hwpt_id";
     if (!(d = find_device (r, bdf)))
       return g_set_error (error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED,
                           "placeholder %%{%s}: device %s is not attached to the guest", key, bdf), FALSE;
-    if (strcmp (kind, "dev") == 0 ? !fd_of (d, "fd", fds, &v, error)
-                                  : !ifb_json_get_int (d, strcmp (kind, "devid") == 0 ? "dev_id" : "hwpt_id", &v))
+    if (strcmp (kind, "dev") == 0 ? !fd_of (d, "fd", fds, &v, error) : !ifb_json_get_int (d, field, &v)) {
+      if (strcmp (kind, "vdev") == 0 && !(error && *error))
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "placeholder %%{%s}: device %s has no "
+                            "vDEVICE (the guest has no vIOMMU)", key, bdf), FALSE;
       return g_prefix_error (error, "placeholder %%{%s}: ", key), FALSE;
+    }
   } else {
-    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
-                        "unknown placeholder %%{%s} (known: iommufd, ioas, dev:BDF, devid:BDF, hwpt:BDF)", key), FALSE;
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "unknown placeholder %%{%s} (known: iommufd, "
+                        "ioas, viommu, veventq, dev:BDF, devid:BDF, hwpt:BDF, vdev:BDF)", key), FALSE;
   }
   g_string_append_printf (out, "%" G_GINT64_FORMAT, v);
   return TRUE;

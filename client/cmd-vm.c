@@ -52,6 +52,18 @@ print_vm (json_object *v)
   printf ("Options:   nest_parent=%s allow_plain=%s dirty_tracking=%s defer=%s rlimit_per_process=%s\n",
           ifb_ctl_text (opts, "nest_parent"), ifb_ctl_text (opts, "allow_plain"), ifb_ctl_text (opts, "dirty_tracking"),
           ifb_ctl_text (opts, "defer"), ifb_ctl_text (opts, "rlimit_per_process"));
+  if (ifb_json_get (v, "viommu")) {
+    json_object *vi = ifb_json_get (v, "viommu");
+    printf ("vIOMMU:    %s, id %s on HWPT %s (allocated in %s)\n", ifb_ctl_text (vi, "type"), ifb_ctl_text (vi, "id"),
+            ifb_ctl_text (vi, "hwpt_id"), ifb_ctl_text (vi, "cgroup"));
+    if (ifb_json_get (vi, "veventq_id"))
+      printf ("vEVENTQ:   id %s, depth %s\n", ifb_ctl_text (vi, "veventq_id"), ifb_ctl_text (opts, "veventq_depth"));
+    for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
+      json_object *d = json_object_array_get_idx (devs, i);
+      printf ("vDEVICE:   %s: id %s, virtual id %s\n", ifb_ctl_text (d, "device"), ifb_ctl_text (d, "vdev_id"),
+              ifb_ctl_text (d, "virt_id"));
+    }
+  }
   if (devs && json_object_array_length (devs) > 0) {
     g_autoptr (IfbTable) t = ifb_table_new ("DEVICE", "STATE", "DEV_ID", "HWPT_ID", "HWPT", "DIRTY", "IOMMU", "ALLOCATED IN", NULL);
     printf ("\n");
@@ -139,6 +151,18 @@ cmd_create (IfbCtl *ctl, int argc, char **argv)
       json_object_object_add (o, "allow_plain", json_object_new_boolean (TRUE));
     } else if (strcmp (a, "--dirty-tracking") == 0) {
       json_object_object_add (o, "dirty_tracking", json_object_new_boolean (TRUE));
+    } else if (strcmp (a, "--viommu") == 0 && i + 1 < argc) {
+      json_object_object_add (o, "viommu", json_object_new_string (argv[++i]));
+    } else if (g_str_has_prefix (a, "--viommu=")) {
+      json_object_object_add (o, "viommu", json_object_new_string (a + 9));
+    } else if (strcmp (a, "--veventq-depth") == 0 && i + 1 < argc) {
+      char *end;
+      gint64 depth = g_ascii_strtoll (argv[++i], &end, 10);
+      if (*end || end == argv[i]) {
+        json_object_put (p), json_object_put (o);
+        return ifb_ctl_usage_fail ("vm", "vm create: --veventq-depth needs a number, not '%s'", argv[i]);
+      }
+      json_object_object_add (o, "veventq_depth", json_object_new_int64 (depth));
     } else if (strcmp (a, "--defer") == 0) {
       json_object_object_add (o, "defer", json_object_new_boolean (TRUE));
     } else if (strcmp (a, "--memory-mib") == 0 && i + 1 < argc) {
@@ -223,6 +247,19 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
     return cmd_fds (ctl, argv[2]);
   if (strcmp (sub, "create") == 0)
     return cmd_create (ctl, argc - 1, argv + 1);
+  if (strcmp (sub, "attach") == 0 && argc == 6 && strcmp (argv[4], "--virt-id") == 0) {
+    /* one device with its virtual id in the guest's vIOMMU */
+    json_object *p = ifb_ctl_vm_param (argv[2]);
+    char *end;
+    gint64 virt = g_ascii_strtoll (argv[5], &end, 0);
+    if (*end || end == argv[5] || virt < 0) {
+      json_object_put (p);
+      return ifb_ctl_usage_fail ("vm", "vm attach: --virt-id needs a non-negative number, not '%s'", argv[5]);
+    }
+    json_object_object_add (p, "device", json_object_new_string (argv[3]));
+    json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
+    return simple_call (ctl, "vm.attach", p, print_vm);
+  }
   if (strcmp (sub, "attach") == 0 && argc >= 4) {
     json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object *a = json_object_new_array ();

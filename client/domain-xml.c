@@ -8,10 +8,16 @@
  *
  *   <metadata>
  *     <ifb:broker xmlns:ifb="https://iommufd-broker.example/xmlns/1">
- *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"/>
- *       <ifb:device address="0000:65:00.0"/>
+ *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"
+ *                    viommu="arm-smmuv3" veventq-depth="64"/>
+ *       <ifb:device address="0000:65:00.0" guest-address="0000:00:03.0"/>
  *     </ifb:broker>
  *   </metadata>
+ *
+ * viommu (bound only) gives the guest a vIOMMU of that type; each device then needs its virtual
+ * id in it: guest-address, the device's PCI address inside the guest, gives its requester id
+ * (bus << 8 | device << 3 | function: what a vSMMU's StreamID is for a PCI device), or
+ * virt-id="N" gives the number itself. The hook then attaches the devices one at a time.
  *
  * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
  * HWPTs the broker allocates, so they matter to bound guests. The broker's elements are
@@ -27,6 +33,7 @@
  * The domain's cgroup follows libvirt's naming (proto/libvirt-cgroup.c, shared with the daemon's
  * libvirt watcher) from the id, name and partition read here.
  */
+#include <stdio.h>
 #include <string.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -46,6 +53,9 @@ ifb_domain_xml_free (IfbDomainXml *d)
   g_free (d->partition);
   if (d->devices)
     g_ptr_array_unref (d->devices);
+  if (d->virt_ids)
+    g_array_unref (d->virt_ids);
+  g_free (d->viommu);
   g_free (d);
   return NULL;
 }
@@ -130,11 +140,48 @@ check_attrs (xmlNode *n, const char *const *allowed, GError **error)
   return TRUE;
 }
 
+/* A device's virtual id: virt-id="N" (decimal or 0x hex), or guest-address="DDDD:BB:DD.F"'s
+ * requester id; -1 when neither is given. */
+static gboolean
+parse_virt_id (xmlNode *n, gint64 *ret, GError **error)
+{
+  xmlChar *num = xmlGetProp (n, (const xmlChar *) "virt-id");
+  xmlChar *ga = xmlGetProp (n, (const xmlChar *) "guest-address");
+  unsigned dom, bus, dev, fn;
+  char tail;
+  gboolean ok = TRUE;
+
+  *ret = -1;
+  if (num && ga)
+    ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                       "broker metadata: <device> takes virt-id or guest-address, not both"), FALSE);
+  else if (num) {
+    char *end;
+    guint64 v = g_ascii_strtoull ((const char *) num, &end, 0);
+    if (!*num || *end || v > G_MAXINT64 || num[0] == '-')
+      ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                         "broker metadata: <device virt-id='%s'> must be a non-negative number", (const char *) num), FALSE);
+    else
+      *ret = (gint64) v;
+  } else if (ga) {
+    if (sscanf ((const char *) ga, "%4x:%2x:%2x.%1u%c", &dom, &bus, &dev, &fn, &tail) != 4 || dev > 31 || fn > 7)
+      ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                         "broker metadata: <device guest-address='%s'> must be a PCI address DDDD:BB:DD.F",
+                         (const char *) ga), FALSE);
+    else
+      *ret = (gint64) (bus << 8 | dev << 3 | fn);
+  }
+  xmlFree (num);
+  xmlFree (ga);
+  return ok;
+}
+
 static gboolean
 parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
 {
-  static const char *const options_attrs[] = { "handoff", "nest-parent", "allow-plain", "dirty-tracking", NULL };
-  static const char *const device_attrs[] = { "address", NULL };
+  static const char *const options_attrs[] = { "handoff", "nest-parent", "allow-plain", "dirty-tracking", "viommu",
+                                               "veventq-depth", NULL };
+  static const char *const device_attrs[] = { "address", "virt-id", "guest-address", NULL };
 
   d->has_broker = TRUE;
   for (xmlNode *c = broker->children; c; c = c->next) {
@@ -151,9 +198,27 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
           !parse_yes_no (c, "allow-plain", &d->allow_plain, error) ||
           !parse_yes_no (c, "dirty-tracking", &d->dirty_tracking, error))
         return FALSE;
+      {
+        xmlChar *vi = xmlGetProp (c, (const xmlChar *) "viommu");
+        xmlChar *depth = xmlGetProp (c, (const xmlChar *) "veventq-depth");
+        char *end = NULL;
+        guint64 n = depth ? g_ascii_strtoull ((const char *) depth, &end, 10) : 0;
+        gboolean bad = depth && (!*depth || *end || n == 0 || n > 65536 || !vi);
+        g_free (d->viommu);
+        d->viommu = vi ? g_strdup ((const char *) vi) : NULL;
+        d->veventq_depth = bad ? 0 : (guint) n;
+        if (bad)
+          g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "broker metadata: <options veventq-depth='%s'> "
+                       "must be 1-65536 events, with viommu=", (const char *) depth);
+        xmlFree (vi);
+        xmlFree (depth);
+        if (bad)
+          return FALSE;
+      }
     } else if (strcmp ((const char *) c->name, "device") == 0) {
       xmlChar *addr;
-      if (!check_attrs (c, device_attrs, error))
+      gint64 virt;
+      if (!check_attrs (c, device_attrs, error) || !parse_virt_id (c, &virt, error))
         return FALSE;
       addr = xmlGetProp (c, (const xmlChar *) "address");
       if (!addr || !*addr) {
@@ -167,6 +232,7 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
                             "broker metadata: more than %d devices", MAX_DEVICES), FALSE;
       }
       g_ptr_array_add (d->devices, g_ascii_strdown ((const char *) addr, -1));
+      g_array_append_val (d->virt_ids, virt);
       xmlFree (addr);
     } else {
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
@@ -231,6 +297,7 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   d->nest_parent = d->allow_plain = d->dirty_tracking = IFB_TRI_DEFAULT;
   d->handoff = IFB_HANDOFF_UNBOUND;
   d->devices = g_ptr_array_new_with_free_func (g_free);
+  d->virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {
     const xmlError *e = xmlGetLastError ();

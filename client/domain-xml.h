@@ -23,7 +23,10 @@ typedef struct {
   char *partition;              /* <resource><partition> (absolute), NULL when absent */
   gboolean has_broker;          /* a <ifb:broker> element is in <metadata> */
   GPtrArray *devices;           /* of char*: PCI addresses, in document order */
+  GArray *virt_ids;             /* of gint64, one per device: its virtual id in the guest's vIOMMU, -1: none */
   IfbTri nest_parent, allow_plain, dirty_tracking;
+  char *viommu;                 /* <options viommu=…>: the vIOMMU type, NULL: none */
+  guint veventq_depth;          /* <options veventq-depth=…>, 0: none */
   IfbHandoff handoff;           /* <options handoff=…>: IFB_HANDOFF_UNBOUND unless it says bound */
   guint64 memory_mib;           /* <maxMemory> if given (memory hotplug), else <memory>, rounded up; 0: none */
 } IfbDomainXml;

@@ -72,12 +72,33 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   add_tri (o, "dirty_tracking", d->dirty_tracking);
   if (d->memory_mib)   /* the broker raises the VMM's RLIMIT_MEMLOCK from it at vm.fds */
     json_object_object_add (o, "memory_mib", json_object_new_int64 ((gint64) d->memory_mib));
+  if (d->viommu)
+    json_object_object_add (o, "viommu", json_object_new_string (d->viommu));
+  if (d->veventq_depth)
+    json_object_object_add (o, "veventq_depth", json_object_new_int64 (d->veventq_depth));
   json_object_object_add (p, "options", o);
   if (!ifb_hook_call (c, "vm.create", p, NULL, error))
     return FALSE;
   if (d->devices->len == 0)
     return TRUE;
 
+  if (d->viommu) {
+    /* a vIOMMU: each device alone, with its virtual id (the broker refuses one without) */
+    guint i;
+    for (i = 0; i < d->devices->len; i++) {
+      gint64 virt = g_array_index (d->virt_ids, gint64, i);
+      p = ifb_hook_vm_param (d->name, d->uuid);
+      json_object_object_add (p, "device", json_object_new_string (g_ptr_array_index (d->devices, i)));
+      if (virt >= 0)
+        json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
+      if (!ifb_hook_call (c, "vm.attach", p, NULL, error))
+        break;
+    }
+    if (i == d->devices->len)
+      return TRUE;
+    ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
+    return FALSE;
+  }
   p = ifb_hook_vm_param (d->name, d->uuid);
   {
     json_object *a = json_object_new_array ();

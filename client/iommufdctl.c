@@ -40,11 +40,16 @@ static const IfbCtlCommand commands[] = {
     "       iommufdctl vm create NAME (--cgroup PATH | --pid PID) [--uuid UUID] [--handoff unbound|bound]\n"
     "                                 [--no-nest-parent] [--allow-plain] [--dirty-tracking] [--defer]\n"
     "                                 [--rlimit-per-process=yes|no] [--memory-mib MIB]\n"
+    "                                 [--viommu TYPE [--veventq-depth N]]\n"
     "         --memory-mib the guest's memory: vm fds raises its VMM's RLIMIT_MEMLOCK to it + 1 GiB\n"
     "         --handoff unbound (default): the VMM gets unbound device fds and binds them itself (QEMU,\n"
     "                   libvirt, cloud-hypervisor); bound: the broker binds and allocates the\n"
     "                   NEST_PARENT HWPTs, the VMM gets bound fds plus ids\n"
+    "         --viommu  (bound) a vIOMMU of TYPE (arm-smmuv3, tegra241-cmdqv, selftest) on the first\n"
+    "                   device's NEST_PARENT, and a vDEVICE per device: attach them one at a time,\n"
+    "                   each with its virtual id; --veventq-depth N adds its vEVENTQ\n"
     "       iommufdctl vm attach NAME BDF [BDF...]\n"
+    "       iommufdctl vm attach NAME BDF --virt-id N   (a guest with a vIOMMU: the device's virtual id)\n"
     "       iommufdctl vm detach NAME BDF\n"
     "       iommufdctl vm destroy NAME\n"
     "       iommufdctl vm fds NAME      receive the guest's fds and show what arrived\n"
@@ -62,7 +67,8 @@ static const IfbCtlCommand commands[] = {
     "Fetch the guest's fds (vm.fds), replace the placeholders in ARGS and exec CMD with those fds open.\n"
     "  --vm NAME        the guest\n"
     "  --vm-from-argv   the guest named by QEMU's -name guest=NAME in ARGS (for a libvirt <emulator>)\n"
-    "Placeholders in ARGS: %{iommufd} %{ioas} %{dev:BDF} %{devid:BDF} %{hwpt:BDF}, %%{ for a literal %{\n" },
+    "Placeholders in ARGS: %{iommufd} %{ioas} %{dev:BDF} %{devid:BDF} %{hwpt:BDF} %{viommu} %{vdev:BDF}\n"
+    "%{veventq}, %%{ for a literal %{\n" },
   { "help", "[COMMAND]", "Show the usage of iommufdctl or of one command", cmd_help,
     "Usage: iommufdctl help [COMMAND]\n" },
   { NULL },

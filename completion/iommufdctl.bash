@@ -58,7 +58,7 @@ _iommufdctl()
     local globals="--socket --json --help --version"
     local commands="status devices vm events metrics exec help"
     local vm_subcommands="list show create attach detach destroy fds"
-    local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process= --memory-mib"
+    local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process= --memory-mib --viommu --veventq-depth"
     local -a _iommufdctl_cmd=("${words[0]}")
     local cmd="" sub="" i w
     local -a args=()
@@ -78,7 +78,7 @@ _iommufdctl()
             sub=$w
         else
             case $w in
-                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm) ((i++)); continue ;;
+                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm | --viommu | --virt-id | --veventq-depth) ((i++)); continue ;;
                 -*) continue ;;
             esac
             # exec: the first other word starts the VMM's command line, which is not ours
@@ -91,7 +91,10 @@ _iommufdctl()
         --socket)
             COMPREPLY=($(compgen -f -- "$cur"))
             return ;;
-        --cgroup | --pid | --uuid | --memory-mib)
+        --cgroup | --pid | --uuid | --memory-mib | --virt-id | --veventq-depth)
+            return ;;
+        --viommu)
+            _iommufdctl_reply "arm-smmuv3 tegra241-cmdqv selftest"
             return ;;
         --handoff)
             _iommufdctl_reply "unbound bound"
@@ -105,6 +108,7 @@ _iommufdctl()
         local opts=$globals
         case $cmd/$sub in
             vm/create) opts+=" $create_options" ;;
+            vm/attach) opts+=" --virt-id" ;;
             exec/) opts+=" --vm --vm-from-argv --" ;;
         esac
         _iommufdctl_reply "$opts"

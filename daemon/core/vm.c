@@ -52,8 +52,10 @@ ifb_vm_new (const char *name, const char *uuid, const char *cgroup)
   vm->uuid = g_strdup (uuid);
   vm->cgroup = g_strdup (cgroup);
   vm->options.nest_parent = true;
+  vm->options.viommu = IFB_VIOMMU_TYPE_INVALID;
   vm->rlimit_per_process = true;
   vm->iommufd = -1;
+  vm->veventq_fd = -1;
   vm->created_usec = g_get_real_time ();
   vm->devices = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   vm->ref = 1;
@@ -84,11 +86,13 @@ ifb_vm_free (IfbVm *vm)
   g_array_unref (vm->releasing);
   ifb_close (vm->releasing_ctx);
   g_ptr_array_unref (vm->devices);   /* device fds first: they are bound to the context */
+  ifb_close (vm->veventq_fd);
   ifb_close (vm->iommufd);
   g_free (vm->name);
   g_free (vm->uuid);
   g_free (vm->cgroup);
   g_free (vm->ioas_cgroup);
+  g_free (vm->viommu_cgroup);
   g_free (vm->list_json);
   g_free (vm);
   return NULL;
@@ -221,6 +225,10 @@ device_to_json (const IfbVm *vm, const IfbVmDevice *d, gboolean verbose)
   json_object_object_add (o, "index", json_object_new_int64 (d->index));
   json_object_object_add (o, "fdname", string_take (ifb_vm_fdname_device (vm, d)));
   json_object_object_add (o, "state", json_object_new_string (ifb_vm_device_state_to_string (d->state)));
+  if (d->has_virt_id)
+    json_object_object_add (o, "virt_id", json_object_new_int64 ((gint64) d->virt_id));
+  if (d->vdev_id)
+    json_object_object_add (o, "vdev_id", json_object_new_int64 (d->vdev_id));
   if (d->state == IFB_VM_DEVICE_READY && vm->options.handoff == IFB_HANDOFF_BOUND) {
     json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
     json_object_object_add (o, "hwpt_id", json_object_new_int64 (d->hwpt_id));
@@ -251,6 +259,18 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
                                                               vm->iommufd >= 0 ? "ready" : "pending"));
   json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
   json_object_object_add (o, "ioas_cgroup", string_or_null (vm->ioas_cgroup));
+  if (vm->options.viommu != IFB_VIOMMU_TYPE_INVALID) {
+    json_object *vj = json_object_new_object ();
+    json_object_object_add (vj, "type", json_object_new_string (ifb_viommu_type_to_string (vm->options.viommu)));
+    json_object_object_add (vj, "id", json_object_new_int64 (vm->viommu_id));
+    json_object_object_add (vj, "hwpt_id", json_object_new_int64 (vm->viommu_hwpt_id));
+    json_object_object_add (vj, "cgroup", string_or_null (vm->viommu_cgroup));
+    if (vm->options.veventq_depth) {
+      json_object_object_add (vj, "veventq_id", json_object_new_int64 (vm->veventq_id));
+      json_object_object_add (vj, "veventq_fdname", string_take (ifb_vm_fdname_veventq (vm)));
+    }
+    json_object_object_add (o, "viommu", vj);
+  }
   json_object_object_add (o, "vmm_pid", json_object_new_int64 (vm->vmm_pid));
   {
     json_object *hs = json_object_new_array ();
@@ -272,6 +292,8 @@ ifb_vm_to_json (const IfbVm *vm, gboolean verbose)
   json_object_object_add (opts, "allow_plain", json_object_new_boolean (vm->options.allow_plain));
   json_object_object_add (opts, "dirty_tracking", json_object_new_boolean (vm->options.dirty_tracking));
   json_object_object_add (opts, "defer", json_object_new_boolean (vm->options.defer));
+  json_object_object_add (opts, "viommu", string_or_null (ifb_viommu_type_to_string (vm->options.viommu)));
+  json_object_object_add (opts, "veventq_depth", json_object_new_int64 (vm->options.veventq_depth));
   json_object_object_add (opts, "rlimit_per_process", json_object_new_boolean (vm->rlimit_per_process));
   if (vm->options.memory_mib)
     json_object_object_add (opts, "memory_mib", json_object_new_int64 ((gint64) vm->options.memory_mib));
@@ -330,6 +352,21 @@ ifb_vm_from_json (json_object *o, GError **error)
   vm->options.allow_plain = get_bool (opts, "allow_plain");
   vm->options.dirty_tracking = get_bool (opts, "dirty_tracking");
   vm->options.defer = get_bool (opts, "defer");
+  if (ifb_json_get_string (opts, "viommu") &&
+      (vm->options.viommu = ifb_viommu_type_from_string (ifb_json_get_string (opts, "viommu"))) == IFB_VIOMMU_TYPE_INVALID)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "State entry of '%s' has no valid vIOMMU type", name), NULL;
+  {
+    json_object *vj = ifb_json_get (o, "viommu");
+    if (vj && ifb_json_get_int (vj, "id", &v))
+      vm->viommu_id = (uint32_t) v;
+    if (vj && ifb_json_get_int (vj, "hwpt_id", &v))
+      vm->viommu_hwpt_id = (uint32_t) v;
+    if (vj && ifb_json_get_int (vj, "veventq_id", &v))
+      vm->veventq_id = (uint32_t) v;
+    if (ifb_json_get_int (opts, "veventq_depth", &v) && v > 0 && v <= G_MAXUINT32)
+      vm->options.veventq_depth = (guint) v;
+    vm->viommu_cgroup = vj ? g_strdup (ifb_json_get_string (vj, "cgroup")) : NULL;
+  }
   vm->rlimit_per_process = get_bool (opts, "rlimit_per_process");
   if (ifb_json_get (opts, "memory_mib")) {
     if (!ifb_json_get_int (opts, "memory_mib", &v) || v <= 0 || v > G_MAXUINT32)
@@ -383,6 +420,10 @@ ifb_vm_from_json (json_object *o, GError **error)
     dev->hwpt_flags = (get_bool (d, "nest_parent") ? IFB_HWPT_NEST_PARENT : 0) |
                       (get_bool (d, "dirty_tracking") ? IFB_HWPT_DIRTY_TRACKING : 0);
     dev->cgroup = g_strdup (ifb_json_get_string (d, "cgroup"));
+    if ((dev->has_virt_id = ifb_json_get_int (d, "virt_id", &v)))
+      dev->virt_id = (uint64_t) v;
+    if (ifb_json_get_int (d, "vdev_id", &v))
+      dev->vdev_id = (uint32_t) v;
     if (ifb_json_get_int (d, "worker_pid", &v))
       dev->worker_pid = (pid_t) v;
     if (ifb_json_get (d, "hw_info"))
@@ -420,6 +461,14 @@ ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d)
 {
   GString *s = g_string_new ("d");
   g_string_append_c (s, fdname_alphabet[d->index % 64]);
+  append_base64 (s, vm->slot);
+  return g_string_free (s, FALSE);
+}
+
+char *
+ifb_vm_fdname_veventq (const IfbVm *vm)
+{
+  GString *s = g_string_new ("e");
   append_base64 (s, vm->slot);
   return g_string_free (s, FALSE);
 }

@@ -39,6 +39,9 @@ typedef struct {
   char *cgroup;                 /* where the worker that allocated the HWPT ran */
   pid_t worker_pid;
   uint32_t kind_object_id;      /* its device kind's own uAPI object, 0 when none (device-kind.h) */
+  bool has_virt_id;             /* the guest's vIOMMU knows it by virt_id (vm.attach's virt_id) */
+  uint64_t virt_id;
+  uint32_t vdev_id;             /* its vDEVICE in the guest's vIOMMU, 0 when none */
 } IfbVmDevice;
 
 
@@ -55,6 +58,7 @@ typedef struct {
 typedef struct {
   int fd;                       /* a bound device fd, closed last (on hardware: the reset) */
   uint32_t hwpt_id;             /* detached and destroyed first, 0 when none */
+  uint32_t vdev_id;             /* its vDEVICE, destroyed before anything else, 0 when none */
 } IfbVmRelease;
 
 typedef struct {
@@ -64,6 +68,8 @@ typedef struct {
   bool dirty_tracking;          /* where the IOMMU supports it */
   bool defer;                   /* the cgroup may not exist yet: allocate when it does */
   guint64 memory_mib;           /* the guest's memory, for its VMM's RLIMIT_MEMLOCK; 0: unknown */
+  int viommu;                   /* IfbViommuType of the guest's vIOMMU (bound), IFB_VIOMMU_TYPE_INVALID: none */
+  guint veventq_depth;          /* a vEVENTQ of this depth with the vIOMMU, 0: none */
 } IfbVmOptions;
 
 typedef struct {
@@ -76,6 +82,13 @@ typedef struct {
   int iommufd;                  /* -1 until realized */
   uint32_t ioas_id;             /* 0 until realized */
   char *ioas_cgroup;
+  /* the guest's vIOMMU (options.viommu): made with its first device, on that device's
+   * NEST_PARENT HWPT, which it keeps busy; every device then has a vDEVICE in it */
+  uint32_t viommu_id;           /* 0 when none */
+  uint32_t viommu_hwpt_id;      /* the NEST_PARENT it sits on */
+  char *viommu_cgroup;          /* where the worker that made it ran */
+  uint32_t veventq_id;          /* its vEVENTQ, made with it; 0 when none */
+  int veventq_fd;               /* the vEVENTQ's fd (in the fd store; to the VMM by vm.fds), -1 when none */
   pid_t vmm_pid;                /* the latest holder of its fds (vm.fds caller, "started" hook), 0 when none */
   GArray *holders;              /* of IfbVmHolder: processes holding its fds, watched */
   guint64 vmm_exits;            /* contexts replaced because the last holder exited */
@@ -91,6 +104,8 @@ typedef struct {
   GArray *releasing;            /* of IfbVmRelease */
   int releasing_ctx;            /* a context given up, -1 when none */
   uint32_t releasing_ioas;      /* its IOAS, 0 when none */
+  uint32_t releasing_viommu;    /* a vIOMMU given up (destroyed after the vDEVICEs, before the HWPTs), 0 when none */
+  uint32_t releasing_veventq;   /* its vEVENTQ, destroyed first (the daemon's fd closed), 0 when none */
   bool destroying;              /* vm.destroy under way: only its releases are left */
   gint ref;
 } IfbVm;
@@ -142,6 +157,7 @@ IfbVm *ifb_vm_from_json (json_object *o, GError **error);
 #define IFB_VM_MAX_DEVICE_INDEX 64
 char *ifb_vm_fdname_iommufd (const IfbVm *vm);
 char *ifb_vm_fdname_device (const IfbVm *vm, const IfbVmDevice *d);
+char *ifb_vm_fdname_veventq (const IfbVm *vm);   /* "e<slot>" */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbVm, ifb_vm_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbVmDevice, ifb_vm_device_free)

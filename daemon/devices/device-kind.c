@@ -97,5 +97,10 @@ ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw)
 {
   json_object_object_add (dj, "iommu", hw ? json_object_new_string (ifb_iommu_type_to_string (hw->type)) : NULL);
   json_object_object_add (dj, "nest_parent_capable", hw ? json_object_new_boolean (hw->can_nest) : NULL);
+  /* the vIOMMU type its IOMMU can offer (vm.create's option viommu); whether it does, an Arm
+   * SMMUv3's firmware decides (coherent root complex): the allocation says */
+  json_object_object_add (dj, "viommu_type", hw && hw->can_nest && ifb_viommu_type_for_iommu (hw->type) >= 0
+                                             ? json_object_new_string (ifb_viommu_type_to_string (ifb_viommu_type_for_iommu (hw->type)))
+                                             : NULL);
   json_object_object_add (dj, "hw_info", hw ? ifb_hw_info_to_json (hw) : NULL);
 }

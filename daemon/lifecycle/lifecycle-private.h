@@ -7,6 +7,7 @@
 #pragma once
 
 #include "lifecycle.h"
+#include "worker.h"
 
 /* End an operation: release what it gave up (a release worker), call done, run what waited. */
 void ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data);
@@ -25,6 +26,21 @@ void ifb_lifecycle_release_context (IfbCore *core, IfbVm *vm, gboolean in_store)
 typedef void (*IfbLifecycleBatchDone) (IfbCore *core, IfbVm *vm, const GError *error, gpointer data);
 void ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, IfbLifecycleBatchDone done,
                               gpointer data);
+
+/* The guest's vIOMMU (lifecycle-viommu.c): the worker's part of a batch, its results, its
+ * refusals by name (TRUE when it set error), giving the vIOMMU up (destroyed by the operation's
+ * release worker, after the vDEVICEs and before the HWPTs), and what attach and detach check. */
+void ifb_lifecycle_viommu_prepare (IfbVm *vm, IfbVmDevice **devs, guint n, IfbWorkerBatch *b);
+gboolean ifb_lifecycle_viommu_apply (IfbVm *vm, IfbVmDevice **devs, guint n, const IfbWorkerBatch *b, GError **error);
+gboolean ifb_lifecycle_viommu_error (IfbVm *vm, const IfbWorkerBatch *b, const IfbWorkerDevice *wd,
+                                     const IfbVmDevice *d, GError **error);
+void ifb_lifecycle_viommu_release (IfbVm *vm);
+/* A device joining: its virt_id given exactly when the guest has a vIOMMU, and not yet taken. */
+gboolean ifb_lifecycle_viommu_check_attach (IfbVm *vm, const char *bdf, gboolean has_virt_id, guint64 virt_id,
+                                            GError **error);
+/* A device leaving: refused while the vIOMMU sits on its HWPT and others have vDEVICEs; the
+ * last one takes the vIOMMU along. */
+gboolean ifb_lifecycle_viommu_check_detach (IfbVm *vm, IfbVmDevice *d, GError **error);
 
 /* Close fds that belong to no guest (contexts and device fds, arrays of int, taken) in release
  * workers after the fd-store barrier, then done (from the main loop). */

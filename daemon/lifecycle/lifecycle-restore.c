@@ -34,27 +34,44 @@ take_fd (GHashTable *by_name, const char *name)
   return GPOINTER_TO_INT (v) - 1;
 }
 
-/* Where the backend can list a context's objects: destroy paging HWPTs on the guest's IOAS that
- * the registry does not reference and nothing uses (left by a crash between allocation and
- * commit). */
+/* Does the registry reference this object of vm's context? */
+static gboolean
+known_object (IfbVm *vm, const IfbUapiObject *o)
+{
+  if (o->type == IFB_UAPI_OBJ_VIOMMU)
+    return o->id == vm->viommu_id;
+  if (o->type == IFB_UAPI_OBJ_VEVENTQ)
+    return o->id == vm->veventq_id;
+  for (guint j = 0; j < vm->devices->len; j++) {
+    const IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
+    if ((o->type == IFB_UAPI_OBJ_VDEVICE ? d->vdev_id : d->hwpt_id) == o->id)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+/* Where the backend can list a context's objects: destroy the vEVENTQs, vDEVICEs, vIOMMUs and paging HWPTs
+ * on the guest's IOAS that the registry does not reference and nothing uses (left by a crash
+ * between allocation and commit), in that order: the kernel refuses a HWPT a vIOMMU uses. */
 static void
 reap_orphans (IfbCore *core, IfbVm *vm)
 {
+  static const IfbUapiObjType order[] = { IFB_UAPI_OBJ_VEVENTQ, IFB_UAPI_OBJ_VDEVICE, IFB_UAPI_OBJ_VIOMMU,
+                                          IFB_UAPI_OBJ_HWPT_PAGING };
+  static const char *const what[] = { "vEVENTQ", "vDEVICE", "vIOMMU", "HWPT" };
   IfbUapiObject objs[256];
   size_t n = 0;
 
   if (vm->iommufd < 0 || ifb_uapi_list_objects (core->backend, vm->iommufd, objs, G_N_ELEMENTS (objs), &n) < 0)
     return;
-  for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
-    gboolean known = FALSE;
-    if (objs[i].type != IFB_UAPI_OBJ_HWPT_PAGING || objs[i].parent_id != vm->ioas_id)
-      continue;
-    for (guint j = 0; j < vm->devices->len && !known; j++)
-      known = ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->hwpt_id == objs[i].id;
-    if (!known && ifb_uapi_destroy (core->backend, vm->iommufd, objs[i].id) == 0)
-      ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned HWPT %u of guest '%s' (interrupted attach)",
-                  objs[i].id, vm->name);
-  }
+  for (size_t k = 0; k < G_N_ELEMENTS (order); k++)
+    for (size_t i = 0; i < MIN (n, G_N_ELEMENTS (objs)); i++) {
+      if (objs[i].type != order[k] || (order[k] == IFB_UAPI_OBJ_HWPT_PAGING && objs[i].parent_id != vm->ioas_id))
+        continue;
+      if (!known_object (vm, &objs[i]) && ifb_uapi_destroy (core->backend, vm->iommufd, objs[i].id) == 0)
+        ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Destroyed orphaned %s %u of guest '%s' (interrupted attach)",
+                    what[k], objs[i].id, vm->name);
+    }
 }
 
 static void
@@ -198,6 +215,12 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
       ifb_vm_free (vm);
       continue;
     }
+    if (vm->iommufd >= 0) {
+      /* the vEVENTQ's fd, made with the vIOMMU; one the state does not know is closed below */
+      g_autofree char *qn = ifb_vm_fdname_veventq (vm);
+      if (vm->veventq_id)
+        vm->veventq_fd = take_fd (by_name, qn);
+    }
     changed = FALSE;
     for (guint j = 0; j < vm->devices->len;) {
       IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
@@ -239,7 +262,10 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
     int fd = GPOINTER_TO_INT (v) - 1;
     g_message ("fd store: entry '%s' matches no guest in the registry; closing it", (const char *) k);
     ifb_notify_fdstore_remove (k);
-    g_array_append_val (((const char *) k)[0] == 'c' ? orphan_ctx : orphan_dev, fd);
+    if (((const char *) k)[0] == 'e')   /* a vEVENTQ: no device, nothing to reset */
+      ifb_close (fd);
+    else
+      g_array_append_val (((const char *) k)[0] == 'c' ? orphan_ctx : orphan_dev, fd);
   }
 
   /* 3. tidy each context and register the guest */

@@ -50,6 +50,7 @@ typedef struct {
   GArray *items;                /* IfbVmRelease */
   int ctx;                      /* the context the HWPTs (and maybe the IOAS) are in, or -1 */
   uint32_t ioas_id;             /* to destroy, 0 when the context stays */
+  uint32_t viommu_id, veventq_id;   /* to destroy before the HWPTs (the vEVENTQ first), 0 when none */
   GError *error;                /* the operation's own outcome, passed on */
   IfbLifecycleDone done;
   gpointer data;
@@ -90,10 +91,13 @@ release_now (gpointer data)
   b->device_reset_ms = r->core->device_reset_ms;
   b->iommufd = r->ctx;   /* the worker takes these fds */
   b->ioas_id = r->ioas_id;
+  b->viommu_id = r->viommu_id;
+  b->veventq_id = r->veventq_id;
   b->n_devices = r->items->len;
   for (guint i = 0; i < r->items->len; i++) {
     b->devices[i].device_fd = g_array_index (r->items, IfbVmRelease, i).fd;
     b->devices[i].hwpt_id = g_array_index (r->items, IfbVmRelease, i).hwpt_id;
+    b->devices[i].vdev_id = g_array_index (r->items, IfbVmRelease, i).vdev_id;
   }
   ifb_worker_start (b, -1, r->core->config->worker_timeout_ms, on_released, r);
 }
@@ -212,7 +216,7 @@ ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices, voi
 void
 ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecycleDone done, gpointer data)
 {
-  if (vm->releasing->len > 0 || vm->releasing_ctx >= 0) {
+  if (vm->releasing->len > 0 || vm->releasing_ctx >= 0 || vm->releasing_viommu) {
     Release *r = g_new0 (Release, 1);
     r->core = core;
     r->vm = ifb_vm_ref (vm);
@@ -222,6 +226,9 @@ ifb_lifecycle_op_done (IfbCore *core, IfbVm *vm, const GError *error, IfbLifecyc
     /* the HWPTs to destroy live in the context given up, else in the guest's own */
     r->ctx = vm->releasing_ctx >= 0 ? vm->releasing_ctx : fcntl (vm->iommufd, F_DUPFD_CLOEXEC, 3);
     r->ioas_id = vm->releasing_ctx >= 0 ? vm->releasing_ioas : 0;
+    r->viommu_id = vm->releasing_viommu;
+    r->veventq_id = vm->releasing_veventq;
+    vm->releasing_viommu = vm->releasing_veventq = 0;
     vm->releasing_ctx = -1;
     vm->releasing_ioas = 0;
     r->error = error ? g_error_copy (error) : NULL;
@@ -253,12 +260,11 @@ ifb_lifecycle_release_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, gboolean
     ifb_notify_fdstore_remove (name);
   }
   if (d->fd >= 0) {   /* detach, HWPT, close: a release worker's, as the operation ends (ifb_lifecycle_op_done()) */
-    IfbVmRelease rel = { .fd = d->fd, .hwpt_id = d->hwpt_id };
+    IfbVmRelease rel = { .fd = d->fd, .hwpt_id = d->hwpt_id, .vdev_id = d->vdev_id };
     g_array_append_val (vm->releasing, rel);
   }
   d->fd = -1;
-  d->hwpt_id = 0;
-  d->dev_id = 0;
+  d->hwpt_id = d->dev_id = d->vdev_id = 0;
   d->state = IFB_VM_DEVICE_RESERVED;
 }
 
@@ -269,6 +275,7 @@ ifb_lifecycle_release_context (IfbCore *core, IfbVm *vm, gboolean in_store)
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     ifb_notify_fdstore_remove (name);
   }
+  ifb_lifecycle_viommu_release (vm);
   if (vm->iommufd >= 0) {   /* its IOAS destroyed and closed by the release worker (unpinning takes time) */
     ifb_close (vm->releasing_ctx);   /* (one context given up per operation) */
     vm->releasing_ctx = vm->iommufd;
@@ -290,6 +297,8 @@ worker_error (IfbVm *vm, IfbWorkerBatch *b, IfbVmDevice **devs, GError **error)
                                 "Guest '%s': allocating its IOAS (IOMMU_IOAS_ALLOC) failed", vm->name);
   wd = &b->devices[b->failed_index];
   d = devs[b->failed_index];
+  if (ifb_lifecycle_viommu_error (vm, b, wd, d, error))
+    return FALSE;
   if (wd->failed_step == IFB_WORKER_STEP_HWPT_ALLOC && wd->err == -EOPNOTSUPP && (wd->want_flags & IFB_HWPT_NEST_PARENT))
     return ifb_error_set_errno (error, IFB_ERROR_NEST_UNSUPPORTED, wd->err,
                                 "Device %s: its IOMMU (%s) cannot be a nesting parent; IOMMU_HWPT_ALLOC with "
@@ -424,6 +433,8 @@ batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
     d->worker_pid = b->pid;
     d->state = IFB_VM_DEVICE_READY;
   }
+  if (!ifb_lifecycle_viommu_apply (vm, devs, n, b, &error))
+    goto fail;
   if (j->new_ctx) {
     g_autofree char *name = ifb_vm_fdname_iommufd (vm);
     if ((r = ifb_notify_fdstore_add (name, vm->iommufd)) < 0) {
@@ -445,6 +456,8 @@ batch_finish (BatchJob *j, IfbWorkerBatch *b, const GError *werr)
 fail:
   /* the worker undid its own objects (one that was killed may have left some: the context's
    * reclaim or destroy frees them); closing the device fds unbinds them */
+  if (b && b->viommu_new && vm->viommu_id == b->viommu_id)
+    ifb_lifecycle_viommu_release (vm);
   batch_release (j, pushed, ctx_pushed);
   batch_end_now (j, error);
 }
@@ -517,6 +530,7 @@ ifb_lifecycle_run_batch (IfbCore *core, IfbVm *vm, IfbVmDevice **devs, guint n, 
   b->alloc_ioas = j->new_ctx;
   b->ioas_id = vm->ioas_id;
   b->n_devices = n;
+  ifb_lifecycle_viommu_prepare (vm, devs, n, b);
   if (!ifb_cgroup_open_worker_target (j->cgfd, &target, &j->leaf, &error)) {
     g_prefix_error (&error, "Guest '%s': ", vm->name);
     goto fail;

@@ -296,7 +296,8 @@ attach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 }
 
 void
-ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
+                      IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) devs = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   g_autoptr (GError) error = NULL;
@@ -321,9 +322,12 @@ ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n
         g_set_error (&error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: device %s is listed twice", bdfs[i]);
         goto refuse;
       }
-    if (!check_device (core, vm, bdfs[i], &cdev, &error))
+    if (!check_device (core, vm, bdfs[i], &cdev, &error) ||
+        !ifb_lifecycle_viommu_check_attach (vm, bdfs[i], virt_id >= 0 && n == 1, (guint64) virt_id, &error))
       goto refuse;
     d = ifb_vm_device_new (bdfs[i], cdev);
+    d->has_virt_id = virt_id >= 0 && n == 1;
+    d->virt_id = d->has_virt_id ? (guint64) virt_id : 0;
     g_ptr_array_add (devs, d);
     if (vm->options.handoff == IFB_HANDOFF_UNBOUND) {
       /* No bind will tell: check now that the node under /dev is the device sysfs names. */
@@ -414,6 +418,10 @@ ifb_lifecycle_detach (IfbCore *core, IfbVm *vm, const char *bdf, IfbLifecycleDon
 
   if (!d) {
     g_set_error (&error, IFB_ERROR, IFB_ERROR_NOT_ATTACHED, "Device %s is not attached to guest '%s'", bdf, vm->name);
+    ifb_lifecycle_op_done (core, vm, error, done, data);
+    return;
+  }
+  if (!ifb_lifecycle_viommu_check_detach (vm, d, &error)) {
     ifb_lifecycle_op_done (core, vm, error, done, data);
     return;
   }

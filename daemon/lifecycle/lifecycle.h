@@ -32,9 +32,10 @@ typedef struct {
 typedef void (*IfbLifecycleDone) (IfbCore *core, IfbVm *vm, const GError *error, gpointer data);
 
 void ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *args, IfbLifecycleDone done, gpointer data);
-/* The guest must be idle. */
-void ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, IfbLifecycleDone done,
-                           gpointer data);
+/* The guest must be idle. virt_id (< 0: none) is the one device's virtual id in the guest's
+ * vIOMMU: required when the guest has one (then one device per call), refused otherwise. */
+void ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
+                           IfbLifecycleDone done, gpointer data);
 /* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
 void ifb_lifecycle_realize (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data);
 /* Idle guest. The device is another guest's to take once done has run (its release worker

@@ -22,6 +22,8 @@ static const IfbParamSpec vm_create_options[] = {
   { "allow_plain", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, allow_plain) },
   { "dirty_tracking", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, dirty_tracking) },
   { "defer", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, defer) },
+  { "viommu", IFB_PARAM_STRING, offsetof (IfbRpcVmCreateOptions, viommu) },
+  { "veventq_depth", IFB_PARAM_INT, offsetof (IfbRpcVmCreateOptions, veventq_depth) },
   { "rlimit_per_process", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, rlimit_per_process) },
   { "allow_caller_cgroup", IFB_PARAM_BOOL, offsetof (IfbRpcVmCreateOptions, allow_caller_cgroup) },
   { "memory_mib", IFB_PARAM_INT, offsetof (IfbRpcVmCreateOptions, memory_mib) },
@@ -48,8 +50,11 @@ static const IfbParamSpec vm_attach[] = {
   { "uuid", IFB_PARAM_STRING, offsetof (IfbRpcVmDeviceArgs, uuid) },
   { "device", IFB_PARAM_STRING, offsetof (IfbRpcVmDeviceArgs, device) },
   { "devices", IFB_PARAM_ARRAY, offsetof (IfbRpcVmDeviceArgs, devices) },
+  { "virt_id", IFB_PARAM_INT, offsetof (IfbRpcVmDeviceArgs, virt_id) },
   { NULL },
 };
+
+static const IfbRpcVmDeviceArgs vm_attach_defaults = { .virt_id = G_MININT64 };
 
 static const IfbParamSpec vm_detach[] = {
   { "vm", IFB_PARAM_STRING, offsetof (IfbRpcVmDeviceArgs, vm) },
@@ -80,7 +85,8 @@ const IfbMethod ifb_methods[] = {
   { "metrics",          IFB_ACCESS_READ,   FALSE, ifb_rpc_metrics, .expensive = TRUE },
   { "vm.create",        IFB_ACCESS_ADMIN,  TRUE,  ifb_rpc_vm_create,
     ARGS (IfbRpcVmCreateArgs, vm_create), .args_defaults = &vm_create_defaults },
-  { "vm.attach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_attach, ARGS (IfbRpcVmDeviceArgs, vm_attach) },
+  { "vm.attach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_attach, ARGS (IfbRpcVmDeviceArgs, vm_attach),
+    .args_defaults = &vm_attach_defaults },
   { "vm.detach",        IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_detach, ARGS (IfbRpcVmDeviceArgs, vm_detach) },
   { "vm.destroy",       IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_destroy, ARGS (IfbRpcVmArgs, vm_named) },
   { "vm.list",          IFB_ACCESS_READ,   FALSE, ifb_rpc_vm_list, .expensive = TRUE },

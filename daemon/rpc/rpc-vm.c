@@ -43,6 +43,7 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
   const IfbRpcVmCreateOptions *o = &p->options;
   IfbVmCreateArgs a;
   IfbHandoff handoff = IFB_HANDOFF_UNBOUND;
+  IfbViommuType viommu = IFB_VIOMMU_TYPE_INVALID;
 
   if (o->handoff && (handoff = ifb_handoff_from_string (o->handoff)) == IFB_HANDOFF_INVALID)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
@@ -57,6 +58,15 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
                         "Limit reached: guest '%s' has %" G_GINT64_FORMAT " MiB of memory, more than [limits] "
                         "max-guest-memory-mib=%u allows its VMM to lock", p->name, o->memory_mib,
                         call->core->config->max_guest_memory_mib), FALSE;
+  if (o->viommu && (viommu = ifb_viommu_type_from_string (o->viommu)) == IFB_VIOMMU_TYPE_INVALID)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': member 'viommu' "
+                        "must be \"arm-smmuv3\", \"tegra241-cmdqv\" or \"selftest\", not '%s'", o->viommu), FALSE;
+  if (o->veventq_depth != 0 && (!o->viommu || o->veventq_depth < 0 || o->veventq_depth > IFB_VEVENTQ_MAX_DEPTH))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': member "
+                        "'veventq_depth' must be 1-%d events, with 'viommu'", IFB_VEVENTQ_MAX_DEPTH), FALSE;
+  if (o->viommu && (handoff != IFB_HANDOFF_BOUND || !o->nest_parent))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: In 'options': a vIOMMU "
+                        "('viommu') is the broker's to make only under the bound hand-off with nest_parent"), FALSE;
   if (p->pid != G_MININT64 && (p->pid <= 0 || p->pid > G_MAXINT32))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'pid' is out of range"), FALSE;
   if (p->pidfd >= 0 && (p->pidfd >= (gint64) ifb_fd_list_len (call->in_fds) || p->pidfd > G_MAXINT32))
@@ -67,8 +77,9 @@ ifb_rpc_vm_create (IfbCall *call, const void *args, json_object **ret, GError **
     .name = p->name, .uuid = p->uuid, .cgroup = p->cgroup, .pid = p->pid > 0 ? (pid_t) p->pid : 0,
     .pidfd = p->pidfd >= 0 ? ifb_fd_list_get (call->in_fds, (guint) p->pidfd) : -1,
     .options = { .handoff = handoff, .nest_parent = o->nest_parent, .allow_plain = o->allow_plain,
-                 .dirty_tracking = o->dirty_tracking, .defer = o->defer,
-                 .memory_mib = o->memory_mib > 0 ? (guint64) o->memory_mib : 0 },
+                 .dirty_tracking = o->dirty_tracking, .defer = o->defer, .viommu = viommu,
+                 .memory_mib = o->memory_mib > 0 ? (guint64) o->memory_mib : 0,
+                 .veventq_depth = (guint) o->veventq_depth },
     .rlimit_per_process = o->rlimit_per_process == -1 ? -1 : !!o->rlimit_per_process,
     .caller = call->peer, .allow_caller_cgroup = o->allow_caller_cgroup,
   };
@@ -103,6 +114,9 @@ ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **
   if (!!p->device == !!p->devices)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS,
                         "Invalid params: give either 'device' or 'devices'"), FALSE;
+  if (p->virt_id != G_MININT64 && (p->virt_id < 0 || !p->device))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_PARAMS, "Invalid params: member 'virt_id' must be "
+                        "a non-negative integer, given with 'device'"), FALSE;
   if (p->device)
     g_ptr_array_add (bdfs, (gpointer) p->device);
   for (size_t i = 0; p->devices && i < json_object_array_length (p->devices); i++) {
@@ -121,7 +135,8 @@ ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **
     return FALSE;
   if (ifb_call_park_if_busy (call, vm) || ifb_call_park (call, wait_for_devices, &(DeviceWait) { call->core, bdfs }))
     return TRUE;
-  ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len, answer_vm_verbose,
+  ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len,
+                        p->virt_id == G_MININT64 ? -1 : p->virt_id, answer_vm_verbose,
                         ifb_call_defer (call));
   return TRUE;
 }
@@ -220,6 +235,7 @@ ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GError **er
 static const char *const obj_type_names[] = {
   [IFB_UAPI_OBJ_IOAS] = "ioas", [IFB_UAPI_OBJ_DEVICE] = "device", [IFB_UAPI_OBJ_HWPT_PAGING] = "hwpt-paging",
   [IFB_UAPI_OBJ_HWPT_NESTED] = "hwpt-nested", [IFB_UAPI_OBJ_VIOMMU] = "viommu", [IFB_UAPI_OBJ_VDEVICE] = "vdevice",
+  [IFB_UAPI_OBJ_VEVENTQ] = "veventq",
 };
 
 /* The context's own objects, where the backend can list them (the emulated one): each object with
@@ -240,6 +256,10 @@ context_objects (IfbCore *core, IfbVm *vm)
     json_object_object_add (o, "type", json_object_new_string (
         (size_t) objs[i].type < G_N_ELEMENTS (obj_type_names) && obj_type_names[objs[i].type] ? obj_type_names[objs[i].type] : "unknown"));
     json_object_object_add (o, "parent_id", json_object_new_int64 (objs[i].parent_id));
+    if (objs[i].type == IFB_UAPI_OBJ_VDEVICE) {
+      json_object_object_add (o, "dev_id", json_object_new_int64 (objs[i].dev_id));
+      json_object_object_add (o, "virt_id", json_object_new_int64 ((gint64) objs[i].virt_id));
+    }
     json_object_object_add (o, "creator_pid", json_object_new_int64 (objs[i].creator_pid));
     json_object_object_add (o, "cgroup", json_object_new_string (objs[i].cgroup));
     json_object_array_add (arr, o);
@@ -324,7 +344,7 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   gboolean bound = vm->options.handoff == IFB_HANDOFF_BOUND;
   json_object *o, *devs;
 
-  if (ifb_fd_list_len (out_fds) + 1 + vm->devices->len > 32)
+  if (ifb_fd_list_len (out_fds) + 2 + vm->devices->len > 32)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "Too many fds for one reply line"), FALSE;
   raise_vmm_memlock (vm, peer);
   fds = g_new (int, 1 + vm->devices->len);
@@ -353,6 +373,16 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
   ifb_fd_list_push (out_fds, fds[0]);
   if (bound)
     json_object_object_add (o, "ioas_id", json_object_new_int64 (vm->ioas_id));
+  if (bound && vm->viommu_id)
+    json_object_object_add (o, "viommu_id", json_object_new_int64 (vm->viommu_id));
+  if (bound && vm->veventq_fd >= 0) {
+    int q = fcntl (vm->veventq_fd, F_DUPFD_CLOEXEC, 3);
+    if (q >= 0) {   /* failing that the VMM goes without events, as with a kernel before 6.14 */
+      json_object_object_add (o, "veventq_id", json_object_new_int64 (vm->veventq_id));
+      json_object_object_add (o, "veventq", json_object_new_int ((int) ifb_fd_list_len (out_fds)));
+      ifb_fd_list_push (out_fds, q);
+    }
+  }
   devs = json_object_new_array ();
   for (guint i = 0; i < vm->devices->len; i++) {
     IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
@@ -365,6 +395,10 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
       json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
       json_object_object_add (dj, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
       json_object_object_add (dj, "iommu", json_object_new_string (ifb_iommu_type_to_string (d->hw.type)));
+      if (d->vdev_id) {
+        json_object_object_add (dj, "vdev_id", json_object_new_int64 (d->vdev_id));
+        json_object_object_add (dj, "virt_id", json_object_new_int64 ((gint64) d->virt_id));
+      }
     }
     json_object_array_add (devs, dj);
   }

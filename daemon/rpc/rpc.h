@@ -17,11 +17,15 @@
 
 /* vm.create */
 typedef struct {
-  const char *handoff;
+  const char *handoff, *viommu;
   gboolean nest_parent, allow_plain, dirty_tracking, defer, allow_caller_cgroup;
   gboolean rlimit_per_process;          /* -1: not given (the configured default) */
   gint64 memory_mib;                    /* the guest's memory; G_MININT64: not given */
+  gint64 veventq_depth;                 /* 0: no vEVENTQ */
 } IfbRpcVmCreateOptions;
+
+/* A vEVENTQ holds at most this many events (what it holds is charged to the guest's cgroup). */
+#define IFB_VEVENTQ_MAX_DEPTH 65536
 
 typedef struct {
   const char *name, *uuid, *cgroup;
@@ -33,6 +37,7 @@ typedef struct {
 typedef struct {
   const char *vm, *uuid, *device;
   json_object *devices;
+  gint64 virt_id;                       /* vm.attach; G_MININT64: not given */
 } IfbRpcVmDeviceArgs;
 
 /* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */

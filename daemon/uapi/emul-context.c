@@ -490,6 +490,8 @@ emul_repair (EmulTable *t)
       o->type = 0;
     else if (o->type && o->parent_id && !emul_get (t, o->parent_id, 0))
       o->type = 0;
+    else if (o->type == IFB_UAPI_OBJ_VDEVICE && !emul_get (t, o->dev_id, IFB_UAPI_OBJ_DEVICE))
+      o->type = 0;
   }
   for (size_t i = 0; i < IFB_EMUL_MAX_MAPS; i++)
     if (t->maps[i].ioas_id && !emul_get (t, t->maps[i].ioas_id, IFB_UAPI_OBJ_IOAS))

@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "emul-device.h"
 #include "hw-info.h"
+#include "iommufd-defs.h"
 
 /* ---- small async-signal-safe helpers ------------------------------------------------- */
 
@@ -103,6 +104,8 @@ emul_read_profile (int fd, EmulProfile *p)
         p->iidr = (uint32_t) emul_parse_u64 (v);
       else if (strcmp (k, "aidr") == 0)
         p->aidr = (uint32_t) emul_parse_u64 (v);
+      else if (strcmp (k, "canwbs") == 0)
+        p->canwbs = emul_parse_u64 (v) != 0;
       else if (strcmp (k, "rdev") == 0 && strchr (v, ':')) {
         p->rdev_major = (uint32_t) emul_parse_u64 (v);
         p->rdev_minor = (uint32_t) emul_parse_u64 (strchr (v, ':') + 1);
@@ -111,7 +114,10 @@ emul_read_profile (int fd, EmulProfile *p)
     }
     line = nl ? nl + 1 : NULL;
   }
-  if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3)
+  /* iommu=selftest: a cdev whose IOMMU behaves as the kernel's IOMMUFD_TEST mock driver does,
+   * so the emulator can answer the scenarios the kernel tier runs on the mock */
+  if (p->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD && p->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 &&
+      p->iommu_type != IFB_IOMMU_TYPE_SELFTEST)
     return -ENODEV;
   return 0;
 }
@@ -251,14 +257,38 @@ emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd)
 bool
 emul_dev_can_nest (const EmulDevice *d)
 {
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)   /* the mock nests, on a HWPT and through a vIOMMU */
+    return true;
   if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
     return ifb_uapi_vtd_can_nest (d->ecap_reg);
   return ifb_uapi_smmuv3_can_nest (d->idr);
 }
 
+/*
+ * Does the driver behind d offer a vIOMMU of this IOMMU_VIOMMU_ALLOC type (its get_viommu_size)?
+ * Intel VT-d has no vIOMMU object at all (it nests HWPT on HWPT). arm-smmu-v3 offers
+ * ARM_SMMUV3 when it can nest (S1P and S2P) and the guest cannot bypass the cache: the root
+ * complex is coherent (IORT's CANWBS, which only firmware says: the profile key canwbs=1) or
+ * the SMMU forces write-back at stage 2 (IDR3.FWB). TEGRA241_CMDQV needs NVIDIA's extension,
+ * which no emulated SMMU has. The selftest mock offers its own type only.
+ */
+bool
+emul_dev_viommu_type (const EmulDevice *d, uint32_t type)
+{
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)
+    return type == IFB_IOMMU_VIOMMU_TYPE_SELFTEST;
+  if (d->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 || type != IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3)
+    return false;
+  if (!ifb_uapi_smmuv3_can_nest (d->idr))
+    return false;
+  return (d->features & EMUL_DEV_CANWBS) || (d->idr[3] & IFB_SMMU_IDR3_FWB);
+}
+
 bool
 emul_dev_dirty (const EmulDevice *d)
 {
+  if (d->iommu_type == IFB_IOMMU_TYPE_SELFTEST)   /* the mock tracks dirty pages (no NO_DIRTY flag) */
+    return true;
   if (d->iommu_type == IFB_IOMMU_TYPE_INTEL_VTD)
     return ifb_uapi_vtd_dirty (d->ecap_reg);
   return ifb_uapi_smmuv3_dirty (d->idr);

@@ -21,6 +21,8 @@ int emul_lock_held_path (const char *path, EmulBindRecord *ret_rec, struct stat 
 int emul_device_bind_state (int fd);
 bool emul_dev_can_nest (const EmulDevice *d);
 bool emul_dev_dirty (const EmulDevice *d);
+/* Does the driver behind d offer a vIOMMU of this IOMMU_VIOMMU_ALLOC type? */
+bool emul_dev_viommu_type (const EmulDevice *d, uint32_t type);
 
 /* The backend operations on device cdevs (emul.c's table). */
 int emul_open_device (int dev_dirfd, const char *cdev_name, int *ret_fd);

@@ -4,6 +4,7 @@
  * validated as the kernel's iommufd does and run on the context's object table.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <stdint.h>
 #include <string.h>
@@ -272,14 +273,21 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
     type = IFB_UAPI_OBJ_HWPT_PAGING;
   } else if (pt->type == IFB_UAPI_OBJ_HWPT_PAGING) {
     /* Arm SMMUv3 nests only through a vIOMMU: its driver has no domain_alloc_nested. */
-    if ((cmd->flags & ~nested_flags) || !cmd->data_len || dev->iommu_type != IFB_IOMMU_TYPE_INTEL_VTD)
+    if ((cmd->flags & ~nested_flags) || !cmd->data_len || dev->iommu_type == IFB_IOMMU_TYPE_ARM_SMMUV3)
       return -EOPNOTSUPP;
     if ((pt->aux & EMUL_HWPT_AUTO) || !(pt->flags & IFB_IOMMU_HWPT_ALLOC_NEST_PARENT) ||
         pt->iommu_type != dev->iommu_type)
       return -EINVAL;
-    if (cmd->data_type != IFB_IOMMU_HWPT_DATA_VTD_S1)
+    if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+      struct ifb_iommu_hwpt_selftest st;
+      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
+        return -EOPNOTSUPP;
+      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      if (r < 0)
+        return r;
+    } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_VTD_S1) {
       return -EOPNOTSUPP;
-    {
+    } else {
       struct ifb_iommu_hwpt_vtd_s1 s1;
       r = emul_copy_user_data (&s1, sizeof s1, sizeof s1, cmd->data_uptr, cmd->data_len);
       if (r < 0)
@@ -293,9 +301,16 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
       return -EINVAL;
     if ((cmd->flags & ~nested_flags) || !cmd->data_len)
       return -EOPNOTSUPP;
-    if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3)
+    if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+      struct ifb_iommu_hwpt_selftest st;
+      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
+        return -EOPNOTSUPP;
+      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      if (r < 0)
+        return r;
+    } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3) {
       return -EOPNOTSUPP;
-    {
+    } else {
       struct ifb_iommu_hwpt_arm_smmuv3 ste;
       r = emul_copy_user_data (&ste, sizeof ste, sizeof ste, cmd->data_uptr, cmd->data_len);
       if (r < 0)
@@ -325,6 +340,7 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
   union {
     struct ifb_iommu_hw_info_vtd vtd;
     struct ifb_iommu_hw_info_arm_smmuv3 smmu;
+    struct ifb_iommu_test_hw_info test;
   } data;
   uint32_t len, copy;
   EmulDevice *dev;
@@ -341,6 +357,10 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
     data.vtd.ecap_reg = dev->ecap_reg;
     len = sizeof data.vtd;
     cmd->out_data_type = IFB_IOMMU_HW_INFO_TYPE_INTEL_VTD;
+  } else if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
+    data.test.test_reg = IFB_IOMMU_HW_INFO_SELFTEST_REGVAL;
+    len = sizeof data.test;
+    cmd->out_data_type = IFB_IOMMU_HW_INFO_TYPE_SELFTEST;
   } else {
     memcpy (data.smmu.idr, dev->idr, sizeof data.smmu.idr);
     data.smmu.iidr = dev->iidr;
@@ -361,6 +381,9 @@ emul_get_hw_info (EmulTable *t, struct ifb_iommu_hw_info *cmd)
   return 0;
 }
 
+/* IOMMU_VIOMMU_ALLOC, in the kernel's order of checks: the command, the device, whether its
+ * driver offers this type (emul_dev_viommu_type()), then the HWPT, which must be a NEST_PARENT.
+ * A selftest-typed vIOMMU's data is optional and only echoed by the mock: not modelled. */
 static int
 emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
 {
@@ -371,7 +394,7 @@ emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
     return -EOPNOTSUPP;
   if (!emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE) || !(dev = emul_device_of (t, cmd->dev_id)))
     return -ENOENT;
-  if (dev->iommu_type != IFB_IOMMU_TYPE_ARM_SMMUV3 || cmd->type != IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3)
+  if (!emul_dev_viommu_type (dev, cmd->type))
     return -EOPNOTSUPP;
   hwpt = emul_get (t, cmd->hwpt_id, IFB_UAPI_OBJ_HWPT_PAGING);
   if (!hwpt)
@@ -388,30 +411,88 @@ emul_viommu_alloc (EmulTable *t, struct ifb_iommu_viommu_alloc *cmd)
   return 0;
 }
 
+static uint64_t
+emul_virt_id (const EmulObject *vdev)
+{
+  return (uint64_t) vdev->flags << 32 | vdev->aux;
+}
+
+/* IOMMU_VDEVICE_ALLOC: the vIOMMU, the device (behind the same IOMMU as the vIOMMU's), at most
+ * one vDEVICE per device (in any vIOMMU), and a virtual id once per vIOMMU (its xarray). A
+ * 64-bit kernel takes any virt_id (it indexes an xarray by unsigned long). */
 static int
 emul_vdevice_alloc (EmulTable *t, struct ifb_iommu_vdevice_alloc *cmd)
 {
-  EmulObject *viommu, *o;
+  EmulObject *viommu, *dev, *o;
 
   viommu = emul_get (t, cmd->viommu_id, IFB_UAPI_OBJ_VIOMMU);
   if (!viommu)
     return -ENOENT;
-  if (!emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE))
+  dev = emul_get (t, cmd->dev_id, IFB_UAPI_OBJ_DEVICE);
+  if (!dev || !emul_device_of (t, cmd->dev_id))
     return -ENOENT;
-  if (cmd->virt_id > UINT32_MAX)
+  if (viommu->iommu_type != emul_device_of (t, cmd->dev_id)->iommu_type)
     return -EINVAL;
-  if (viommu->dev_id != cmd->dev_id && viommu->iommu_type != emul_get (t, cmd->dev_id, 0)->iommu_type)
-    return -EINVAL;
-  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++)
-    if (t->objects[i].type == IFB_UAPI_OBJ_VDEVICE && t->objects[i].dev_id == cmd->dev_id)
+  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++) {
+    const EmulObject *v = &t->objects[i];
+    if (v->type != IFB_UAPI_OBJ_VDEVICE)
+      continue;
+    if (v->dev_id == cmd->dev_id)
       return -EEXIST;
+    if (v->parent_id == cmd->viommu_id && emul_virt_id (v) == cmd->virt_id)
+      return -EEXIST;
+  }
   o = emul_alloc (t, cmd->dev_id, viommu->iommu_type);
   if (!o)
     return -ENOMEM;
   o->parent_id = cmd->viommu_id;
   o->aux = (uint32_t) cmd->virt_id;
+  o->flags = (uint32_t) (cmd->virt_id >> 32);
   cmd->out_vdevice_id = emul_id (t, o);
   emul_publish (o, IFB_UAPI_OBJ_VDEVICE);
+  return 0;
+}
+
+/*
+ * IOMMU_VEVENTQ_ALLOC: one vEVENTQ per type per vIOMMU. The kernel's vEVENTQ is an anonymous
+ * file; its read() hands out, for each queued event, a struct iommufd_vevent_header then the
+ * event's record, and returns 0 when the queue is empty (it never blocks). The emulated IOMMU
+ * raises no events, so its queue is always empty, and a pipe whose write end is closed reads
+ * exactly so: read() returns 0, pread() fails with ESPIPE (the kernel's file is not seekable).
+ * Two differences, documented rather than modelled: poll() reports POLLHUP where the kernel
+ * reports nothing, and the emulator cannot see the fd's last close, so destroying a vEVENTQ
+ * whose fd is still open succeeds (the kernel's open file holds a user: EBUSY). The fd is made
+ * after the object, as the kernel's is, and only a published object gets one.
+ */
+static int
+emul_veventq_alloc (EmulTable *t, struct ifb_iommu_veventq_alloc *cmd)
+{
+  EmulObject *viommu, *o;
+  int p[2];
+
+  if (cmd->flags || cmd->__reserved || cmd->type == IFB_IOMMU_VEVENTQ_TYPE_DEFAULT)
+    return -EOPNOTSUPP;
+  if (!cmd->veventq_depth)
+    return -EINVAL;
+  viommu = emul_get (t, cmd->viommu_id, IFB_UAPI_OBJ_VIOMMU);
+  if (!viommu)
+    return -ENOENT;
+  for (size_t i = 0; i < IFB_EMUL_MAX_OBJECTS; i++)
+    if (t->objects[i].type == IFB_UAPI_OBJ_VEVENTQ && t->objects[i].parent_id == cmd->viommu_id &&
+        t->objects[i].aux == cmd->type)
+      return -EEXIST;
+  o = emul_alloc (t, viommu->dev_id, viommu->iommu_type);
+  if (!o)
+    return -ENOMEM;
+  if (pipe2 (p, O_CLOEXEC) < 0)
+    return -errno;
+  close (p[1]);
+  o->parent_id = cmd->viommu_id;
+  o->aux = cmd->type;
+  o->flags = cmd->veventq_depth;
+  cmd->out_veventq_id = emul_id (t, o);
+  cmd->out_veventq_fd = (uint32_t) p[0];
+  emul_publish (o, IFB_UAPI_OBJ_VEVENTQ);
   return 0;
 }
 
@@ -479,6 +560,9 @@ emul_iommufd_ioctl (int fd, unsigned long request, void *arg)
     return r;
   case IFB_IOMMU_VDEVICE_ALLOC:
     EMUL_CMD (emul_vdevice_alloc, struct ifb_iommu_vdevice_alloc, IFB_IOMMU_VDEVICE_ALLOC_MIN_SIZE);
+    return r;
+  case IFB_IOMMU_VEVENTQ_ALLOC:
+    EMUL_CMD (emul_veventq_alloc, struct ifb_iommu_veventq_alloc, IFB_IOMMU_VEVENTQ_ALLOC_MIN_SIZE);
     return r;
   default:
     return -ENOTTY;

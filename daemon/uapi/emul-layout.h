@@ -25,13 +25,16 @@
 #define IFB_EMUL_PAGE 4096u
 
 enum { EMUL_HWPT_AUTO = 1 << 0 };               /* EmulObject.aux for HWPTs */
+/* EmulDevice.features: what firmware, not a register, says about the device's IOMMU. */
+enum { EMUL_DEV_CANWBS = 1 << 0 };              /* profile canwbs=1: IORT's coherent root complex */
 
 typedef struct {
   uint32_t type;                /* 0 = free slot, else IfbUapiObjType; written last */
   uint32_t flags;               /* HWPT alloc flags; IOAS: 1 = huge pages disabled */
   uint32_t parent_id;           /* IOAS / parent HWPT / vIOMMU / HWPT (of a vIOMMU) */
   uint32_t dev_id;              /* device it was allocated for */
-  uint32_t aux;                 /* HWPT: EMUL_HWPT_AUTO; VIOMMU: type; VDEVICE: virt_id */
+  uint32_t aux;                 /* HWPT: EMUL_HWPT_AUTO; VIOMMU, VEVENTQ: type; VDEVICE: virt_id's low
+                                 * 32 bits (flags holds the high ones: the layout stays version 1) */
   uint32_t iommu_type;          /* IfbIommuType of that device: a domain's "owner" */
   int32_t creator_pid;
   char cgroup[256];
@@ -42,7 +45,7 @@ typedef struct {
   uint32_t pt_id;               /* attached HWPT, 0 = none */
   uint64_t st_dev, st_ino;
   uint32_t iommu_type;
-  uint32_t pad;
+  uint32_t features;            /* EMUL_DEV_* */
   uint64_t cap_reg, ecap_reg;
   uint32_t idr[6], iidr, aidr;
   char path[IFB_EMUL_PATH_MAX];
@@ -80,6 +83,7 @@ typedef struct {
   uint32_t idr[6], iidr, aidr;
   uint32_t rdev_major, rdev_minor;   /* rdev=MAJ:MIN, the cdev's device number (0:0 when absent) */
   bool has_rdev;
+  bool canwbs;                  /* canwbs=1 */
 } EmulProfile;
 
 #define TABLE_SIZE (((sizeof (EmulTable)) + IFB_EMUL_PAGE - 1) & ~(size_t) (IFB_EMUL_PAGE - 1))

@@ -85,6 +85,7 @@ emul_device_bind (int fd, void *arg)
   memcpy (dev->idr, prof.idr, sizeof dev->idr);
   dev->iidr = prof.iidr;
   dev->aidr = prof.aidr;
+  dev->features = prof.canwbs ? EMUL_DEV_CANWBS : 0;
 
   memset (&rec, 0, sizeof rec);
   rec.magic = IFB_EMUL_BIND_MAGIC;

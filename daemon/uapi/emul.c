@@ -113,8 +113,12 @@ ifb_uapi_emul_list_objects (int iommufd, IfbUapiObject *objs, size_t max, size_t
       memset (out, 0, sizeof *out);
       out->id = (uint32_t) i + 1;
       out->type = (IfbUapiObjType) o->type;
-      out->flags = o->flags;
       out->parent_id = o->parent_id;
+      out->dev_id = o->dev_id;
+      if (o->type == IFB_UAPI_OBJ_VDEVICE)
+        out->virt_id = (uint64_t) o->flags << 32 | o->aux;
+      else
+        out->flags = o->flags;
       out->creator_pid = o->creator_pid;
       memcpy (out->cgroup, o->cgroup, sizeof out->cgroup);
       out->cgroup[sizeof out->cgroup - 1] = '\0';

@@ -42,6 +42,7 @@ enum {
   IFB_IOMMUFD_CMD_GET_HW_INFO = 0x8a,
   IFB_IOMMUFD_CMD_VIOMMU_ALLOC = 0x90,
   IFB_IOMMUFD_CMD_VDEVICE_ALLOC = 0x91,
+  IFB_IOMMUFD_CMD_VEVENTQ_ALLOC = 0x93,
   IFB_IOMMUFD_CMD_TEST = 0x80 + 32,     /* IOMMUFD_TEST builds only */
 };
 
@@ -165,6 +166,7 @@ enum {
   IFB_IOMMU_HW_INFO_TYPE_ARM_SMMUV3 = 2,
 };
 #define IFB_IOMMU_HW_INFO_TYPE_SELFTEST 0xfeedbeefu   /* IOMMUFD_TEST builds only */
+#define IFB_IOMMU_HW_INFO_SELFTEST_REGVAL 0xdeadbeefu /* its test_reg */
 
 enum {
   IFB_IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0,
@@ -212,7 +214,9 @@ struct ifb_iommu_hw_info {
 enum {
   IFB_IOMMU_VIOMMU_TYPE_DEFAULT = 0,
   IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3 = 1,
+  IFB_IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV = 2,     /* 6.17 */
 };
+#define IFB_IOMMU_VIOMMU_TYPE_SELFTEST 0xdeadbeefu    /* IOMMUFD_TEST builds only (6.13) */
 
 struct ifb_iommu_viommu_alloc {
   uint32_t size;
@@ -237,6 +241,36 @@ struct ifb_iommu_vdevice_alloc {
 };
 #define IFB_IOMMU_VDEVICE_ALLOC _IO (IFB_IOMMUFD_TYPE, IFB_IOMMUFD_CMD_VDEVICE_ALLOC)
 #define IFB_IOMMU_VDEVICE_ALLOC_MIN_SIZE ifb_offsetofend (struct ifb_iommu_vdevice_alloc, virt_id)
+
+/* vEVENTQ (6.14): one per type per vIOMMU; its fd reads a header before each event's record. */
+enum {
+  IFB_IOMMU_VEVENTQ_TYPE_DEFAULT = 0,
+  IFB_IOMMU_VEVENTQ_TYPE_ARM_SMMUV3 = 1,
+  IFB_IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV = 2,    /* 6.17 */
+};
+#define IFB_IOMMU_VEVENTQ_TYPE_SELFTEST 0xbeefbeefu   /* IOMMUFD_TEST builds only */
+
+enum {
+  IFB_IOMMU_VEVENTQ_FLAG_LOST_EVENTS = 1u << 0,
+};
+
+struct ifb_iommufd_vevent_header {
+  uint32_t flags;
+  uint32_t sequence;
+};
+
+struct ifb_iommu_veventq_alloc {
+  uint32_t size;
+  uint32_t flags;
+  uint32_t viommu_id;
+  uint32_t type;
+  uint32_t veventq_depth;
+  uint32_t out_veventq_id;
+  uint32_t out_veventq_fd;
+  uint32_t __reserved;
+};
+#define IFB_IOMMU_VEVENTQ_ALLOC _IO (IFB_IOMMUFD_TYPE, IFB_IOMMUFD_CMD_VEVENTQ_ALLOC)
+#define IFB_IOMMU_VEVENTQ_ALLOC_MIN_SIZE ifb_offsetofend (struct ifb_iommu_veventq_alloc, out_veventq_fd)
 
 /* IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST): only the mock-domain subset the kernel tier needs. */
 enum {
@@ -317,6 +351,8 @@ struct ifb_vfio_device_detach_iommufd_pt {
 #define IFB_SMMU_IDR0_HTTU_SHIFT 6
 #define IFB_SMMU_IDR0_HTTU_MASK  (3u << 6)
 #define IFB_SMMU_IDR0_HTTU_AD    2u
+/* Arm SMMUv3 IDR3 (SMMUv3 spec 6.3.4): stage-2 forced write-back (the kernel's ARM_SMMU_FEAT_S2FWB). */
+#define IFB_SMMU_IDR3_FWB        (1u << 8)
 
 /* ---- checks against the published uAPI ----------------------------------------------- */
 
@@ -373,6 +409,10 @@ IFB_ASSERT_OFF (ifb_iommu_viommu_alloc, data_uptr, 32);
 IFB_ASSERT_SIZE (ifb_iommu_vdevice_alloc, 24);
 IFB_ASSERT_OFF (ifb_iommu_vdevice_alloc, out_vdevice_id, 12);
 IFB_ASSERT_OFF (ifb_iommu_vdevice_alloc, virt_id, 16);
+IFB_ASSERT_SIZE (ifb_iommu_veventq_alloc, 32);
+IFB_ASSERT_OFF (ifb_iommu_veventq_alloc, veventq_depth, 16);
+IFB_ASSERT_OFF (ifb_iommu_veventq_alloc, out_veventq_fd, 24);
+IFB_ASSERT_SIZE (ifb_iommufd_vevent_header, 8);
 IFB_ASSERT_SIZE (ifb_iommu_test_cmd, 72);
 IFB_ASSERT_OFF (ifb_iommu_test_cmd, mock_domain.out_stdev_id, 16);
 IFB_ASSERT_OFF (ifb_iommu_test_cmd, mock_domain.out_idev_id, 24);
@@ -395,6 +435,7 @@ IFB_ASSERT_REQ (IFB_IOMMU_HWPT_ALLOC, 0x3b89);
 IFB_ASSERT_REQ (IFB_IOMMU_GET_HW_INFO, 0x3b8a);
 IFB_ASSERT_REQ (IFB_IOMMU_VIOMMU_ALLOC, 0x3b90);
 IFB_ASSERT_REQ (IFB_IOMMU_VDEVICE_ALLOC, 0x3b91);
+IFB_ASSERT_REQ (IFB_IOMMU_VEVENTQ_ALLOC, 0x3b93);
 IFB_ASSERT_REQ (IFB_IOMMU_TEST_CMD, 0x3ba0);
 IFB_ASSERT_REQ (IFB_VFIO_DEVICE_BIND_IOMMUFD, 0x3b76);
 IFB_ASSERT_REQ (IFB_VFIO_DEVICE_ATTACH_IOMMUFD_PT, 0x3b77);
@@ -453,6 +494,11 @@ _Static_assert (sizeof (struct iommu_vdevice_alloc) == sizeof (struct ifb_iommu_
 _Static_assert (offsetof (struct iommu_viommu_alloc, out_viommu_id)
                 == offsetof (struct ifb_iommu_viommu_alloc, out_viommu_id), "viommu");
 _Static_assert (sizeof (struct iommu_hw_info_arm_smmuv3) == sizeof (struct ifb_iommu_hw_info_arm_smmuv3), "smmu");
+# endif
+# ifdef IOMMU_VEVENTQ_ALLOC
+IFB_ASSERT_REQ (IFB_IOMMU_VEVENTQ_ALLOC, IOMMU_VEVENTQ_ALLOC);
+_Static_assert (sizeof (struct iommu_veventq_alloc) == sizeof (struct ifb_iommu_veventq_alloc), "veventq");
+_Static_assert (sizeof (struct iommufd_vevent_header) == sizeof (struct ifb_iommufd_vevent_header), "vevent header");
 # endif
 #endif
 

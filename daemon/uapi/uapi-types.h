@@ -46,13 +46,26 @@ typedef enum {
   IFB_UAPI_OBJ_HWPT_NESTED,
   IFB_UAPI_OBJ_VIOMMU,
   IFB_UAPI_OBJ_VDEVICE,
+  IFB_UAPI_OBJ_VEVENTQ,
 } IfbUapiObjType;
 
 typedef struct {
   uint32_t id;
   IfbUapiObjType type;
   uint32_t flags;               /* HWPT alloc flags as given */
-  uint32_t parent_id;           /* IOAS or parent HWPT; 0 when none */
+  uint32_t parent_id;           /* IOAS, parent HWPT or vIOMMU, a vIOMMU's HWPT, a vDEVICE's or
+                                 * vEVENTQ's vIOMMU; 0 when none */
+  uint32_t dev_id;              /* the device it was allocated for (a vDEVICE's device); 0 when none */
+  uint64_t virt_id;             /* vDEVICE: its virtual id */
   int32_t creator_pid;
   char cgroup[256];             /* cgroup2 path of the allocating process, "/..."; "" when unknown or longer */
 } IfbUapiObject;
+
+/* The vIOMMU types the broker names (uapi-viommu.h). */
+typedef enum {
+  IFB_VIOMMU_TYPE_ARM_SMMUV3,
+  IFB_VIOMMU_TYPE_TEGRA241_CMDQV,
+  IFB_VIOMMU_TYPE_SELFTEST,     /* the IOMMUFD_TEST mock's */
+  _IFB_VIOMMU_TYPE_MAX,
+  IFB_VIOMMU_TYPE_INVALID = -1,
+} IfbViommuType;

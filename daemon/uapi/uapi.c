@@ -336,24 +336,6 @@ ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uin
 }
 
 int
-ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
-                       uint32_t *ret_viommu_id)
-{
-  struct ifb_iommu_viommu_alloc cmd = {
-    .size = sizeof cmd,
-    .type = IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3,
-    .dev_id = dev_id,
-    .hwpt_id = hwpt_id,
-  };
-  int r = ifb_uapi_ioctl (b, iommufd, IFB_IOMMU_VIOMMU_ALLOC, &cmd);
-
-  if (r < 0)
-    return r;
-  *ret_viommu_id = cmd.out_viommu_id;
-  return 0;
-}
-
-int
 ifb_uapi_mock_domain (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint32_t *ret_stdev_id,
                                uint32_t *ret_hwpt_id, uint32_t *ret_dev_id)
 {

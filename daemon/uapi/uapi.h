@@ -25,6 +25,7 @@
 #include "emul.h"
 #include "hw-info.h"
 #include "uapi-types.h"
+#include "uapi-viommu.h"
 
 /* The backends: ifb_uapi_backend_kernel() (backend-kernel.h), ifb_uapi_backend_emulated() (emul.h). */
 /* The backend an fd belongs to (an emulated context or device fd, or else the kernel). */
@@ -66,8 +67,8 @@ int ifb_uapi_hwpt_alloc_nested (const IfbUapiBackend *b, int iommufd, uint32_t d
 int ifb_uapi_ioas_map (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, void *va, uint64_t length,
                        uint64_t *iova_inout, bool fixed_iova);
 int ifb_uapi_ioas_unmap (const IfbUapiBackend *b, int iommufd, uint32_t ioas_id, uint64_t iova, uint64_t length);
-int ifb_uapi_viommu_alloc (const IfbUapiBackend *b, int iommufd, uint32_t dev_id, uint32_t hwpt_id,
-                           uint32_t *ret_viommu_id);
+
+/* The vIOMMU, vDEVICE and vEVENTQ operations: uapi-viommu.h. */
 
 /* Fill up to max objects; *ret_n = number of live objects (may exceed max). -EOPNOTSUPP where the
  * backend cannot list them (the kernel has no such ioctl). */

@@ -12,7 +12,8 @@
  * context and device fds this process inherited, and where the results go. GO_FD, when not -1,
  * is a pipe to wait on until the daemon has moved this process into the guest's cgroup (it is
  * started where the daemon is; see worker.c). The worker runs the batch — IOAS, then per device BIND,
- * GET_HW_INFO, HWPT_ALLOC, ATTACH — undoes its own work when a step fails (binding is undone by
+ * GET_HW_INFO, HWPT_ALLOC, ATTACH, and for a guest with a vIOMMU the vIOMMU (once, on the first
+ * device's NEST_PARENT) and the device's vDEVICE in it — undoes its own work when a step fails (binding is undone by
  * the daemon closing the device fds), writes what happened into the batch and exits 0. Any other
  * end (a signal, a non-zero exit) tells the daemon the batch did not complete.
  *
@@ -26,7 +27,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "fault.h"
@@ -35,6 +38,9 @@
 #include "worker.h"
 
 static const IfbUapiBackend *backend;
+/* The vEVENTQ made with the guest's vIOMMU: its fd exists only in this process until it is sent
+ * to the daemon (send_veventq()); -1 when none. */
+static int veventq_fd = -1;
 
 /* Each step goes through the fault hook first (and then is not carried out), so tests can fail
  * any one of them. */
@@ -43,6 +49,24 @@ static const IfbUapiBackend *backend;
 static void
 undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
 {
+  /* Dependency order: the vEVENTQ (its last fd first: an open one keeps it busy), the vDEVICEs,
+   * the vIOMMU, then what they sat on. */
+  if (b->veventq_id) {
+    close (veventq_fd);
+    veventq_fd = -1;
+    ifb_uapi_destroy (backend, b->iommufd, b->veventq_id);
+    b->veventq_id = 0;
+  }
+  for (size_t i = 0; i < b->n_devices; i++)
+    if (b->devices[i].vdev_id) {
+      ifb_uapi_destroy (backend, b->iommufd, b->devices[i].vdev_id);
+      b->devices[i].vdev_id = 0;
+    }
+  if (b->viommu_new && b->viommu_id) {
+    ifb_uapi_destroy (backend, b->iommufd, b->viommu_id);
+    b->viommu_id = 0;
+    b->viommu_new = false;
+  }
   for (size_t i = 0; i < upto; i++) {
     IfbWorkerDevice *d = &b->devices[i];
     if (d->mock && d->mock_id) {
@@ -61,6 +85,60 @@ undo (IfbWorkerBatch *b, size_t upto, bool ioas_is_new)
     ifb_uapi_destroy (backend, b->iommufd, b->ioas_id);
     b->ioas_id = 0;
   }
+}
+
+/*
+ * A guest with a vIOMMU: made once, by the first device to get here, on its HWPT (which must be
+ * a NEST_PARENT: a plain HWPT, allowed by allow_plain, cannot carry one), then the device's
+ * vDEVICE with the virtual id the guest knows it by.
+ */
+static int
+viommu_steps (IfbWorkerBatch *b, IfbWorkerDevice *d, uint32_t flags)
+{
+  int r = 0;
+
+  if (!b->viommu_id) {
+    d->failed_step = IFB_WORKER_STEP_VIOMMU_ALLOC;
+    if (!(flags & IFB_HWPT_NEST_PARENT))
+      return -EOPNOTSUPP;
+    r = STEP ("viommu-alloc", ifb_uapi_viommu_alloc (backend, b->iommufd, d->dev_id, d->hwpt_id,
+                                                     (IfbViommuType) b->viommu_type, &b->viommu_id));
+    if (r < 0)
+      return r;
+    b->viommu_new = true;
+    b->viommu_hwpt_id = d->hwpt_id;
+    if (b->veventq_depth) {
+      d->failed_step = IFB_WORKER_STEP_VEVENTQ_ALLOC;
+      r = STEP ("veventq-alloc", ifb_uapi_veventq_alloc (backend, b->iommufd, b->viommu_id, (IfbViommuType) b->viommu_type,
+                                                         b->veventq_depth, &b->veventq_id, &veventq_fd));
+      if (r < 0)
+        return r;
+    }
+  }
+  if (d->want_vdev) {
+    d->failed_step = IFB_WORKER_STEP_VDEVICE_ALLOC;
+    r = STEP ("vdevice-alloc", ifb_uapi_vdevice_alloc (backend, b->iommufd, b->viommu_id, d->dev_id, d->virt_id,
+                                                       &d->vdev_id));
+  }
+  return r;
+}
+
+/* The vEVENTQ's fd to the daemon (SCM_RIGHTS over reply_fd); the daemon takes it when this
+ * process has exited. */
+static int
+send_veventq (IfbWorkerBatch *b)
+{
+  char byte = 'q', cbuf[CMSG_SPACE (sizeof (int))];
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+  struct cmsghdr *cm = CMSG_FIRSTHDR (&msg);
+
+  memset (cbuf, 0, sizeof cbuf);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN (sizeof (int));
+  memcpy (CMSG_DATA (cm), &veventq_fd, sizeof (int));
+  return sendmsg (b->reply_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
 /* The worker's body: the allocations of one request. */
@@ -111,6 +189,8 @@ worker_steps (IfbWorkerBatch *b)
         d->hwpt_id = 0;
       }
     }
+    if (r == 0 && b->viommu_type != IFB_VIOMMU_TYPE_INVALID)
+      r = viommu_steps (b, d, flags);
     if (r < 0) {
       d->err = r;
       if (d->mock && d->mock_id) {
@@ -118,20 +198,42 @@ worker_steps (IfbWorkerBatch *b)
         d->mock_id = 0;
       }
       b->failed_index = (int) i;
-      undo (b, i, b->alloc_ioas);
+      /* past ATTACH this device's HWPT is attached: undone with the others, after the vIOMMU */
+      undo (b, d->failed_step >= IFB_WORKER_STEP_VIOMMU_ALLOC ? i + 1 : i, b->alloc_ioas);
       return;
     }
     d->failed_step = IFB_WORKER_STEP_NONE;
   }
+  if (veventq_fd >= 0) {
+    int r = b->reply_fd >= 0 ? send_veventq (b) : -EBADF;
+    if (r < 0) {
+      size_t last = b->n_devices - 1;
+      b->devices[last].err = r;
+      b->devices[last].failed_step = IFB_WORKER_STEP_VEVENTQ_ALLOC;
+      b->failed_index = (int) last;
+      undo (b, b->n_devices, b->alloc_ioas);
+      return;
+    }
+    close (veventq_fd);
+    veventq_fd = -1;
+  }
 }
 
 
-/* Kernel order: each device detached and its HWPT destroyed, then the devices closed (the last
- * close of a bound device resets it, here), then the IOAS (unpinning what it maps), then the context. */
+/* Kernel order: the vEVENTQ, the vDEVICEs, the vIOMMU, each device detached and its HWPT
+ * destroyed, then the devices closed (the last close of a bound device resets it, here), then the
+ * IOAS (unpinning what it maps), then the context. */
 static void
 release (IfbWorkerBatch *b)
 {
   ifb_uapi_batch_begin (backend);
+  if (b->veventq_id && b->iommufd >= 0)   /* busy (EBUSY) while a VMM still holds its fd */
+    ifb_uapi_destroy (backend, b->iommufd, b->veventq_id);
+  for (size_t i = 0; i < b->n_devices; i++)
+    if (b->devices[i].vdev_id && b->iommufd >= 0)
+      ifb_uapi_destroy (backend, b->iommufd, b->devices[i].vdev_id);
+  if (b->viommu_id && b->iommufd >= 0)
+    ifb_uapi_destroy (backend, b->iommufd, b->viommu_id);
   for (size_t i = 0; i < b->n_devices; i++)
     if (b->devices[i].hwpt_id && b->iommufd >= 0) {
       ifb_uapi_device_detach (backend, b->devices[i].device_fd);

@@ -69,6 +69,9 @@ static const char *const step_names[_IFB_WORKER_STEP_MAX] = {
   [IFB_WORKER_STEP_HW_INFO] = "hw-info",
   [IFB_WORKER_STEP_HWPT_ALLOC] = "hwpt-alloc",
   [IFB_WORKER_STEP_ATTACH] = "attach",
+  [IFB_WORKER_STEP_VIOMMU_ALLOC] = "viommu-alloc",
+  [IFB_WORKER_STEP_VDEVICE_ALLOC] = "vdevice-alloc",
+  [IFB_WORKER_STEP_VEVENTQ_ALLOC] = "veventq-alloc",
 };
 
 typedef struct {
@@ -136,6 +139,8 @@ ifb_worker_batch_new (const IfbUapiBackend *backend)
   g_strlcpy (b->backend, ifb_uapi_backend_name (backend), sizeof b->backend);
   b->iommufd = -1;
   b->failed_index = -1;
+  b->viommu_type = IFB_VIOMMU_TYPE_INVALID;
+  b->reply_fd = b->reply_daemon_fd = -1;
   return b;
 }
 
@@ -144,6 +149,8 @@ ifb_worker_batch_free (IfbWorkerBatch *b)
 {
   if (b) {
     int fd = b->memfd;
+    ifb_close (b->reply_fd);
+    ifb_close (b->reply_daemon_fd);
     munmap (b, sizeof (IfbWorkerBatch));
     ifb_close (fd);
   }
@@ -209,7 +216,7 @@ spawn (Worker *w, GError **error)
   ifb_autofd int procs = -1;
   char batch_arg[16], procs_arg[16], parent_arg[16];
   char *argv[] = { (char *) WORKER_PROGRAM, batch_arg, procs_arg, parent_arg, NULL };
-  int keep[IFB_WORKER_MAX_DEVICES + 3];
+  int keep[IFB_WORKER_MAX_DEVICES + 4];
   ChildArgs a = { .argv = argv, .keep = keep };
   sigset_t all, old;
   pid_t pid;
@@ -221,6 +228,8 @@ spawn (Worker *w, GError **error)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_UNAVAILABLE, "No worker program (ifb_worker_init)"), FALSE;
   keep[a.n_keep++] = b->memfd;
   keep[a.n_keep++] = b->iommufd;
+  if (b->reply_fd >= 0)
+    keep[a.n_keep++] = b->reply_fd;
   for (size_t i = 0; i < b->n_devices; i++)
     if (!b->devices[i].mock)   /* the mock has no fd of its own */
       keep[a.n_keep++] = b->devices[i].device_fd;

@@ -24,6 +24,9 @@ typedef enum {
   IFB_WORKER_STEP_HW_INFO,
   IFB_WORKER_STEP_HWPT_ALLOC,
   IFB_WORKER_STEP_ATTACH,
+  IFB_WORKER_STEP_VIOMMU_ALLOC,
+  IFB_WORKER_STEP_VDEVICE_ALLOC,
+  IFB_WORKER_STEP_VEVENTQ_ALLOC,
   _IFB_WORKER_STEP_MAX,
 } IfbWorkerStep;
 
@@ -37,7 +40,10 @@ typedef struct {
   bool allow_plain;             /* NEST_PARENT refused -> plain paging HWPT instead */
   bool mock;                    /* IOMMUFD_TEST's mock device, made on the IOAS (IOMMU_TEST_OP_MOCK_DOMAIN)
                                  * instead of binding device_fd, and moved onto the HWPT */
+  bool want_vdev;               /* a vDEVICE with virt_id in the batch's vIOMMU */
+  uint64_t virt_id;
   /* out */
+  uint32_t vdev_id;             /* release: in (destroyed first) */
   uint32_t mock_id;             /* mock: its object (destroying it unbinds it) */
   int err;                      /* -errno of failed_step */
   IfbWorkerStep failed_step;
@@ -58,6 +64,14 @@ typedef struct {
   int iommufd;
   bool alloc_ioas;              /* allocate the IOAS first */
   uint32_t ioas_id;             /* in (when !alloc_ioas) / out */
+  int viommu_type;              /* IfbViommuType of the guest's vIOMMU; IFB_VIOMMU_TYPE_INVALID: none */
+  uint32_t viommu_id;           /* in: the guest's (0: make it on the first device's NEST_PARENT) / out;
+                                 * release: in, destroyed after the vDEVICEs and before the HWPTs */
+  uint32_t viommu_hwpt_id;      /* out: the HWPT a vIOMMU made here sits on */
+  bool viommu_new;              /* out: made by this batch */
+  uint32_t veventq_depth;       /* a vEVENTQ of this depth with a vIOMMU made here; 0: none */
+  uint32_t veventq_id;          /* out (its fd goes over reply_fd); release: in, destroyed first */
+  int reply_fd;                 /* the worker's end of a socket for the vEVENTQ fd, -1 when none */
   size_t n_devices;
   IfbWorkerDevice devices[IFB_WORKER_MAX_DEVICES];
   /* out */
@@ -69,6 +83,7 @@ typedef struct {
   pid_t pid;
   /* the daemon's own */
   int memfd;
+  int reply_daemon_fd;          /* the other end of reply_fd */
 } IfbWorkerBatch;
 
 /* A batch for backend (its name goes to the worker). */

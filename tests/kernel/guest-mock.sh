@@ -4,7 +4,9 @@
 # Proves the platform, runs the uAPI scenarios on the mock, then the broker's selftest device
 # kind: refused while the config forbids it; with [kernel] allow-selftest=true the broker's
 # worker makes the mock and a NEST_PARENT HWPT in the guest's context, and a VMM stand-in
-# holding the guest's fds allocates a nested child on it.
+# holding the guest's fds allocates a nested child on it; then a guest with a vIOMMU (type
+# selftest): on Linux 6.13+ the worker makes the vIOMMU on the mock's NEST_PARENT and its
+# vDEVICE in /guest, before 6.13 the broker refuses by name (the kernel has no vIOMMU).
 # Add steps with `step NAME CMD...` (`need` for prerequisites; tests/kernel/guest-lib.sh).
 . /ifb/guest-lib.sh
 note "mock boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
@@ -58,6 +60,31 @@ step attach-selftest-2 ctl vm attach mock selftest:1
 step vm-show-mock     ctl vm show mock
 step detach-selftest-2 ctl vm detach mock selftest:1
 step vm-destroy-mock  ctl vm destroy mock
+
+# A guest with a vIOMMU: the worker makes it on the mock's NEST_PARENT and a vDEVICE with the
+# virtual id given, in /guest. The mock's vIOMMU arrived in Linux 6.13: before, the attach is
+# refused by name ([unavailable, ENOTTY]) and leaves nothing.
+step vm-create-vi     ctl vm create vi --cgroup /guest --handoff bound --viommu selftest
+viommu_on_mock() {
+    if ctl vm attach vi selftest:2 --virt-id 1 >/tmp/ifb-vi.out 2>&1; then
+        cat /tmp/ifb-vi.out
+        ctl vm show vi > /tmp/ifb-vi.show || return 1
+        cat /tmp/ifb-vi.show
+        _vi=$(sed -n 's/^vIOMMU: *//p' /tmp/ifb-vi.show)
+        _vd=$(sed -n 's/^vDEVICE: *//p' /tmp/ifb-vi.show)
+        [ -n "$_vi" ] && [ -n "$_vd" ] || { fail "no vIOMMU or vDEVICE in vm show"; return 1; }
+        echo "$_vi" | grep -q "(allocated in /guest)" || { fail "the vIOMMU was not made in /guest"; return 1; }
+        result "mock vIOMMU: the broker's worker allocated vIOMMU $_vi and vDEVICE $_vd on Linux $(uname -r)"
+    else
+        cat /tmp/ifb-vi.out
+        grep -q '\[unavailable, ENOTTY\]' /tmp/ifb-vi.out ||
+            { fail "refused, but not as a kernel without vIOMMU [unavailable, ENOTTY]"; return 1; }
+        ctl vm show vi | grep -q '^vIOMMU: .*id 0 ' || { fail "a refused attach left a vIOMMU"; return 1; }
+        result "mock vIOMMU: refused on Linux $(uname -r) (the mock's vIOMMU needs 6.13+, the tier's move to 7.2): $(cat /tmp/ifb-vi.out)"
+    fi
+}
+step viommu-on-mock   viommu_on_mock
+step vm-destroy-vi    ctl vm destroy vi
 step daemon-stop-selftest daemon_stop
 
 finish

@@ -238,6 +238,38 @@ def test_bound_handoff_from_metadata():
         remove_cgroup(full, p)
 
 
+def test_viommu_from_metadata():
+    """<options viommu=… veventq-depth=…/> and a device's guest-address: prepare creates the guest
+    with a vIOMMU and reserves the device with its virtual id (the guest-side PCI address's
+    requester id); at started the broker's worker makes the vIOMMU, the vDEVICE and the vEVENTQ
+    in libvirt's cgroup. A device without a virtual id refuses the start, naming why."""
+    full, p = make_libvirt_cgroup()
+    try:
+        with Broker() as b:
+            run_dir = tempfile.mkdtemp(dir=b.tmp)
+            with open(os.path.join(run_dir, NAME + ".pid"), "w") as f:
+                f.write("%d" % p.pid)
+            base = with_options(fixture("prepare-begin.xml"), 'handoff="bound" viommu="arm-smmuv3" veventq-depth="8"')
+            r = hook(b, "prepare", with_devices(base, [SMMU]))
+            assert r.returncode == 1 and b"virt_id" in r.stderr, r
+            assert b.call("vm.list")["vms"] == []
+            s = with_devices(base, [SMMU]).decode().replace('address="%s"' % SMMU,
+                                                           'address="%s" guest-address="0000:00:03.0"' % SMMU)
+            r = hook(b, "prepare", s.encode())
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            assert vm["options"]["viommu"] == "arm-smmuv3" and vm["options"]["veventq_depth"] == 8, vm
+            assert [(d["device"], d["virt_id"]) for d in vm["devices"]] == [(SMMU, 3 << 3)], vm
+            r = hook(b, "started", fixture("started-begin.xml"), env={"IFB_HOOK_LIBVIRT_QEMU_RUN_DIR": run_dir})
+            assert r.returncode == 0, r.stderr
+            vm = b.call("vm.show", {"vm": NAME})
+            vi, d = vm["viommu"], vm["devices"][0]
+            assert vi["id"] > 0 and vi["cgroup"] == CGROUP and vi["veventq_id"] > 0, vm
+            assert d["vdev_id"] > 0 and d["cgroup"] == CGROUP and d["virt_id"] == 0x18, vm
+    finally:
+        remove_cgroup(full, p)
+
+
 SCOPE = "/machine.slice/machine-qemu\\x2d1\\x2difb\\x2dcapture.scope"
 
 
@@ -398,6 +430,6 @@ if __name__ == "__main__":
          test_prepare_refused_non_vfio_device,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
-         test_bound_handoff_from_metadata, test_machined_layout,
+         test_bound_handoff_from_metadata, test_viommu_from_metadata, test_machined_layout,
          test_exec_substitutes_and_keeps_exactly_the_guest_fds, test_exec_from_argv_probe_and_unmanaged,
          test_exec_pending_guest_realized_in_its_cgroup])

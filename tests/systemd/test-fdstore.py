@@ -98,6 +98,16 @@ def check_invariants(sm):
             for o in vm.get("context_objects", []):
                 if o["type"] == "hwpt-paging":
                     assert o["id"] in hwpts, "guest %s: HWPT %d referenced by no device: %r" % (name, o["id"], vm)
+            # a vIOMMU and vDEVICEs only as the guest records them, on the HWPT it records
+            vis = [o for o in vm.get("context_objects", []) if o["type"] == "viommu"]
+            vi = vm.get("viommu", {})
+            assert [(o["id"], o["parent_id"]) for o in vis] == ([(vi["id"], vi["hwpt_id"])] if vi.get("id") else []), vm
+            if vi.get("veventq_id"):
+                expected_store.add(vi["veventq_fdname"])
+            qs = [o["id"] for o in vm.get("context_objects", []) if o["type"] == "veventq"]
+            assert qs == ([vi["veventq_id"]] if vi.get("veventq_id") else []), vm
+            vdevs = {o["id"] for o in vm.get("context_objects", []) if o["type"] == "vdevice"}
+            assert vdevs == {d["vdev_id"] for d in vm["devices"] if d.get("vdev_id")}, vm
             devs = [o for o in vm.get("context_objects", []) if o["type"] == "device"]
             assert len(devs) == len([d for d in vm["devices"] if d["state"] == "ready"]), vm
             for d in vm["devices"]:
@@ -116,8 +126,9 @@ def check_invariants(sm):
     assert all(len(n) <= 5 for n in names), "fd store names longer than 5 bytes: %r" % names
     assert set(names) == expected_store, "fd store %r != expected %r" % (sorted(names), sorted(expected_store))
     assert not sm.rejected, "notifications systemd would refuse: %r" % sm.rejected
-    assert daemon_held_fds(sm) == len(expected_store), \
-        "daemon holds %d guest fds, registry says %d" % (daemon_held_fds(sm), len(expected_store))
+    # (vEVENTQ fds, "e<slot>", are anonymous files, not counted by daemon_held_fds())
+    held = len([n for n in expected_store if not n.startswith("e")])
+    assert daemon_held_fds(sm) == held, "daemon holds %d guest fds, registry says %d" % (daemon_held_fds(sm), held)
     saved = {v["name"]: v for v in read_state(sm.broker.runtime_dir)["vms"]}
     assert set(saved) == set(vms), (sorted(saved), sorted(vms))
     for name, vm in vms.items():
@@ -478,7 +489,64 @@ def test_crash_after_fdstore_released_by_a_worker():
         root.remove()
 
 
+def test_viommu_survives_restart_and_kill9():
+    # A guest's vIOMMU and vDEVICE come back with its context from the fd store, by SIGTERM and by
+    # SIGKILL; a crash right after the worker made them, before the state was written, leaves
+    # objects the restart tidies in the kernel's order (vDEVICE, vIOMMU, HWPT), and the device
+    # can be attached again with the same virtual id.
+    root = Cgroup("fdviommu")
+    g = root.child("g")
+    opts = {"handoff": "bound", "viommu": "arm-smmuv3", "veventq_depth": 32}
+    try:
+        with ServiceManager() as sm:
+            b = sm.broker
+            b.call("vm.create", {"name": "g", "cgroup": g.path, "options": opts})
+            b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 9})
+            before, _ = check_invariants(sm)
+            assert before["g"]["viommu"]["id"] and before["g"]["devices"][0]["vdev_id"], before
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                sm.restart(sig)
+                after, _ = check_invariants(sm)
+                assert after == before, "guest changed across the restart:\n%r\n%r" % (before, after)
+                # the vEVENTQ fd came back from the store: the VMM still gets it
+                c = b.client()
+                reply, fds = c.call_full("vm.fds", {"vm": "g"})
+                c.close()
+                assert reply["result"]["veventq_id"] == before["g"]["viommu"]["veventq_id"], reply
+                assert os.read(fds[reply["result"]["veventq"]], 8) == b""
+                for fd in fds:
+                    os.close(fd)
+                before, _ = check_invariants(sm)   # this process holds the guest's fds now
+            b.call("vm.detach", {"vm": "g", "device": SMMU})
+            assert [o["type"] for o in b.call("vm.show", {"vm": "g"})["context_objects"]] == ["ioas"]
+            check_invariants(sm)
+        b = ifbtest.Broker(env={"IFB_FAULT": "crash-after-fdstore@2"})   # 1: h's context, 2: the device
+        with ServiceManager(broker=b) as sm:
+            b.call("vm.create", {"name": "h", "cgroup": g.path, "options": opts})
+            try:
+                b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 9})
+                raise AssertionError("the daemon answered the attach it should have died in")
+            except (ConnectionError, EOFError, OSError):
+                pass
+            sm.kill()
+            b.env.pop("IFB_FAULT")
+            sm.start()
+            def tidied():
+                workers_idle(b)
+                vm = b.call("vm.show", {"vm": "h"})
+                return vm if all(o["type"] == "ioas" for o in vm.get("context_objects", [])) else None
+            vm = ifbtest.wait_until(tidied, "the crashed attach's objects tidied (vEVENTQ, vIOMMU, HWPT)")
+            assert vm["devices"] == [] and vm["viommu"]["id"] == 0, vm
+            assert "Destroyed orphaned vIOMMU" in b.read_log(), b.read_log()[-2000:]
+            vm = b.call("vm.attach", {"vm": "h", "device": SMMU, "virt_id": 9})
+            assert vm["viommu"]["id"] and vm["devices"][0]["vdev_id"], vm
+            check_invariants(sm)
+    finally:
+        root.remove()
+
+
 if __name__ == "__main__":
     run([test_ready_only_when_listening, test_restart_keeps_every_guest_and_object, test_vmm_holders_survive_restart,
          test_kill9_between_operations,
-         test_kill9_during_operations, test_crash_after_fdstore_released_by_a_worker])
+         test_kill9_during_operations, test_crash_after_fdstore_released_by_a_worker,
+         test_viommu_survives_restart_and_kill9])

@@ -156,6 +156,7 @@ CMD_LENGTH (sc_len_hwpt_alloc, IFB_IOMMU_HWPT_ALLOC, struct ifb_iommu_hwpt_alloc
 CMD_LENGTH (sc_len_get_hw_info, IFB_IOMMU_GET_HW_INFO, struct ifb_iommu_hw_info, IFB_IOMMU_GET_HW_INFO_MIN_SIZE)
 CMD_LENGTH (sc_len_viommu_alloc, IFB_IOMMU_VIOMMU_ALLOC, struct ifb_iommu_viommu_alloc, IFB_IOMMU_VIOMMU_ALLOC_MIN_SIZE)
 CMD_LENGTH (sc_len_vdevice_alloc, IFB_IOMMU_VDEVICE_ALLOC, struct ifb_iommu_vdevice_alloc, IFB_IOMMU_VDEVICE_ALLOC_MIN_SIZE)
+CMD_LENGTH (sc_len_veventq_alloc, IFB_IOMMU_VEVENTQ_ALLOC, struct ifb_iommu_veventq_alloc, IFB_IOMMU_VEVENTQ_ALLOC_MIN_SIZE)
 
 static int
 option (Ctx *c, uint32_t id, uint16_t op, uint32_t obj, uint64_t val, uint64_t *ret_val)
@@ -388,8 +389,8 @@ sc_alloc_hwpt_nested (Ctx *c)
   EXPECT ("data-none-with-len", EINVAL, hwpt_raw (c, 0, c->dev_id, parent, IFB_IOMMU_HWPT_DATA_NONE, data, dlen, NULL));
   if (smmu) {
     EXPECT ("child-of-hwpt", EOPNOTSUPP, hwpt_raw (c, 0, c->dev_id, parent, dtype, data, dlen, NULL));
-    EXPECT ("viommu-on-plain", EINVAL, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, plain, &viommu));
-    EXPECT ("viommu", 0, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, parent, &viommu));
+    EXPECT ("viommu-on-plain", EINVAL, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, plain, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu));
+    EXPECT ("viommu", 0, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu));
   }
   EXPECT ("unknown-data-type", EOPNOTSUPP, hwpt_raw (c, 0, c->dev_id, smmu ? viommu : parent, 0xbad, data, dlen, NULL));
   EXPECT ("short-data", EINVAL, hwpt_raw (c, 0, c->dev_id, smmu ? viommu : parent, dtype, data, dlen - 1, NULL));
@@ -406,6 +407,172 @@ sc_alloc_hwpt_nested (Ctx *c)
   EXPECT ("destroy-parent", 0, ifb_uapi_destroy (c->b, c->iommufd, parent));
   EXPECT ("destroy-paging", 0, ifb_uapi_destroy (c->b, c->iommufd, plain));
   return 0;
+}
+
+/* ---- what nests through a vIOMMU (the selftests' iommufd_viommu fixture) --------------- */
+
+static int
+viommu_raw (Ctx *c, uint32_t flags, uint32_t type, uint32_t dev, uint32_t hwpt, uint32_t *ret_id)
+{
+  struct ifb_iommu_viommu_alloc cmd = { .size = sizeof cmd, .flags = flags, .type = type, .dev_id = dev, .hwpt_id = hwpt };
+  int r = raw (c, IFB_IOMMU_VIOMMU_ALLOC, &cmd);
+
+  if (r == 0 && ret_id)
+    *ret_id = cmd.out_viommu_id;
+  return r;
+}
+
+static int
+veventq_raw (Ctx *c, uint32_t flags, uint32_t viommu, uint32_t type, uint32_t depth, uint32_t *ret_id, int *ret_fd)
+{
+  struct ifb_iommu_veventq_alloc cmd = {
+    .size = sizeof cmd, .flags = flags, .viommu_id = viommu, .type = type, .veventq_depth = depth,
+  };
+  int r = raw (c, IFB_IOMMU_VEVENTQ_ALLOC, &cmd);
+
+  if (r == 0) {
+    if (ret_id)
+      *ret_id = cmd.out_veventq_id;
+    if (ret_fd)
+      *ret_fd = (int) cmd.out_veventq_fd;
+    else
+      close ((int) cmd.out_veventq_fd);
+  }
+  return r;
+}
+
+/*
+ * The vIOMMU of this device's type on a fresh NEST_PARENT: *ret_viommu stays 0 when the device's
+ * IOMMU has none (the expectations say so then) or the kernel lacks the ioctl (c->skipped).
+ * Whether an Arm SMMUv3 offers one GET_HW_INFO cannot tell (the coherent root complex is the
+ * firmware's to say; IDR3.FWB is in the registers): EOPNOTSUPP there is a skip naming why.
+ */
+static int
+viommu_setup (Ctx *c, uint32_t *ret_parent, uint32_t *ret_viommu)
+{
+  IfbViommuType type = ifb_viommu_type_for_iommu (c->info.type);
+  bool known = type != IFB_VIOMMU_TYPE_INVALID &&
+               (c->info.type != IFB_IOMMU_TYPE_ARM_SMMUV3 || (c->info.raw.smmuv3.idr[3] & IFB_SMMU_IDR3_FWB));
+  int r;
+
+  *ret_parent = *ret_viommu = 0;
+  r = viommu_raw (c, 0, IFB_IOMMU_VIOMMU_TYPE_DEFAULT, c->dev_id, 0, NULL);
+  if (r == -ENOTTY) {
+    snprintf (c->skipped, sizeof c->skipped, "ENOTTY: ioctl not implemented by this kernel");
+    return 0;
+  }
+  EXPECT ("viommu-type-default", EOPNOTSUPP, r);
+  if (!c->info.can_nest) {
+    EXPECT ("viommu-no-nesting", EOPNOTSUPP,
+            ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, c->ioas_id, IFB_VIOMMU_TYPE_ARM_SMMUV3, ret_viommu));
+    return 0;
+  }
+  EXPECT ("nest-parent", 0, ifb_uapi_hwpt_alloc (c->b, c->iommufd, c->dev_id, c->ioas_id, IFB_HWPT_NEST_PARENT, ret_parent));
+  if (type == IFB_VIOMMU_TYPE_INVALID) {
+    /* Intel VT-d: no vIOMMU object at all, of any type. */
+    EXPECT ("viommu-none-on-this-iommu", EOPNOTSUPP,
+            ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, *ret_parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, ret_viommu));
+    return 0;
+  }
+  r = ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, *ret_parent, type, ret_viommu);
+  if (r == -EOPNOTSUPP && !known) {
+    snprintf (c->skipped, sizeof c->skipped, "EOPNOTSUPP: no coherent root complex (CANWBS) and no S2FWB");
+    *ret_viommu = 0;
+    return 0;
+  }
+  EXPECT ("viommu", 0, r);
+  return 0;
+}
+
+static int
+viommu_teardown (Ctx *c, uint32_t parent, uint32_t viommu)
+{
+  if (viommu)
+    EXPECT ("destroy-viommu", 0, ifb_uapi_destroy (c->b, c->iommufd, viommu));
+  if (parent)
+    EXPECT ("destroy-parent", 0, ifb_uapi_destroy (c->b, c->iommufd, parent));
+  return 0;
+}
+
+/* IOMMU_VIOMMU_ALLOC: the command, the device, the type its IOMMU offers, then the HWPT, which
+ * must be a NEST_PARENT; the parent is busy while the vIOMMU lives. */
+static int
+sc_viommu (Ctx *c)
+{
+  IfbViommuType type = ifb_viommu_type_for_iommu (c->info.type);
+  uint32_t parent, viommu, plain;
+
+  if (viommu_setup (c, &parent, &viommu) < 0)
+    return -1;
+  if (!viommu)
+    return viommu_teardown (c, parent, 0);
+  EXPECT ("flags", EOPNOTSUPP, viommu_raw (c, 1, IFB_IOMMU_VIOMMU_TYPE_ARM_SMMUV3, c->dev_id, parent, NULL));
+  EXPECT ("dev-is-hwpt", ENOENT, ifb_uapi_viommu_alloc (c->b, c->iommufd, parent, parent, type, &plain));
+  EXPECT ("hwpt-is-ioas", ENOENT, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, c->ioas_id, type, &plain));
+  EXPECT ("paging", 0, ifb_uapi_hwpt_alloc (c->b, c->iommufd, c->dev_id, c->ioas_id, 0, &plain));
+  EXPECT ("on-non-parent", EINVAL, ifb_uapi_viommu_alloc (c->b, c->iommufd, c->dev_id, plain, type, &viommu));
+  EXPECT ("destroy-paging", 0, ifb_uapi_destroy (c->b, c->iommufd, plain));
+  EXPECT ("destroy-parent-busy", EBUSY, ifb_uapi_destroy (c->b, c->iommufd, parent));
+  return viommu_teardown (c, parent, viommu);
+}
+
+/* IOMMU_VDEVICE_ALLOC: one vDEVICE per device; the vIOMMU is busy while one lives, and its
+ * virtual id is free again once it is destroyed. */
+static int
+sc_vdevice (Ctx *c)
+{
+  uint32_t parent, viommu, vdev, other;
+
+  if (viommu_setup (c, &parent, &viommu) < 0)
+    return -1;
+  if (!viommu)
+    return viommu_teardown (c, parent, 0);
+  EXPECT ("no-viommu", ENOENT, ifb_uapi_vdevice_alloc (c->b, c->iommufd, parent, c->dev_id, 0x99, &vdev));
+  EXPECT ("dev-is-viommu", ENOENT, ifb_uapi_vdevice_alloc (c->b, c->iommufd, viommu, viommu, 0x99, &vdev));
+  EXPECT ("vdevice", 0, ifb_uapi_vdevice_alloc (c->b, c->iommufd, viommu, c->dev_id, 0x99, &vdev));
+  EXPECT ("same-device-again", EEXIST, ifb_uapi_vdevice_alloc (c->b, c->iommufd, viommu, c->dev_id, 0x88, &other));
+  EXPECT ("destroy-viommu-busy", EBUSY, ifb_uapi_destroy (c->b, c->iommufd, viommu));
+  EXPECT ("destroy-parent-busy", EBUSY, ifb_uapi_destroy (c->b, c->iommufd, parent));
+  EXPECT ("destroy-vdevice", 0, ifb_uapi_destroy (c->b, c->iommufd, vdev));
+  EXPECT ("virt-id-free-again", 0, ifb_uapi_vdevice_alloc (c->b, c->iommufd, viommu, c->dev_id, 0x99, &vdev));
+  EXPECT ("destroy-vdevice-again", 0, ifb_uapi_destroy (c->b, c->iommufd, vdev));
+  return viommu_teardown (c, parent, viommu);
+}
+
+/* IOMMU_VEVENTQ_ALLOC: one per type per vIOMMU, which it keeps busy; an empty queue reads 0. */
+static int
+sc_veventq (Ctx *c)
+{
+  IfbViommuType type = ifb_viommu_type_for_iommu (c->info.type);
+  uint32_t parent, viommu, q, q2;
+  uint8_t buf[64];
+  int fd = -1, fd2 = -1, r;
+
+  if (viommu_setup (c, &parent, &viommu) < 0)
+    return -1;
+  if (!viommu)
+    return viommu_teardown (c, parent, 0);
+  r = veventq_raw (c, 0, viommu, IFB_IOMMU_VEVENTQ_TYPE_DEFAULT, 8, NULL, NULL);
+  if (r == -ENOTTY) {
+    snprintf (c->skipped, sizeof c->skipped, "ENOTTY: IOMMU_VEVENTQ_ALLOC not implemented by this kernel");
+    return viommu_teardown (c, parent, viommu);
+  }
+  EXPECT ("type-default", EOPNOTSUPP, r);
+  EXPECT ("depth-0", EINVAL, ifb_uapi_veventq_alloc (c->b, c->iommufd, viommu, type, 0, &q, &fd));
+  EXPECT ("no-viommu", ENOENT, ifb_uapi_veventq_alloc (c->b, c->iommufd, parent, type, 8, &q, &fd));
+  EXPECT ("veventq", 0, ifb_uapi_veventq_alloc (c->b, c->iommufd, viommu, type, 8, &q, &fd));
+  r = expect (c, "same-type-again", EEXIST, ifb_uapi_veventq_alloc (c->b, c->iommufd, viommu, type, 8, &q2, &fd2));
+  if (fd2 >= 0)
+    close (fd2);
+  if (r == 0)
+    r = expect (c, "read-empty", 0, read (fd, buf, sizeof buf) == 0 ? 0 : -EIO);
+  if (r == 0)
+    r = expect (c, "destroy-viommu-busy", EBUSY, ifb_uapi_destroy (c->b, c->iommufd, viommu));
+  close (fd);
+  if (r < 0)
+    return r;
+  EXPECT ("destroy-veventq", 0, ifb_uapi_destroy (c->b, c->iommufd, q));
+  return viommu_teardown (c, parent, viommu);
 }
 
 /* An IOAS cannot be destroyed while a HWPT or an attached device uses it. */
@@ -509,6 +676,7 @@ static const Scenario scenarios[] = {
   { "cmd_length.get_hw_info", NEEDS_NONE, sc_len_get_hw_info },
   { "cmd_length.viommu_alloc", NEEDS_NONE, sc_len_viommu_alloc },
   { "cmd_length.vdevice_alloc", NEEDS_NONE, sc_len_vdevice_alloc },
+  { "cmd_length.veventq_alloc", NEEDS_NONE, sc_len_veventq_alloc },
   { "global_options", NEEDS_EMPTY, sc_global_options },
   { "rlimit_mode_busy", NEEDS_EMPTY, sc_rlimit_busy },
   { "ioas_destroy", NEEDS_NONE, sc_ioas_destroy },
@@ -516,6 +684,9 @@ static const Scenario scenarios[] = {
   { "get_hw_info", NEEDS_DEVICE, sc_get_hw_info },
   { "alloc_hwpt", NEEDS_DEVICE, sc_alloc_hwpt },
   { "alloc_hwpt_nested", NEEDS_DEVICE, sc_alloc_hwpt_nested },
+  { "viommu", NEEDS_DEVICE, sc_viommu },
+  { "vdevice_alloc", NEEDS_DEVICE, sc_vdevice },
+  { "veventq_alloc", NEEDS_DEVICE, sc_veventq },
   { "ioas_destroy_busy", NEEDS_DEVICE, sc_ioas_destroy_busy },
   { "device_destroy", NEEDS_DEVICE, sc_device_destroy },
   { "bind_once", NEEDS_VFIO, sc_bind_once },

@@ -218,6 +218,41 @@ test_memory (void)
   }
 }
 
+static void
+test_viommu (void)
+{
+  /* viommu= and veventq-depth= go to vm.create as they are; each device's virtual id is its
+   * virt-id or its guest-side PCI address's requester id (bus << 8 | dev << 3 | fn), -1 when
+   * neither is given; malformed values and both at once are refused naming them */
+  g_autofree char *xml = domain_with ("<ifb:options handoff='bound' viommu='arm-smmuv3' veventq-depth='64'/>"
+                                      "<ifb:device address='0000:0a:00.0' guest-address='0000:01:03.2'/>"
+                                      "<ifb:device address='0000:65:00.0' virt-id='0x20'/>"
+                                      "<ifb:device address='0000:66:00.0'/>");
+  g_autoptr (IfbDomainXml) d = parse_ok (xml);
+  static const char *const bad[] = {
+    "<ifb:device address='0000:0a:00.0' guest-address='0000:01:03.2' virt-id='1'/>",
+    "<ifb:device address='0000:0a:00.0' guest-address='0000:01:33.0'/>",
+    "<ifb:device address='0000:0a:00.0' guest-address='00:03.0'/>",
+    "<ifb:device address='0000:0a:00.0' virt-id='-1'/>",
+    "<ifb:device address='0000:0a:00.0' virt-id='x'/>",
+    "<ifb:options viommu='arm-smmuv3' veventq-depth='0'/>",
+    "<ifb:options veventq-depth='8'/>",
+    NULL,
+  };
+
+  g_assert_cmpstr (d->viommu, ==, "arm-smmuv3");
+  g_assert_cmpuint (d->veventq_depth, ==, 64);
+  g_assert_cmpuint (d->virt_ids->len, ==, 3);
+  g_assert_cmpint (g_array_index (d->virt_ids, gint64, 0), ==, 1 << 8 | 3 << 3 | 2);
+  g_assert_cmpint (g_array_index (d->virt_ids, gint64, 1), ==, 0x20);
+  g_assert_cmpint (g_array_index (d->virt_ids, gint64, 2), ==, -1);
+  for (const char *const *b = bad; *b; b++) {
+    g_autofree char *x = domain_with (*b);
+    g_autoptr (GError) e = parse_refused (x);
+    g_assert_nonnull (strstr (e->message, "broker metadata"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -230,5 +265,6 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/domain-xml/capture", test_capture);
   g_test_add_func ("/ifb/domain-xml/partition", test_partition);
   g_test_add_func ("/ifb/domain-xml/memory", test_memory);
+  g_test_add_func ("/ifb/domain-xml/viommu", test_viommu);
   return g_test_run ();
 }

@@ -75,6 +75,11 @@ test_scenarios (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (out, "scenario alloc_hwpt_nested@intel-vtd: ok\n"));
   g_assert_nonnull (strstr (out, "scenario alloc_hwpt_nested@arm-smmuv3+nest: ok\n"));
   g_assert_nonnull (strstr (out, "scenario cmd_length.hwpt_alloc: ok\n"));
+  g_assert_nonnull (strstr (out, "scenario cmd_length.veventq_alloc: ok\n"));
+  g_assert_nonnull (strstr (out, "scenario viommu@arm-smmuv3+nest: ok\n"));
+  g_assert_nonnull (strstr (out, "scenario vdevice_alloc@arm-smmuv3+nest: ok\n"));
+  g_assert_nonnull (strstr (out, "scenario veventq_alloc@arm-smmuv3+nest: ok\n"));
+  g_assert_nonnull (strstr (out, "scenario viommu@intel-vtd+nest: ok\n"));
 }
 
 static void
@@ -457,6 +462,158 @@ test_robust_lock_clone_vm (Fixture *f, gconstpointer data)
   kill_locker_and_relock (f, ctx, ioas, pid, pipefd);
 }
 
+/* An SMMUv3 profile like the fixture's vfio3, written as dev/vfio/devices/<name>. */
+static void
+write_smmu_profile (Fixture *f, const char *name, gboolean canwbs, guint32 idr3)
+{
+  g_autofree char *text = g_strdup_printf ("ifb-emulated-device 1\niommu=arm-smmuv3\nidr0=0x10001893\n"
+                                           "idr1=0x0e7b0210\nidr3=0x%08x\nidr5=0x75\n%s",
+                                           idr3, canwbs ? "canwbs=1\n" : "");
+  g_autofree char *path = g_strdup_printf ("vfio/devices/%s", name);
+  ifb_autofd int fd = openat (f->devfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (write (fd, text, strlen (text)), ==, (ssize_t) strlen (text));
+}
+
+/* A context with an IOAS, the device cdev bound, and a NEST_PARENT on the IOAS. */
+static void
+bind_parent (Fixture *f, int ctx, const char *cdev, uint32_t ioas, int *ret_devfd, uint32_t *ret_dev_id,
+             uint32_t *ret_parent)
+{
+  g_assert_cmpint (ifb_uapi_open_device (f->b, f->devfd, cdev, ret_devfd), ==, 0);
+  g_assert_cmpint (ifb_uapi_device_bind (f->b, *ret_devfd, ctx, ret_dev_id), ==, 0);
+  if (ret_parent)
+    g_assert_cmpint (ifb_uapi_hwpt_alloc (f->b, ctx, *ret_dev_id, ioas, IFB_HWPT_NEST_PARENT, ret_parent), ==, 0);
+}
+
+static void
+test_viommu_types (Fixture *f, gconstpointer data)
+{
+  /* Invariant: a vIOMMU exists only where the kernel's drivers offer one: never on Intel VT-d;
+   * on an Arm SMMUv3 that nests, of type ARM_SMMUV3 only, and only when the root complex is
+   * coherent (canwbs=1, firmware's word) or the SMMU forces write-back at stage 2 (IDR3.FWB). */
+  ifb_autofd int ctx = -1;
+  ifb_autofd int vtd = -1;
+  ifb_autofd int plain = -1;
+  ifb_autofd int fwb = -1;
+  ifb_autofd int coherent = -1;
+  uint32_t ioas, vtd_id, vtd_parent, plain_id, plain_parent, fwb_id, fwb_parent, id, parent, viommu;
+
+  write_smmu_profile (f, "vfio20", FALSE, 0x1214);
+  write_smmu_profile (f, "vfio21", FALSE, 0x1214 | (1u << 8));
+  g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
+  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &ioas), ==, 0);
+  bind_parent (f, ctx, "vfio0", ioas, &vtd, &vtd_id, &vtd_parent);
+  bind_parent (f, ctx, "vfio20", ioas, &plain, &plain_id, &plain_parent);
+  bind_parent (f, ctx, "vfio21", ioas, &fwb, &fwb_id, &fwb_parent);
+  bind_parent (f, ctx, "vfio3", ioas, &coherent, &id, &parent);
+
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, vtd_id, vtd_parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu), ==, -EOPNOTSUPP);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, plain_id, plain_parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu), ==, -EOPNOTSUPP);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, id, parent, IFB_VIOMMU_TYPE_SELFTEST, &viommu), ==, -EOPNOTSUPP);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, id, parent, IFB_VIOMMU_TYPE_TEGRA241_CMDQV, &viommu), ==, -EOPNOTSUPP);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, fwb_id, fwb_parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu), ==, 0);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, viommu), ==, 0);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, id, parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu), ==, 0);
+  g_assert_cmpint (ifb_viommu_type_for_iommu (IFB_IOMMU_TYPE_INTEL_VTD), ==, IFB_VIOMMU_TYPE_INVALID);
+  g_assert_cmpint (ifb_viommu_type_for_iommu (IFB_IOMMU_TYPE_ARM_SMMUV3), ==, IFB_VIOMMU_TYPE_ARM_SMMUV3);
+  g_assert_cmpint (ifb_viommu_type_from_string ("selftest"), ==, IFB_VIOMMU_TYPE_SELFTEST);
+  g_assert_cmpint (ifb_viommu_type_from_string ("intel-vtd"), ==, IFB_VIOMMU_TYPE_INVALID);
+}
+
+static void
+test_selftest_profile (Fixture *f, gconstpointer data)
+{
+  /* Invariant: a cdev whose profile says iommu=selftest answers the whole scenario list as the
+   * kernel's IOMMUFD_TEST mock driver does (GET_HW_INFO type selftest; nested HWPTs on a HWPT
+   * and through a vIOMMU with selftest data; the selftest vIOMMU and vEVENTQ types), so the
+   * mock boot's lines have an emulated counterpart of the same kind. */
+  static const char *const cdevs[] = { "vfio22" };
+  static const char text[] = "ifb-emulated-device 1\niommu=selftest\n";
+  IfbScenarioEnv env = { .backend = f->b, .dev_dirfd = f->devfd, .cdevs = cdevs, .n_cdevs = G_N_ELEMENTS (cdevs) };
+  ifb_autofd int fd = openat (f->devfd, "vfio/devices/vfio22", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  g_autofree char *out = NULL;
+  size_t outlen = 0;
+  FILE *fp;
+  unsigned failed;
+
+  g_assert_cmpint (write (fd, text, sizeof text - 1), ==, (ssize_t) sizeof text - 1);
+  fp = open_memstream (&out, &outlen);
+  failed = ifb_scenarios_run (&env, fp);
+  fclose (fp);
+  g_test_message ("%s", out);
+  g_assert_cmpuint (failed, ==, 0);
+  for (const char *const *s = (const char *const[]) { "get_hw_info", "alloc_hwpt", "alloc_hwpt_nested", "viommu",
+                                                      "vdevice_alloc", "veventq_alloc", NULL }; *s; s++) {
+    g_autofree char *line = g_strdup_printf ("scenario %s@selftest+nest: ok\n", *s);
+    g_assert_nonnull (strstr (out, line));
+  }
+}
+
+static void
+test_viommu_objects (Fixture *f, gconstpointer data)
+{
+  /* Invariant: vDEVICEs and vEVENTQs hang off their vIOMMU as the kernel's do: a virtual id once
+   * per vIOMMU and a device once, one vEVENTQ per type; each keeps its parent busy; the listing
+   * names them with their virtual id; an empty vEVENTQ reads 0 bytes and does not seek; closing
+   * a device's fd (its unbind) takes its vDEVICE along. */
+  IfbUapiObject objs[16];
+  ifb_autofd int ctx = -1;
+  ifb_autofd int dev_a = -1;
+  ifb_autofd int dev_b = -1;
+  ifb_autofd int qfd = -1;
+  uint32_t ioas, a, b, parent, viommu, va, vb, q, q2;
+  const uint64_t big = UINT64_C (0x1234567800000001);
+  int qfd2 = -1;
+  size_t n;
+  char buf[64];
+
+  write_smmu_profile (f, "vfio20", TRUE, 0x1214);
+  g_assert_cmpint (ifb_uapi_open_iommufd (f->b, f->devfd, &ctx), ==, 0);
+  g_assert_cmpint (ifb_uapi_ioas_alloc (f->b, ctx, &ioas), ==, 0);
+  bind_parent (f, ctx, "vfio3", ioas, &dev_a, &a, &parent);
+  bind_parent (f, ctx, "vfio20", ioas, &dev_b, &b, NULL);
+  g_assert_cmpint (ifb_uapi_viommu_alloc (f->b, ctx, a, parent, IFB_VIOMMU_TYPE_ARM_SMMUV3, &viommu), ==, 0);
+
+  g_assert_cmpint (ifb_uapi_vdevice_alloc (f->b, ctx, viommu, a, big, &va), ==, 0);
+  g_assert_cmpint (ifb_uapi_vdevice_alloc (f->b, ctx, viommu, b, big, &vb), ==, -EEXIST);
+  g_assert_cmpint (ifb_uapi_vdevice_alloc (f->b, ctx, viommu, b, 1, &vb), ==, 0);
+  g_assert_cmpint (ifb_uapi_veventq_alloc (f->b, ctx, viommu, IFB_VIOMMU_TYPE_ARM_SMMUV3, 16, &q, &qfd), ==, 0);
+  g_assert_cmpint (ifb_uapi_veventq_alloc (f->b, ctx, viommu, IFB_VIOMMU_TYPE_ARM_SMMUV3, 16, &q2, &qfd2), ==, -EEXIST);
+  g_assert_cmpint (fcntl (qfd, F_GETFD), ==, FD_CLOEXEC);
+  g_assert_cmpint (read (qfd, buf, sizeof buf), ==, 0);
+  g_assert_cmpint (pread (qfd, buf, sizeof buf, 0), ==, -1);
+  g_assert_cmpint (errno, ==, ESPIPE);
+
+  g_assert_cmpint (ifb_uapi_emul_list_objects (ctx, objs, G_N_ELEMENTS (objs), &n), ==, 0);
+  g_assert_cmpuint (n, ==, 8);   /* IOAS, 2 devices, parent, vIOMMU, 2 vDEVICEs, vEVENTQ */
+  for (size_t i = 0; i < n; i++) {
+    if (objs[i].id == va) {
+      g_assert_cmpint (objs[i].type, ==, IFB_UAPI_OBJ_VDEVICE);
+      g_assert_cmpuint (objs[i].virt_id, ==, big);
+      g_assert_cmpuint (objs[i].parent_id, ==, viommu);
+      g_assert_cmpuint (objs[i].dev_id, ==, a);
+    } else if (objs[i].id == q) {
+      g_assert_cmpint (objs[i].type, ==, IFB_UAPI_OBJ_VEVENTQ);
+      g_assert_cmpuint (objs[i].parent_id, ==, viommu);
+    }
+  }
+
+  /* Busy in dependency order: the HWPT under the vIOMMU, the vIOMMU under its children. */
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, parent), ==, -EBUSY);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, viommu), ==, -EBUSY);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, va), ==, 0);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, q), ==, 0);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, viommu), ==, -EBUSY);
+  /* The device's unbind (last close of its fd) drops its vDEVICE. */
+  ifb_uapi_device_close (f->b, dev_b);
+  dev_b = -1;
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, vb), ==, -ENOENT);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, viommu), ==, 0);
+  g_assert_cmpint (ifb_uapi_destroy (f->b, ctx, parent), ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -464,6 +621,9 @@ main (int argc, char **argv)
   g_test_add ("/ifb/uapi/emul/scenarios", Fixture, NULL, fixture_setup, test_scenarios, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/backend-for-fd", Fixture, NULL, fixture_setup, test_backend_for_fd, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/device-rdev", Fixture, NULL, fixture_setup, test_device_rdev, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/viommu-types", Fixture, NULL, fixture_setup, test_viommu_types, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/selftest-profile", Fixture, NULL, fixture_setup, test_selftest_profile, fixture_teardown);
+  g_test_add ("/ifb/uapi/emul/viommu-objects", Fixture, NULL, fixture_setup, test_viommu_objects, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/object-limit", Fixture, NULL, fixture_setup, test_object_limit, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/worker-cgroup", Fixture, NULL, fixture_setup, test_worker_cgroup, fixture_teardown);
   g_test_add ("/ifb/uapi/emul/survives-owner", Fixture, NULL, fixture_setup, test_survives_owner, fixture_teardown);
