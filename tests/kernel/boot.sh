@@ -2,8 +2,8 @@
 # Boot the test kernel + initramfs in QEMU/TCG and return the guest script's exit status.
 #
 #   tests/kernel/boot.sh --kernel bzImage --initrd initramfs.cpio.gz
-#                        [--viommu vtd|none] [--timeout SECONDS] [--log FILE]
-#                        [--append "KERNEL ARGS"] [--qemu-arg ARG]... [--name NAME]
+#                        [--viommu vtd|none|smmuv3] [--bios FIRMWARE] [--timeout SECONDS]
+#                        [--log FILE] [--append "KERNEL ARGS"] [--qemu-arg ARG]... [--name NAME]
 #
 # The QEMU command line (no KVM on the hosts this runs on, so TCG):
 #
@@ -18,6 +18,14 @@
 #                  (the default). Two, so a guest can get a second device while memory is mapped.
 #   --viommu none  no vIOMMU and no NIC: the kernel's IOMMUFD selftest mock device only works
 #                  on x86 when no Intel/AMD IOMMU is present.
+#   --viommu smmuv3  an arm64 guest (--kernel is an arm64 Image):
+#                  qemu-system-aarch64 -machine virt,iommu=smmuv3,gic-version=3 -cpu max with two
+#                  e1000e behind the SMMUv3, console=ttyAMA0. virt >= 9.2 gives the SMMUv3 both
+#                  stages (what NEST_PARENT needs); GICv3 gives its ITS, i.e. isolated MSIs, without
+#                  which VFIO_DEVICE_BIND_IOMMUFD fails with EPERM.
+#   --bios FW      boot through this UEFI firmware (-bios; smmuv3 only: QEMU_EFI.fd of
+#                  qemu-efi-aarch64). The kernel then boots as an EFI application and gets QEMU's
+#                  ACPI tables (a direct boot gets a device tree only); acpi=force is appended.
 #   loglevel=4 keeps the kernel's boot chatter off the console (it stays in the guest's dmesg);
 #   --append loglevel=8 brings it back.
 #   q35's kernel-irqchip=split is not needed (and means nothing) under TCG: QEMU 10 accepts
@@ -37,12 +45,13 @@ usage() {
     echo "usage: $0 --kernel bzImage --initrd X [--viommu vtd|none] [--timeout S] [--log FILE] [--append ARGS] [--qemu-arg ARG]... [--name NAME]" >&2
     exit 2
 }
-kernel=""; initrd=""; viommu=vtd; timeout=300; log=""; append=""; extra=(); name=""
+kernel=""; initrd=""; viommu=vtd; timeout=300; log=""; append=""; extra=(); name=""; bios=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --kernel)   [ $# -ge 2 ] || usage; kernel=$2; shift 2 ;;
         --initrd)   [ $# -ge 2 ] || usage; initrd=$2; shift 2 ;;
         --viommu)   [ $# -ge 2 ] || usage; viommu=$2; shift 2 ;;
+        --bios)     [ $# -ge 2 ] || usage; bios=$2; shift 2 ;;
         --timeout)  [ $# -ge 2 ] || usage; timeout=$2; shift 2 ;;
         --log)      [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
         --append)   [ $# -ge 2 ] || usage; append=$2; shift 2 ;;
@@ -55,18 +64,35 @@ done
 [ -n "$kernel" ] && [ -n "$initrd" ] || usage
 [ -f "$kernel" ] || die "--kernel $kernel: no such file"
 [ -f "$initrd" ] || die "--initrd $initrd: no such file"
-case "$viommu" in vtd|none) ;; *) die "--viommu must be vtd or none, not '$viommu'" ;; esac
-command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
+case "$viommu" in vtd|none|smmuv3) ;; *) die "--viommu must be vtd, none or smmuv3, not '$viommu'" ;; esac
+[ -z "$bios" ] || [ "$viommu" = smmuv3 ] || die "--bios is for --viommu smmuv3 only"
+[ -z "$bios" ] || [ -f "$bios" ] || die "--bios $bios: no such file (tools/install-deps arm64)"
+if [ "$viommu" = smmuv3 ]; then
+    command -v qemu-system-aarch64 >/dev/null || die "qemu-system-aarch64 missing (tools/install-deps arm64)"
+else
+    command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
+fi
 [ -n "$name" ] || name=$viommu
 [ -n "$log" ] || log=$PWD/boot-$name.log
 mkdir -p "$(dirname "$log")"
 
-qemu=(qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024)
+console=ttyS0
+if [ "$viommu" = smmuv3 ]; then
+    qemu=(qemu-system-aarch64 -nodefaults -machine virt,accel=tcg,iommu=smmuv3,gic-version=3
+          -cpu max -smp 2 -m 1024 -device e1000e -device e1000e)
+    console=ttyAMA0
+    if [ -n "$bios" ]; then
+        qemu+=(-bios "$bios")
+        append="acpi=force${append:+ $append}"
+    fi
+else
+    qemu=(qemu-system-x86_64 -nodefaults -machine q35,accel=tcg -cpu max -smp 2 -m 1024)
+fi
 if [ "$viommu" = vtd ]; then
     qemu+=(-device intel-iommu,intremap=on,x-scalable-mode=on -device e1000e -device e1000e)
 fi
 qemu+=(-kernel "$kernel" -initrd "$initrd"
-       -append "console=ttyS0 loglevel=4 panic=-1 ifb.viommu=$viommu${append:+ $append}"
+       -append "console=$console loglevel=4 panic=-1 ifb.viommu=$viommu${append:+ $append}"
        -serial stdio -display none -no-reboot)
 qemu+=("${extra[@]}")
 

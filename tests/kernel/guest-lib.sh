@@ -231,7 +231,7 @@ cg_mem() {
          "$(awk '$1 == "kernel" { print $2 }' "$1/memory.stat")"
 }
 
-# charged_attach VM BDF MIN_GUEST_KIB: `vm attach VM BDF` while reading the guest's and the
+# charged_attach VM BDF MIN_GUEST_KIB [ARGS]: `vm attach VM BDF [ARGS]` while reading the guest's and the
 # daemon's cgroups before and after. Asserts the new HWPT's page tables were charged to the
 # guest (memory.current and sec_pagetables deltas >= MIN_GUEST_KIB) and not to the daemon
 # (sec_pagetables and kernel deltas < 64 KiB). The daemon's memory.current may move by up to
@@ -240,9 +240,10 @@ cg_mem() {
 # it is only held to <= 320 KiB: one batch plus slack, well under the HWPT's tables.
 charged_attach() {
     _vm=$1 _bdf=$2 _min=$3
+    shift 3
     _g=/sys/fs/cgroup/guest _d=/sys/fs/cgroup/daemon
     _g0=$(cg_mem $_g) _d0=$(cg_mem $_d)
-    ctl vm attach "$_vm" "$_bdf" || { fail "vm attach $_vm $_bdf failed"; return 1; }
+    ctl vm attach "$_vm" "$_bdf" "$@" || { fail "vm attach $_vm $_bdf $* failed"; return 1; }
     _g1=$(cg_mem $_g) _d1=$(cg_mem $_d)
     echo "guest  $_g  before: $_g0  after: $_g1  (memory.current sec_pagetables kernel)"
     echo "daemon $_d before: $_d0  after: $_d1"

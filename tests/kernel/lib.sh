@@ -115,3 +115,16 @@ build_finish() {
     } > "$new/info"
     build_publish "$new" "$out" "$work"
 }
+
+# ---- the machine's Debian mirror (sid-source.sh, build-broker-arm64.sh) ------------------------
+# bookworm_mirror_uri: the URI the machine's apt sources use for bookworm, reused for private
+# apt configurations (sid's kernel source, the arm64 sysroot); the machine's sources stay as
+# they are.
+bookworm_mirror_uri() {
+    local uri
+    uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ {for (i = 2; i <= NF; i++) if ($i == "bookworm") {print u; exit}}' \
+          /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$uri" ] || uri=$(awk '$1=="deb" && $3=="bookworm" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$uri" ] || die "no bookworm mirror configured whose URI could be reused"
+    echo "$uri"
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pack a newc initramfs for the kernel suite.
 #
-#   tests/kernel/mkinitramfs.sh OUT.cpio[.gz] [--bin PATH]... [--file SRC:DEST]... --init SCRIPT
+#   tests/kernel/mkinitramfs.sh OUT.cpio[.gz] [--sysroot DIR] [--bin PATH]... [--file SRC:DEST]... --init SCRIPT
 #
 #   OUT ending in .gz is gzip'd (-1); otherwise the cpio is left uncompressed, which boots
 #   ~1 s faster under TCG (no in-guest gunzip of ~70 MB) and packs ~2 s faster.
@@ -11,6 +11,12 @@
 #   --file SRC:DEST  a file or directory copied to DEST (absolute path in the guest).
 #   --init SCRIPT    the guest script, installed as /ifb/guest.sh and run by /init with
 #                    /bin/sh (busybox).
+#   --sysroot DIR    the image is for another architecture (the arm64 boots): busybox is
+#                    DIR/bin/busybox (busybox-static of that architecture, unpacked in DIR), and
+#                    each --bin's libraries are its DT_NEEDED entries, followed recursively and
+#                    found in DIR's multiarch library directories (ldd cannot run a foreign
+#                    binary), plus its PT_INTERP loader; copied to the same paths in the image.
+#                    The applet list is the host busybox-static's (the same Debian version).
 #
 # Contents: busybox-static with all its applet links, a merged-/usr layout like the host
 # (/bin -> usr/bin, /lib -> usr/lib, ...), /etc/passwd + /etc/group (root, nobody), and /init:
@@ -26,9 +32,10 @@ IFB_TAG=mkinitramfs
 usage() { echo "usage: $0 OUT.cpio[.gz] [--bin PATH]... [--file SRC:DEST]... --init SCRIPT" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 out=$1; shift
-bins=(); files=(); init=""
+bins=(); files=(); init=""; sysroot=""
 while [ $# -gt 0 ]; do
     case "$1" in
+        --sysroot) [ $# -ge 2 ] || usage; sysroot=$2; shift 2 ;;
         --bin)  [ $# -ge 2 ] || usage; bins+=("$2"); shift 2 ;;
         --file) [ $# -ge 2 ] || usage; files+=("$2"); shift 2 ;;
         --init) [ $# -ge 2 ] || usage; init=$2; shift 2 ;;
@@ -41,6 +48,12 @@ done
 file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
     ldd /bin/busybox 2>&1 | grep -q 'not a dynamic executable' ||
     die "/bin/busybox is not static (install busybox-static, not busybox)"
+busybox=/bin/busybox
+if [ -n "$sysroot" ]; then
+    busybox=$sysroot/bin/busybox
+    [ -f "$busybox" ] || die "--sysroot $sysroot: no bin/busybox (busybox-static of that architecture)"
+    readelf -d "$busybox" 2>/dev/null | grep -q NEEDED && die "$busybox is not static"
+fi
 
 t0=$(date +%s%N)
 stage=$(mktemp -d /tmp/ifb-initramfs.XXXXXX)
@@ -55,7 +68,7 @@ ln -s ../run "$stage/var/run"
 chmod 1777 "$stage/tmp"
 
 # busybox and its applets
-cp /bin/busybox "$stage/usr/bin/busybox"
+cp "$busybox" "$stage/usr/bin/busybox"
 nappl=0
 while IFS= read -r a; do
     [ -e "$stage/$a" ] || [ -L "$stage/$a" ] && continue
@@ -72,12 +85,45 @@ put() {
     cp -L "$src" "$stage$dest"
 }
 
+# foreign_libs BIN: the libraries BIN needs, as paths inside $sysroot (recursively, with the
+# loader), one a line; fails naming a library found nowhere.
+foreign_libs() {
+    local todo=("$1") f lib d found interp
+    declare -A visited=()
+    interp=$(readelf -l "$1" 2>/dev/null | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    [ -z "$interp" ] || echo "$interp"
+    while [ ${#todo[@]} -gt 0 ]; do
+        f=${todo[0]}; todo=("${todo[@]:1}")
+        for lib in $(readelf -d "$f" 2>/dev/null | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            [ -n "${visited[$lib]:-}" ] && continue
+            visited[$lib]=1
+            found=""
+            for d in /lib/aarch64-linux-gnu /usr/lib/aarch64-linux-gnu /lib /usr/lib; do
+                [ -e "$sysroot$d/$lib" ] && { found=$d/$lib; break; }
+            done
+            [ -n "$found" ] || { echo "$lib (needed by $(basename "$f")) not found in $sysroot" >&2; return 1; }
+            echo "$found"
+            todo+=("$sysroot$found")
+        done
+    done
+}
+
 nlibs=0
 declare -A seen=()
 for b in "${bins[@]}"; do
     [ -f "$b" ] || die "--bin $b: no such file"
     [ -x "$b" ] || die "--bin $b: not executable"
     put "$b" "/usr/bin/$(basename "$b")"
+    if [ -n "$sysroot" ]; then
+        libs=$(foreign_libs "$b") || die "--bin $b: unresolved libraries"
+        while IFS= read -r lib; do
+            [ -n "$lib" ] && [ -z "${seen[$lib]:-}" ] || continue
+            seen[$lib]=1
+            put "$sysroot$lib" "$lib"
+            nlibs=$((nlibs + 1))
+        done <<<"$libs"
+        continue
+    fi
     if ! lddout=$(ldd "$b" 2>&1); then
         echo "$lddout" | grep -q 'not a dynamic executable' && continue
         die "ldd $b failed: $lddout"
