@@ -67,7 +67,7 @@ step device-hw-info   sh -c "iommufdctl --json devices | tr -d '\n ' | grep -o '
 # A guest asking for a vIOMMU: refused by name without a coherent root complex (QEMU's IORT);
 # made by the worker with the override.
 if [ "$FW" = acpi-iort ]; then
-    VIOMMU_ARGS="--viommu arm-smmuv3"
+    VIOMMU_ARGS="--viommu arm-smmuv3 --veventq-depth 16"
     VID1="--virt-id 1" VID2="--virt-id 2"
 else
     VIOMMU_ARGS="" VID1="" VID2=""
@@ -100,7 +100,9 @@ if [ "$FW" = acpi-iort ]; then
         _vd=$(sed -n 's/^vDEVICE: *//p' /tmp/nest.show | head -n 1)
         [ -n "$_vi" ] && [ -n "$_vd" ] || { cat /tmp/nest.show; fail "no vIOMMU or vDEVICE in vm show"; return 1; }
         echo "$_vi" | grep -q "^arm-smmuv3, .*(allocated in /guest)" || { fail "the vIOMMU was not made in /guest: $_vi"; return 1; }
-        result "$B vIOMMU: the broker's worker allocated vIOMMU $_vi and vDEVICE $_vd through arm-smmu-v3"
+        _vq=$(sed -n 's/^vEVENTQ: *//p' /tmp/nest.show)
+        [ -n "$_vq" ] || { cat /tmp/nest.show; fail "no vEVENTQ in vm show"; return 1; }
+        result "$B vIOMMU: the broker's worker allocated vIOMMU $_vi, vEVENTQ $_vq and vDEVICE $_vd through arm-smmu-v3"
     }
     step viommu       viommu_made
 fi
