@@ -150,6 +150,23 @@ fi
 # -- 5. scenarios against the emulated SMMUv3 device (coherent)
 # The scenario keys that depend on the vIOMMU: allowed to differ in the boot without CANWBS.
 VIOMMU_KEYS='alloc_hwpt_nested|viommu|vdevice|veventq|hw_queue'
+# Differences found by these boots in the emulator (daemon/uapi/emul-*.c), reported, listed here
+# verbatim until it is fixed so that any other difference still fails the suite:
+# - a nested HWPT asked of an SMMUv3 vIOMMU with an unknown data type: arm-smmu-v3's
+#   alloc_domain_nested copies the user data with iommu_copy_struct_from_user(), which gives
+#   EINVAL on a type mismatch; the emulator answers EOPNOTSUPP as it does for a HWPT parent.
+KNOWN_DIFFS=('DIFF alloc_hwpt_nested@arm-smmuv3+nest: kernel "unknown-data-type: got EINVAL expected EOPNOTSUPP"')
+# unexplained BOOT: the DIFF / NO COUNTERPART lines of compare-BOOT.txt that are neither known nor
+# (in the boot without CANWBS) a vIOMMU line
+unexplained() {
+    local line k ok
+    grep -E '^\[compare [a-z0-9-]+\] (DIFF|NO COUNTERPART)' "$out/compare-$1.txt" 2>/dev/null | while IFS= read -r line; do
+        ok=0
+        for k in "${KNOWN_DIFFS[@]}"; do [[ "$line" == *"$k"* ]] && ok=1; done
+        [ $1 = smmuv3 ] && [[ "$line" =~ \]\ (DIFF|NO\ COUNTERPART)\ ($VIOMMU_KEYS) ]] && ok=1
+        [ $ok = 1 ] || echo "$line"
+    done
+}
 declare -A compared=()
 scen=$build/tests/uapi/ifb-uapi-scenarios
 if [ -x "$scen" ]; then
@@ -179,13 +196,15 @@ for b in smmuv3 smmuv3-iort; do
     fi
     if [ "${compared[$b]}" = 0 ]; then
         say "$b scenarios vs emulated SMMUv3: same ($out/scenarios-$b.txt)"
-    elif [ $b = smmuv3 ] && [ -s "$out/compare-$b.txt" ] &&
-         ! grep -E '^\[compare smmuv3\] (DIFF|NO COUNTERPART)' "$out/compare-$b.txt" | grep -vqE "$VIOMMU_KEYS"; then
-        # without CANWBS the driver refuses IOMMU_VIOMMU_ALLOC: the vIOMMU lines, and only they, differ
-        say "$b scenarios vs emulated SMMUv3 (coherent): only the vIOMMU lines differ, as they must without CANWBS" \
-            "($(grep -cE '^\[compare smmuv3\] DIFF' "$out/compare-$b.txt") lines; see [compare smmuv3] above)"
+    elif [ -s "$out/compare-$b.txt" ] && [ -z "$(unexplained $b)" ]; then
+        nk=0
+        for k in "${KNOWN_DIFFS[@]}"; do grep -qF "$k" "$out/compare-$b.txt" && nk=$((nk + 1)); done
+        nv=$(( $(grep -cE '^\[compare [a-z0-9-]+\] (DIFF|NO COUNTERPART)' "$out/compare-$b.txt") - nk ))
+        say "$b scenarios vs emulated SMMUv3: no unexplained difference ($nv vIOMMU line(s) without CANWBS," \
+            "$nk known emulator divergence(s) listed in run-arm64.sh; see [compare $b] above)"
     else
-        say "$b scenarios vs emulated SMMUv3: DIFFERENT (see [compare $b] above; $out/scenarios-$b.txt)"
+        say "$b scenarios vs emulated SMMUv3: DIFFERENT (see [compare $b] above; $out/scenarios-$b.txt):"
+        unexplained $b | sed 's/^/    /' >&2
         fail=1
     fi
     n=0
