@@ -233,8 +233,10 @@ cg_mem() {
 
 # charged_attach VM BDF MIN_GUEST_KIB [ARGS]: `vm attach VM BDF [ARGS]` while reading the guest's and the
 # daemon's cgroups before and after. Asserts the new HWPT's page tables were charged to the
-# guest (memory.current and sec_pagetables deltas >= MIN_GUEST_KIB) and not to the daemon
-# (sec_pagetables and kernel deltas < 64 KiB). The daemon's memory.current may move by up to
+# guest (memory.current and sec_pagetables deltas >= MIN_GUEST_KIB) and not to the daemon: its
+# sec_pagetables delta < 64 KiB, and its kernel delta under half of MIN_GUEST_KIB (the daemon's
+# own kernel objects - sockets, pidfds, the state file on tmpfs - move it by a few pages: +80 KiB
+# was seen on arm64; a HWPT's tables charged there would move it by MIN_GUEST_KIB or more). The daemon's memory.current may move by up to
 # one charge batch per CPU (MEMCG_CHARGE_BATCH = 64 pages, 256 KiB: a cgroup's per-CPU stock is
 # refilled 64 pages at a time, here for its own small allocations such as the state file on
 # tmpfs; the daemon and its worker may each refill on another CPU), so it is only held to one
@@ -255,8 +257,8 @@ charged_attach() {
         gc = kib(g0, g1, 1); gp = kib(g0, g1, 2); gk = kib(g0, g1, 3)
         dc = kib(d0, d1, 1); dp = kib(d0, d1, 2); dk = kib(d0, d1, 3)
         printf "IFB-RESULT accounting: guest cgroup delta %+d KiB (sec_pagetables %+d KiB, kernel %+d KiB); daemon cgroup delta %+d KiB (sec_pagetables %+d KiB, kernel %+d KiB)\n", gc, gp, gk, dc, dp, dk
-        ok = gc >= min && gp >= min && dp < 64 && dk < 64 && dc <= lim
-        printf "accounting %s: want guest memory.current and sec_pagetables >= %d KiB; daemon sec_pagetables and kernel < 64 KiB, memory.current <= %d KiB (one charge batch per CPU)\n", ok ? "ok" : "FAILED", min, lim
+        ok = gc >= min && gp >= min && dp < 64 && dk < min / 2 && dc <= lim
+        printf "accounting %s: want guest memory.current and sec_pagetables >= %d KiB; daemon sec_pagetables < 64 KiB, kernel < %d KiB, memory.current <= %d KiB (one charge batch per CPU)\n", ok ? "ok" : "FAILED", min, min / 2, lim
         exit !ok
     }'
 }
