@@ -65,13 +65,17 @@ print_vm (json_object *v)
     }
   }
   if (devs && json_object_array_length (devs) > 0) {
-    g_autoptr (IfbTable) t = ifb_table_new ("DEVICE", "STATE", "DEV_ID", "HWPT_ID", "HWPT", "DIRTY", "IOMMU", "ALLOCATED IN", NULL);
+    g_autoptr (IfbTable) t = ifb_table_new ("DEVICE", "STATE", "DEV_ID", "HWPT_ID", "HWPT", "DIRTY", "IOMMU", "ALLOCATED IN",
+                                            "MANAGED (FROM)", NULL);
     printf ("\n");
     for (size_t i = 0; i < json_object_array_length (devs); i++) {
       json_object *d = json_object_array_get_idx (devs, i);
+      json_object *hd = ifb_json_get (d, "host_driver");
+      g_autofree char *managed = !hd ? g_strdup ("no")
+                               : g_strdup_printf ("yes (%s)", *json_object_get_string (hd) ? json_object_get_string (hd) : "no driver");
       ifb_table_add_row (t, ifb_ctl_text (d, "device"), ifb_ctl_text (d, "state"), ifb_ctl_text (d, "dev_id"),
                          ifb_ctl_text (d, "hwpt_id"), ifb_ctl_text (d, "hwpt_kind"), ifb_ctl_text (d, "dirty_tracking"),
-                         ifb_ctl_text (ifb_json_get (d, "hw_info"), "iommu"), ifb_ctl_text (d, "cgroup"));
+                         ifb_ctl_text (ifb_json_get (d, "hw_info"), "iommu"), ifb_ctl_text (d, "cgroup"), managed);
     }
     ifb_table_print (t);
   }
@@ -263,9 +267,24 @@ ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv)
   if (strcmp (sub, "attach") == 0 && argc >= 4) {
     json_object *p = ifb_ctl_vm_param (argv[2]);
     json_object *a = json_object_new_array ();
-    for (int i = 3; i < argc; i++)
-      json_object_array_add (a, json_object_new_string (argv[i]));
+    gboolean managed = FALSE;
+    for (int i = 3; i < argc; i++) {
+      if (strcmp (argv[i], "--managed") == 0) {
+        managed = TRUE;
+      } else if (argv[i][0] == '-') {
+        json_object_put (p), json_object_put (a);
+        return ifb_ctl_usage_fail ("vm", "vm attach: unknown option '%s'", argv[i]);
+      } else {
+        json_object_array_add (a, json_object_new_string (argv[i]));
+      }
+    }
+    if (json_object_array_length (a) == 0) {
+      json_object_put (p), json_object_put (a);
+      return ifb_ctl_usage_fail ("vm", "vm attach: missing BDF");
+    }
     json_object_object_add (p, "devices", a);
+    if (managed)
+      json_object_object_add (p, "managed", json_object_new_boolean (TRUE));
     return simple_call (ctl, "vm.attach", p, print_vm);
   }
   if (strcmp (sub, "detach") == 0 && argc == 4) {

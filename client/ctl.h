@@ -59,3 +59,4 @@ int ifb_ctl_cmd_events (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_metrics (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_vm (IfbCtl *ctl, int argc, char **argv);
 int ifb_ctl_cmd_exec (IfbCtl *ctl, int argc, char **argv);
+int ifb_ctl_cmd_libvirt_start (IfbCtl *ctl, int argc, char **argv);

@@ -11,6 +11,7 @@
  *       <ifb:options handoff="bound" nest-parent="yes" allow-plain="no" dirty-tracking="no"
  *                    viommu="arm-smmuv3" veventq-depth="64"/>
  *       <ifb:device address="0000:65:00.0" guest-address="0000:00:03.0"/>
+ *       <ifb:device address="0000:00:19.0" managed="yes"/>
  *     </ifb:broker>
  *   </metadata>
  *
@@ -20,7 +21,8 @@
  * virt-id="N" gives the number itself. The hook then attaches the devices one at a time.
  *
  * handoff is "unbound" (the default: what QEMU takes) or "bound"; the yes/no options shape the
- * HWPTs the broker allocates, so they matter to bound guests. The broker's elements are
+ * HWPTs the broker allocates, so they matter to bound guests. A device with managed="yes" is taken
+ * from its host driver by the broker and given back after (vm.attach's managed). The broker's elements are
  * matched by namespace URI, never by prefix (libvirt keeps the prefix it was given, but any is
  * valid). Unknown elements or attributes in our namespace are errors: a typo must not silently
  * give a guest fewer devices.
@@ -29,6 +31,11 @@
  * the domain can hot-plug memory, else <memory>, each a libvirt scaled integer (unit= b, KB, K,
  * KiB, MB, M, MiB, GB, G, GiB, TB, T, TiB; KiB when absent). The broker raises the VMM's limit
  * from it, so no <memoryBacking><locked/> is needed.
+ *
+ * libvirt >= 12.2's own iommufd (<iommufd enabled='yes' fdgroup='NAME'/> under <domain>) and the
+ * domain's PCI <hostdev>s are read too: a domain whose fd group is the broker's
+ * (IFB_LIBVIRT_FDGROUP) gets its iommufd from the broker (iommufdctl libvirt-start), and the hook
+ * reserves its hostdevs with the broker.
  *
  * The domain's cgroup follows libvirt's naming (proto/libvirt-cgroup.c, shared with the daemon's
  * libvirt watcher) from the id, name and partition read here.
@@ -56,6 +63,15 @@ ifb_domain_xml_free (IfbDomainXml *d)
   if (d->virt_ids)
     g_array_unref (d->virt_ids);
   g_free (d->viommu);
+  if (d->managed_devices)
+    g_ptr_array_unref (d->managed_devices);
+  if (d->managed_virt_ids)
+    g_array_unref (d->managed_virt_ids);
+  g_free (d->iommufd_fdgroup);
+  if (d->hostdevs)
+    g_ptr_array_unref (d->hostdevs);
+  if (d->managed_hostdevs)
+    g_ptr_array_unref (d->managed_hostdevs);
   g_free (d);
   return NULL;
 }
@@ -97,7 +113,8 @@ parse_yes_no (xmlNode *n, const char *attr, IfbTri *ret, GError **error)
     *ret = IFB_TRI_NO;
   else
     ok = (g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
-                       "broker metadata: <options %s='%s'> must be 'yes' or 'no'", attr, (const char *) v), FALSE);
+                       "broker metadata: <%s %s='%s'> must be 'yes' or 'no'", (const char *) n->name, attr,
+                       (const char *) v), FALSE);
   xmlFree (v);
   return ok;
 }
@@ -181,7 +198,7 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
 {
   static const char *const options_attrs[] = { "handoff", "nest-parent", "allow-plain", "dirty-tracking", "viommu",
                                                "veventq-depth", NULL };
-  static const char *const device_attrs[] = { "address", "virt-id", "guest-address", NULL };
+  static const char *const device_attrs[] = { "address", "virt-id", "guest-address", "managed", NULL };
 
   d->has_broker = TRUE;
   for (xmlNode *c = broker->children; c; c = c->next) {
@@ -216,9 +233,11 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
           return FALSE;
       }
     } else if (strcmp ((const char *) c->name, "device") == 0) {
+      IfbTri managed = IFB_TRI_NO;
       xmlChar *addr;
       gint64 virt;
-      if (!check_attrs (c, device_attrs, error) || !parse_virt_id (c, &virt, error))
+      if (!check_attrs (c, device_attrs, error) || !parse_virt_id (c, &virt, error) ||
+          !parse_yes_no (c, "managed", &managed, error))
         return FALSE;
       addr = xmlGetProp (c, (const xmlChar *) "address");
       if (!addr || !*addr) {
@@ -226,13 +245,13 @@ parse_broker (IfbDomainXml *d, xmlNode *broker, GError **error)
         return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
                             "broker metadata: <device> needs an address='DDDD:BB:DD.F'"), FALSE;
       }
-      if (d->devices->len >= MAX_DEVICES) {
+      if (d->devices->len + d->managed_devices->len >= MAX_DEVICES) {
         xmlFree (addr);
         return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED,
                             "broker metadata: more than %d devices", MAX_DEVICES), FALSE;
       }
-      g_ptr_array_add (d->devices, g_ascii_strdown ((const char *) addr, -1));
-      g_array_append_val (d->virt_ids, virt);
+      g_ptr_array_add (managed == IFB_TRI_YES ? d->managed_devices : d->devices, g_ascii_strdown ((const char *) addr, -1));
+      g_array_append_val (managed == IFB_TRI_YES ? d->managed_virt_ids : d->virt_ids, virt);
       xmlFree (addr);
     } else {
       return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
@@ -282,6 +301,65 @@ memory_mib (xmlNode *n, guint64 *ret_mib, GError **error)
 }
 
 gboolean
+ifb_domain_xml_is_native (const IfbDomainXml *d)
+{
+  return g_strcmp0 (d->iommufd_fdgroup, IFB_LIBVIRT_FDGROUP) == 0;
+}
+
+/* An attribute as a number (libvirt writes PCI address parts as "0x65"), -1 when absent or bad. */
+static gint64
+prop_number (xmlNode *n, const char *name)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) name);
+  char *end = NULL;
+  gint64 r = -1;
+
+  if (v && *v)
+    r = g_ascii_strtoll ((const char *) v, &end, 0);
+  if (!v || !*v || *end || r < 0)
+    r = -1;
+  xmlFree (v);
+  return r;
+}
+
+static gboolean
+prop_is (xmlNode *n, const char *name, const char *want)
+{
+  xmlChar *v = xmlGetProp (n, (const xmlChar *) name);
+  gboolean is = v && strcmp ((const char *) v, want) == 0;
+  xmlFree (v);
+  return is;
+}
+
+/* <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain= bus= slot= function=/> */
+static gboolean
+parse_hostdev (IfbDomainXml *d, xmlNode *h, GError **error)
+{
+  if (!prop_is (h, "mode", "subsystem") || !prop_is (h, "type", "pci"))
+    return TRUE;
+  for (xmlNode *s = h->children; s; s = s->next) {
+    if (!is_element (s, "source"))
+      continue;
+    for (xmlNode *a = s->children; a; a = a->next) {
+      gint64 dom, bus, slot, fn;
+      if (!is_element (a, "address"))
+        continue;
+      dom = prop_number (a, "domain"), bus = prop_number (a, "bus");
+      slot = prop_number (a, "slot"), fn = prop_number (a, "function");
+      if (dom < 0 || dom > 0xffff || bus < 0 || bus > 0xff || slot < 0 || slot > 0x1f || fn < 0 || fn > 7)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                            "domain XML: a PCI <hostdev> without a valid <source><address>"), FALSE;
+      if (d->hostdevs->len + d->managed_hostdevs->len >= MAX_DEVICES)
+        return g_set_error (error, IFB_ERROR, IFB_ERROR_LIMIT_EXCEEDED, "domain XML: more than %d hostdevs", MAX_DEVICES), FALSE;
+      g_ptr_array_add (prop_is (h, "managed", "yes") ? d->managed_hostdevs : d->hostdevs,
+                       g_strdup_printf ("%04x:%02x:%02x.%x", (unsigned) dom, (unsigned) bus, (unsigned) slot, (unsigned) fn));
+      return TRUE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean
 ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **error)
 {
   g_autoptr (IfbDomainXml) d = g_new0 (IfbDomainXml, 1);
@@ -298,6 +376,10 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
   d->handoff = IFB_HANDOFF_UNBOUND;
   d->devices = g_ptr_array_new_with_free_func (g_free);
   d->virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  d->managed_devices = g_ptr_array_new_with_free_func (g_free);
+  d->managed_virt_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  d->hostdevs = g_ptr_array_new_with_free_func (g_free);
+  d->managed_hostdevs = g_ptr_array_new_with_free_func (g_free);
   doc = xmlReadMemory (xml, (int) len, "domain.xml", NULL, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
   if (!doc) {
     const xmlError *e = xmlGetLastError ();
@@ -332,6 +414,15 @@ ifb_domain_xml_parse (const char *xml, size_t len, IfbDomainXml **ret, GError **
           g_free (d->partition);
           d->partition = node_text (c);
         }
+    } else if (is_element (n, "iommufd")) {
+      xmlChar *group = xmlGetProp (n, (const xmlChar *) "fdgroup");
+      g_free (d->iommufd_fdgroup);
+      d->iommufd_fdgroup = prop_is (n, "enabled", "yes") && group ? g_strdup ((const char *) group) : NULL;
+      xmlFree (group);
+    } else if (is_element (n, "devices")) {
+      for (xmlNode *c = n->children; c && ok; c = c->next)
+        if (is_element (c, "hostdev"))
+          ok = parse_hostdev (d, c, error);
     } else if (is_element (n, "metadata")) {
       for (xmlNode *c = n->children; c && ok; c = c->next)
         if (is_ours (c)) {

@@ -11,8 +11,9 @@
  *   migrate, restore   the XML passes through to stdout unchanged (an XML over the 16 MiB the
  *                      hook reads is refused with an error, never passed on cut short);
  *   other operations   not ours: exit 0;
- *   no broker metadata the domain's XML does not mention the broker's namespace URI: exit 0
- *                      without contacting the broker (a namespace must be declared by its URI);
+ *   not the broker's   the domain's XML mentions neither the broker's namespace URI nor its fd
+ *                      group (fdgroup='iommufd-broker': libvirt's own iommufd from the broker): exit
+ *                      0 without contacting the broker (a namespace must be declared by its URI);
  *   started            vm.started with QEMU's pid, by domain name (argv[1]) and UUID (the XML's);
  *   release            vm.destroy by domain name and UUID: a guest of that name but another
  *                      UUID is not this domain's and stays;
@@ -82,7 +83,9 @@ main (int argc, char **argv)
   if (strcmp (op, "prepare") != 0 && strcmp (op, "started") != 0 && strcmp (op, "release") != 0 &&
       strcmp (op, "reconnect") != 0)
     return 0;
-  if (!memmem (xml, len, IFB_DOMAIN_XMLNS, strlen (IFB_DOMAIN_XMLNS)))
+  if (!memmem (xml, len, IFB_DOMAIN_XMLNS, strlen (IFB_DOMAIN_XMLNS)) &&
+      !memmem (xml, len, "fdgroup='" IFB_LIBVIRT_FDGROUP "'", strlen ("fdgroup='" IFB_LIBVIRT_FDGROUP "'")) &&
+      !memmem (xml, len, "fdgroup=\"" IFB_LIBVIRT_FDGROUP "\"", strlen ("fdgroup=\"" IFB_LIBVIRT_FDGROUP "\"")))
     return 0;
   if (strcmp (op, "prepare") == 0 || strcmp (op, "reconnect") == 0)
     return exec_xml_program (argv, xml, len);

@@ -12,8 +12,12 @@
  * domain's lock: we must never call back into libvirt, and we must be quick. A non-zero exit of
  * prepare/start/started aborts the start and libvirt shows our stderr to the user.
  *
- *   prepare   vm.create {defer, handoff} with the cgroup libvirt is about to create, then vm.attach
- *             (which only reserves devices while the cgroup does not exist). Refusal: undo, exit 1.
+ *   prepare   (a domain on libvirt's own iommufd from the broker's fd group: vm.place into the cgroup
+ *             libvirt is about to create, the guest made by iommufdctl libvirt-start, then
+ *             vm.attach of its <hostdev>s; otherwise:)
+ *             vm.create {defer, handoff} with the cgroup libvirt is about to create, then vm.attach
+ *             (which only reserves devices while the cgroup does not exist; managed="yes" ones in a
+ *             second call with managed, which binds them to vfio-pci). Refusal: undo, exit 1.
  *             The hand-off is the metadata's, else "unbound", sent explicitly so the guest is
  *             what QEMU can take whatever the broker's default: QEMU binds the device fds itself,
  *             and the kernel binds a device once.
@@ -53,6 +57,42 @@ add_tri (json_object *o, const char *key, IfbTri t)
     json_object_object_add (o, key, json_object_new_boolean (t == IFB_TRI_YES));
 }
 
+/* The domain's devices: the metadata's <ifb:device>s, or for a domain on libvirt's own iommufd
+ * path its PCI <hostdev>s. First those on vfio-pci already, then (managed) those the broker takes
+ * from their host drivers: libvirt's managed='yes' hostdevs too, which libvirt then finds on
+ * vfio-pci and leaves to the broker, which gives them back at release. With a vIOMMU each device
+ * alone, with its virtual id (the broker refuses one without). */
+static gboolean
+attach_devices (IfbRpcClient *c, const IfbDomainXml *d, GError **error)
+{
+  gboolean native = ifb_domain_xml_is_native (d);
+
+  for (int managed = 0; managed < 2; managed++) {
+    GPtrArray *devs = managed ? (native ? d->managed_hostdevs : d->managed_devices) : (native ? d->hostdevs : d->devices);
+    GArray *virt_ids = native ? NULL : managed ? d->managed_virt_ids : d->virt_ids;
+    gboolean one_by_one = d->viommu && virt_ids;
+    for (guint i = 0; i < devs->len; i += one_by_one ? 1 : devs->len) {
+      json_object *p = ifb_hook_vm_param (d->name, d->uuid);
+      if (one_by_one) {
+        gint64 virt = g_array_index (virt_ids, gint64, i);
+        json_object_object_add (p, "device", json_object_new_string (g_ptr_array_index (devs, i)));
+        if (virt >= 0)
+          json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
+      } else {
+        json_object *a = json_object_new_array ();
+        for (guint j = 0; j < devs->len; j++)
+          json_object_array_add (a, json_object_new_string (g_ptr_array_index (devs, j)));
+        json_object_object_add (p, "devices", a);
+      }
+      if (managed)
+        json_object_object_add (p, "managed", json_object_new_boolean (TRUE));
+      if (!ifb_hook_call (c, "vm.attach", p, NULL, error))
+        return FALSE;
+    }
+  }
+  return TRUE;
+}
+
 /* vm.create (deferred) + vm.attach; on an attach refusal the guest is destroyed again. */
 static gboolean
 create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError **error)
@@ -79,34 +119,7 @@ create_guest (IfbRpcClient *c, const IfbDomainXml *d, const char *cgroup, GError
   json_object_object_add (p, "options", o);
   if (!ifb_hook_call (c, "vm.create", p, NULL, error))
     return FALSE;
-  if (d->devices->len == 0)
-    return TRUE;
-
-  if (d->viommu) {
-    /* a vIOMMU: each device alone, with its virtual id (the broker refuses one without) */
-    guint i;
-    for (i = 0; i < d->devices->len; i++) {
-      gint64 virt = g_array_index (d->virt_ids, gint64, i);
-      p = ifb_hook_vm_param (d->name, d->uuid);
-      json_object_object_add (p, "device", json_object_new_string (g_ptr_array_index (d->devices, i)));
-      if (virt >= 0)
-        json_object_object_add (p, "virt_id", json_object_new_int64 (virt));
-      if (!ifb_hook_call (c, "vm.attach", p, NULL, error))
-        break;
-    }
-    if (i == d->devices->len)
-      return TRUE;
-    ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
-    return FALSE;
-  }
-  p = ifb_hook_vm_param (d->name, d->uuid);
-  {
-    json_object *a = json_object_new_array ();
-    for (guint i = 0; i < d->devices->len; i++)
-      json_object_array_add (a, json_object_new_string (g_ptr_array_index (d->devices, i)));
-    json_object_object_add (p, "devices", a);
-  }
-  if (ifb_hook_call (c, "vm.attach", p, NULL, error))
+  if (attach_devices (c, d, error))
     return TRUE;
   ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
   return FALSE;
@@ -187,6 +200,42 @@ op_prepare (IfbRpcClient *c, const IfbDomainXml *d)
   return 0;
 }
 
+/*
+ * libvirt >= 12.2 taking the domain's iommufd from the broker's fd group: `iommufdctl
+ * libvirt-start` created the guest and associated its iommufd on the connection that starts the
+ * domain, before libvirt named the domain's cgroup. Here the guest is placed in that cgroup and
+ * its hostdevs reserved, so the one-owner rule and the audit hold as for any guest; release
+ * destroys it as any other. Without the guest (autostart, `virsh start`: no client associated
+ * the broker's iommufd) the start is refused, saying how to start the domain.
+ */
+static int
+op_prepare_native (IfbRpcClient *c, const IfbDomainXml *d)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GError) undo = NULL;
+  g_autofree char *cgroup = domain_cgroup (d, &error);
+  json_object *p;
+
+  if (error)
+    return ifb_hook_fail (d->name, error);
+  if (!cgroup)
+    return fprintf (stderr, PREFIX "domain '%s': the XML at prepare carries no domain id, so its cgroup "
+                            "is unknown\n", d->name), 1;
+  if (!ifb_hook_call (c, "vm.show", ifb_hook_vm_param (d->name, d->uuid), NULL, &error)) {
+    if (!g_error_matches (error, IFB_ERROR, IFB_ERROR_NO_SUCH_VM))
+      return ifb_hook_fail (d->name, error);
+    return fprintf (stderr, PREFIX "domain '%s' takes its iommufd from the broker's fd group '%s', but no client "
+                            "associated one: start it with 'iommufdctl libvirt-start %s' (autostart and a plain "
+                            "start cannot)\n", d->name, IFB_LIBVIRT_FDGROUP, d->name), 1;
+  }
+  p = ifb_hook_vm_param (d->name, d->uuid);
+  json_object_object_add (p, "cgroup", json_object_new_string (cgroup));
+  if (ifb_hook_call (c, "vm.place", p, NULL, &error) && attach_devices (c, d, &error))
+    return 0;
+  ifb_hook_call (c, "vm.destroy", ifb_hook_vm_param (d->name, d->uuid), NULL, &undo);
+  return ifb_hook_fail (d->name, error);
+}
+
 static int
 op_reconnect (IfbRpcClient *c, const IfbDomainXml *d)
 {
@@ -239,7 +288,7 @@ main (int argc, char **argv)
     ifb_hook_fail (argv[1], error);
     return prepare ? 1 : 0;
   }
-  if (!d->has_broker)
+  if (!d->has_broker && !ifb_domain_xml_is_native (d))
     return 0;
 
   sock = ifb_hook_socket_path ();
@@ -248,5 +297,7 @@ main (int argc, char **argv)
     ifb_hook_fail (d->name, error);
     return prepare ? 1 : 0;
   }
-  return prepare ? op_prepare (c, d) : op_reconnect (c, d);
+  if (prepare)
+    return ifb_domain_xml_is_native (d) ? op_prepare_native (c, d) : op_prepare (c, d);
+  return op_reconnect (c, d);
 }

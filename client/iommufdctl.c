@@ -48,7 +48,9 @@ static const IfbCtlCommand commands[] = {
     "         --viommu  (bound) a vIOMMU of TYPE (arm-smmuv3, tegra241-cmdqv, selftest) on the first\n"
     "                   device's NEST_PARENT, and a vDEVICE per device: attach them one at a time,\n"
     "                   each with its virtual id; --veventq-depth N adds its vEVENTQ\n"
-    "       iommufdctl vm attach NAME BDF [BDF...]\n"
+    "       iommufdctl vm attach NAME BDF [BDF...] [--managed]\n"
+    "         --managed: take the devices from their host drivers (bound to vfio-pci) and give them back\n"
+    "                    when they leave the guest; only devices [devices] allow offers\n"
     "       iommufdctl vm attach NAME BDF --virt-id N   (a guest with a vIOMMU: the device's virtual id)\n"
     "       iommufdctl vm detach NAME BDF\n"
     "       iommufdctl vm destroy NAME\n"
@@ -57,7 +59,8 @@ static const IfbCtlCommand commands[] = {
   { "events", "", "Follow guest and device events until interrupted", ifb_ctl_cmd_events,
     "Usage: iommufdctl events\n\n"
     "Subscribe to the broker's events (vm.created, vm.ready, vm.reclaimed, vm.destroyed,\n"
-    "device.attached, device.detached) and print one line each until interrupted; with --json one JSON object each.\n" },
+    "device.attached, device.detached, device.returned) and print one line each until interrupted; with --json\n"
+    "one JSON object each.\n" },
   { "metrics", "", "The broker's metrics in the OpenMetrics text format", ifb_ctl_cmd_metrics,
     "Usage: iommufdctl metrics\n\n"
     "Print the broker's metrics in the OpenMetrics text format (what [metrics] textfile= writes\n"
@@ -69,6 +72,14 @@ static const IfbCtlCommand commands[] = {
     "  --vm-from-argv   the guest named by QEMU's -name guest=NAME in ARGS (for a libvirt <emulator>)\n"
     "Placeholders in ARGS: %{iommufd} %{ioas} %{dev:BDF} %{devid:BDF} %{hwpt:BDF} %{viommu} %{vdev:BDF}\n"
     "%{veventq}, %%{ for a literal %{\n" },
+  { "libvirt-start", "DOMAIN [--connect URI]", "Start a libvirt >= 12.2 domain on the broker's iommufd", ifb_ctl_cmd_libvirt_start,
+    "Usage: iommufdctl libvirt-start DOMAIN [--connect URI]\n\n"
+    "Start a libvirt domain whose XML has <iommufd enabled='yes' fdgroup='iommufd-broker'/> (libvirt >= 12.2):\n"
+    "create its guest (vm.create), fetch the guest's iommufd (vm.fds), associate it with the domain under\n"
+    "the fd group 'iommufd-broker' (virDomainFDAssociate) and start the domain on the same connection;\n"
+    "a failed association or start destroys the guest again. The hook then places the guest in the\n"
+    "domain's cgroup and reserves its <hostdev>s.\n"
+    "  --connect URI   the libvirt connection (default: libvirt's default URI)\n" },
   { "help", "[COMMAND]", "Show the usage of iommufdctl or of one command", cmd_help,
     "Usage: iommufdctl help [COMMAND]\n" },
   { NULL },

@@ -3,7 +3,7 @@
 # Commands, vm subcommands and options from the same words as `iommufdctl help`; live values from
 # the broker when it answers (on the --socket the line names, else the default): guest names from
 # `iommufdctl --json vm list`, device BDFs from `iommufdctl devices` (for attach only the free
-# vfio-pci ones, for detach the guest's own). The broker not answering just means no live values.
+# vfio-pci ones, with --managed every one no guest owns; for detach the guest's own). The broker not answering just means no live values.
 
 _iommufdctl_ctl()
 {
@@ -22,6 +22,7 @@ _iommufdctl_bdfs()
     # columns: DEVICE DRIVER CDEV GROUP IOMMU NEST DIRTY OWNER ("-" where empty)
     _iommufdctl_ctl devices | awk -v want="$1" 'NR > 1 {
         if (want == "free" && $2 == "vfio-pci" && $8 == "-") print $1
+        else if (want == "unowned" && $8 == "-") print $1
         else if (want ~ /^owner=/ && $8 == substr(want, 7)) print $1
         else if (want == "all") print $1 }'
 }
@@ -56,12 +57,13 @@ _iommufdctl()
     fi
 
     local globals="--socket --json --help --version"
-    local commands="status devices vm events metrics exec help"
+    local commands="status devices vm events metrics exec libvirt-start help"
     local vm_subcommands="list show create attach detach destroy fds"
     local create_options="--cgroup --pid --uuid --handoff --no-nest-parent --allow-plain --dirty-tracking --defer --rlimit-per-process= --memory-mib --viommu --veventq-depth"
     local -a _iommufdctl_cmd=("${words[0]}")
     local cmd="" sub="" i w
     local -a args=()
+    local managed=""
 
     # What the line holds so far: globals (anywhere), the command, vm's subcommand, the rest.
     for ((i = 1; i < cword; i++)); do
@@ -78,7 +80,8 @@ _iommufdctl()
             sub=$w
         else
             case $w in
-                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm | --viommu | --virt-id | --veventq-depth) ((i++)); continue ;;
+                --cgroup | --pid | --uuid | --handoff | --memory-mib | --vm | --viommu | --virt-id | --veventq-depth | --connect) ((i++)); continue ;;
+                --managed) managed=1; continue ;;
                 -*) continue ;;
             esac
             # exec: the first other word starts the VMM's command line, which is not ours
@@ -108,8 +111,9 @@ _iommufdctl()
         local opts=$globals
         case $cmd/$sub in
             vm/create) opts+=" $create_options" ;;
-            vm/attach) opts+=" --virt-id" ;;
+            vm/attach) opts+=" --virt-id --managed" ;;
             exec/) opts+=" --vm --vm-from-argv --" ;;
+            libvirt-start/) opts+=" --connect" ;;
         esac
         _iommufdctl_reply "$opts"
         [[ ${COMPREPLY[0]-} == *= ]] && compopt -o nospace
@@ -134,6 +138,9 @@ _iommufdctl()
                 attach)
                     if ((${#args[@]} == 0)); then
                         _iommufdctl_reply "$(_iommufdctl_vms)"
+                    elif [[ -n $managed ]]; then
+                        # managed: any device no guest owns (the broker takes it from its driver)
+                        _iommufdctl_reply "$(_iommufdctl_bdfs unowned)"
                     else
                         _iommufdctl_reply "$(_iommufdctl_bdfs free)"
                     fi ;;

@@ -30,7 +30,7 @@ ifb_backend_choice_from_string (const char *s)
   return IFB_BACKEND_CHOICE_INVALID;
 }
 
-typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND, KEY_MODE, KEY_CHOICE } KeyType;
+typedef enum { KEY_STRING, KEY_UINT, KEY_BOOL, KEY_BACKEND, KEY_MODE, KEY_CHOICE, KEY_DEVICE_LIST } KeyType;
 
 typedef struct {
   const char *group;
@@ -81,6 +81,9 @@ static const KeySpec keys[] = {
   /* read by the libvirt hook (client/hook.c); checked here so a typo stops the daemon's start */
   { "libvirt", "cgroup-layout", KEY_CHOICE, G_STRUCT_OFFSET (IfbConfig, libvirt_cgroup_layout), 0, 0,
     "auto|systemd|manual" },
+  { "devices", "allow", KEY_DEVICE_LIST, G_STRUCT_OFFSET (IfbConfig, devices_allow), 0, 0 },
+  U ("devices", "bind-timeout-ms", bind_timeout_ms, 100, 600000),
+  U ("devices", "return-retry-ms", return_retry_ms, 100, 3600000),
   B ("kernel", "allow-selftest", allow_selftest),
   S ("metrics", "textfile", metrics_textfile),
   U ("metrics", "interval-sec", metrics_interval_sec, 1, 86400),
@@ -124,6 +127,9 @@ config_new_defaults (void)
   c->rlimit_per_process = true;
   c->libvirt_uri = NULL;
   c->libvirt_cgroup_layout = g_strdup ("auto");
+  c->devices_allow = NULL;
+  c->bind_timeout_ms = 10000;
+  c->return_retry_ms = 10000;
   c->allow_selftest = false;
   c->metrics_textfile = NULL;
   c->metrics_interval_sec = 15;
@@ -146,8 +152,42 @@ ifb_config_free (IfbConfig *c)
   g_free (c->libvirt_uri);
   g_free (c->libvirt_cgroup_layout);
   g_free (c->metrics_textfile);
+  g_strfreev (c->devices_allow);
   g_free (c);
   return NULL;
+}
+
+/* "xxxx:xx:xx.x" (a PCI address) or "xxxx:xxxx" (vendor:device), lower-case hex. */
+static gboolean
+device_entry_valid (const char *e)
+{
+  const char *pattern = strlen (e) == 12 ? "xxxx:xx:xx.x" : "xxxx:xxxx";
+
+  if (strlen (e) != strlen (pattern))
+    return FALSE;
+  for (size_t i = 0; pattern[i]; i++)
+    if (pattern[i] == 'x' ? !g_ascii_isxdigit (e[i]) || g_ascii_isupper (e[i]) : e[i] != pattern[i])
+      return FALSE;
+  return TRUE;
+}
+
+gboolean
+ifb_config_device_allowed (const IfbConfig *c, const char *address, guint16 vendor, guint16 device,
+                           gboolean *ret_by_address)
+{
+  char ids[10];
+  gboolean by_ids = FALSE;
+
+  g_snprintf (ids, sizeof ids, "%04x:%04x", vendor, device);
+  for (char **e = c->devices_allow; e && *e; e++) {
+    if (strcmp (*e, address) == 0) {
+      *ret_by_address = TRUE;
+      return TRUE;
+    }
+    by_ids = by_ids || strcmp (*e, ids) == 0;
+  }
+  *ret_by_address = FALSE;
+  return by_ids;
 }
 
 static gboolean
@@ -228,6 +268,26 @@ apply_file (IfbConfig *c, GKeyFile *kf, const char *path, GError **error)
         if (!local) {
           g_free (*(char **) field);
           *(char **) field = g_steal_pointer (&v);
+        }
+        break;
+      }
+      case KEY_DEVICE_LIST: {
+        g_auto (GStrv) v = g_key_file_get_string_list (kf, *g, *k, NULL, &local);
+        g_autoptr (GPtrArray) list = g_ptr_array_new_with_free_func (g_free);
+        for (char **e = v; !local && e && *e; e++) {
+          g_autofree char *t = g_strstrip (g_strdup (*e));
+          if (!*t)
+            continue;
+          if (!device_entry_valid (t))
+            return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                                "%s: [%s] %s: '%s' is neither a PCI address (0000:65:00.0) nor vendor:device ids "
+                                "(8086:10d3), in lower-case hex", path, *g, *k, t), FALSE;
+          g_ptr_array_add (list, g_steal_pointer (&t));
+        }
+        if (!local) {
+          g_ptr_array_add (list, NULL);
+          g_strfreev (*(char ***) field);
+          *(char ***) field = (char **) g_ptr_array_free (g_steal_pointer (&list), FALSE);
         }
         break;
       }

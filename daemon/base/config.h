@@ -62,6 +62,11 @@ typedef struct {
   /* [libvirt] */
   char *libvirt_uri;            /* NULL: no event watching */
   char *libvirt_cgroup_layout;  /* auto, systemd or manual: the hook's (client/hook.c) */
+  /* [devices] */
+  char **devices_allow;         /* what may be taken from its host driver (managed): "DDDD:BB:DD.F" or
+                                 * "vvvv:dddd"; NULL: nothing */
+  guint bind_timeout_ms;        /* how long a managed device's driver change may take */
+  guint return_retry_ms;        /* between attempts to give a device back to its driver */
   /* [kernel] */
   bool allow_selftest;          /* accept the kernel's IOMMUFD_TEST mock device (test kernels only) */
   /* [metrics] */
@@ -75,5 +80,9 @@ IfbConfig *ifb_config_load (const char *path, gboolean path_explicit, GError **e
 /* Parse config text (GKeyFile) on top of the defaults; [access] groups are not resolved. */
 IfbConfig *ifb_config_load_data (const char *data, size_t len, GError **error);
 IfbConfig *ifb_config_free (IfbConfig *c);
+/* An entry of [devices] allow names this device (by address), or its vendor:device ids (any
+ * entry). by_address says which matched: TRUE only when the address itself is listed. */
+gboolean ifb_config_device_allowed (const IfbConfig *c, const char *address, guint16 vendor, guint16 device,
+                                    gboolean *ret_by_address);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (IfbConfig, ifb_config_free)

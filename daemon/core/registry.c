@@ -178,6 +178,26 @@ ifb_registry_remove (IfbRegistry *r, IfbVm *vm)
   return vm;
 }
 
+gboolean
+ifb_registry_move_cgroup (IfbRegistry *r, IfbVm *vm, const char *cgroup, GError **error)
+{
+  IfbVm *other = ifb_registry_cgroup_overlap (r, cgroup, vm);
+
+  if (other)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_CGROUP_INVALID,
+                        "Cgroup %s overlaps guest '%s''s cgroup %s (equal, inside or containing it): a process of one "
+                        "guest could take the other's fds", cgroup, other->name, other->cgroup), FALSE;
+  if (vm->cgroup && g_hash_table_lookup (r->cgroups, vm->cgroup) == vm) {
+    g_hash_table_remove (r->cgroups, vm->cgroup);
+    count_above (r, vm->cgroup, -1);
+  }
+  g_free (vm->cgroup);
+  vm->cgroup = g_strdup (cgroup);
+  g_hash_table_insert (r->cgroups, vm->cgroup, vm);
+  count_above (r, vm->cgroup, 1);
+  return TRUE;
+}
+
 IfbVm *
 ifb_registry_device_owner (IfbRegistry *r, const char *bdf)
 {

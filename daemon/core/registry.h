@@ -32,6 +32,9 @@ gboolean ifb_registry_add (IfbRegistry *r, IfbVm *vm, GError **error);
 /* Remove vm and release its devices; returns it, owned by the caller. */
 IfbVm *ifb_registry_remove (IfbRegistry *r, IfbVm *vm);
 
+/* Give vm (registered) another cgroup, refused when it overlaps another guest's. */
+gboolean ifb_registry_move_cgroup (IfbRegistry *r, IfbVm *vm, const char *cgroup, GError **error);
+
 /* The guest owning device bdf, or NULL. */
 IfbVm *ifb_registry_device_owner (IfbRegistry *r, const char *bdf);
 void ifb_registry_claim_device (IfbRegistry *r, const char *bdf, IfbVm *vm);

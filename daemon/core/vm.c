@@ -118,8 +118,20 @@ ifb_vm_device_free (IfbVmDevice *d)
   g_free (d->bdf);
   g_free (d->cdev);
   g_free (d->cgroup);
+  g_free (d->host_driver);
   g_free (d);
   return NULL;
+}
+
+gboolean
+ifb_vm_driver_name_valid (const char *name)
+{
+  if (!name || strlen (name) > 31)
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '-' && *p != '.')
+      return FALSE;
+  return strcmp (name, ".") != 0 && strcmp (name, "..") != 0;
 }
 
 IfbVmDevice *
@@ -229,6 +241,9 @@ device_to_json (const IfbVm *vm, const IfbVmDevice *d, gboolean verbose)
     json_object_object_add (o, "virt_id", json_object_new_int64 ((gint64) d->virt_id));
   if (d->vdev_id)
     json_object_object_add (o, "vdev_id", json_object_new_int64 (d->vdev_id));
+  json_object_object_add (o, "managed", json_object_new_boolean (d->managed));
+  if (d->managed)
+    json_object_object_add (o, "host_driver", json_object_new_string (d->host_driver ? d->host_driver : ""));
   if (d->state == IFB_VM_DEVICE_READY && vm->options.handoff == IFB_HANDOFF_BOUND) {
     json_object_object_add (o, "dev_id", json_object_new_int64 (d->dev_id));
     json_object_object_add (o, "hwpt_id", json_object_new_int64 (d->hwpt_id));
@@ -424,6 +439,9 @@ ifb_vm_from_json (json_object *o, GError **error)
       dev->virt_id = (uint64_t) v;
     if (ifb_json_get_int (d, "vdev_id", &v))
       dev->vdev_id = (uint32_t) v;
+    dev->managed = get_bool (d, "managed");
+    if (dev->managed)
+      dev->host_driver = g_strdup (ifb_json_get_string (d, "host_driver") ? ifb_json_get_string (d, "host_driver") : "");
     if (ifb_json_get_int (d, "worker_pid", &v))
       dev->worker_pid = (pid_t) v;
     if (ifb_json_get (d, "hw_info"))

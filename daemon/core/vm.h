@@ -42,6 +42,9 @@ typedef struct {
   bool has_virt_id;             /* the guest's vIOMMU knows it by virt_id (vm.attach's virt_id) */
   uint64_t virt_id;
   uint32_t vdev_id;             /* its vDEVICE in the guest's vIOMMU, 0 when none */
+  bool managed;                 /* the broker took it from its host driver and gives it back */
+  char *host_driver;            /* managed: the driver it came from ("": none; that driver is the
+                                 * VMs' own when it was there before: it stays there) */
 } IfbVmDevice;
 
 
@@ -131,6 +134,9 @@ void ifb_vm_when_idle (IfbVm *vm, void (*fn) (gpointer data), gpointer data);
  * it is gone by then, the rest is handed on. ifb_vm_set_idle(): not busy, then the same. */
 void ifb_vm_run_waiters (IfbVm *vm);
 void ifb_vm_set_idle (IfbVm *vm);
+
+/* A host driver's name as a managed device records it: [A-Za-z0-9_.-]{0,31}. */
+gboolean ifb_vm_driver_name_valid (const char *name);
 
 /* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 gboolean ifb_vm_name_validate (const char *name, GError **error);

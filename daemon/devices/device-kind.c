@@ -104,3 +104,11 @@ ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw)
                                              : NULL);
   json_object_object_add (dj, "hw_info", hw ? ifb_hw_info_to_json (hw) : NULL);
 }
+
+void
+ifb_device_kinds_managed_restore (IfbCore *core)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    if (kinds[i]->managed)
+      kinds[i]->managed->restore (core);
+}

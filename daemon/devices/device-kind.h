@@ -19,6 +19,29 @@
 #include "vm.h"
 #include "worker.h"
 
+/* How a kind's asynchronous step ended (error NULL: done), from the main loop. */
+typedef void (*IfbDeviceKindDone) (IfbCore *core, const GError *error, gpointer data);
+
+/* Managed devices: taken from their host driver for a guest and given back to it after. */
+typedef struct {
+  /* May name be taken for vm, with the request's other managed devices (with)? Offered by the
+   * operator, no bridge, a viable IOMMU group, not the host's way out. *ret_driver: the driver to
+   * give it back to ("": none; the VMs' own when it is there already: it stays). */
+  gboolean (*check) (IfbCore *core, IfbVm *vm, const char *name, const char *const *with, guint n_with,
+                     char **ret_driver, GError **error);
+  /* Take names from drivers (check's answers) and wait for their cdevs, in a worker; done runs
+   * once, from the main loop or before this returns when nothing needs moving. On failure every
+   * device is given back before done. */
+  void (*take) (IfbCore *core, const char *const *names, const char *const *drivers, guint n,
+                IfbDeviceKindDone done, gpointer data);
+  /* Give name back to driver (check's answer), from a worker; retried until it is back. */
+  void (*give_back) (IfbCore *core, const char *name, const char *driver);
+  /* The driver the host shows it on now ("": none), NULL when it cannot be read. */
+  char *(*driver) (IfbCore *core, const char *name);
+  /* After a restart, the guests restored: give back what no guest holds any more. */
+  void (*restore) (IfbCore *core);
+} IfbDeviceKindManaged;
+
 typedef struct {
   const char *name;             /* "pci", "selftest": device.list's "kind" */
   /* It has a cdev of its own to hand a VMM (the unbound hand-off needs one). */
@@ -53,6 +76,8 @@ typedef struct {
   /* device.list: append an entry per device of the kind; *incomplete set TRUE when some entry
    * lacks what refresh() would bring (left alone otherwise). */
   gboolean (*list) (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error);
+  /* NULL: the kind has no host driver to take its devices from. */
+  const IfbDeviceKindManaged *managed;
 } IfbDeviceKind;
 
 /* The kind a device name belongs to; never NULL. */
@@ -62,6 +87,9 @@ const IfbDeviceKind *ifb_device_kind_by_name (const char *name);
 gboolean ifb_device_kind_offered (const IfbDeviceKind *kind);   /* NULL-safe */
 /* The kind's when_free() for device name (FALSE where the kind has none). */
 gboolean ifb_device_kind_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data);
+
+/* Every kind's managed restore (after a restart). */
+void ifb_device_kinds_managed_restore (IfbCore *core);
 
 /* Every kind, in table order. */
 void ifb_device_kinds_probe (IfbCore *core);

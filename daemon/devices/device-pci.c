@@ -69,7 +69,7 @@ pci_check (IfbCore *core, const char *name, char **ret_cdev, GError **error)
 {
   g_autoptr (IfbPciDevice) dev = NULL;
 
-  if (!lookup_vfio_device (core, name, &dev, error))
+  if (!ifb_pci_managed_check_free (name, error) || !lookup_vfio_device (core, name, &dev, error))
     return FALSE;
   *ret_cdev = g_strdup (ifb_pci_device_get_vfio_cdev (dev));
   return TRUE;
@@ -231,6 +231,8 @@ wait_for_probe (void (*done) (gpointer data), gpointer data)
 static gboolean
 pci_when_free (IfbCore *core, const char *name, void (*fn) (gpointer data), gpointer data)
 {
+  if (ifb_pci_managed_when_free (name, fn, data))
+    return TRUE;
   for (guint i = 0; probe_job && i < probe_job->n; i++)
     if (strcmp (probe_job->bdfs[i], name) == 0) {
       wait_for_probe (fn, data);
@@ -308,4 +310,5 @@ const IfbDeviceKind ifb_device_kind_pci = {
   .refresh = pci_refresh,
   .when_free = pci_when_free,
   .list = pci_list,
+  .managed = &ifb_device_pci_managed,
 };

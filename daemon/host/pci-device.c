@@ -33,6 +33,7 @@ struct _IfbPciDevice {
   int iommu_group;
   guint16 vendor;
   guint16 device;
+  guint32 class_code;
 };
 
 IfbPciDevice *
@@ -54,6 +55,13 @@ guint64 ifb_pci_device_get_vfio_rdev (const IfbPciDevice *dev) { return dev->vfi
 int ifb_pci_device_get_iommu_group (const IfbPciDevice *dev) { return dev->iommu_group; }
 guint16 ifb_pci_device_get_vendor (const IfbPciDevice *dev) { return dev->vendor; }
 guint16 ifb_pci_device_get_device (const IfbPciDevice *dev) { return dev->device; }
+guint32 ifb_pci_device_get_class (const IfbPciDevice *dev) { return dev->class_code; }
+
+gboolean
+ifb_pci_device_is_bridge (const IfbPciDevice *dev)
+{
+  return (dev->class_code >> 16) == 0x06;
+}
 
 gboolean
 ifb_pci_device_is_vfio (const IfbPciDevice *dev)
@@ -102,7 +110,7 @@ read_link_basename (int dirfd, const char *name)
   return g_path_get_basename (buf);
 }
 
-static guint16
+static guint32
 read_hex_attr (int dirfd, const char *name, int *ret_err)
 {
   char buf[32];
@@ -117,7 +125,7 @@ read_hex_attr (int dirfd, const char *name, int *ret_err)
   if (n <= 0)
     return 0;
   buf[n] = '\0';
-  return (guint16) g_ascii_strtoull (buf, NULL, 16);
+  return (guint32) g_ascii_strtoull (buf, NULL, 16);
 }
 
 static char *
@@ -189,8 +197,9 @@ pci_device_read (int devices_dirfd, const char *bdf, IfbPciDevice **ret)
   dev->vfio_cdev = find_vfio_cdev (devfd, &err);
   if (dev->vfio_cdev)
     dev->vfio_rdev = read_cdev_rdev (devfd, dev->vfio_cdev, &err);
-  dev->vendor = read_hex_attr (devfd, "vendor", &err);
-  dev->device = read_hex_attr (devfd, "device", &err);
+  dev->vendor = (guint16) read_hex_attr (devfd, "vendor", &err);
+  dev->device = (guint16) read_hex_attr (devfd, "device", &err);
+  dev->class_code = read_hex_attr (devfd, "class", &err);
   if (err < 0)
     return err;
   *ret = g_steal_pointer (&dev);
@@ -277,4 +286,109 @@ ifb_pci_device_lookup (int sys_dirfd, const char *bdf, IfbPciDevice **ret, GErro
     return ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Reading PCI device '%s'", bdf);
   *ret = dev;
   return TRUE;
+}
+
+/* A small file's text (at most 64 KiB), NULL when it cannot be read. */
+static char *
+read_small_file (int dirfd, const char *name)
+{
+  ifb_autofd int fd = openat (dirfd, name, O_RDONLY | O_CLOEXEC);
+  GString *s;
+  char buf[4096];
+  ssize_t n;
+
+  if (fd < 0)
+    return NULL;
+  s = g_string_new (NULL);
+  while (s->len < 65536 && (n = read (fd, buf, sizeof buf)) > 0)
+    g_string_append_len (s, buf, n);
+  return g_string_free (s, FALSE);
+}
+
+static gint
+compare_str (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+GPtrArray *
+ifb_pci_group_devices (int sys_dirfd, int group, GError **error)
+{
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *path = g_strdup_printf ("kernel/iommu_groups/%d/devices", group);
+  int fd = openat (sys_dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  struct dirent *de;
+  DIR *d;
+
+  if (fd < 0 || !(d = fdopendir (fd))) {
+    int r = -errno;
+    ifb_close (fd);
+    ifb_error_set_errno (error, IFB_ERROR_FAILED, r, "Listing IOMMU group %d", group);
+    return NULL;
+  }
+  while ((de = readdir (d)))
+    if (ifb_pci_bdf_is_valid (de->d_name))
+      g_ptr_array_add (names, g_strdup (de->d_name));
+  closedir (d);
+  g_ptr_array_sort (names, compare_str);
+  return g_steal_pointer (&names);
+}
+
+/* A line of proc/net/route or proc/net/if_inet6 says ifname carries an address. */
+static gboolean
+netdev_has_address (int sys_dirfd, const char *ifname)
+{
+  g_autofree char *route = NULL, *inet6 = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  route = read_small_file (sys_dirfd, "../proc/net/route");
+  lines = g_strsplit (route ? route : "", "\n", -1);
+  for (char **l = lines; *l; l++) {
+    g_auto (GStrv) f = g_strsplit_set (*l, " \t", 2);
+    if (f[0] && strcmp (f[0], ifname) == 0)
+      return TRUE;   /* a route through it: it has an IPv4 address (or a gateway) */
+  }
+  g_strfreev (g_steal_pointer (&lines));
+  inet6 = read_small_file (sys_dirfd, "../proc/net/if_inet6");
+  lines = g_strsplit (inet6 ? inet6 : "", "\n", -1);
+  for (char **l = lines; *l; l++) {
+    /* address index prefix-length scope flags name; scope 00 is global */
+    g_auto (GStrv) f = g_strsplit_set (g_strstrip (*l), " \t", -1);
+    g_autoptr (GPtrArray) w = g_ptr_array_new ();
+    for (char **x = f; *x; x++)
+      if (**x)
+        g_ptr_array_add (w, *x);
+    if (w->len == 6 && strcmp (g_ptr_array_index (w, 5), ifname) == 0 && strcmp (g_ptr_array_index (w, 3), "00") == 0)
+      return TRUE;
+  }
+  return FALSE;
+}
+
+char *
+ifb_pci_device_route_out (int sys_dirfd, const char *bdf)
+{
+  g_autofree char *path = NULL;
+  struct dirent *de;
+  char *found = NULL;
+  DIR *d;
+  int fd;
+
+  if (!ifb_pci_bdf_is_valid (bdf))
+    return NULL;
+  path = g_strdup_printf ("bus/pci/devices/%s/net", bdf);
+  fd = openat (sys_dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || !(d = fdopendir (fd))) {
+    ifb_close (fd);
+    return NULL;
+  }
+  while (!found && (de = readdir (d))) {
+    g_autofree char *operstate = NULL;
+    if (de->d_name[0] == '.')
+      continue;
+    operstate = read_small_file (dirfd (d), (g_free (path), path = g_strdup_printf ("%s/operstate", de->d_name)));
+    if (operstate && strcmp (g_strstrip (operstate), "up") == 0 && netdev_has_address (sys_dirfd, de->d_name))
+      found = g_strdup (de->d_name);
+  }
+  closedir (d);
+  return found;
 }

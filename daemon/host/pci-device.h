@@ -20,6 +20,9 @@ guint64 ifb_pci_device_get_vfio_rdev (const IfbPciDevice *dev);
 int ifb_pci_device_get_iommu_group (const IfbPciDevice *dev);         /* group number, or -1 */
 guint16 ifb_pci_device_get_vendor (const IfbPciDevice *dev);
 guint16 ifb_pci_device_get_device (const IfbPciDevice *dev);
+guint32 ifb_pci_device_get_class (const IfbPciDevice *dev);           /* 0x020000; 0 when unknown */
+/* A bridge (class 0x06): never an endpoint a guest takes, and no obstacle in its IOMMU group. */
+gboolean ifb_pci_device_is_bridge (const IfbPciDevice *dev);
 /* Bound to vfio-pci with a vfio-dev/vfioN cdev: what vm.attach requires. */
 gboolean ifb_pci_device_is_vfio (const IfbPciDevice *dev);
 
@@ -30,3 +33,14 @@ gboolean ifb_pci_bdf_is_valid (const char *bdf);
 GPtrArray *ifb_pci_device_scan (int sys_dirfd, GError **error);
 /* One device; IFB_ERROR_INVALID_ARGUMENT for a malformed BDF, IFB_ERROR_NO_SUCH_DEVICE if absent. */
 gboolean ifb_pci_device_lookup (int sys_dirfd, const char *bdf, IfbPciDevice **ret, GError **error);
+
+/* The addresses of the devices in IOMMU group (kernel/iommu_groups/N/devices), sorted; NULL with
+ * error when the group cannot be read. */
+GPtrArray *ifb_pci_group_devices (int sys_dirfd, int group, GError **error);
+
+/* The device's network interface that is up and carries an address — the host may reach the
+ * outside through it — or NULL. Interfaces are its net/<ifname>/ with operstate "up"; addresses
+ * are those the routing tables show: an IPv4 route through it (proc/net/route) or a global IPv6
+ * address on it (proc/net/if_inet6), proc/ being the sysfs root's sibling (../proc: /proc on a
+ * host, the emulated root's proc/). */
+char *ifb_pci_device_route_out (int sys_dirfd, const char *bdf);

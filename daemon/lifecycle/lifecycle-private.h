@@ -46,3 +46,13 @@ gboolean ifb_lifecycle_viommu_check_detach (IfbVm *vm, IfbVmDevice *d, GError **
  * workers after the fd-store barrier, then done (from the main loop). */
 void ifb_lifecycle_release_fds (IfbCore *core, GArray *contexts, GArray *devices,
                                 void (*done) (IfbCore *core, gpointer data), gpointer data);
+
+/* Attach devices that are on the VMs' driver now; host_drivers (NULL: none is managed) says
+ * where each managed one came from. */
+void ifb_lifecycle_attach_checked (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
+                                   const char *const *host_drivers, IfbLifecycleDone done, gpointer data);
+/* A managed device left its guest: back to host_driver (lifecycle-managed.c). */
+void ifb_lifecycle_give_back (IfbCore *core, const char *bdf, const char *host_driver);
+/* After a restart, the guests restored and their fds settled: give back what no guest holds,
+ * and take out of its guest a managed device the host shows on another driver. */
+void ifb_lifecycle_managed_restore (IfbCore *core);

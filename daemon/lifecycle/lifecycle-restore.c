@@ -151,6 +151,7 @@ on_orphans_released (IfbCore *core, gpointer data)
   /* Always after the start-up asked for the tidy (READY=1 comes first: workers end only in the
    * main loop), which then found the releases under way. */
   core->restore_releasing = FALSE;
+  ifb_lifecycle_managed_restore (core);   /* their devices closed: free to move between drivers */
   ifb_lifecycle_tidy_in_background (core);
 }
 
@@ -294,6 +295,7 @@ ifb_lifecycle_restore (IfbCore *core, GPtrArray *saved, int *fds, char **names, 
   if (orphan_ctx->len + orphan_dev->len == 0) {
     g_array_unref (orphan_ctx);
     g_array_unref (orphan_dev);
+    ifb_lifecycle_managed_restore (core);
     return;
   }
   g_message ("fd store: %u contexts and %u device fds of no guest are closed by release workers",

@@ -296,8 +296,8 @@ attach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
 }
 
 void
-ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
-                      IfbLifecycleDone done, gpointer data)
+ifb_lifecycle_attach_checked (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
+                              const char *const *host_drivers, IfbLifecycleDone done, gpointer data)
 {
   g_autoptr (GPtrArray) devs = g_ptr_array_new_with_free_func ((GDestroyNotify) ifb_vm_device_free);
   g_autoptr (GError) error = NULL;
@@ -328,6 +328,8 @@ ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n
     d = ifb_vm_device_new (bdfs[i], cdev);
     d->has_virt_id = virt_id >= 0 && n == 1;
     d->virt_id = d->has_virt_id ? (guint64) virt_id : 0;
+    d->managed = host_drivers != NULL;
+    d->host_driver = host_drivers ? g_strdup (host_drivers[i]) : NULL;
     g_ptr_array_add (devs, d);
     if (vm->options.handoff == IFB_HANDOFF_UNBOUND) {
       /* No bind will tell: check now that the node under /dev is the device sysfs names. */
@@ -384,6 +386,8 @@ typedef struct {
   IfbLifecycleDone done;
   gpointer data;
   char *bdf;
+  gboolean managed;
+  char *host_driver;
 } DetachCtx;
 
 static void
@@ -393,8 +397,10 @@ detach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
   g_autoptr (GError) local = NULL;
   json_object *ev;
 
-  /* released: now another guest may have it */
+  /* released: now another guest may have it (a managed one once it is back, or taken again) */
   ifb_registry_release_device (core->registry, c->bdf);
+  if (c->managed)
+    ifb_lifecycle_give_back (core, c->bdf, c->host_driver);
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, c->bdf, "Device %s detached from guest '%s'", c->bdf, vm->name);
   if (!ifb_core_persist (core, vm, &local)) {
     c->done (core, vm, local, c->data);   /* the device is free either way; the next commit writes it */
@@ -406,6 +412,7 @@ detach_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
     c->done (core, vm, NULL, c->data);
   }
   g_free (c->bdf);
+  g_free (c->host_driver);
   g_free (c);
 }
 
@@ -429,6 +436,8 @@ ifb_lifecycle_detach (IfbCore *core, IfbVm *vm, const char *bdf, IfbLifecycleDon
   c->done = done;
   c->data = data;
   c->bdf = g_strdup (bdf);
+  c->managed = d->managed;
+  c->host_driver = g_strdup (d->host_driver);
   ifb_lifecycle_release_device (core, vm, d, TRUE);
   g_ptr_array_remove (vm->devices, d);
   ifb_lifecycle_op_done (core, vm, NULL, detach_done, c);
@@ -442,6 +451,11 @@ destroy_done (IfbCore *core, IfbVm *vm, const GError *error, gpointer data)
   json_object *ev;
 
   vm->gone = true;
+  for (guint i = 0; i < vm->devices->len; i++) {
+    IfbVmDevice *d = g_ptr_array_index (vm->devices, i);
+    if (d->managed)
+      ifb_lifecycle_give_back (core, d->bdf, d->host_driver);
+  }
   ifb_log_vm (G_LOG_LEVEL_MESSAGE, vm, NULL, "Guest '%s' destroyed", vm->name);
   ev = json_object_new_object ();
   json_object_object_add (ev, "vm", json_object_new_string (vm->name));

@@ -33,8 +33,10 @@ typedef void (*IfbLifecycleDone) (IfbCore *core, IfbVm *vm, const GError *error,
 
 void ifb_lifecycle_create (IfbCore *core, const IfbVmCreateArgs *args, IfbLifecycleDone done, gpointer data);
 /* The guest must be idle. virt_id (< 0: none) is the one device's virtual id in the guest's
- * vIOMMU: required when the guest has one (then one device per call), refused otherwise. */
-void ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id,
+ * vIOMMU: required when the guest has one (then one device per call), refused otherwise.
+ * managed: take the devices from their host drivers first, and give them back when they leave
+ * the guest (lifecycle-managed.c). */
+void ifb_lifecycle_attach (IfbCore *core, IfbVm *vm, const char *const *bdfs, guint n, gint64 virt_id, gboolean managed,
                            IfbLifecycleDone done, gpointer data);
 /* Allocate what is still pending: the context (and IOAS), and reserved devices. Idle guest. */
 void ifb_lifecycle_realize (IfbCore *core, IfbVm *vm, IfbLifecycleDone done, gpointer data);
@@ -53,6 +55,10 @@ void ifb_lifecycle_destroy_when_idle (IfbCore *core, IfbVm *vm);
 void ifb_lifecycle_reclaim (IfbCore *core, IfbVm *vm);
 /* Open device d of vm as its kind does (device-kind.h), checking the node is that device. */
 gboolean ifb_lifecycle_open_device (IfbCore *core, IfbVm *vm, IfbVmDevice *d, int *ret_fd, GError **error);
+
+/* Move a guest none of whose objects the broker allocated (unbound, or pending) to cgroup, which
+ * passes vm.create's checks for caller; persisted (lifecycle-place.c). */
+gboolean ifb_lifecycle_place (IfbCore *core, IfbVm *vm, const char *cgroup, const IfbPeer *caller, GError **error);
 
 /* A guest by name or UUID, tidied first if a restart left that to do (see restore). */
 IfbVm *ifb_lifecycle_get (IfbCore *core, const char *name_or_uuid, GError **error);

@@ -176,6 +176,8 @@ validate (json_object *jvm, const IfbVm *vm, GError **error)
       return reject (error, "device ids out of range");
     if (!optional_cgroup_is_valid (d->cgroup))
       return reject (error, "invalid device cgroup");
+    if (d->managed && !ifb_vm_driver_name_valid (d->host_driver))
+      return reject (error, "invalid host driver of a managed device");
     for (guint j = 0; j < i; j++) {
       const IfbVmDevice *e = g_ptr_array_index (vm->devices, j);
       if (strcmp (d->bdf, e->bdf) == 0 || d->index == e->index)

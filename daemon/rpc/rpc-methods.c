@@ -51,6 +51,7 @@ static const IfbParamSpec vm_attach[] = {
   { "device", IFB_PARAM_STRING, offsetof (IfbRpcVmDeviceArgs, device) },
   { "devices", IFB_PARAM_ARRAY, offsetof (IfbRpcVmDeviceArgs, devices) },
   { "virt_id", IFB_PARAM_INT, offsetof (IfbRpcVmDeviceArgs, virt_id) },
+  { "managed", IFB_PARAM_BOOL, offsetof (IfbRpcVmDeviceArgs, managed) },
   { NULL },
 };
 
@@ -77,6 +78,13 @@ static const IfbParamSpec vm_started[] = {
   { NULL },
 };
 
+static const IfbParamSpec vm_place[] = {
+  { "vm", IFB_PARAM_STRING, offsetof (IfbRpcVmArgs, vm) },
+  { "uuid", IFB_PARAM_STRING, offsetof (IfbRpcVmArgs, uuid) },
+  { "cgroup", IFB_PARAM_STRING, offsetof (IfbRpcVmArgs, cgroup), IFB_PARAM_REQUIRED },
+  { NULL },
+};
+
 /* No ARGS: the method takes no params. */
 const IfbMethod ifb_methods[] = {
   { "rpc.discover",     IFB_ACCESS_ANY,    FALSE, ifb_rpc_discover, .expensive = TRUE },
@@ -93,6 +101,7 @@ const IfbMethod ifb_methods[] = {
   { "vm.show",          IFB_ACCESS_READ,   FALSE, ifb_rpc_vm_show, ARGS (IfbRpcVmArgs, vm_named) },
   { "vm.fds",           IFB_ACCESS_VM_FDS, FALSE, ifb_rpc_vm_fds, ARGS (IfbRpcVmArgs, vm_named) },
   { "vm.started",       IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_started, ARGS (IfbRpcVmArgs, vm_started) },
+  { "vm.place",         IFB_ACCESS_ADMIN,  FALSE, ifb_rpc_vm_place, ARGS (IfbRpcVmArgs, vm_place) },
   { "events.subscribe", IFB_ACCESS_READ,   FALSE, ifb_rpc_events_subscribe },
   { NULL },
 };

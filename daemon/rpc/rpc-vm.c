@@ -136,7 +136,7 @@ ifb_rpc_vm_attach (IfbCall *call, const void *args, json_object **ret, GError **
   if (ifb_call_park_if_busy (call, vm) || ifb_call_park (call, wait_for_devices, &(DeviceWait) { call->core, bdfs }))
     return TRUE;
   ifb_lifecycle_attach (call->core, vm, (const char *const *) bdfs->pdata, bdfs->len,
-                        p->virt_id == G_MININT64 ? -1 : p->virt_id, answer_vm_verbose,
+                        p->virt_id == G_MININT64 ? -1 : p->virt_id, p->managed, answer_vm_verbose,
                         ifb_call_defer (call));
   return TRUE;
 }
@@ -487,6 +487,23 @@ ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError *
   if (!ifb_holders_add (call->core, vm, (pid_t) p->pid, -1, error))
     return FALSE;
   ifb_lifecycle_realize (call->core, vm, started_realized, ifb_call_defer (call));
+  return TRUE;
+}
+
+gboolean
+ifb_rpc_vm_place (IfbCall *call, const void *args, json_object **ret, GError **error)
+{
+  const IfbRpcVmArgs *p = args;
+  IfbVm *vm;
+
+  vm = ifb_rpc_lookup_vm (call, p->vm, p->uuid, error);
+  if (!vm)
+    return FALSE;
+  if (ifb_call_park_if_busy (call, vm))
+    return TRUE;
+  if (!ifb_lifecycle_place (call->core, vm, p->cgroup, call->peer, error))
+    return FALSE;
+  *ret = ifb_vm_to_json (vm, FALSE);
   return TRUE;
 }
 

@@ -33,17 +33,19 @@ typedef struct {
   IfbRpcVmCreateOptions options;
 } IfbRpcVmCreateArgs;
 
-/* vm.attach ('device' or 'devices') and vm.detach ('device') */
+/* vm.attach ('device' or 'devices', 'managed') and vm.detach ('device') */
 typedef struct {
   const char *vm, *uuid, *device;
   json_object *devices;
   gint64 virt_id;                       /* vm.attach; G_MININT64: not given */
+  gboolean managed;
 } IfbRpcVmDeviceArgs;
 
-/* vm.destroy, vm.show, vm.fds, and vm.started (with 'pid') */
+/* vm.destroy, vm.show, vm.fds, vm.started (with 'pid') and vm.place (with 'cgroup') */
 typedef struct {
   const char *vm, *uuid;
   gint64 pid;
+  const char *cgroup;
 } IfbRpcVmArgs;
 
 gboolean ifb_rpc_discover (IfbCall *call, const void *args, json_object **ret, GError **error);
@@ -58,6 +60,7 @@ gboolean ifb_rpc_vm_list (IfbCall *call, const void *args, json_object **ret, GE
 gboolean ifb_rpc_vm_show (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_fds (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_vm_started (IfbCall *call, const void *args, json_object **ret, GError **error);
+gboolean ifb_rpc_vm_place (IfbCall *call, const void *args, json_object **ret, GError **error);
 gboolean ifb_rpc_events_subscribe (IfbCall *call, const void *args, json_object **ret, GError **error);
 
 /* The guest a vm.* call names by 'vm' (name), 'uuid', or both (rpc-lookup.c). */

@@ -71,27 +71,6 @@ on_resume (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
-/* The VMM socket's door: root and the admin group, or a process inside a guest's cgroup. */
-static gboolean
-vmm_peer_allowed (IfbServer *s, const IfbPeer *peer, char **ret_cgroup)
-{
-  g_autoptr (GPtrArray) vms = NULL;
-  g_autofree char *cgroup = NULL;
-
-  if (ifb_peer_is_admin (peer, s->core->config))
-    return TRUE;
-  if (!ifb_peer_get_cgroup (peer, &cgroup, NULL))
-    return FALSE;
-  vms = ifb_registry_list (s->core->registry);
-  for (guint i = 0; i < vms->len; i++) {
-    IfbVm *vm = g_ptr_array_index (vms, i);
-    if (vm->cgroup && ifb_cgroup_is_within (cgroup, vm->cgroup))
-      return TRUE;
-  }
-  *ret_cgroup = g_steal_pointer (&cgroup);
-  return FALSE;
-}
-
 static gboolean
 on_accept (int fd, GIOCondition cond, gpointer data)
 {
@@ -100,7 +79,6 @@ on_accept (int fd, GIOCondition cond, gpointer data)
 
   for (int i = 0; i < 64; i++) {
     g_autoptr (GError) error = NULL;
-    g_autofree char *outside = NULL;
     IfbPeer *peer = NULL;
     guint uid_count;
     int cfd = accept4 (l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -125,15 +103,11 @@ on_accept (int fd, GIOCondition cond, gpointer data)
       ifb_close (cfd);
       continue;
     }
+    /* On the VMM socket every call but vm.fds is refused, and vm.fds is refused to a process
+     * outside the guest's cgroup, each with an answer that says so (and the real reason in the
+     * journal). A peer in no guest's cgroup is not closed at once: its launcher would only see
+     * "connection reset" and the VM's start no reason at all. The connection limits bound it. */
     peer->vmm_socket = l->vmm;
-    if (l->vmm && !vmm_peer_allowed (s, peer, &outside)) {
-      ifb_log_refusal (peer->uid, s->core->config->max_refusals_logged,
-                       "Refusing connection of uid %u pid %d on the VMM socket: it is neither an admin nor inside a "
-                       "guest's cgroup (it is in %s)", (unsigned) peer->uid, (int) peer->pid, outside ? outside : "an unknown cgroup");
-      ifb_peer_free (peer);
-      ifb_close (cfd);
-      continue;
-    }
     uid_count = GPOINTER_TO_UINT (g_hash_table_lookup (s->per_uid, GUINT_TO_POINTER (peer->uid)));
     if (g_hash_table_size (s->connections) >= s->core->config->max_connections ||
         uid_count >= s->core->config->max_connections_per_uid ||

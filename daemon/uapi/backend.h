@@ -24,6 +24,8 @@ struct IfbUapiBackend {
   void (*batch_begin) (void);
   void (*batch_end) (void);
   void (*set_device_reset_ms) (unsigned ms);
+  /* A write to a sysfs attribute (NULL: write(2) on it, as on a real sysfs). */
+  int (*sysfs_write) (int sys_dirfd, const char *attr, const char *value);
 };
 
 /* "vfio" followed by 1..6 decimal digits, nothing else: the only cdev names a backend opens. */

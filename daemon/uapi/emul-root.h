@@ -18,3 +18,8 @@ int ifb_emul_root_prepare (const char *template_dir, int runtime_dirfd, const ch
  * (0 or -errno); what a failed fill left is removed. */
 typedef int (*IfbEmulRootFill) (int dfd, void *data);
 int ifb_emul_root_prepare_with (int runtime_dirfd, const char *name, IfbEmulRootFill fill, void *data, int *ret_rootfd);
+
+/* The emulated sysfs' answer to a write of value to attr (relative to the root's sys/): binding
+ * and unbinding drivers, driver_override and drivers_probe as the kernel does them, the VFIO cdev
+ * appearing under dev/ and vfio-dev/ while a device is on vfio-pci. 0 or -errno. */
+int ifb_emul_root_sysfs_write (int sys_dirfd, const char *attr, const char *value);

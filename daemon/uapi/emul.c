@@ -63,6 +63,7 @@
 #include "emul-context.h"
 #include "emul-device.h"
 #include "emul-iommufd.h"
+#include "emul-root.h"
 #include "emul-vfio.h"
 #include "emul.h"
 
@@ -170,6 +171,7 @@ static const IfbUapiBackend emulated_backend = {
   .batch_begin = emul_batch_begin,
   .batch_end = emul_batch_end,
   .set_device_reset_ms = emul_set_reset_ms,
+  .sysfs_write = ifb_emul_root_sysfs_write,
 };
 
 const IfbUapiBackend *

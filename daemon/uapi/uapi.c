@@ -5,6 +5,7 @@
  * layout is defined here (iommufd-defs.h is); the register reading is hw-info.c's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -79,6 +80,28 @@ int
 ifb_uapi_open_device (const IfbUapiBackend *b, int dev_dirfd, const char *cdev_name, int *ret_fd)
 {
   return b->open_device (dev_dirfd, cdev_name, ret_fd);
+}
+
+int
+ifb_uapi_sysfs_write (const IfbUapiBackend *b, int sys_dirfd, const char *attr, const char *value)
+{
+  size_t len = strlen (value);
+  ssize_t n;
+  int fd, r = 0;
+
+  if (b->sysfs_write)
+    return b->sysfs_write (sys_dirfd, attr, value);
+  fd = openat (sys_dirfd, attr, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return -errno;
+  /* One write: sysfs takes an attribute's value from a single write(2). */
+  n = write (fd, value, len);
+  if (n < 0)
+    r = -errno;
+  else if ((size_t) n != len)
+    r = -EIO;
+  close (fd);
+  return r;
 }
 
 void

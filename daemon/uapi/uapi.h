@@ -82,6 +82,11 @@ void ifb_uapi_batch_end (const IfbUapiBackend *b);
  * the kernel's resets take what they take). */
 void ifb_uapi_set_device_reset_ms (const IfbUapiBackend *b, unsigned ms);
 
+/* Write value to a sysfs attribute (attr relative to sys_dirfd, e.g. a device's driver_override):
+ * what binding a device to a host driver takes. The emulated backend models what the kernel does
+ * on such writes in its fixture tree (emul-root.c): driver links, driver_override, probing by the
+ * drivers' ids, and the VFIO cdev appearing while a device is on vfio-pci. */
+int ifb_uapi_sysfs_write (const IfbUapiBackend *b, int sys_dirfd, const char *attr, const char *value);
 /* Close a device fd. On real hardware closing the last reference of a bound device resets it
  * (100 ms and more) in the closing process; the emulated backend sleeps its reset time then. */
 void ifb_uapi_device_close (const IfbUapiBackend *b, int device_fd);

@@ -5,6 +5,7 @@
  *
  *   iommufd-broker-worker BATCH_FD GO_FD DAEMON_PID
  *
+ * A rebind batch moves devices between host drivers through sysfs (rebind.c).
  * A release batch only closes the device fds it names: on real hardware the last close of a
  * bound device resets it (100 ms and more), which is why the daemon does not close them itself.
  *
@@ -34,6 +35,7 @@
 
 #include "fault.h"
 #include "proc-cgroup.h"
+#include "rebind.h"
 #include "uapi.h"
 #include "worker.h"
 
@@ -299,6 +301,11 @@ main (int argc, char **argv)
   if (!(backend = ifb_uapi_backend_by_name (b->backend)))
     return 6;   /* a daemon of another build */
   ifb_uapi_set_device_reset_ms (backend, b->device_reset_ms);
+  if (b->rebind) {
+    ifb_rebind_run (backend, b);
+    b->finished = true;
+    return 0;
+  }
   if (b->release || b->probe) {
     if (b->release)
       release (b);

@@ -138,6 +138,7 @@ ifb_worker_batch_new (const IfbUapiBackend *backend)
   b->memfd = fd;
   g_strlcpy (b->backend, ifb_uapi_backend_name (backend), sizeof b->backend);
   b->iommufd = -1;
+  b->sys_dirfd = b->dev_dirfd = -1;
   b->failed_index = -1;
   b->viommu_type = IFB_VIOMMU_TYPE_INVALID;
   b->reply_fd = b->reply_daemon_fd = -1;
@@ -216,7 +217,7 @@ spawn (Worker *w, GError **error)
   ifb_autofd int procs = -1;
   char batch_arg[16], procs_arg[16], parent_arg[16];
   char *argv[] = { (char *) WORKER_PROGRAM, batch_arg, procs_arg, parent_arg, NULL };
-  int keep[IFB_WORKER_MAX_DEVICES + 4];
+  int keep[IFB_WORKER_MAX_DEVICES + 6];
   ChildArgs a = { .argv = argv, .keep = keep };
   sigset_t all, old;
   pid_t pid;
@@ -230,6 +231,8 @@ spawn (Worker *w, GError **error)
   keep[a.n_keep++] = b->iommufd;
   if (b->reply_fd >= 0)
     keep[a.n_keep++] = b->reply_fd;
+  keep[a.n_keep++] = b->sys_dirfd;   /* a rebind's; the daemon keeps its own */
+  keep[a.n_keep++] = b->dev_dirfd;
   for (size_t i = 0; i < b->n_devices; i++)
     if (!b->devices[i].mock)   /* the mock has no fd of its own */
       keep[a.n_keep++] = b->devices[i].device_fd;

@@ -53,6 +53,16 @@ typedef struct {
   IfbHwInfo info;
 } IfbWorkerDevice;
 
+/* A device moved from one host driver to another through sysfs (a rebind batch). */
+typedef struct {
+  /* in */
+  char name[16];                /* its address, "0000:00:19.0" */
+  char driver[32];              /* where it must end: "vfio-pci", or the driver it came from ("": none) */
+  /* out */
+  int err;                      /* -errno of step; -ETIMEDOUT when the driver (or the VFIO cdev) never came */
+  char step[24];                /* "driver_override", "unbind", "drivers_probe", "wait" */
+} IfbWorkerRebind;
+
 /* Lives in a memfd shared with the worker, which maps it: plain data, fd numbers, no pointers. */
 typedef struct {
   /* in */
@@ -61,6 +71,12 @@ typedef struct {
   bool probe;                   /* bind each device to iommufd (a scratch context), read its hardware
                                  * info, then close them all like a release (each bind and close resets) */
   guint device_reset_ms;        /* what a device reset costs, where the backend models it */
+  bool rebind;                  /* only move the rebinds between host drivers (driver_override, unbind,
+                                 * drivers_probe, then wait up to rebind_wait_ms each for the driver) */
+  int sys_dirfd, dev_dirfd;     /* rebind: /sys and /dev (or the emulated root's), the daemon's */
+  guint rebind_wait_ms;
+  size_t n_rebinds;
+  IfbWorkerRebind rebinds[IFB_WORKER_MAX_DEVICES];
   int iommufd;
   bool alloc_ioas;              /* allocate the IOAS first */
   uint32_t ioas_id;             /* in (when !alloc_ioas) / out */

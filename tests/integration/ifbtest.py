@@ -248,7 +248,8 @@ class RpcError(Exception):
 class Broker:
     """The real daemon on a private socket and runtime dir."""
 
-    def __init__(self, backend="emulated", config="", env=None, args=(), runtime_dir=None, preexec=None):
+    def __init__(self, backend="emulated", config="", env=None, args=(), runtime_dir=None, preexec=None,
+                 template=TEMPLATE):
         self.tmp = tempfile.mkdtemp(prefix="ifbtest-")
         os.chmod(self.tmp, 0o755)   # peers run as other uids too; the socket's mode decides
         self.socket = os.path.join(self.tmp, "rpc.sock")
@@ -263,6 +264,7 @@ class Broker:
         self.env = dict(os.environ, **(env or {}))
         self.args = list(args)
         self.preexec = preexec
+        self.template = template
         self.proc = None
         self.exit_checked = False
 
@@ -275,7 +277,7 @@ class Broker:
             # own log may report leaks (tools/valgrind-check.py, run by check_exit()).
             wrapper.append("--log-file=%s/valgrind.%%p" % self.tmp)
         return wrapper + [DAEMON, "--socket", self.socket, "--runtime-dir", self.runtime_dir, "--backend", self.backend,
-                "--emulated-template", TEMPLATE, "--config", self.config] + self.args
+                "--emulated-template", self.template, "--config", self.config] + self.args
 
     def start(self, wait=True, pass_fds=()):
         if os.path.exists(self.socket):

@@ -45,7 +45,7 @@ def complete_line(line, library=True):
 
 def help_words():
     top = subprocess.run([CTL, "--help"], capture_output=True, text=True).stdout
-    commands = re.findall(r"^  ([a-z]+) ", top.split("Commands:")[1], re.M)
+    commands = re.findall(r"^  ([a-z-]+) ", top.split("Commands:")[1], re.M)
     vm = subprocess.run([CTL, "help", "vm"], capture_output=True, text=True).stdout
     subs = sorted(set(re.findall(r"iommufdctl vm ([a-z]+)", vm)))
     create = sorted(set(re.findall(r"(--[a-z-]+=?)", vm.split("vm create")[1].split("vm attach")[0])))

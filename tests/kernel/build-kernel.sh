@@ -2,6 +2,7 @@
 # Build (or fetch from cache) the test kernel for the kernel suite.
 #
 #   tests/kernel/build-kernel.sh            -> prints the path of bzImage on stdout
+#   tests/kernel/build-kernel.sh --check    -> exit 0 when the kernel is cached, 1 when a build is due
 #   tests/kernel/build-kernel.sh --headers  -> prints the uAPI header dir of that kernel
 #     (`make headers_install` output plus drivers/iommu/iommufd/iommufd_test.h, the selftest
 #     mock-device ABI), for guest programs: cc -I"$(build-kernel.sh --headers)" ...
@@ -34,15 +35,23 @@ want=bzImage
 case "${1:-}" in
     "") ;;
     --headers) want=headers ;;
-    *) echo "usage: $0 [--headers]" >&2; exit 2 ;;
+    --check) want=check ;;
+    *) echo "usage: $0 [--headers|--check]" >&2; exit 2 ;;
 esac
 
-ensure_deps
+if [ "$want" = check ]; then    # no installing, no building: is it there?
+    command -v dpkg-query >/dev/null && [ -f "$TARBALL" ] || exit 1
+fi
+[ "$want" = check ] || ensure_deps
 [ -f "$TARBALL" ] || die "$TARBALL missing after installing linux-source-6.12"
 srcver=$(dpkg-query -W -f='${Version}' linux-source-6.12)
 key=$( { cat "$FRAGMENT"; echo "linux-source-6.12=$srcver"; echo "recipe=$RECIPE_REV"; } |
        sha256sum | cut -c1-16)
 out=$CACHE/$key
+if [ "$want" = check ]; then
+    [ -s "$out/bzImage" ] && [ -f "$out/headers/include/iommufd_test.h" ]
+    exit
+fi
 
 # install_headers SRCDIR DEST: sanitized uAPI headers + the iommufd selftest ABI header
 install_headers() {

@@ -6,7 +6,9 @@
 # fds it received, and the accounting proof (the second device's HWPT page tables charged to the
 # guest's cgroup, not to the daemon's); then Debian's unmodified QEMU realizing vfio-pci, alone
 # and through the broker's unbound hand-off (twice for one guest, nothing left pinned;
-# guest-qemu.sh). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
+# guest-qemu.sh); and a managed device: the second NIC, booted on e1000e, taken onto vfio-pci by
+# the broker, realized by QEMU, and back on e1000e with its netdev after vm destroy
+# (guest-managed.sh). Add steps with `step NAME CMD...` (`need` for prerequisites; guest-lib.sh).
 . /ifb/guest-lib.sh
 note "vtd boot: kernel $(uname -r), $(nproc) cpus, IFB_VIOMMU=${IFB_VIOMMU:-?}"
 
@@ -19,10 +21,11 @@ need find-e1000e      find_pci_all 0x8086 0x10d3 2
 set -- $PCI_BDFS
 BDF1=$1 BDF2=$2
 need iommu-groups     sh -c "for b in $BDF1 $BDF2; do echo \$b: group \$(basename \$(readlink /sys/bus/pci/devices/\$b/iommu_group)); done"
+# The first NIC goes to vfio-pci by hand; the second stays on e1000e, where it booted, for the
+# broker to take managed (guest-managed.sh) before the steps that need it on vfio-pci.
 need bind-vfio-pci-1  bind_vfio "$BDF1"
-need bind-vfio-pci-2  bind_vfio "$BDF2"
-need vfio-cdevs       sh -c 'for n in 0 1; do i=0; while [ ! -c /dev/vfio/devices/vfio$n ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done; ls -l /dev/vfio/devices/vfio$n || exit 1; done'
-need vfio-cdev-sysfs  sh -c "ls /sys/bus/pci/devices/$BDF1/vfio-dev/ /sys/bus/pci/devices/$BDF2/vfio-dev/"
+need vfio-cdevs       sh -c 'for n in 0; do i=0; while [ ! -c /dev/vfio/devices/vfio$n ] && [ $i -lt 600 ]; do i=$((i + 1)); sleep 0.1; done; ls -l /dev/vfio/devices/vfio$n || exit 1; done'
+need vfio-cdev-sysfs  sh -c "ls /sys/bus/pci/devices/$BDF1/vfio-dev/"
 need vfio-cdev-open   open_rw /dev/vfio/devices/vfio0
 need cgroup-memory    cg_setup
 
@@ -32,8 +35,13 @@ need uapi-scenarios   ifb-uapi-scenarios --backend kernel --dev-root /dev --devi
 
 # ---- the broker on the kernel backend -----------------------------------------------------
 # Workers get a generous timeout: under TCG filling a HWPT over 512 MiB takes a while.
-printf '[broker]\nworker-timeout-ms=120000\n' > /tmp/broker.conf
+# The second NIC is offered for managed use; under TCG a driver's probe takes a while.
+printf '[broker]\nworker-timeout-ms=120000\n[devices]\nallow=%s\nbind-timeout-ms=60000\n' "$BDF2" > /tmp/broker.conf
 need daemon-start     daemon_start --config /tmp/broker.conf
+. /ifb/guest-qemu.sh
+. /ifb/guest-managed.sh   # e1000e -> vfio-pci (the broker) -> QEMU -> e1000e, on the second NIC
+need bind-vfio-pci-2  bind_vfio "$BDF2"
+need vfio-cdev-sysfs-2 sh -c "ls /sys/bus/pci/devices/$BDF2/vfio-dev/"
 step cli-status       ctl status
 step cli-devices      sh -c "iommufdctl devices && for b in $BDF1 $BDF2; do iommufdctl devices | grep \"^\$b .*vfio-pci .*intel-vtd\" || { echo \"\$b not listed with its VT-d hw info\"; exit 1; }; done"
 step device-list-hw   sh -c "iommufdctl --json devices | tr -d '\n ' | grep -o '\"device\":\"$BDF1\"[^]]*}' | head -c 600; echo"

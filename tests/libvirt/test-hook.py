@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from ifbtest import BUILD, NEST_VTD, NOT_VFIO, SMMU, Broker, Cgroup, cgroup2_mount, reclaimed, run  # noqa: E402
@@ -103,6 +104,126 @@ def test_prepare_refused_non_vfio_device():
         assert r.returncode == 1, r
         err = r.stderr.decode()
         assert err.startswith("iommufd-broker: ifb-capture: ") and NOT_VFIO in err and "vfio-pci" in err, err
+        assert b.call("vm.list")["vms"] == []
+
+
+def test_prepare_takes_managed_devices():
+    """<ifb:device managed="yes"/> devices are taken from their host driver at prepare (vfio-pci
+    in the emulated sysfs) and go back when release destroys the guest; the others are attached
+    as before."""
+    with Broker(config="[devices]\nallow=%s\n" % NOT_VFIO) as b:
+        xml = with_devices(fixture("prepare-begin.xml"), [NEST_VTD[0]]).decode()
+        xml = xml.replace('<ifb:device address="%s"/>' % NEST_VTD[0],
+                          '<ifb:device address="%s"/><ifb:device address="%s" managed="yes"/>' % (NEST_VTD[0], NOT_VFIO))
+        driver = os.path.join(b.runtime_dir, "emulated", "sys", "bus", "pci", "devices", NOT_VFIO, "driver")
+        r = hook(b, "prepare", xml.encode())
+        assert r.returncode == 0, r
+        devs = {d["device"]: d for d in b.call("vm.show", {"vm": NAME})["devices"]}
+        assert devs[NOT_VFIO]["managed"] is True and devs[NOT_VFIO]["host_driver"] == "e1000e", devs
+        assert devs[NEST_VTD[0]]["managed"] is False, devs
+        assert os.readlink(driver).endswith("/vfio-pci")
+        r = hook(b, "release", xml.encode(), subop="end")
+        assert r.returncode == 0, r
+        deadline = time.monotonic() + 10
+        while not os.readlink(driver).endswith("/e1000e"):
+            assert time.monotonic() < deadline, "the device never went back to e1000e"
+            time.sleep(0.02)
+
+
+NATIVE_XML = """<domain type='kvm' id='1'>
+  <name>%s</name>
+  <uuid>%s</uuid>
+  <iommufd enabled='yes' fdgroup='iommufd-broker'/>
+  <devices>
+    <hostdev mode='subsystem' type='pci' managed='no'>
+      <driver iommufd='yes'/>
+      <source><address domain='0x0000' bus='0x65' slot='0x00' function='0x0'/></source>
+    </hostdev>
+    <hostdev mode='subsystem' type='pci' managed='yes'>
+      <driver iommufd='yes'/>
+      <source><address domain='0x0000' bus='0x00' slot='0x19' function='0x0'/></source>
+    </hostdev>
+  </devices>
+</domain>
+""" % (NAME, UUID)
+
+
+def test_native_iommufd_domain_without_client_refused():
+    """A domain on libvirt's own iommufd from the broker's fd group, started without
+    `iommufdctl libvirt-start` (autostart, a plain virsh start): prepare refuses it, saying how
+    to start it, and no guest is made."""
+    with Broker() as b:
+        r = hook(b, "prepare", NATIVE_XML.encode())
+        assert r.returncode == 1, r
+        assert b"iommufdctl libvirt-start ifb-capture" in r.stderr and b"fd group 'iommufd-broker'" in r.stderr, r
+        assert b.call("vm.list")["vms"] == []
+
+
+def test_native_iommufd_domain_placed_and_hostdevs_reserved():
+    """The guest `iommufdctl libvirt-start` made (provisional cgroup, its iommufd fetched) is
+    placed at prepare in the cgroup libvirt gives the domain; its hostdevs are reserved — the
+    libvirt-managed one taken from its host driver by the broker — and release destroys it,
+    giving that device back."""
+    with Broker(config="[devices]\nallow=%s\n" % NOT_VFIO) as b:
+        c = b.client()
+        c.call("vm.create", {"name": NAME, "uuid": UUID, "cgroup": "/machine.slice/iommufd-broker-pending-x.scope",
+                             "options": {"defer": True}})
+        reply, fds = c.call_full("vm.fds", {"vm": NAME, "uuid": UUID})
+        assert "iommufd" in reply["result"] and len(fds) == 1, reply
+        r = hook(b, "prepare", NATIVE_XML.encode())
+        assert r.returncode == 0, r
+        vm = b.call("vm.show", {"vm": NAME})
+        assert vm["cgroup"] == CGROUP, vm
+        devs = {d["device"]: d for d in vm["devices"]}
+        assert sorted(devs) == [NOT_VFIO, NEST_VTD[0]], devs
+        assert devs[NOT_VFIO]["managed"] and devs[NOT_VFIO]["host_driver"] == "e1000e", devs
+        assert not devs[NEST_VTD[0]]["managed"], devs
+        for fd in fds:
+            os.close(fd)
+        r = hook(b, "release", NATIVE_XML.encode(), subop="end")
+        assert r.returncode == 0, r
+        assert b.call("vm.list")["vms"] == []
+        driver = os.path.join(b.runtime_dir, "emulated", "sys", "bus", "pci", "devices", NOT_VFIO, "driver")
+        deadline = time.monotonic() + 10
+        while not os.readlink(driver).endswith("/e1000e"):
+            assert time.monotonic() < deadline, "the device never went back to e1000e"
+            time.sleep(0.02)
+
+
+def test_vm_place_rules():
+    """vm.place moves an unbound guest (the broker allocated nothing for it) after vm.create's
+    cgroup checks; a bound guest with objects stays where they were allocated."""
+    with Broker() as b, Cgroup("place") as cg:
+        c = b.client()
+        u = cg.child("u")
+        c.call("vm.create", {"name": "u", "cgroup": "/ifb-nonexistent", "options": {"defer": True}})
+        assert c.call("vm.place", {"vm": "u", "cgroup": u.path})["cgroup"] == u.path
+        assert b.call("vm.show", {"vm": "u"})["cgroup"] == u.path
+        err = c.error("vm.place", {"vm": "u", "cgroup": "/"})
+        assert err["data"]["name"] in ("cgroup-invalid", "invalid-params", "invalid-argument"), err
+        c.call("vm.create", {"name": "b", "cgroup": cg.child("b").path, "options": {"handoff": "bound"}})
+        err = c.error("vm.place", {"vm": "b", "cgroup": cg.child("b2").path})
+        assert err["data"]["name"] == "invalid-argument" and "cannot move" in err["message"], err
+        # one guest's cgroup never overlaps another's
+        err = c.error("vm.place", {"vm": "u", "cgroup": cg.path})
+        assert err["data"]["name"] == "cgroup-invalid" and "overlaps" in err["message"], err
+        assert b.call("vm.show", {"vm": "u"})["cgroup"] == u.path
+
+
+def test_libvirt_start_refuses_domain_without_fdgroup():
+    """iommufdctl libvirt-start on a domain whose XML does not name the broker's fd group: exit 1
+    saying what the XML needs, and no guest is made."""
+    with Broker() as b, tempfile.TemporaryDirectory() as tmp:
+        node = os.path.join(tmp, "node.xml")
+        with open(node, "w") as f:
+            # libvirt's test driver: a defined domain, shut off (runstate 5)
+            f.write("<node><domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>"
+                    "<name>plain</name><memory>65536</memory><os><type>hvm</type></os>"
+                    "<test:runstate>5</test:runstate></domain></node>")
+        r = subprocess.run([CTL, "--socket", b.socket, "libvirt-start", "plain", "--connect", "test://" + node],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1, r
+        assert "fdgroup='iommufd-broker'" in r.stderr and "libvirt >= 12.2" in r.stderr, r.stderr
         assert b.call("vm.list")["vms"] == []
 
 
@@ -427,7 +548,9 @@ def test_exec_pending_guest_realized_in_its_cgroup():
 if __name__ == "__main__":
     run([test_no_metadata_untouched, test_migrate_restore_pass_through,
          test_prepare_creates_pending_guest_with_libvirt_cgroup, test_prepare_refused_bad_handoff,
-         test_prepare_refused_non_vfio_device,
+         test_prepare_refused_non_vfio_device, test_prepare_takes_managed_devices,
+         test_native_iommufd_domain_without_client_refused, test_native_iommufd_domain_placed_and_hostdevs_reserved,
+         test_vm_place_rules, test_libvirt_start_refuses_domain_without_fdgroup,
          test_prepare_refused_device_of_another_guest, test_prepare_replaces_stale_guest_same_uuid,
          test_socket_from_config_file, test_broker_down_refuses_prepare_only, test_started_records_pid_and_realizes,
          test_bound_handoff_from_metadata, test_viommu_from_metadata, test_machined_layout,

@@ -106,6 +106,64 @@ test_handoff_values (void)
 }
 
 static void
+test_managed_devices (void)
+{
+  /* managed='yes' devices are listed apart (the hook attaches them with managed), in document
+   * order; managed='no' is the default; any other value refuses the domain */
+  g_autofree char *xml = domain_with ("<ifb:device address='0000:65:00.0'/>"
+                                      "<ifb:device address='0000:00:19.0' managed='yes'/>"
+                                      "<ifb:device address='0000:66:00.0' managed='no'/>"
+                                      "<ifb:device address='0000:03:00.1' managed='yes'/>");
+  g_autofree char *bad = domain_with ("<ifb:device address='0000:00:19.0' managed='true'/>");
+  g_autoptr (IfbDomainXml) d = parse_ok (xml);
+  g_autoptr (GError) error = parse_refused (bad);
+
+  g_assert_cmpuint (d->devices->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (d->devices, 1), ==, "0000:66:00.0");
+  g_assert_cmpuint (d->managed_devices->len, ==, 2);
+  g_assert_cmpstr (g_ptr_array_index (d->managed_devices, 0), ==, "0000:00:19.0");
+  g_assert_cmpstr (g_ptr_array_index (d->managed_devices, 1), ==, "0000:03:00.1");
+  g_assert_nonnull (strstr (error->message, "<device managed='true'> must be 'yes' or 'no'"));
+}
+
+static void
+test_native_iommufd (void)
+{
+  /* libvirt's own iommufd: <iommufd enabled='yes' fdgroup=…/> names the group; only the broker's
+   * makes the domain ours; PCI hostdevs are read as addresses (libvirt-managed ones apart), other
+   * hostdevs ignored, a PCI hostdev without a valid address refused */
+  static const char head[] = "<domain type='kvm' id='3'><name>n</name>";
+  static const char hostdevs[] =
+    "<devices>"
+    "<hostdev mode='subsystem' type='pci' managed='yes'><driver iommufd='yes'/>"
+    "<source><address domain='0x0000' bus='0x00' slot='0x19' function='0x0'/></source></hostdev>"
+    "<hostdev mode='subsystem' type='pci' managed='no'>"
+    "<source><address domain='0x0000' bus='0x65' slot='0x00' function='0x1'/></source></hostdev>"
+    "<hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/></source></hostdev>"
+    "</devices></domain>";
+  g_autofree char *ours = g_strconcat (head, "<iommufd enabled='yes' fdgroup='iommufd-broker'/>", hostdevs, NULL);
+  g_autofree char *other = g_strconcat (head, "<iommufd enabled='yes' fdgroup='kubevirt'/>", hostdevs, NULL);
+  g_autofree char *off = g_strconcat (head, "<iommufd enabled='no' fdgroup='iommufd-broker'/>", hostdevs, NULL);
+  g_autofree char *bad = g_strconcat (head, "<devices><hostdev mode='subsystem' type='pci'><source>"
+                                      "<address domain='0x0000' bus='0x100' slot='0x00' function='0x0'/>"
+                                      "</source></hostdev></devices></domain>", NULL);
+  g_autoptr (IfbDomainXml) d = parse_ok (ours);
+  g_autoptr (IfbDomainXml) o = parse_ok (other);
+  g_autoptr (IfbDomainXml) f = parse_ok (off);
+  g_autoptr (GError) error = parse_refused (bad);
+
+  g_assert_true (ifb_domain_xml_is_native (d));
+  g_assert_false (d->has_broker);
+  g_assert_cmpuint (d->managed_hostdevs->len, ==, 1);
+  g_assert_cmpstr (g_ptr_array_index (d->managed_hostdevs, 0), ==, "0000:00:19.0");
+  g_assert_cmpuint (d->hostdevs->len, ==, 1);
+  g_assert_cmpstr (g_ptr_array_index (d->hostdevs, 0), ==, "0000:65:00.1");
+  g_assert_false (ifb_domain_xml_is_native (o));
+  g_assert_false (ifb_domain_xml_is_native (f));
+  g_assert_nonnull (strstr (error->message, "<hostdev>"));
+}
+
+static void
 test_handoff_refused (void)
 {
   /* any other value refuses the domain (prepare aborts the start with this message): the
@@ -261,6 +319,8 @@ main (int argc, char **argv)
   g_test_add_func ("/ifb/domain-xml/handoff-default-unbound", test_handoff_default_unbound);
   g_test_add_func ("/ifb/domain-xml/handoff-values", test_handoff_values);
   g_test_add_func ("/ifb/domain-xml/handoff-refused", test_handoff_refused);
+  g_test_add_func ("/ifb/domain-xml/managed-devices", test_managed_devices);
+  g_test_add_func ("/ifb/domain-xml/native-iommufd", test_native_iommufd);
   g_test_add_func ("/ifb/domain-xml/schema-refusals", test_schema_refusals);
   g_test_add_func ("/ifb/domain-xml/capture", test_capture);
   g_test_add_func ("/ifb/domain-xml/partition", test_partition);

@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Managed PCI devices: taken from their host driver for a guest (bound to vfio-pci) and given
+ * back to it when the guest no longer has them, the way libvirt's managed hostdevs are.
+ *
+ * Theory of operation
+ *
+ * Checks (managed_check): the operator offered the device ([devices] allow, by address or by
+ * vendor:device ids); it exists and is no bridge; its IOMMU group is viable — every other
+ * endpoint in it is on no driver, vfio-pci or pci-stub, or is taken managed for the same guest
+ * (in the same request or before), and belongs to no other guest (the kernel gives a group's
+ * DMA to one owner); and, unless its address itself is in the allow-list, it is not the host's
+ * way out (a network interface that is up with an address).
+ *
+ * The ledger: every device taken from a host driver other than vfio-pci, with that driver, from
+ * before its first sysfs write until it is back — written to the runtime directory
+ * (managed-devices.json) on every change, so a crash at any point leaves a record of what to
+ * give back. Its entries are held (a guest has it), taking or returning (a worker is moving it;
+ * whoever wants it waits, see when_free), or waiting (giving it back failed; tried again every
+ * [devices] return-retry-ms, each failure a journal line). A device in the ledger is nobody
+ * else's to attach until it is back, except managed, which takes it again.
+ *
+ * The sysfs writes and the waits run in a worker (rebind.c): a driver's probe or remove can take
+ * seconds on real hardware, and the main loop never waits. A take that fails — a step refused, or
+ * the driver or the VFIO cdev not there within [devices] bind-timeout-ms — gives every device of
+ * the take back before the caller hears of it, so a refused attach leaves the devices where they
+ * were. A device that was on vfio-pci before is never moved, and stays there after.
+ *
+ * After a restart (managed_restore) the ledger is read back: what a restored guest holds stays
+ * held, the rest is given back.
+ */
+#define G_LOG_DOMAIN "ifb-device"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "device-kind-private.h"
+#include "errors.h"
+#include "fault.h"
+#include "json.h"
+#include "pci-device.h"
+#include "util.h"
+#include "worker.h"
+
+#define LEDGER_FILE "managed-devices.json"
+#define LEDGER_MAX 4096
+
+typedef enum { HELD, TAKING, RETURNING, WAITING } LedgerState;
+
+typedef struct {
+  char *driver;                 /* where it came from */
+  LedgerState state;
+} LedgerEntry;
+
+/* One daemon per process: the ledger, the retry timer, and who waits for a device in flight. */
+static GHashTable *ledger;      /* address -> LedgerEntry */
+static IfbCore *ledger_core;
+static guint retry_source;
+static GQueue flight_waiters = G_QUEUE_INIT;
+
+typedef struct {
+  void (*fn) (gpointer data);
+  gpointer data;
+} Waiter;
+
+static void
+ledger_entry_free (gpointer p)
+{
+  LedgerEntry *e = p;
+  g_free (e->driver);
+  g_free (e);
+}
+
+static GHashTable *
+get_ledger (IfbCore *core)
+{
+  if (!ledger)
+    ledger = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, ledger_entry_free);
+  ledger_core = core;
+  return ledger;
+}
+
+/* Written whole on every change, atomically; a failure is logged (the next change tries again). */
+static void
+ledger_save (IfbCore *core)
+{
+  g_autoptr (json_object) root = json_object_new_object ();
+  json_object *devs = json_object_new_object ();
+  GHashTableIter it;
+  gpointer k, v;
+  const char *text;
+  ifb_autofd int fd = -1;
+
+  g_hash_table_iter_init (&it, get_ledger (core));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    json_object_object_add (devs, k, json_object_new_string (((LedgerEntry *) v)->driver));
+  json_object_object_add (root, "version", json_object_new_int (1));
+  json_object_object_add (root, "devices", devs);
+  text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PLAIN);
+  fd = openat (core->runtime_dirfd, LEDGER_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0 || write (fd, text, strlen (text)) != (ssize_t) strlen (text) || fsync (fd) < 0 ||
+      renameat (core->runtime_dirfd, LEDGER_FILE ".tmp", core->runtime_dirfd, LEDGER_FILE) < 0)
+    g_warning ("Writing %s (the devices to give back to their drivers): %s, ignoring", LEDGER_FILE, g_strerror (errno));
+}
+
+static void
+ledger_set (IfbCore *core, const char *name, const char *driver, LedgerState state)
+{
+  LedgerEntry *e = g_new0 (LedgerEntry, 1);
+  e->driver = g_strdup (driver);
+  e->state = state;
+  g_hash_table_replace (get_ledger (core), g_strdup (name), e);
+}
+
+static LedgerEntry *
+ledger_get (const char *name)
+{
+  return ledger ? g_hash_table_lookup (ledger, name) : NULL;
+}
+
+static void
+run_flight_waiters (void)
+{
+  GQueue q = flight_waiters;
+  g_queue_init (&flight_waiters);
+  for (Waiter *w; (w = g_queue_pop_head (&q));) {
+    w->fn (w->data);
+    g_free (w);
+  }
+}
+
+/* ---- checks ------------------------------------------------------------------------------- */
+
+static gboolean
+name_in (const char *name, const char *const *list, guint n)
+{
+  for (guint i = 0; i < n; i++)
+    if (strcmp (list[i], name) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Every other endpoint of the group is on no host driver, or goes to the same guest managed. */
+static gboolean
+check_group (IfbCore *core, IfbVm *vm, const IfbPciDevice *dev, const char *const *with, guint n_with, GError **error)
+{
+  const char *name = ifb_pci_device_get_bdf (dev);
+  int group = ifb_pci_device_get_iommu_group (dev);
+  g_autoptr (GPtrArray) members = NULL;
+  g_autoptr (GError) local = NULL;
+
+  if (group < 0)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "Device %s has no IOMMU group (no IOMMU, or it is off): it cannot be given to a guest", name), FALSE;
+  if (!(members = ifb_pci_group_devices (core->sys_dirfd, group, &local)))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT, "Device %s: IOMMU group %d is not viable: %s",
+                        name, group, local->message), FALSE;
+  for (guint i = 0; i < members->len; i++) {
+    const char *m = g_ptr_array_index (members, i);
+    g_autoptr (IfbPciDevice) md = NULL;
+    IfbVm *owner;
+    IfbVmDevice *vd;
+    const char *drv;
+
+    if (strcmp (m, name) == 0 || !ifb_pci_device_lookup (core->sys_dirfd, m, &md, NULL) || ifb_pci_device_is_bridge (md))
+      continue;
+    owner = ifb_registry_device_owner (core->registry, m);
+    if (owner && owner != vm)
+      return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY,
+                          "Device %s shares IOMMU group %d with %s, which belongs to guest '%s': a group goes to one guest",
+                          name, group, m, owner->name), FALSE;
+    drv = ifb_pci_device_get_driver (md);
+    vd = owner ? ifb_vm_find_device (owner, m) : NULL;
+    if (!drv || strcmp (drv, "vfio-pci") == 0 || strcmp (drv, "pci-stub") == 0 || name_in (m, with, n_with) ||
+        (vd && vd->managed))
+      continue;
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY,
+                        "Device %s shares IOMMU group %d with %s, which is on host driver '%s': the group is not viable; "
+                        "give %s to the guest managed too, or unbind it", name, group, m, drv, m), FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean
+managed_check (IfbCore *core, IfbVm *vm, const char *name, const char *const *with, guint n_with, char **ret_driver,
+               GError **error)
+{
+  g_autoptr (IfbPciDevice) dev = NULL;
+  g_autofree char *netdev = NULL;
+  LedgerEntry *e;
+  gboolean by_address = FALSE;
+
+  if (!ifb_pci_device_lookup (core->sys_dirfd, name, &dev, error))
+    return FALSE;
+  if (ifb_pci_device_is_bridge (dev))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_INVALID_ARGUMENT,
+                        "Device %s is a PCI bridge (class 0x%06x): not a device a guest can be given", name,
+                        ifb_pci_device_get_class (dev)), FALSE;
+  if (!ifb_config_device_allowed (core->config, name, ifb_pci_device_get_vendor (dev), ifb_pci_device_get_device (dev),
+                                  &by_address))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Device %s (%04x:%04x) is not in [devices] allow: the broker takes from its host driver only "
+                        "the devices the operator offers", name, ifb_pci_device_get_vendor (dev),
+                        ifb_pci_device_get_device (dev)), FALSE;
+  if (!check_group (core, vm, dev, with, n_with, error))
+    return FALSE;
+  if (!by_address && (netdev = ifb_pci_device_route_out (core->sys_dirfd, name)))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
+                        "Device %s carries the host's network interface '%s', which is up with an address: taking it "
+                        "could cut the host off; only an entry naming %s itself in [devices] allow allows that",
+                        name, netdev, name), FALSE;
+  e = ledger_get (name);
+  if (e && (e->state == TAKING || e->state == RETURNING))
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is being moved between host drivers", name), FALSE;
+  /* one that waits to be given back is still on vfio-pci: where it came from is the ledger's */
+  *ret_driver = g_strdup (e ? e->driver : ifb_pci_device_get_driver (dev) ? ifb_pci_device_get_driver (dev) : "");
+  return TRUE;
+}
+
+/* For pci_check: a device in the ledger but not held is on its way between drivers. */
+gboolean
+ifb_pci_managed_check_free (const char *name, GError **error)
+{
+  LedgerEntry *e = ledger_get (name);
+
+  if (!e || e->state == HELD)
+    return TRUE;
+  if (e->state == WAITING)
+    return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY,
+                        "Device %s waits to be given back to its driver '%s' (giving it back failed; it is tried again); "
+                        "attach it managed to take it again", name, e->driver), FALSE;
+  return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is being moved between host drivers", name), FALSE;
+}
+
+gboolean
+ifb_pci_managed_when_free (const char *name, void (*fn) (gpointer data), gpointer data)
+{
+  LedgerEntry *e = ledger_get (name);
+  Waiter *w;
+
+  if (!e || (e->state != TAKING && e->state != RETURNING))
+    return FALSE;
+  w = g_new0 (Waiter, 1);
+  w->fn = fn;
+  w->data = data;
+  g_queue_push_tail (&flight_waiters, w);
+  return TRUE;
+}
+
+/* ---- moving devices: one worker per batch -------------------------------------------------- */
+
+typedef void (*MoveDone) (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer data);
+
+typedef struct {
+  IfbCore *core;
+  MoveDone done;
+  gpointer data;
+} MoveJob;
+
+static void
+on_moved (IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  MoveJob *j = data;
+  j->done (j->core, b, error, j->data);
+  ifb_worker_batch_free (b);
+  g_free (j);
+}
+
+/* Move names[i] to drivers[i] in one worker; done (with the batch's results) from the main loop. */
+static void
+move_devices (IfbCore *core, const char *const *names, const char *const *drivers, guint n, MoveDone done, gpointer data)
+{
+  g_autoptr (GError) error = NULL;
+  IfbWorkerBatch *b = ifb_worker_batch_new (core->backend);
+  MoveJob *j = g_new0 (MoveJob, 1);
+
+  j->core = core;
+  j->done = done;
+  j->data = data;
+  if (!b) {
+    ifb_error_set_errno (&error, IFB_ERROR_FAILED, -errno, "Mapping a worker batch");
+    done (core, NULL, error, data);
+    g_free (j);
+    return;
+  }
+  b->rebind = true;
+  b->sys_dirfd = core->sys_dirfd;
+  b->dev_dirfd = core->dev_dirfd;
+  b->rebind_wait_ms = core->config->bind_timeout_ms;
+  b->n_rebinds = MIN (n, IFB_WORKER_MAX_DEVICES);
+  for (guint i = 0; i < b->n_rebinds; i++) {
+    g_strlcpy (b->rebinds[i].name, names[i], sizeof b->rebinds[i].name);
+    g_strlcpy (b->rebinds[i].driver, drivers[i], sizeof b->rebinds[i].driver);
+  }
+  ifb_worker_start (b, -1, core->config->worker_timeout_ms + core->config->bind_timeout_ms * (guint) b->n_rebinds,
+                    on_moved, j);
+}
+
+/* ---- giving back ------------------------------------------------------------------------- */
+
+typedef struct {
+  GPtrArray *names;             /* of char*, what this return moves */
+  void (*then) (IfbCore *core, gpointer data);
+  gpointer data;
+} Return;
+
+static void give_back_now (IfbCore *core, GPtrArray *names, void (*then) (IfbCore *core, gpointer data), gpointer data);
+
+static gboolean
+on_retry (gpointer data)
+{
+  IfbCore *core = data;
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter it;
+  gpointer k, v;
+
+  retry_source = 0;
+  g_hash_table_iter_init (&it, get_ledger (core));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (((LedgerEntry *) v)->state == WAITING && names->len < IFB_WORKER_MAX_DEVICES)
+      g_ptr_array_add (names, g_strdup (k));
+  if (names->len > 0)
+    give_back_now (core, g_steal_pointer (&names), NULL, NULL);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_retry (IfbCore *core)
+{
+  if (!retry_source)
+    retry_source = g_timeout_add (core->config->return_retry_ms, on_retry, core);
+}
+
+static void
+on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  Return *r = data;
+  g_autoptr (GPtrArray) events = g_ptr_array_new ();
+
+  for (guint i = 0; i < r->names->len; i++) {
+    const char *name = g_ptr_array_index (r->names, i);
+    LedgerEntry *e = ledger_get (name);
+    const IfbWorkerRebind *rb = b && i < b->n_rebinds ? &b->rebinds[i] : NULL;
+    g_autofree char *driver = NULL;
+    json_object *ev;
+
+    if (!e)
+      continue;
+    driver = g_strdup (e->driver);
+    if (error || !b || !b->finished || !rb || rb->err < 0) {
+      g_autofree char *why = error ? g_strdup (error->message)
+                             : !b || !b->finished || !rb ? g_strdup ("the worker did not finish")
+                             : g_strdup_printf ("%s: %s", rb->step, g_strerror (-rb->err));
+      e->state = WAITING;
+      g_warning ("Giving device %s back to its driver '%s' failed (%s); trying again in %u ms", name, driver, why,
+                 core->config->return_retry_ms);
+      schedule_retry (core);
+      continue;
+    }
+    g_hash_table_remove (ledger, name);
+    g_message ("Device %s is back on its driver %s%s%s", name, *driver ? "'" : "(none: it came from no driver)",
+               driver, *driver ? "'" : "");
+    ev = json_object_new_object ();
+    json_object_object_add (ev, "device", json_object_new_string (name));
+    json_object_object_add (ev, "driver", json_object_new_string (driver));
+    g_ptr_array_add (events, ev);
+  }
+  ledger_save (core);   /* before anyone hears of it */
+  for (guint i = 0; i < events->len; i++)
+    ifb_core_emit (core, "device.returned", g_ptr_array_index (events, i));
+  if (r->then)
+    r->then (core, r->data);
+  g_ptr_array_unref (r->names);
+  g_free (r);
+  run_flight_waiters ();
+}
+
+/* Give the ledger's names (taken) back to their drivers in one worker; then (maybe NULL) runs
+ * from the main loop once this attempt ended, failed or not. */
+static void
+give_back_now (IfbCore *core, GPtrArray *names, void (*then) (IfbCore *core, gpointer data), gpointer data)
+{
+  g_autoptr (GPtrArray) drivers = g_ptr_array_new ();
+  Return *r = g_new0 (Return, 1);
+  int f;
+
+  r->names = names;
+  r->then = then;
+  r->data = data;
+  for (guint i = 0; i < names->len; i++) {
+    LedgerEntry *e = ledger_get (g_ptr_array_index (names, i));
+    e->state = RETURNING;
+    g_ptr_array_add (drivers, e->driver);
+  }
+  ledger_save (core);
+  if ((f = ifb_fault_check ("give-back")) < 0) {
+    g_autoptr (GError) error = NULL;
+    ifb_error_set_errno (&error, IFB_ERROR_FAILED, f, "Injected failure");
+    on_returned (core, NULL, error, r);
+    return;
+  }
+  move_devices (core, (const char *const *) names->pdata, (const char *const *) drivers->pdata, names->len,
+                on_returned, r);
+}
+
+static void
+managed_give_back (IfbCore *core, const char *name, const char *driver)
+{
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+
+  if (!driver || strcmp (driver, "vfio-pci") == 0) {
+    /* it was on vfio-pci before: it stays there */
+    if (g_hash_table_remove (get_ledger (core), name))
+      ledger_save (core);
+    return;
+  }
+  ledger_set (core, name, driver, RETURNING);
+  g_ptr_array_add (names, g_strdup (name));
+  give_back_now (core, g_steal_pointer (&names), NULL, NULL);
+}
+
+/* ---- taking -------------------------------------------------------------------------------- */
+
+typedef struct {
+  GPtrArray *names;             /* of char*: the devices this take moves */
+  IfbDeviceKindDone done;
+  gpointer data;
+  GError *error;
+} Take;
+
+static void
+take_end (IfbCore *core, gpointer data)
+{
+  Take *t = data;
+
+  t->done (core, t->error, t->data);
+  g_clear_error (&t->error);
+  g_ptr_array_unref (t->names);
+  g_free (t);
+  run_flight_waiters ();
+}
+
+static void
+on_taken (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer data)
+{
+  Take *t = data;
+  g_autoptr (GPtrArray) back = NULL;
+
+  for (guint i = 0; !error && b && i < b->n_rebinds; i++) {
+    const IfbWorkerRebind *rb = &b->rebinds[i];
+    if (rb->err == -ETIMEDOUT)
+      ifb_error_set_errno (&t->error, IFB_ERROR_KERNEL, rb->err,
+                           "Device %s did not come up on vfio-pci with its VFIO cdev within %u ms ([devices] "
+                           "bind-timeout-ms); it goes back to its driver", rb->name, core->config->bind_timeout_ms);
+    else if (rb->err < 0)
+      ifb_error_set_errno (&t->error, IFB_ERROR_KERNEL, rb->err,
+                           "Device %s: binding it to vfio-pci failed at %s; it goes back to its driver", rb->name, rb->step);
+    if (t->error)
+      break;
+  }
+  if (error) {
+    t->error = g_error_copy (error);
+    g_prefix_error (&t->error, "Binding devices to vfio-pci: ");
+  }
+  if (!t->error) {
+    for (guint i = 0; i < t->names->len; i++)
+      ledger_get (g_ptr_array_index (t->names, i))->state = HELD;
+    take_end (core, t);
+    return;
+  }
+  /* every device of the take goes back where it was before the caller hears of it */
+  back = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < t->names->len; i++)
+    g_ptr_array_add (back, g_strdup (g_ptr_array_index (t->names, i)));
+  give_back_now (core, g_steal_pointer (&back), take_end, t);
+}
+
+static void
+managed_take (IfbCore *core, const char *const *names, const char *const *drivers, guint n, IfbDeviceKindDone done,
+              gpointer data)
+{
+  Take *t = g_new0 (Take, 1);
+  g_autoptr (GPtrArray) vfio = g_ptr_array_new ();
+
+  t->names = g_ptr_array_new_with_free_func (g_free);
+  t->done = done;
+  t->data = data;
+  for (guint i = 0; i < n; i++) {
+    if (strcmp (drivers[i], "vfio-pci") == 0)
+      continue;   /* on vfio-pci already: nothing to move, nothing to give back */
+    ledger_set (core, names[i], drivers[i], TAKING);   /* recorded before the first write */
+    g_ptr_array_add (t->names, g_strdup (names[i]));
+    g_ptr_array_add (vfio, (gpointer) "vfio-pci");
+  }
+  if (t->names->len == 0) {
+    take_end (core, t);
+    return;
+  }
+  ledger_save (core);
+  move_devices (core, (const char *const *) t->names->pdata, (const char *const *) vfio->pdata, t->names->len,
+                on_taken, t);
+}
+
+static char *
+managed_driver (IfbCore *core, const char *name)
+{
+  g_autoptr (IfbPciDevice) dev = NULL;
+
+  if (!ifb_pci_device_lookup (core->sys_dirfd, name, &dev, NULL))
+    return NULL;
+  return g_strdup (ifb_pci_device_get_driver (dev) ? ifb_pci_device_get_driver (dev) : "");
+}
+
+/* ---- after a restart ------------------------------------------------------------------------- */
+
+static void
+ledger_load (IfbCore *core)
+{
+  g_autofree char *text = NULL;
+  g_autoptr (json_object) root = NULL;
+  g_autoptr (GError) error = NULL;
+  ifb_autofd int fd = openat (core->runtime_dirfd, LEDGER_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  json_object *devs;
+  char buf[4096];
+  GString *s;
+  ssize_t n;
+
+  if (fd < 0)
+    return;
+  s = g_string_new (NULL);
+  while (s->len <= 1u << 20 && (n = read (fd, buf, sizeof buf)) > 0)
+    g_string_append_len (s, buf, n);
+  text = g_string_free (s, FALSE);
+  root = ifb_json_parse (text, strlen (text), 4, &error);
+  devs = root ? ifb_json_get (root, "devices") : NULL;
+  if (!devs || !json_object_is_type (devs, json_type_object)) {
+    g_warning ("%s is not a ledger of devices (%s); what it names is not given back", LEDGER_FILE,
+               error ? error->message : "no 'devices' object");
+    return;
+  }
+  json_object_object_foreach (devs, name, v) {
+    const char *driver = json_object_is_type (v, json_type_string) ? json_object_get_string (v) : NULL;
+    if (!ifb_pci_bdf_is_valid (name) || !ifb_vm_driver_name_valid (driver) || g_hash_table_size (get_ledger (core)) >= LEDGER_MAX) {
+      g_warning ("%s: entry '%s' is not a device and a driver, ignoring", LEDGER_FILE, name);
+      continue;
+    }
+    ledger_set (core, name, driver, WAITING);
+  }
+}
+
+static void
+managed_restore (IfbCore *core)
+{
+  g_autoptr (GPtrArray) vms = ifb_registry_list (core->registry);
+  g_autoptr (GPtrArray) back = g_ptr_array_new_with_free_func (g_free);
+  GHashTableIter it;
+  gpointer k, v;
+  guint waiting = 0;
+
+  ledger_load (core);
+  g_hash_table_iter_init (&it, get_ledger (core));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (ifb_registry_device_owner (core->registry, k))
+      ((LedgerEntry *) v)->state = HELD;
+  /* what a restored guest holds stays held (its state file names the driver, should the ledger
+   * have lost it) */
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    for (guint j = 0; j < vm->devices->len; j++) {
+      IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
+      if (d->managed && ifb_device_kind_of (d->bdf) == &ifb_device_kind_pci && g_strcmp0 (d->host_driver, "vfio-pci") != 0)
+        ledger_set (core, d->bdf, d->host_driver ? d->host_driver : "", HELD);
+    }
+  }
+  g_hash_table_iter_init (&it, get_ledger (core));
+  while (g_hash_table_iter_next (&it, &k, &v))
+    if (((LedgerEntry *) v)->state == WAITING) {
+      waiting++;
+      g_message ("Device %s belongs to no guest after the restart: giving it back to its driver '%s'", (char *) k,
+                 ((LedgerEntry *) v)->driver);
+      if (back->len < IFB_WORKER_MAX_DEVICES)
+        g_ptr_array_add (back, g_strdup (k));
+    }
+  ledger_save (core);
+  if (back->len > 0)
+    give_back_now (core, g_steal_pointer (&back), NULL, NULL);
+  if (waiting > IFB_WORKER_MAX_DEVICES)
+    schedule_retry (core);   /* more than one worker's worth: the rest on the timer */
+}
+
+const IfbDeviceKindManaged ifb_device_pci_managed = {
+  .check = managed_check,
+  .take = managed_take,
+  .give_back = managed_give_back,
+  .driver = managed_driver,
+  .restore = managed_restore,
+};
