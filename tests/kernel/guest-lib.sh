@@ -245,12 +245,19 @@ charged_attach() {
     _vm=$1 _bdf=$2 _min=$3
     shift 3
     _g=/sys/fs/cgroup/guest _d=/sys/fs/cgroup/daemon
+    cp $_g/memory.stat /tmp/guest.stat0; cp $_d/memory.stat /tmp/daemon.stat0
     _g0=$(cg_mem $_g) _d0=$(cg_mem $_d)
     ctl vm attach "$_vm" "$_bdf" "$@" || { fail "vm attach $_vm $_bdf $* failed"; return 1; }
     _g1=$(cg_mem $_g) _d1=$(cg_mem $_d)
     _lim=$(( $(grep -c '^processor' /proc/cpuinfo) * 256 + 64 ))
     echo "guest  $_g  before: $_g0  after: $_g1  (memory.current sec_pagetables kernel)"
     echo "daemon $_d before: $_d0  after: $_d1"
+    # which memory.stat counters moved (bytes; event counters left out): what a delta was made of
+    for _c in guest daemon; do
+        echo "$_c memory.stat moved:$(awk 'NR == FNR { a[$1] = $2; next }
+            $1 !~ /^(pg|workingset_|thp_|numa_)/ && $2 != a[$1] { printf " %s %+d", $1, $2 - a[$1] }' \
+            /tmp/$_c.stat0 /sys/fs/cgroup/$_c/memory.stat)"
+    done
     awk -v g0="$_g0" -v g1="$_g1" -v d0="$_d0" -v d1="$_d1" -v min="$_min" -v lim="$_lim" '
     function kib(a, b, i,   x, y) { split(a, x); split(b, y); return (y[i] - x[i]) / 1024 }
     BEGIN {

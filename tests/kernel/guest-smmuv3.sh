@@ -111,19 +111,7 @@ fi
 # guest's IOAS; it holds the mapping while the broker attaches the second device.
 step vmm-map-512MiB   vmm_start nest --map 536870912 --hold 600
 step vmm-mapped       sh -c "echo '$VMM_JSON' | grep -q '\"mapped_bytes\": *536870912' && echo \"IFB-RESULT $B VMM: vm.fds -> IOMMU_IOAS_MAP of 512 MiB through the received iommufd: ok\""
-# charged_attach, and which counters of the daemon's memory.stat moved (what it was, if any)
-stat_breakdown() {
-    awk 'NR == FNR { a[$1] = $2; next } ($2 - a[$1]) != 0 && $1 !~ /^(pgfault|pgmajfault|workingset_|pg|thp_|numa_)/ { printf " %s %+d", $1, $2 - a[$1] }' "$1" "$2"
-}
-accounting() {
-    cp /sys/fs/cgroup/daemon/memory.stat /tmp/daemon.stat0
-    cp /sys/fs/cgroup/guest/memory.stat /tmp/guest.stat0
-    charged_attach nest "$BDF2" 512 $VID2; _rc=$?
-    echo "daemon memory.stat moved:$(stat_breakdown /tmp/daemon.stat0 /sys/fs/cgroup/daemon/memory.stat)"
-    echo "guest memory.stat moved:$(stat_breakdown /tmp/guest.stat0 /sys/fs/cgroup/guest/memory.stat)"
-    return $_rc
-}
-step accounting       accounting
+step accounting       charged_attach nest "$BDF2" 512 $VID2
 step vm-show-after    ctl vm show nest
 if [ "$FW" = acpi-iort ]; then
     vdevice_2() {
