@@ -236,6 +236,18 @@ emul_copy_user_data (void *dst, size_t dsize, size_t min, uint64_t uptr, uint32_
   return 0;
 }
 
+/* The selftest mock's stage-1 data, the same whether its nested HWPT hangs off a NEST_PARENT
+ * or a vIOMMU. */
+static int
+selftest_nested_data (const struct ifb_iommu_hwpt_alloc *cmd)
+{
+  struct ifb_iommu_hwpt_selftest st;
+
+  if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
+    return -EOPNOTSUPP;
+  return emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+}
+
 static int
 emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
 {
@@ -279,10 +291,7 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
         pt->iommu_type != dev->iommu_type)
       return -EINVAL;
     if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
-      struct ifb_iommu_hwpt_selftest st;
-      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
-        return -EOPNOTSUPP;
-      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      r = selftest_nested_data (cmd);
       if (r < 0)
         return r;
     } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_VTD_S1) {
@@ -302,10 +311,7 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
     if ((cmd->flags & ~nested_flags) || !cmd->data_len)
       return -EOPNOTSUPP;
     if (dev->iommu_type == IFB_IOMMU_TYPE_SELFTEST) {
-      struct ifb_iommu_hwpt_selftest st;
-      if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
-        return -EOPNOTSUPP;
-      r = emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+      r = selftest_nested_data (cmd);
       if (r < 0)
         return r;
     } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3) {
