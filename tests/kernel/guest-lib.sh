@@ -274,7 +274,9 @@ charged_attach() {
 # per-CPU counters are folded into memory.stat by a periodic flush (every 2 s: FLUSH_TIME in
 # mm/memcontrol.c) or once enough updates are pending; a few KiB of kernel objects stay below
 # that threshold, so a reading right after them can miss them. 3 s covers one periodic flush;
-# it is no deadline and asserts nothing about speed.
+# it is no deadline and asserts nothing about speed. Slab bytes are exact only to a page per
+# CPU either way: each CPU's object stock holds up to a page of a cgroup's slab counter and
+# of its charge before folding them in (__account_obj_stock(), refill_obj_stock()).
 cg_settle() { sleep 3; }
 
 # cg_measure LABEL CMD...: CMD with the guest's (/guest) and the daemon's (/daemon) memory.stat

@@ -40,6 +40,7 @@ step vm-destroy-base  ctl vm destroy base
 
 # -- 2. the guest with a vIOMMU, a vEVENTQ and a vDEVICE per device
 step vm-create-vi     ctl vm create vi --cgroup /guest --handoff bound --viommu selftest --veventq-depth 16
+cg_settle
 VI_GK0=$(awk '$1 == "kernel" { print $2 }' /sys/fs/cgroup/guest/memory.stat)
 vi_attach_first() {
     cg_measure "mock + NEST_PARENT HWPT + vIOMMU + vEVENTQ + vDEVICE" ctl vm attach vi selftest:2 --virt-id 1 || return 1

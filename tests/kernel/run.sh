@@ -5,7 +5,8 @@
 # Two kernels, one x86 tier: 6.12 (the default), the oldest kernel the broker supports, boots
 # "vtd" and "mock"; 7.2 (sid's linux-source-7.2, the source of the arm64 suite's kernel) boots
 # "mock-7.2", where the selftest mock has what nests on a NEST_PARENT (vIOMMU, vDEVICE, vEVENTQ:
-# 6.13+), and with IFB_KERNEL72_BOOTS="mock vtd" also "vtd-7.2". The 7.2 run is a suite of its
+# 6.13+), and with IFB_KERNEL_BOOTS="mock vtd" also "vtd-7.2" (IFB_KERNEL_BOOTS picks the boots
+# of either run, e.g. "mock" alone). The 7.2 run is a suite of its
 # own so that its cold kernel build, when it cannot fit, is a SKIP of that suite alone and the
 # 6.12 boots still count (step 0).
 #
@@ -43,15 +44,15 @@
 # Output: BUILD_DIR/tests/kernel/{initramfs-BOOT.cpio,boot-BOOT.log} (uncompressed cpio: boots
 # faster). Exit 0 only if every boot passes.
 # Env: IFB_KERNEL_CACHE (see build-kernel.sh), IFB_BOOT_TIMEOUT (seconds per boot, default 300;
-# a boot that gives no verdict, e.g. a stalled TCG vCPU, is retried once), IFB_KERNEL72_BOOTS,
+# a boot that gives no verdict, e.g. a stalled TCG vCPU, is retried once), IFB_KERNEL_BOOTS,
 # IFB_KERNEL72_BUDGET_SECS, IFB_CHECK_DEADLINE.
 set -euo pipefail
 . "$(dirname "$0")/../heavy-gate.sh"
 version=6.12
 if [ $# -eq 3 ] && [ "$2" = --kernel-version ]; then version=$3; set -- "$1"; fi
 case "$version" in
-    6.12) suite=kernel; boots="vtd mock"; sfx="" ;;
-    7.2)  suite=kernel-7.2; boots=${IFB_KERNEL72_BOOTS:-mock}; sfx=-7.2 ;;
+    6.12) suite=kernel; boots=${IFB_KERNEL_BOOTS:-vtd mock}; sfx="" ;;
+    7.2)  suite=kernel-7.2; boots=${IFB_KERNEL_BOOTS:-mock}; sfx=-7.2 ;;
     *) echo "--kernel-version must be 6.12 or 7.2, not '$version'" >&2; exit 2 ;;
 esac
 heavy_gate "$suite" "builds a Linux $version kernel (about 10 minutes the first time) and boots it in QEMU" root
@@ -133,6 +134,7 @@ vtdargs=(--bin "$qemu" --bin "$out/qmp-call"
 declare -A result=() timing=()
 names=()
 for boot in $boots; do
+    case $boot in vtd|mock) ;; *) die "IFB_KERNEL_BOOTS: '$boot' is no boot (vtd, mock)" ;; esac
     name=$boot$sfx; names+=("$name")
     viommu=$boot; [ $boot = mock ] && viommu=none
     t=$(date +%s%N)
