@@ -283,7 +283,8 @@ cg_settle() { sleep 3; }
 # read before and after (cg_settle each time); prints every counter that moved (bytes; event
 # counters left out) and the headline "IFB-RESULT memory LABEL: ..." with the kernel,
 # slab_unreclaimable, sec_pagetables and memory.current deltas of both. Sets CG_GK/CG_DK (the
-# guest's and the daemon's `kernel` delta, bytes) and CG_GC (the guest's memory.current delta).
+# guest's and the daemon's `kernel` delta, bytes), CG_GS (the guest's slab_unreclaimable delta)
+# and CG_GC (the guest's memory.current delta).
 # Fails when CMD fails or the daemon's `kernel` grew by 64 KiB or more (what the daemon's own
 # sockets, pidfds and state file move it by stays under that: +0 to +80 KiB seen).
 cg_measure() {
@@ -301,6 +302,7 @@ cg_measure() {
     done
     _stat() { awk -v k="$2" 'NR == FNR { if ($1 == k) a = $2; next } $1 == k { print $2 - a }' "/tmp/cgm.${1}0" "/sys/fs/cgroup/$1/memory.stat"; }
     CG_GK=$(_stat guest kernel) CG_DK=$(_stat daemon kernel) CG_GC=$((_gc1 - _gc0))
+    CG_GS=$(_stat guest slab_unreclaimable)
     echo "IFB-RESULT memory $_label: guest kernel $(kib_s "$CG_GK") (slab_unreclaimable $(kib_s "$(_stat guest slab_unreclaimable)"), sec_pagetables $(kib_s "$(_stat guest sec_pagetables)"), memory.current $(kib_s "$CG_GC")); daemon kernel $(kib_s "$CG_DK") (memory.current $(kib_s $((_dc1 - _dc0))))"
     [ "$CG_DK" -lt 65536 ] || { fail "$_label: the daemon's kernel memory grew by $CG_DK bytes (>= 64 KiB)"; return 1; }
 }

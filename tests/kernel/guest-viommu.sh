@@ -33,7 +33,7 @@ step vi-no-mocks      mocks 0
 step vm-create-base   ctl vm create base --cgroup /guest --handoff bound
 base_attach() {
     cg_measure "mock + NEST_PARENT HWPT (no vIOMMU; baseline)" ctl vm attach base selftest:0 || return 1
-    BASE_GK=$CG_GK
+    BASE_GK=$CG_GK BASE_GS=$CG_GS
 }
 step base-attach      base_attach
 step vm-destroy-base  ctl vm destroy base
@@ -44,7 +44,7 @@ cg_settle
 VI_GK0=$(awk '$1 == "kernel" { print $2 }' /sys/fs/cgroup/guest/memory.stat)
 vi_attach_first() {
     cg_measure "mock + NEST_PARENT HWPT + vIOMMU + vEVENTQ + vDEVICE" ctl vm attach vi selftest:2 --virt-id 1 || return 1
-    VI_GK1=$CG_GK
+    VI_GK1=$CG_GK VI_GS1=$CG_GS
     ctl vm show vi > /tmp/ifb-vi.show || return 1
     cat /tmp/ifb-vi.show
     _vi=$(sed -n 's/^vIOMMU: *//p' /tmp/ifb-vi.show)
@@ -58,7 +58,7 @@ vi_attach_first() {
 step vi-attach-first  vi_attach_first
 vi_attach_second() {
     cg_measure "mock + NEST_PARENT HWPT + vDEVICE (a second device in the vIOMMU)" ctl vm attach vi selftest:3 --virt-id 2 || return 1
-    VI_GK2=$CG_GK
+    VI_GK2=$CG_GK VI_GS2=$CG_GS
     ctl vm show vi | tee /tmp/ifb-vi.show | grep -q "^vDEVICE: *selftest:3: id [1-9][0-9]*, virtual id 2$" ||
         { cat /tmp/ifb-vi.show; fail "no vDEVICE with virtual id 2 for selftest:3"; return 1; }
     [ "$(grep -c '^vIOMMU:' /tmp/ifb-vi.show)" = 1 ] || { fail "not one vIOMMU"; return 1; }
@@ -69,18 +69,32 @@ vi_attach_second() {
 step vi-attach-second vi_attach_second
 step vi-mocks-2       mocks 2
 # What the vIOMMU's objects add, read against the baseline (each attach's own mock, HWPT and
-# worker are in both); the daemon's kernel memory was held under 64 KiB by every cg_measure.
+# worker are in both): `kernel` counts whole charged pages, slab_unreclaimable bytes, each exact
+# only to a page per CPU (cg_settle), and these objects are a few hundred bytes each, so the
+# deltas are printed, not asserted; what is asserted is that each was made by the worker in
+# /guest (vm show, vi-attach-second) and that the daemon's kernel memory did not grow by 64 KiB
+# (every cg_measure).
 vi_deltas() {
     [ -n "${BASE_GK:-}" ] && [ -n "${VI_GK1:-}" ] && [ -n "${VI_GK2:-}" ] || { fail "a measurement is missing"; return 1; }
-    result "memory per object (guest cgroup's memory.stat kernel, less the baseline attach's $(kib_s "$BASE_GK")):" \
-        "vIOMMU + vEVENTQ + vDEVICE $(kib_s $((VI_GK1 - BASE_GK))), a further vDEVICE $(kib_s $((VI_GK2 - BASE_GK)))"
-    [ "$VI_GK1" -gt 0 ] || { fail "the guest's kernel memory did not grow with the vIOMMU's objects"; return 1; }
+    result "memory per object, less the baseline attach (guest cgroup; kernel in charged pages, slab_unreclaimable in bytes):" \
+        "vIOMMU + vEVENTQ + vDEVICE: kernel $(kib_s $((VI_GK1 - BASE_GK))), slab $(kib_s $((VI_GS1 - BASE_GS)));" \
+        "a further vDEVICE: kernel $(kib_s $((VI_GK2 - BASE_GK))), slab $(kib_s $((VI_GS2 - BASE_GS)))"
 }
 step vi-deltas        vi_deltas
 
-# -- 3. the VMM nests through the vIOMMU and attaches the mocks to its nested HWPTs
+# -- 3. the VMM nests through the vIOMMU and attaches the mocks to its nested HWPTs; first the
+# same VMM without nesting, for the baseline (its process: stack, page tables, files)
+vmm_baseline() {
+    cg_measure "vmm-peer holding the fds, no nesting (baseline)" vmm_start vi --hold 600 || return 1
+    VMM_GK0=$CG_GK VMM_GS0=$CG_GS
+    vmm_stop
+    vm_reclaimed vi 1
+}
+step vmm-baseline     vmm_baseline
 vmm_viommu_nested() {
     cg_measure "nested HWPTs through the vIOMMU by vmm-peer (2 devices)" vmm_start vi --viommu-nested --hold 600 || return 1
+    result "memory per object, less the VMM baseline: 2 nested HWPTs on the vIOMMU, both mocks attached:" \
+        "kernel $(kib_s $((CG_GK - VMM_GK0))), slab $(kib_s $((CG_GS - VMM_GS0)))"
     echo "$VMM_JSON" | grep -q '"viommu_nested": *\[' || { fail "no viommu_nested in vmm-peer's report"; return 1; }
     [ "$(echo "$VMM_JSON" | grep -o '"result": *"ok"' | wc -l)" = 2 ] || { fail "not both devices nested and attached"; return 1; }
     result "mock nested through the vIOMMU: vmm-peer (pid $VMM_PID, in $(cut -d: -f3 /proc/$VMM_PID/cgroup)) allocated nested HWPTs $(echo "$VMM_JSON" | sed -n 's/.*"viommu_nested": *\[\(.*\)\].*/\1/p' | grep -o '"nested_id": *[0-9]*' | sed 's/.*: *//' | tr '\n' ' ')on vIOMMU $(echo "$VMM_JSON" | json_int viommu_id) and moved both mocks onto them"
@@ -92,7 +106,7 @@ vmm_kill9() {
     [ -n "${VMM_PID:-}" ] || { fail "no vmm-peer running"; return 1; }
     kill -9 "$VMM_PID"; wait "$VMM_PID" 2>/dev/null
     echo "vmm-peer $VMM_PID killed (SIGKILL)"; VMM_PID=""
-    vm_reclaimed vi 1
+    vm_reclaimed vi 2
 }
 step vmm-kill9        vmm_kill9
 step vi-remade        sh -c 'iommufdctl vm show vi | grep -E "^(vIOMMU|vEVENTQ|vDEVICE):" && [ "$(iommufdctl vm show vi | grep -c "^vDEVICE:")" = 2 ]'
