@@ -65,29 +65,38 @@ out=$build/tests/kernel
 mkdir -p "$out"
 tstart=$(date +%s)
 
-# -- 0. budget (7.2): a cold kernel build that cannot end in time is a SKIP saying so
-if [ "$version" = 7.2 ] && ! "$KDIR/build-kernel.sh" --version 7.2 --cached >/dev/null 2>&1; then
-    # the slowest x86 kernel build measured here (6.12 and 7.2 build about as many objects)
-    c=$(cat "${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}"/*/info 2>/dev/null |
-        sed -n 's/^build_seconds=//p' | sort -n | tail -n 1 || true)
-    cwhat="the slowest x86 kernel build measured here"
-    [ -n "$c" ] || { c=2700; cwhat="none measured here yet: the slowest seen on a busy 2-core host"; }
-    need=$((c + 60 + 300 * $(wc -w <<<"$boots")))   # + the sid download, the boots with a retry's room
-    budget=${IFB_KERNEL72_BUDGET_SECS:-3300}
-    why="the suite's budget (IFB_KERNEL72_BUDGET_SECS=$budget, inside its 3600 s meson timeout)"
-    if [ "$budget" != 0 ] && [ -n "${IFB_CHECK_DEADLINE:-}" ]; then
-        left=$(( IFB_CHECK_DEADLINE - $(date +%s) ))
-        if [ "$left" -lt "$budget" ]; then
-            budget=$((left > 0 ? left : 1)); why="the time left before IFB_CHECK_DEADLINE ($(fmt_secs $((left > 0 ? left : 0))))"
-        fi
+# -- 0. budget (7.2): cold builds that cannot end in time are a SKIP saying so
+if [ "$version" = 7.2 ]; then
+    cost=0; missing=()
+    if ! "$KDIR/build-kernel.sh" --version 7.2 --cached >/dev/null 2>&1; then
+        # the slowest x86 kernel build measured here (6.12 and 7.2 build about as many objects)
+        c=$(cat "${IFB_KERNEL_CACHE:-/var/cache/iommufd-broker/kernel}"/*/info 2>/dev/null |
+            sed -n 's/^build_seconds=//p' | sort -n | tail -n 1 || true)
+        cwhat="the slowest x86 kernel build measured here"
+        [ -n "$c" ] || { c=2700; cwhat="none measured here yet: the slowest seen on a busy 2-core host"; }
+        cost=$((cost + c + 60)); missing+=("the Linux 7.2 kernel (~$(fmt_secs $((c + 60))), $cwhat, with the sid download)")
     fi
-    say "cold: the Linux 7.2 x86 kernel is not cached; about $(fmt_secs $need) with the boots; $why"
-    if [ "$budget" != 0 ] && [ $need -gt "$budget" ]; then
-        echo "SKIPPED: the Linux 7.2 boots need their kernel built first (~$(fmt_secs $c), $cwhat)" \
-             "and booted: about $(fmt_secs $need) in all, more than $why." \
-             "Fill the cache first, as root: tests/kernel/build-kernel.sh --version 7.2" \
-             "(or IFB_HEAVY_TESTS=1 IFB_KERNEL72_BUDGET_SECS=0 tests/kernel/run.sh $build --kernel-version 7.2)"
-        exit 77
+    # the vtd boot's adopting QEMU (shared with the kernel suite, which builds it as well)
+    if [[ " $boots " == *" vtd "* ]] && ! ls "${IFB_QEMU_CACHE:-/var/cache/iommufd-broker/qemu}"/*/qemu-system-x86_64-adopt >/dev/null 2>&1; then
+        cost=$((cost + 1800)); missing+=("the adopting QEMU (~30m)")
+    fi
+    budget=${IFB_KERNEL72_BUDGET_SECS:-3300}
+    if [ ${#missing[@]} -gt 0 ] && [ "$budget" != 0 ]; then
+        why="the suite's budget (IFB_KERNEL72_BUDGET_SECS=$budget, inside its 3600 s meson timeout)"
+        if [ -n "${IFB_CHECK_DEADLINE:-}" ]; then
+            left=$(( IFB_CHECK_DEADLINE - $(date +%s) ))
+            [ "$left" -ge "$budget" ] || { budget=$((left > 0 ? left : 1)); why="the time left before IFB_CHECK_DEADLINE ($(fmt_secs $((left > 0 ? left : 0))))"; }
+        fi
+        need=$((cost + 300 * $(wc -w <<<"$boots")))   # the boots, with room for a retry each
+        what=${missing[0]}; [ ${#missing[@]} = 1 ] || what="$what and ${missing[1]}"
+        say "cold: $what; about $(fmt_secs $need) with the boots; $why"
+        if [ $need -gt "$budget" ]; then
+            echo "SKIPPED: the Linux 7.2 boots need $what built first, and the boots: about" \
+                 "$(fmt_secs $need) in all, more than $why. Fill the cache first, as root:" \
+                 "tests/kernel/build-kernel.sh --version 7.2 (or IFB_HEAVY_TESTS=1 IFB_KERNEL72_BUDGET_SECS=0" \
+                 "tests/kernel/run.sh $build --kernel-version 7.2)"
+            exit 77
+        fi
     fi
 fi
 
