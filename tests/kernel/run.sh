@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Entry point of `meson test --suite kernel` (Linux 6.12) and `--suite kernel-7.2` (Linux 7.2):
-#   tests/kernel/run.sh BUILD_DIR [--kernel-version 6.12|7.2]
+#   tests/kernel/run.sh BUILD_DIR [--kernel-version 6.12|7.2] [--boots "vtd mock"]
 #
 # Two kernels, one x86 tier: 6.12 (the default), the oldest kernel the broker supports, boots
 # "vtd" and "mock"; 7.2 (sid's linux-source-7.2, the source of the arm64 suite's kernel) boots
 # "mock-7.2", where the selftest mock has what nests on a NEST_PARENT (vIOMMU, vDEVICE, vEVENTQ:
-# 6.13+), and with IFB_KERNEL_BOOTS="mock vtd" also "vtd-7.2" (IFB_KERNEL_BOOTS picks the boots
-# of either run, e.g. "mock" alone). The 7.2 run is a suite of its
-# own so that its cold kernel build, when it cannot fit, is a SKIP of that suite alone and the
-# 6.12 boots still count (step 0).
+# 6.13+), and "vtd-7.2" (the VFIO cdev, managed devices and both QEMUs on the newest kernel; ~2
+# min once the kernel and the adopting QEMU are cached). --boots (or IFB_KERNEL_BOOTS, which
+# wins) picks a run's boots: meson runs the 7.2 ones as two tests of the suite kernel-7.2
+# (kernel-7.2: mock, kernel-7.2-vtd: vtd), so that a cold build that cannot fit is a SKIP of its
+# test alone (step 0) and the 6.12 boots and the other 7.2 boot still count.
 #
-# 0. (7.2 only) Budget: when its kernel is not cached, the cold cost (the slowest x86 kernel
-#    build measured on this machine, else 45 min, plus the boots) is compared with the time
-#    left: IFB_KERNEL72_BUDGET_SECS (default 3300, inside the suite's 3600 s meson timeout; 0:
-#    no limit, to fill the cache) and, when set, IFB_CHECK_DEADLINE (epoch seconds by which
-#    the whole check must end; tools/check exports it). Over budget: "SKIPPED: ..." with the
+# 0. (7.2 only) Budget: when its kernel (or, for a vtd boot, the adopting QEMU) is not cached,
+#    the cold cost (the slowest x86 kernel build measured on this machine, else 45 min; 30 min
+#    for QEMU; 5 min per boot) is compared with the time left: IFB_KERNEL72_BUDGET_SECS
+#    (default 3300, inside the suite's 3600 s meson timeout; 0: no limit, to fill the cache)
+#    and, when set, IFB_CHECK_DEADLINE (epoch seconds by which the whole check must end;
+#    tools/check exports it). Over budget: "SKIPPED: ..." with the
 #    reason and the command that fills the cache, exit 77 (meson's SKIP).
 # 1. build-kernel.sh --version V: the test kernel (installs prerequisites; cached outside the
 #    clone, so only the first run on a machine builds it: 6-18 min on 2 cores).
@@ -42,27 +44,40 @@
 #    the NEST_PARENT outcomes, the cgroups' memory deltas).
 #
 # Output: BUILD_DIR/tests/kernel/{initramfs-BOOT.cpio,boot-BOOT.log} (uncompressed cpio: boots
-# faster). Exit 0 only if every boot passes.
+# faster), and run[-7.2]-BOOTS/ (this run's libprobe, qmp-call, emulated scenario lines: runs
+# may go on side by side). Exit 0 only if every boot passes.
 # Env: IFB_KERNEL_CACHE (see build-kernel.sh), IFB_BOOT_TIMEOUT (seconds per boot, default 300;
 # a boot that gives no verdict, e.g. a stalled TCG vCPU, is retried once), IFB_KERNEL_BOOTS,
 # IFB_KERNEL72_BUDGET_SECS, IFB_CHECK_DEADLINE.
 set -euo pipefail
 . "$(dirname "$0")/../heavy-gate.sh"
-version=6.12
-if [ $# -eq 3 ] && [ "$2" = --kernel-version ]; then version=$3; set -- "$1"; fi
+usage() { echo "usage: $0 BUILD_DIR [--kernel-version 6.12|7.2] [--boots 'vtd mock']" >&2; exit 2; }
+version=6.12 boots_arg="" builddir=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --kernel-version) [ $# -ge 2 ] || usage; version=$2; shift 2 ;;
+        --boots) [ $# -ge 2 ] || usage; boots_arg=$2; shift 2 ;;
+        -*) usage ;;
+        *) [ -z "$builddir" ] || usage; builddir=$1; shift ;;
+    esac
+done
+[ -n "$builddir" ] || usage
 case "$version" in
-    6.12) suite=kernel; boots=${IFB_KERNEL_BOOTS:-vtd mock}; sfx="" ;;
-    7.2)  suite=kernel-7.2; boots=${IFB_KERNEL_BOOTS:-mock}; sfx=-7.2 ;;
+    6.12) suite=kernel; boots=${IFB_KERNEL_BOOTS:-${boots_arg:-vtd mock}}; sfx="" ;;
+    7.2)  suite=kernel-7.2; boots=${IFB_KERNEL_BOOTS:-${boots_arg:-mock vtd}}; sfx=-7.2 ;;
     *) echo "--kernel-version must be 6.12 or 7.2, not '$version'" >&2; exit 2 ;;
 esac
 heavy_gate "$suite" "builds a Linux $version kernel (about 10 minutes the first time) and boots it in QEMU" root
-IFB_TAG=$suite
+IFB_TAG="$suite ${boots// /+}"
 . "$(dirname "$0")/lib.sh"
+set -- "$builddir"
 
-[ $# -eq 1 ] || { echo "usage: $0 BUILD_DIR [--kernel-version 6.12|7.2]" >&2; exit 2; }
 build=$(cd "$1" && pwd) || die "BUILD_DIR $1 does not exist"
 out=$build/tests/kernel
-mkdir -p "$out"
+# what this run builds for itself (the probe, the QMP client, the emulated scenario lines): runs of
+# run.sh for other kernels or boots may go on in parallel (meson runs suites side by side)
+own=$out/run$sfx-${boots// /-}
+mkdir -p "$out" "$own"
 tstart=$(date +%s)
 
 # -- 0. budget (7.2): cold builds that cannot end in time are a SKIP saying so
@@ -118,11 +133,11 @@ fi
 pkgs="glib-2.0 json-c libsystemd libvirt libvirt-glib-1.0 libxml-2.0"
 flags=$(pkg-config --cflags --libs $pkgs) ||
     die "pkg-config cannot find the broker's libraries ($pkgs): run 'tools/install-deps build'"
-gcc -O1 -Wall -Werror -o "$out/libprobe" "$KDIR/libprobe.c" $flags || die "building libprobe failed"
-gcc -O1 -Wall -Wextra -Werror -o "$out/qmp-call" "$KDIR/qmp-call.c" || die "building qmp-call failed"
+gcc -O1 -Wall -Werror -o "$own/libprobe" "$KDIR/libprobe.c" $flags || die "building libprobe failed"
+gcc -O1 -Wall -Wextra -Werror -o "$own/qmp-call" "$KDIR/qmp-call.c" || die "building qmp-call failed"
 
 # -- 3. initramfs
-bins=("$out/libprobe")
+bins=("$own/libprobe")
 for b in daemon/iommufd-brokerd daemon/iommufd-broker-worker client/iommufdctl tests/uapi/ifb-uapi-scenarios \
          tests/helpers/vmm-peer; do
     [ -x "$build/$b" ] || die "$build/$b is not built: run 'ninja -C $build' first"
@@ -135,7 +150,7 @@ for f in "$KDIR"/guest-*.sh; do binargs+=(--file "$f:/ifb/$(basename "$f")"); do
 # the vtd boot also runs Debian's unmodified QEMU (nested TCG) on a vfio-pci device, with the
 # only two firmware files a paused q35 -nodefaults machine opens (found with strace)
 qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 missing (tools/install-deps kernel)"
-vtdargs=(--bin "$qemu" --bin "$out/qmp-call"
+vtdargs=(--bin "$qemu" --bin "$own/qmp-call"
          --file /usr/share/seabios/bios-256k.bin:/usr/share/seabios/bios-256k.bin
          --file /usr/share/qemu/kvmvapic.bin:/usr/share/qemu/kvmvapic.bin)
 [ -z "$adopt_qemu" ] || vtdargs+=(--bin "$adopt_qemu")   # qemu-system-x86_64-adopt: Debian's firmware paths, the same files
@@ -177,11 +192,11 @@ done
 # kernel has every ioctl the list uses: a skipped line is a difference there)
 declare -A compared=()
 scen=$build/tests/uapi/ifb-uapi-scenarios
-"$scen" --backend emulated --template "$REPO/tests/fixtures/emulated" > "$out/scenarios-emulated.txt" 2>&1 || true
+"$scen" --backend emulated --template "$REPO/tests/fixtures/emulated" > "$own/scenarios-emulated.txt" 2>&1 || true
 for name in "${names[@]}"; do
     sed -n 's/^\[guest\]   | \(scenario .*\)$/\1/p' "$out/boot-$name.log" > "$out/scenarios-$name.txt" 2>/dev/null || true
     rc=0
-    "$KDIR/compare-scenarios.sh" "$name" "$out/scenarios-$name.txt" "$out/scenarios-emulated.txt" \
+    "$KDIR/compare-scenarios.sh" "$name" "$out/scenarios-$name.txt" "$own/scenarios-emulated.txt" \
         $([ "$version" = 6.12 ] || echo --no-skips) >&2 || rc=$?
     compared[$name]=$rc
 done
