@@ -58,14 +58,20 @@ ifb_ctl_cmd_devices (IfbCtl *ctl, int argc, char **argv)
     ifb_ctl_print_json (r);
     return IFB_EXIT_OK;
   }
-  t = ifb_table_new ("DEVICE", "DRIVER", "CDEV", "GROUP", "IOMMU", "NEST", "DIRTY", "OWNER", NULL);
+  t = ifb_table_new ("DEVICE", "DRIVER", "CDEV", "GROUP", "IOMMU", "NEST", "DIRTY", "OWNER", "RETURNS-TO", NULL);
   devs = ifb_json_get (r, "devices");
   for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
     json_object *d = json_object_array_get_idx (devs, i);
     json_object *hw = ifb_json_get (d, "hw_info");
+    json_object *m = ifb_json_get (d, "managed");
+    /* a managed device: the driver it goes back to, and where it is on its way */
+    g_autofree char *returns = m ? g_strdup_printf ("%s (%s)", *ifb_ctl_text (m, "driver") ? ifb_ctl_text (m, "driver")
+                                                                                          : "no driver",
+                                                    ifb_ctl_text (m, "state"))
+                                 : g_strdup ("-");
     ifb_table_add_row (t, ifb_ctl_text (d, "device"), ifb_ctl_text (d, "driver"), ifb_ctl_text (d, "cdev"),
                        ifb_ctl_text (d, "iommu_group"), ifb_ctl_text (d, "iommu"), ifb_ctl_text (d, "nest_parent_capable"),
-                       hw ? ifb_ctl_text (hw, "dirty_tracking") : "-", ifb_ctl_text (d, "owner"));
+                       hw ? ifb_ctl_text (hw, "dirty_tracking") : "-", ifb_ctl_text (d, "owner"), returns);
   }
   ifb_table_print (t);
   return IFB_EXIT_OK;

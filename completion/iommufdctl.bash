@@ -19,7 +19,7 @@ _iommufdctl_vms()
 # $1: free (unowned vfio-pci devices), owner=NAME (NAME's devices) or all
 _iommufdctl_bdfs()
 {
-    # columns: DEVICE DRIVER CDEV GROUP IOMMU NEST DIRTY OWNER ("-" where empty)
+    # columns: DEVICE DRIVER CDEV GROUP IOMMU NEST DIRTY OWNER RETURNS-TO ("-" where empty)
     _iommufdctl_ctl devices | awk -v want="$1" 'NR > 1 {
         if (want == "free" && $2 == "vfio-pci" && $8 == "-") print $1
         else if (want == "unowned" && $8 == "-") print $1

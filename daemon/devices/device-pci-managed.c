@@ -12,9 +12,9 @@
  * DMA to one owner); and, unless its address itself is in the allow-list, it is not the host's
  * way out (a network interface that is up with an address).
  *
- * The ledger: every device taken from a host driver other than vfio-pci, with that driver, from
- * before its first sysfs write until it is back — written to the runtime directory
- * (managed-devices.json) on every change, so a crash at any point leaves a record of what to
+ * The ledger (device-pci-ledger.c): every device taken from a host driver other than vfio-pci,
+ * with that driver, from before its first sysfs write until it is back — written to the runtime
+ * directory (managed-devices.json) on every change, and shown by device.list (managed), so a crash at any point leaves a record of what to
  * give back. Its entries are held (a guest has it), taking or returning (a worker is moving it;
  * whoever wants it waits, see when_free), or waiting (giving it back failed; tried again every
  * [devices] return-retry-ms, each failure a journal line). A device in the ledger is nobody
@@ -32,12 +32,10 @@
 #define G_LOG_DOMAIN "ifb-device"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "device-kind-private.h"
+#include "device-pci-ledger.h"
 #include "errors.h"
 #include "fault.h"
 #include "json.h"
@@ -45,19 +43,7 @@
 #include "util.h"
 #include "worker.h"
 
-#define LEDGER_FILE "managed-devices.json"
-#define LEDGER_MAX 4096
-
-typedef enum { HELD, TAKING, RETURNING, WAITING } LedgerState;
-
-typedef struct {
-  char *driver;                 /* where it came from */
-  LedgerState state;
-} LedgerEntry;
-
-/* One daemon per process: the ledger, the retry timer, and who waits for a device in flight. */
-static GHashTable *ledger;      /* address -> LedgerEntry */
-static IfbCore *ledger_core;
+/* One daemon per process: the retry timer, and who waits for a device in flight. */
 static guint retry_source;
 static GQueue flight_waiters = G_QUEUE_INIT;
 
@@ -65,61 +51,6 @@ typedef struct {
   void (*fn) (gpointer data);
   gpointer data;
 } Waiter;
-
-static void
-ledger_entry_free (gpointer p)
-{
-  LedgerEntry *e = p;
-  g_free (e->driver);
-  g_free (e);
-}
-
-static GHashTable *
-get_ledger (IfbCore *core)
-{
-  if (!ledger)
-    ledger = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, ledger_entry_free);
-  ledger_core = core;
-  return ledger;
-}
-
-/* Written whole on every change, atomically; a failure is logged (the next change tries again). */
-static void
-ledger_save (IfbCore *core)
-{
-  g_autoptr (json_object) root = json_object_new_object ();
-  json_object *devs = json_object_new_object ();
-  GHashTableIter it;
-  gpointer k, v;
-  const char *text;
-  ifb_autofd int fd = -1;
-
-  g_hash_table_iter_init (&it, get_ledger (core));
-  while (g_hash_table_iter_next (&it, &k, &v))
-    json_object_object_add (devs, k, json_object_new_string (((LedgerEntry *) v)->driver));
-  json_object_object_add (root, "version", json_object_new_int (1));
-  json_object_object_add (root, "devices", devs);
-  text = json_object_to_json_string_ext (root, JSON_C_TO_STRING_PLAIN);
-  fd = openat (core->runtime_dirfd, LEDGER_FILE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0 || write (fd, text, strlen (text)) != (ssize_t) strlen (text) || fsync (fd) < 0 ||
-      renameat (core->runtime_dirfd, LEDGER_FILE ".tmp", core->runtime_dirfd, LEDGER_FILE) < 0)
-    g_warning ("Writing %s (the devices to give back to their drivers): %s, ignoring", LEDGER_FILE, g_strerror (errno));
-}
-
-static void
-ledger_set (IfbCore *core, const char *name, const char *driver, LedgerState state)
-{
-  LedgerEntry *e = g_new0 (LedgerEntry, 1);
-  e->driver = g_strdup (driver);
-  e->state = state;
-  g_hash_table_replace (get_ledger (core), g_strdup (name), e);
-}
-
-static LedgerEntry *
-ledger_get (const char *name)
-{
-  return ledger ? g_hash_table_lookup (ledger, name) : NULL;
-}
 
 static void
 run_flight_waiters (void)
@@ -190,7 +121,7 @@ managed_check (IfbCore *core, IfbVm *vm, const char *name, const char *const *wi
 {
   g_autoptr (IfbPciDevice) dev = NULL;
   g_autofree char *netdev = NULL;
-  LedgerEntry *e;
+  IfbLedgerEntry *e;
   gboolean by_address = FALSE;
 
   if (!ifb_pci_device_lookup (core->sys_dirfd, name, &dev, error))
@@ -212,8 +143,8 @@ managed_check (IfbCore *core, IfbVm *vm, const char *name, const char *const *wi
                         "Device %s carries the host's network interface '%s', which is up with an address: taking it "
                         "could cut the host off; only an entry naming %s itself in [devices] allow allows that",
                         name, netdev, name), FALSE;
-  e = ledger_get (name);
-  if (e && (e->state == TAKING || e->state == RETURNING))
+  e = ifb_ledger_get (name);
+  if (e && (e->state == IFB_LEDGER_TAKING || e->state == IFB_LEDGER_RETURNING))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY, "Device %s is being moved between host drivers", name), FALSE;
   /* one that waits to be given back is still on vfio-pci: where it came from is the ledger's */
   *ret_driver = g_strdup (e ? e->driver : ifb_pci_device_get_driver (dev) ? ifb_pci_device_get_driver (dev) : "");
@@ -224,11 +155,11 @@ managed_check (IfbCore *core, IfbVm *vm, const char *name, const char *const *wi
 gboolean
 ifb_pci_managed_check_free (const char *name, GError **error)
 {
-  LedgerEntry *e = ledger_get (name);
+  IfbLedgerEntry *e = ifb_ledger_get (name);
 
-  if (!e || e->state == HELD)
+  if (!e || e->state == IFB_LEDGER_HELD)
     return TRUE;
-  if (e->state == WAITING)
+  if (e->state == IFB_LEDGER_WAITING)
     return g_set_error (error, IFB_ERROR, IFB_ERROR_DEVICE_BUSY,
                         "Device %s waits to be given back to its driver '%s' (giving it back failed; it is tried again); "
                         "attach it managed to take it again", name, e->driver), FALSE;
@@ -238,10 +169,10 @@ ifb_pci_managed_check_free (const char *name, GError **error)
 gboolean
 ifb_pci_managed_when_free (const char *name, void (*fn) (gpointer data), gpointer data)
 {
-  LedgerEntry *e = ledger_get (name);
+  IfbLedgerEntry *e = ifb_ledger_get (name);
   Waiter *w;
 
-  if (!e || (e->state != TAKING && e->state != RETURNING))
+  if (!e || (e->state != IFB_LEDGER_TAKING && e->state != IFB_LEDGER_RETURNING))
     return FALSE;
   w = g_new0 (Waiter, 1);
   w->fn = fn;
@@ -318,9 +249,9 @@ on_retry (gpointer data)
   gpointer k, v;
 
   retry_source = 0;
-  g_hash_table_iter_init (&it, get_ledger (core));
+  g_hash_table_iter_init (&it, ifb_ledger_table ());
   while (g_hash_table_iter_next (&it, &k, &v))
-    if (((LedgerEntry *) v)->state == WAITING && names->len < IFB_WORKER_MAX_DEVICES)
+    if (((IfbLedgerEntry *) v)->state == IFB_LEDGER_WAITING && names->len < IFB_WORKER_MAX_DEVICES)
       g_ptr_array_add (names, g_strdup (k));
   if (names->len > 0)
     give_back_now (core, g_steal_pointer (&names), NULL, NULL);
@@ -342,7 +273,7 @@ on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer dat
 
   for (guint i = 0; i < r->names->len; i++) {
     const char *name = g_ptr_array_index (r->names, i);
-    LedgerEntry *e = ledger_get (name);
+    IfbLedgerEntry *e = ifb_ledger_get (name);
     const IfbWorkerRebind *rb = b && i < b->n_rebinds ? &b->rebinds[i] : NULL;
     g_autofree char *driver = NULL;
     json_object *ev;
@@ -354,13 +285,13 @@ on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer dat
       g_autofree char *why = error ? g_strdup (error->message)
                              : !b || !b->finished || !rb ? g_strdup ("the worker did not finish")
                              : g_strdup_printf ("%s: %s", rb->step, g_strerror (-rb->err));
-      e->state = WAITING;
+      e->state = IFB_LEDGER_WAITING;
       g_warning ("Giving device %s back to its driver '%s' failed (%s); trying again in %u ms", name, driver, why,
                  core->config->return_retry_ms);
       schedule_retry (core);
       continue;
     }
-    g_hash_table_remove (ledger, name);
+    ifb_ledger_remove (name);
     g_message ("Device %s is back on its driver %s%s%s", name, *driver ? "'" : "(none: it came from no driver)",
                driver, *driver ? "'" : "");
     ev = json_object_new_object ();
@@ -368,7 +299,7 @@ on_returned (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer dat
     json_object_object_add (ev, "driver", json_object_new_string (driver));
     g_ptr_array_add (events, ev);
   }
-  ledger_save (core);   /* before anyone hears of it */
+  ifb_ledger_save (core);   /* before anyone hears of it */
   for (guint i = 0; i < events->len; i++)
     ifb_core_emit (core, "device.returned", g_ptr_array_index (events, i));
   if (r->then)
@@ -391,11 +322,11 @@ give_back_now (IfbCore *core, GPtrArray *names, void (*then) (IfbCore *core, gpo
   r->then = then;
   r->data = data;
   for (guint i = 0; i < names->len; i++) {
-    LedgerEntry *e = ledger_get (g_ptr_array_index (names, i));
-    e->state = RETURNING;
+    IfbLedgerEntry *e = ifb_ledger_get (g_ptr_array_index (names, i));
+    e->state = IFB_LEDGER_RETURNING;
     g_ptr_array_add (drivers, e->driver);
   }
-  ledger_save (core);
+  ifb_ledger_save (core);
   if ((f = ifb_fault_check ("give-back")) < 0) {
     g_autoptr (GError) error = NULL;
     ifb_error_set_errno (&error, IFB_ERROR_FAILED, f, "Injected failure");
@@ -413,11 +344,11 @@ managed_give_back (IfbCore *core, const char *name, const char *driver)
 
   if (!driver || strcmp (driver, "vfio-pci") == 0) {
     /* it was on vfio-pci before: it stays there */
-    if (g_hash_table_remove (get_ledger (core), name))
-      ledger_save (core);
+    if (ifb_ledger_remove (name))
+      ifb_ledger_save (core);
     return;
   }
-  ledger_set (core, name, driver, RETURNING);
+  ifb_ledger_set (name, driver, IFB_LEDGER_RETURNING);
   g_ptr_array_add (names, g_strdup (name));
   give_back_now (core, g_steal_pointer (&names), NULL, NULL);
 }
@@ -467,7 +398,7 @@ on_taken (IfbCore *core, IfbWorkerBatch *b, const GError *error, gpointer data)
   }
   if (!t->error) {
     for (guint i = 0; i < t->names->len; i++)
-      ledger_get (g_ptr_array_index (t->names, i))->state = HELD;
+      ifb_ledger_get (g_ptr_array_index (t->names, i))->state = IFB_LEDGER_HELD;
     take_end (core, t);
     return;
   }
@@ -491,7 +422,7 @@ managed_take (IfbCore *core, const char *const *names, const char *const *driver
   for (guint i = 0; i < n; i++) {
     if (strcmp (drivers[i], "vfio-pci") == 0)
       continue;   /* on vfio-pci already: nothing to move, nothing to give back */
-    ledger_set (core, names[i], drivers[i], TAKING);   /* recorded before the first write */
+    ifb_ledger_set (names[i], drivers[i], IFB_LEDGER_TAKING);   /* recorded before the first write */
     g_ptr_array_add (t->names, g_strdup (names[i]));
     g_ptr_array_add (vfio, (gpointer) "vfio-pci");
   }
@@ -499,7 +430,7 @@ managed_take (IfbCore *core, const char *const *names, const char *const *driver
     take_end (core, t);
     return;
   }
-  ledger_save (core);
+  ifb_ledger_save (core);
   move_devices (core, (const char *const *) t->names->pdata, (const char *const *) vfio->pdata, t->names->len,
                 on_taken, t);
 }
@@ -517,41 +448,6 @@ managed_driver (IfbCore *core, const char *name)
 /* ---- after a restart ------------------------------------------------------------------------- */
 
 static void
-ledger_load (IfbCore *core)
-{
-  g_autofree char *text = NULL;
-  g_autoptr (json_object) root = NULL;
-  g_autoptr (GError) error = NULL;
-  ifb_autofd int fd = openat (core->runtime_dirfd, LEDGER_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  json_object *devs;
-  char buf[4096];
-  GString *s;
-  ssize_t n;
-
-  if (fd < 0)
-    return;
-  s = g_string_new (NULL);
-  while (s->len <= 1u << 20 && (n = read (fd, buf, sizeof buf)) > 0)
-    g_string_append_len (s, buf, n);
-  text = g_string_free (s, FALSE);
-  root = ifb_json_parse (text, strlen (text), 4, &error);
-  devs = root ? ifb_json_get (root, "devices") : NULL;
-  if (!devs || !json_object_is_type (devs, json_type_object)) {
-    g_warning ("%s is not a ledger of devices (%s); what it names is not given back", LEDGER_FILE,
-               error ? error->message : "no 'devices' object");
-    return;
-  }
-  json_object_object_foreach (devs, name, v) {
-    const char *driver = json_object_is_type (v, json_type_string) ? json_object_get_string (v) : NULL;
-    if (!ifb_pci_bdf_is_valid (name) || !ifb_vm_driver_name_valid (driver) || g_hash_table_size (get_ledger (core)) >= LEDGER_MAX) {
-      g_warning ("%s: entry '%s' is not a device and a driver, ignoring", LEDGER_FILE, name);
-      continue;
-    }
-    ledger_set (core, name, driver, WAITING);
-  }
-}
-
-static void
 managed_restore (IfbCore *core)
 {
   g_autoptr (GPtrArray) vms = ifb_registry_list (core->registry);
@@ -560,11 +456,11 @@ managed_restore (IfbCore *core)
   gpointer k, v;
   guint waiting = 0;
 
-  ledger_load (core);
-  g_hash_table_iter_init (&it, get_ledger (core));
+  ifb_ledger_load (core);
+  g_hash_table_iter_init (&it, ifb_ledger_table ());
   while (g_hash_table_iter_next (&it, &k, &v))
     if (ifb_registry_device_owner (core->registry, k))
-      ((LedgerEntry *) v)->state = HELD;
+      ((IfbLedgerEntry *) v)->state = IFB_LEDGER_HELD;
   /* what a restored guest holds stays held (its state file names the driver, should the ledger
    * have lost it) */
   for (guint i = 0; i < vms->len; i++) {
@@ -572,19 +468,19 @@ managed_restore (IfbCore *core)
     for (guint j = 0; j < vm->devices->len; j++) {
       IfbVmDevice *d = g_ptr_array_index (vm->devices, j);
       if (d->managed && ifb_device_kind_of (d->bdf) == &ifb_device_kind_pci && g_strcmp0 (d->host_driver, "vfio-pci") != 0)
-        ledger_set (core, d->bdf, d->host_driver ? d->host_driver : "", HELD);
+        ifb_ledger_set (d->bdf, d->host_driver ? d->host_driver : "", IFB_LEDGER_HELD);
     }
   }
-  g_hash_table_iter_init (&it, get_ledger (core));
+  g_hash_table_iter_init (&it, ifb_ledger_table ());
   while (g_hash_table_iter_next (&it, &k, &v))
-    if (((LedgerEntry *) v)->state == WAITING) {
+    if (((IfbLedgerEntry *) v)->state == IFB_LEDGER_WAITING) {
       waiting++;
       g_message ("Device %s belongs to no guest after the restart: giving it back to its driver '%s'", (char *) k,
-                 ((LedgerEntry *) v)->driver);
+                 ((IfbLedgerEntry *) v)->driver);
       if (back->len < IFB_WORKER_MAX_DEVICES)
         g_ptr_array_add (back, g_strdup (k));
     }
-  ledger_save (core);
+  ifb_ledger_save (core);
   if (back->len > 0)
     give_back_now (core, g_steal_pointer (&back), NULL, NULL);
   if (waiting > IFB_WORKER_MAX_DEVICES)

@@ -14,6 +14,7 @@
 #include <sys/sysmacros.h>
 
 #include "device-kind-private.h"
+#include "device-pci-ledger.h"
 #include "errors.h"
 #include "fault.h"
 #include "worker.h"
@@ -284,6 +285,8 @@ pci_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error)
     json_object_object_add (dj, "device_id", json_object_new_string (id));
     json_object_object_add (dj, "vfio", json_object_new_boolean (ifb_pci_device_is_vfio (d)));
     json_object_object_add (dj, "owner", owner ? json_object_new_string (owner->name) : NULL);
+    /* a device taken from its host driver: which, and where it is on its way back to it */
+    json_object_object_add (dj, "managed", ifb_ledger_describe (bdf));
 
     if (vd && vd->state == IFB_VM_DEVICE_READY)
       hw = &vd->hw;

@@ -311,6 +311,21 @@ render_vms (Out *o, IfbCore *core, GPtrArray *vms)
       sample (o, "ifb_vm_hwpts", "", l, n[k]);
     }
   }
+  family (o, "ifb_vm_viommu_objects", "gauge",
+          "Objects the broker made on a guest's NEST_PARENT for its vIOMMU (options.viommu), by kind: the vIOMMU, "
+          "its vEVENTQ, and a vDEVICE per device.");
+  for (guint i = 0; i < vms->len; i++) {
+    IfbVm *vm = g_ptr_array_index (vms, i);
+    static const char *const kinds[] = { "viommu", "veventq", "vdevice" };
+    guint n[G_N_ELEMENTS (kinds)] = { vm->viommu_id != 0, vm->veventq_id != 0, 0 };
+    for (guint j = 0; j < vm->devices->len; j++)
+      n[2] += ((IfbVmDevice *) g_ptr_array_index (vm->devices, j))->vdev_id != 0;
+    for (guint k = 0; k < G_N_ELEMENTS (kinds); k++) {
+      g_autoptr (GString) l = vm_labels (vm);
+      label (l, "kind", kinds[k]);
+      sample (o, "ifb_vm_viommu_objects", "", l, n[k]);
+    }
+  }
 
   for (guint i = 0; i < vms->len; i++)
     any_mem |= (have_mem[i] = read_memory_stat (core, g_ptr_array_index (vms, i), &pt[i], &kernel[i]));

@@ -369,6 +369,39 @@ def test_restart_reconciles_state_with_sysfs():
             b.stop()
 
 
+def listed(b, bdf):
+    """device.list's entry for bdf."""
+    return next(d for d in b.call("device.list")["devices"] if d["device"] == bdf)
+
+
+def test_device_list_shows_the_ledger():
+    # device.list (and `iommufdctl devices`) says of a device taken from its host driver which
+    # driver it goes back to and where it is on its way: held while a guest has it, waiting when
+    # giving it back failed, and nothing once it is back. A device on vfio-pci before is not listed
+    # as managed at all.
+    with Cgroup("listed") as cg, Broker(config=conf([E1000E, NEST_VTD[0]], "return-retry-ms=600000\n"),
+                                        env={"IFB_FAULT": "give-back@1"}) as b:
+        assert listed(b, E1000E)["managed"] is None
+        b.call("vm.create", {"name": "g", "cgroup": cg.path})
+        b.call("vm.attach", {"vm": "g", "devices": [E1000E, NEST_VTD[0]], "managed": True})
+        assert listed(b, E1000E)["managed"] == {"state": "held", "driver": "e1000e"}
+        assert listed(b, NEST_VTD[0])["managed"] is None
+        row = next(l for l in b.ctl("devices").stdout.splitlines() if l.startswith(E1000E))
+        assert row.split()[-3:] == ["g", "e1000e", "(held)"], row
+        b.call("vm.detach", {"vm": "g", "device": E1000E})   # the first give-back fails
+        assert listed(b, E1000E)["managed"] == {"state": "waiting", "driver": "e1000e"}
+        assert listed(b, E1000E)["owner"] is None
+        row = next(l for l in b.ctl("devices").stdout.splitlines() if l.startswith(E1000E))
+        assert row.split()[-2:] == ["e1000e", "(waiting)"], row
+        ev = subscribe(b)
+        b.call("vm.attach", {"vm": "g", "device": E1000E, "managed": True})
+        b.call("vm.destroy", {"vm": "g"})
+        wait_event(ev, "device.returned", E1000E)
+        assert listed(b, E1000E)["managed"] is None
+        row = next(l for l in b.ctl("devices").stdout.splitlines() if l.startswith(E1000E))
+        assert row.split()[-1] == "-", row
+
+
 def test_cli_and_unmanaged_unchanged():
     # Without managed a device on a host driver is refused as before (nothing moves); the CLI's
     # --managed is vm.attach's managed; a non-PCI device cannot be managed.
@@ -390,4 +423,4 @@ if __name__ == "__main__":
          test_iommu_group_with_host_driver_endpoint, test_bad_devices_get_one_clear_error,
          test_host_route_out_refused_unless_named, test_rebind_timeout_leaves_device_and_guest,
          test_failed_give_back_retried_with_journal_line, test_waiting_device_is_nobody_elses,
-         test_crash_then_restart_keeps_or_gives_back, test_restart_reconciles_state_with_sysfs, test_cli_and_unmanaged_unchanged])
+         test_device_list_shows_the_ledger, test_crash_then_restart_keeps_or_gives_back, test_restart_reconciles_state_with_sysfs, test_cli_and_unmanaged_unchanged])

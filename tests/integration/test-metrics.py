@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from ifbtest import HANG, NEST_VTD, Broker, Cgroup, Skip, peer_holding, reclaimed, run, wait_until
+from ifbtest import HANG, NEST_VTD, SMMU, Broker, Cgroup, Skip, peer_holding, reclaimed, run, wait_until
 
 try:
     import prometheus_client  # noqa: F401
@@ -127,6 +127,30 @@ def test_unbound_guest_and_its_vmm():
         b.ctl("vm", "destroy", "app1", check=0)
 
 
+def test_viommu_objects():
+    # A guest with a vIOMMU: the vIOMMU, its vEVENTQ and the device's vDEVICE, each counted by
+    # kind while they exist, and gone from the counts when the device leaves (which takes them).
+    need_parser()
+    with Cgroup("metricsvi") as cg, Cgroup("metricsplain") as cg2, Broker() as b:
+        b.call("vm.create", {"name": "vi1", "cgroup": cg.path,
+                             "options": {"handoff": "bound", "viommu": "arm-smmuv3", "veventq_depth": 8}})
+        b.ctl("vm", "create", "plain1", "--handoff", "bound", "--cgroup", cg2.path, check=0)
+        fams = families(b.ctl("metrics", check=0).stdout)
+        for kind in ("viommu", "veventq", "vdevice"):
+            assert value(fams, "ifb_vm_viommu_objects", vm="vi1", kind=kind) == 0, kind
+        b.call("vm.attach", {"vm": "vi1", "device": SMMU, "virt_id": 5})
+        fams = families(b.ctl("metrics", check=0).stdout)
+        assert value(fams, "ifb_vm_viommu_objects", vm="vi1", kind="viommu") == 1
+        assert value(fams, "ifb_vm_viommu_objects", vm="vi1", kind="veventq") == 1
+        assert value(fams, "ifb_vm_viommu_objects", vm="vi1", kind="vdevice") == 1
+        assert value(fams, "ifb_vm_hwpts", vm="vi1", kind="nest-parent") == 1
+        assert value(fams, "ifb_vm_viommu_objects", vm="plain1", kind="viommu") == 0
+        b.call("vm.detach", {"vm": "vi1", "device": SMMU})
+        fams = families(b.ctl("metrics", check=0).stdout)
+        for kind in ("viommu", "veventq", "vdevice"):
+            assert value(fams, "ifb_vm_viommu_objects", vm="vi1", kind=kind) == 0, kind
+
+
 def test_latency_includes_the_worker():
     # The daemon answers vm.attach when its worker is done, from the main loop: the latency
     # counted for the call covers the worker's run. Each emulated bind takes 300 ms here.
@@ -236,5 +260,5 @@ def test_textfile():
 
 
 if __name__ == "__main__":
-    run([test_guest_series_after_create, test_unbound_guest_and_its_vmm, test_latency_includes_the_worker,
+    run([test_guest_series_after_create, test_unbound_guest_and_its_vmm, test_viommu_objects, test_latency_includes_the_worker,
          test_json_and_params, test_textfile])

@@ -59,7 +59,7 @@ fi
 # ones included: about as many objects as the arm64 one), empty when there is none
 slowest_build() {
     local d
-    for d in "$@"; do cat "$d"/*/info 2>/dev/null; done | sed -n 's/^build_seconds=//p' | sort -n | tail -n 1
+    for d in "$@"; do cat "$d"/*/info 2>/dev/null || true; done | sed -n 's/^build_seconds=//p' | sort -n | tail -n 1
 }
 cost=0; missing=()
 if ! "$KDIR/build-kernel-arm64.sh" --cached >/dev/null 2>&1; then
