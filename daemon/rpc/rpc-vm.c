@@ -395,6 +395,10 @@ fds_answer (IfbCore *core, IfbVm *vm, const IfbPeer *peer, IfbFdList *out_fds, j
       json_object_object_add (dj, "hwpt_id", json_object_new_int64 (d->hwpt_id));
       json_object_object_add (dj, "nest_parent", json_object_new_boolean (d->hwpt_flags & IFB_HWPT_NEST_PARENT));
       json_object_object_add (dj, "iommu", json_object_new_string (ifb_iommu_type_to_string (d->hw.type)));
+      /* A kind whose device is an object of the context (the selftest mock): a VMM moves it
+       * between HWPTs by this id, having no device fd to attach. */
+      if (d->kind_object_id)
+        json_object_object_add (dj, "kind_object_id", json_object_new_int64 (d->kind_object_id));
       if (d->vdev_id) {
         json_object_object_add (dj, "vdev_id", json_object_new_int64 (d->vdev_id));
         json_object_object_add (dj, "virt_id", json_object_new_int64 ((gint64) d->virt_id));

@@ -219,25 +219,32 @@ emul_option (EmulTable *t, struct ifb_iommu_option *cmd)
   }
 }
 
-/* Reads driver data the way iommu_copy_struct_from_user() does. */
+/*
+ * Reads driver data the way the drivers' iommu_copy_struct_from_user() does (Linux 6.12 and
+ * 7.2, include/linux/iommu.h, __iommu_copy_struct_from_user()): a data type other than the
+ * driver's is EINVAL, as is a length below the struct's first version or above the struct
+ * the driver knows (before any copy_struct_from_user() tail check); then the copy (EFAULT).
+ * A driver that tests the type itself first (VT-d, the selftest mock: EOPNOTSUPP) does so
+ * before calling this.
+ */
 static int
-emul_copy_user_data (void *dst, size_t dsize, size_t min, uint64_t uptr, uint32_t len)
+emul_copy_user_data (void *dst, size_t dsize, size_t min, uint32_t type, const struct ifb_iommu_hwpt_alloc *cmd)
 {
-  const void *src = (const void *) (uintptr_t) uptr;
+  const void *src = (const void *) (uintptr_t) cmd->data_uptr;
 
-  if (len < min)
+  if (cmd->data_type != type)
+    return -EINVAL;
+  if (cmd->data_len < min || cmd->data_len > dsize)
     return -EINVAL;
   if (!src)
     return -EFAULT;
-  if (len > dsize && !emul_tail_zero ((const uint8_t *) src + dsize, len - dsize))
-    return -E2BIG;
   memset (dst, 0, dsize);
-  memcpy (dst, src, len < dsize ? len : dsize);
+  memcpy (dst, src, cmd->data_len);
   return 0;
 }
 
 /* The selftest mock's stage-1 data, the same whether its nested HWPT hangs off a NEST_PARENT
- * or a vIOMMU. */
+ * or a vIOMMU (selftest.c's __mock_domain_alloc_nested(): its own type test first). */
 static int
 selftest_nested_data (const struct ifb_iommu_hwpt_alloc *cmd)
 {
@@ -245,7 +252,7 @@ selftest_nested_data (const struct ifb_iommu_hwpt_alloc *cmd)
 
   if (cmd->data_type != IFB_IOMMU_HWPT_DATA_SELFTEST)
     return -EOPNOTSUPP;
-  return emul_copy_user_data (&st, sizeof st, sizeof st, cmd->data_uptr, cmd->data_len);
+  return emul_copy_user_data (&st, sizeof st, sizeof st, IFB_IOMMU_HWPT_DATA_SELFTEST, cmd);
 }
 
 static int
@@ -298,7 +305,7 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
       return -EOPNOTSUPP;
     } else {
       struct ifb_iommu_hwpt_vtd_s1 s1;
-      r = emul_copy_user_data (&s1, sizeof s1, sizeof s1, cmd->data_uptr, cmd->data_len);
+      r = emul_copy_user_data (&s1, sizeof s1, sizeof s1, IFB_IOMMU_HWPT_DATA_VTD_S1, cmd);
       if (r < 0)
         return r;
       if (s1.flags & ~(uint64_t) (IFB_IOMMU_VTD_S1_SRE | IFB_IOMMU_VTD_S1_EAFE | IFB_IOMMU_VTD_S1_WPE))
@@ -314,11 +321,14 @@ emul_hwpt_alloc (EmulTable *t, struct ifb_iommu_hwpt_alloc *cmd)
       r = selftest_nested_data (cmd);
       if (r < 0)
         return r;
-    } else if (cmd->data_type != IFB_IOMMU_HWPT_DATA_ARM_SMMUV3) {
-      return -EOPNOTSUPP;
     } else {
+      /* arm-smmu-v3-iommufd.c, arm_vsmmu_alloc_domain_nested() (7.2): any flag left once the
+       * core took FAULT_ID_VALID off is EOPNOTSUPP; it has no type test of its own, so a
+       * foreign data type is the copy's EINVAL. */
       struct ifb_iommu_hwpt_arm_smmuv3 ste;
-      r = emul_copy_user_data (&ste, sizeof ste, sizeof ste, cmd->data_uptr, cmd->data_len);
+      if (cmd->flags & ~IFB_IOMMU_HWPT_FAULT_ID_VALID)
+        return -EOPNOTSUPP;
+      r = emul_copy_user_data (&ste, sizeof ste, sizeof ste, IFB_IOMMU_HWPT_DATA_ARM_SMMUV3, cmd);
       if (r < 0)
         return r;
     }

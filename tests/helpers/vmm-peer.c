@@ -5,10 +5,14 @@
  * the same uAPI layer (the backend is found from the fd: emulated context or real /dev/iommu).
  * For a guest with the unbound hand-off it first does what QEMU does with such fds: bind each
  * device to the iommufd, allocate its own IOAS and a HWPT per device (NEST_PARENT, or plain
- * where the IOMMU cannot nest) and attach. Prints one JSON object on stdout; exit 0 when
- * everything asked for worked, 1 otherwise.
+ * where the IOMMU cannot nest) and attach. With --viommu-nested (a bound guest with a vIOMMU)
+ * it does what a VMM does when the guest programs its vIOMMU: a nested HWPT per device through
+ * the vIOMMU (IOMMU_HWPT_ALLOC with the vIOMMU's id as pt_id and the IOMMU's stage-1 data) and
+ * the device attached to it (VFIO_DEVICE_ATTACH_IOMMUFD_PT; the selftest mock, which has no
+ * device fd, is moved with IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE on its kind_object_id). Prints
+ * one JSON object on stdout; exit 0 when everything asked for worked, 1 otherwise.
  *
- *   vmm-peer SOCKET VM [--nested] [--map BYTES] [--hold SECONDS]
+ *   vmm-peer SOCKET VM [--nested] [--viommu-nested] [--map BYTES] [--hold SECONDS]
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +39,47 @@ fail (json_object *out, const char *what, const char *name, const char *message)
   return 1;
 }
 
+/* --viommu-nested: for each device, a nested HWPT on the guest's vIOMMU and the device attached
+ * to it; out["viommu_nested"] lists them. 0, or the first -errno (its entry says which step). */
+static int
+viommu_nested (const IfbUapiBackend *b, int iommufd, json_object *r, IfbFdList *fds, json_object *out)
+{
+  json_object *list = json_object_new_array (), *devs = ifb_json_get (r, "devices");
+  gint64 viommu = 0;
+
+  json_object_object_add (out, "viommu_nested", list);   /* owned by out from here on */
+  if (!ifb_json_get_int (r, "viommu_id", &viommu) || viommu <= 0)
+    return -ENOENT;   /* no vIOMMU in vm.fds: not a bound guest with one */
+  for (size_t i = 0; devs && i < json_object_array_length (devs); i++) {
+    json_object *d = json_object_array_get_idx (devs, i), *n = json_object_new_object ();
+    gint64 dev_id = 0, fdidx = -1, mock = 0;
+    uint32_t child = 0;
+    const char *step = "hwpt_alloc";
+    int rc;
+
+    json_object_array_add (list, n);
+    json_object_object_add (n, "device", json_object_new_string (ifb_json_get_string (d, "device")));
+    json_object_object_add (n, "viommu_id", json_object_new_int64 (viommu));
+    ifb_json_get_int (d, "dev_id", &dev_id);
+    ifb_json_get_int (d, "fd", &fdidx);
+    rc = ifb_uapi_hwpt_alloc_nested (b, iommufd, (uint32_t) dev_id, (uint32_t) viommu, &child);
+    if (rc == 0) {
+      json_object_object_add (n, "nested_id", json_object_new_int64 (child));
+      step = "attach";
+      if (ifb_json_get_int (d, "kind_object_id", &mock) && mock > 0)
+        rc = ifb_uapi_mock_domain_replace (b, iommufd, (uint32_t) mock, child);
+      else
+        rc = ifb_uapi_device_attach (b, ifb_fd_list_get (fds, (guint) fdidx), child);
+    }
+    json_object_object_add (n, "result", json_object_new_string (rc == 0 ? "ok" : ifb_errno_to_name (-rc)));
+    if (rc < 0) {
+      json_object_object_add (n, "failed", json_object_new_string (step));
+      return rc;
+    }
+  }
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
@@ -43,7 +88,7 @@ main (int argc, char **argv)
   g_autoptr (json_object) r = NULL;
   g_autoptr (IfbFdList) fds = NULL;
   json_object *out = json_object_new_object (), *devs, *nested = json_object_new_array ();
-  gboolean want_nested = FALSE;
+  gboolean want_nested = FALSE, want_viommu_nested = FALSE;
   guint64 map_bytes = 0;
   int hold = 0, iommufd;
   gint64 idx, ioas = 0;
@@ -51,12 +96,14 @@ main (int argc, char **argv)
   const IfbUapiBackend *b;
 
   if (argc < 3) {
-    fprintf (stderr, "usage: vmm-peer SOCKET VM [--nested] [--map BYTES] [--hold SECONDS]\n");
+    fprintf (stderr, "usage: vmm-peer SOCKET VM [--nested] [--viommu-nested] [--map BYTES] [--hold SECONDS]\n");
     return 2;
   }
   for (int i = 3; i < argc; i++) {
     if (strcmp (argv[i], "--nested") == 0)
       want_nested = TRUE;
+    else if (strcmp (argv[i], "--viommu-nested") == 0)
+      want_viommu_nested = TRUE;
     else if (strcmp (argv[i], "--map") == 0 && i + 1 < argc)
       map_bytes = g_ascii_strtoull (argv[++i], NULL, 10);
     else if (strcmp (argv[i], "--hold") == 0 && i + 1 < argc)
@@ -134,6 +181,12 @@ main (int argc, char **argv)
     json_object_array_add (nested, n);
     if (rc < 0)
       return fail (out, "nested", ifb_errno_to_name (-rc), "IOMMU_HWPT_ALLOC of a nested child failed");
+  }
+
+  if (want_viommu_nested) {
+    int rc = viommu_nested (b, iommufd, r, fds, out);
+    if (rc < 0)
+      return fail (out, "viommu-nested", ifb_errno_to_name (-rc), "a nested HWPT through the vIOMMU, or attaching to it, failed");
   }
 
   if (map_bytes) {

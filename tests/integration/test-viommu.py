@@ -101,6 +101,49 @@ def test_vmm_gets_ids_and_its_exit_remakes_them():
             assert b.call("vm.list")["vms"] == []
 
 
+def test_vmm_nests_through_the_viommu_and_goes_without_a_trace():
+    # What a VMM does when its guest programs the vIOMMU: vmm-peer, in the guest's cgroup with the
+    # bound fds, allocates a nested HWPT per device through the vIOMMU (pt_id = viommu_id, the
+    # SMMUv3's STE data) and attaches the device to it. The nested HWPT is recorded in the guest's
+    # cgroup under the vIOMMU. kill -9 of the VMM: the broker replaces the context and remakes
+    # only its own objects (the VMM's nested HWPT is gone); vm.destroy leaves no object, no fd
+    # in the daemon, and the device free.
+    with Cgroup("vinest") as root:
+        guest = root.child("guest")
+        with Broker() as b:
+            fds = b.open_fds()
+            create(b, guest, veventq_depth=4)
+            vm = b.call("vm.attach", {"vm": "g", "device": SMMU, "virt_id": 0x30})
+            vi = vm["viommu"]
+            proc, out = peer_holding(b, "g", guest, NOBODY, "--viommu-nested")
+            assert out["ok"], out
+            n = out["viommu_nested"]
+            assert len(n) == 1 and n[0]["device"] == SMMU and n[0]["result"] == "ok", out
+            assert n[0]["viommu_id"] == vi["id"] and n[0]["nested_id"] > 0, out
+            objs = {o["id"]: o for o in objects(b, "g")}
+            child = objs[n[0]["nested_id"]]
+            assert child["type"] == "hwpt-nested" and child["parent_id"] == vi["id"], objs
+            assert child["cgroup"] == guest.path and child["creator_pid"] == out["pid"], child
+            assert kinds(b, "g") == ["device", "hwpt-nested", "hwpt-paging", "ioas", "vdevice", "veventq", "viommu"], objs
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            v = reclaimed(b, "g", 1)
+            assert kinds(b, "g") == ["device", "hwpt-paging", "ioas", "vdevice", "veventq", "viommu"], objects(b, "g")
+            assert v["viommu"]["id"] > 0 and v["viommu"]["veventq_id"] > 0 and v["devices"][0]["virt_id"] == 0x30, v
+            b.call("vm.destroy", {"vm": "g"})
+            assert b.call("vm.list")["vms"] == []
+            assert b.open_fds() == fds, (b.open_fds(), fds)
+            owners = {d["device"]: d["owner"] for d in b.call("device.list")["devices"]}
+            assert owners[SMMU] is None, owners
+            # a guest without a vIOMMU gives the VMM nothing to nest through: it says so
+            b.call("vm.create", {"name": "plain", "cgroup": guest.path, "options": {"handoff": "bound"}})
+            b.call("vm.attach", {"vm": "plain", "device": SMMU})
+            proc, out = peer_holding(b, "plain", guest, NOBODY, "--viommu-nested")
+            proc.kill()
+            proc.wait()
+            assert not out["ok"] and out["failed"] == "viommu-nested" and out["error"] == "ENOENT", out
+
+
 def test_detach_and_destroy_in_dependency_order():
     # Detaching the last device takes its vDEVICE, the vIOMMU and the HWPT along (in that order:
     # any other would be EBUSY and leave objects); the device can be attached again.
@@ -261,6 +304,7 @@ def test_smmu_without_coherent_root_complex_refused():
 
 if __name__ == "__main__":
     run([test_viommu_and_vdevice_made_in_guest_cgroup, test_vmm_gets_ids_and_its_exit_remakes_them,
+         test_vmm_nests_through_the_viommu_and_goes_without_a_trace,
          test_detach_and_destroy_in_dependency_order, test_two_devices_share_the_vIOMMU, test_veventq_fd_reaches_the_vmm,
          test_failure_at_each_vIOMMU_step_leaves_nothing, test_device_list_names_viommu_type,
          test_refusals_name_why,

@@ -269,3 +269,43 @@ charged_attach() {
         exit !ok
     }'
 }
+
+# cg_settle: let the memory controller's statistics catch up before memory.stat is read. Its
+# per-CPU counters are folded into memory.stat by a periodic flush (every 2 s: FLUSH_TIME in
+# mm/memcontrol.c) or once enough updates are pending; a few KiB of kernel objects stay below
+# that threshold, so a reading right after them can miss them. 3 s covers one periodic flush;
+# it is no deadline and asserts nothing about speed. Slab bytes are exact only to a page per
+# CPU either way: each CPU's object stock holds up to a page of a cgroup's slab counter and
+# of its charge before folding them in (__account_obj_stock(), refill_obj_stock()).
+cg_settle() { sleep 3; }
+
+# cg_measure LABEL CMD...: CMD with the guest's (/guest) and the daemon's (/daemon) memory.stat
+# read before and after (cg_settle each time); prints every counter that moved (bytes; event
+# counters left out) and the headline "IFB-RESULT memory LABEL: ..." with the kernel,
+# slab_unreclaimable, sec_pagetables and memory.current deltas of both. Sets CG_GK/CG_DK (the
+# guest's and the daemon's `kernel` delta, bytes), CG_GS (the guest's slab_unreclaimable delta)
+# and CG_GC (the guest's memory.current delta).
+# Fails when CMD fails or the daemon's `kernel` grew by 64 KiB or more (what the daemon's own
+# sockets, pidfds and state file move it by stays under that: +0 to +80 KiB seen).
+cg_measure() {
+    _label=$1; shift
+    cg_settle
+    cp /sys/fs/cgroup/guest/memory.stat /tmp/cgm.guest0; cp /sys/fs/cgroup/daemon/memory.stat /tmp/cgm.daemon0
+    _gc0=$(cat /sys/fs/cgroup/guest/memory.current) _dc0=$(cat /sys/fs/cgroup/daemon/memory.current)
+    "$@" || { fail "$_label: $* failed"; return 1; }
+    cg_settle
+    _gc1=$(cat /sys/fs/cgroup/guest/memory.current) _dc1=$(cat /sys/fs/cgroup/daemon/memory.current)
+    for _c in guest daemon; do
+        echo "$_c memory.stat moved:$(awk 'NR == FNR { a[$1] = $2; next }
+            $1 !~ /^(pg|workingset_|thp_|numa_)/ && $2 != a[$1] { printf " %s %+d", $1, $2 - a[$1] }' \
+            /tmp/cgm.${_c}0 /sys/fs/cgroup/$_c/memory.stat)"
+    done
+    _stat() { awk -v k="$2" 'NR == FNR { if ($1 == k) a = $2; next } $1 == k { print $2 - a }' "/tmp/cgm.${1}0" "/sys/fs/cgroup/$1/memory.stat"; }
+    CG_GK=$(_stat guest kernel) CG_DK=$(_stat daemon kernel) CG_GC=$((_gc1 - _gc0))
+    CG_GS=$(_stat guest slab_unreclaimable)
+    echo "IFB-RESULT memory $_label: guest kernel $(kib_s "$CG_GK") (slab_unreclaimable $(kib_s "$(_stat guest slab_unreclaimable)"), sec_pagetables $(kib_s "$(_stat guest sec_pagetables)"), memory.current $(kib_s "$CG_GC")); daemon kernel $(kib_s "$CG_DK") (memory.current $(kib_s $((_dc1 - _dc0))))"
+    [ "$CG_DK" -lt 65536 ] || { fail "$_label: the daemon's kernel memory grew by $CG_DK bytes (>= 64 KiB)"; return 1; }
+}
+
+# kib_s BYTES: "+1.5 KiB" (signed, one decimal)
+kib_s() { awk -v b="$1" 'BEGIN { printf "%+.1f KiB", b / 1024 }'; }

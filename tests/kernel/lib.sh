@@ -36,11 +36,13 @@ ensure_deps() {
 # OUT in one step (build_publish). build_fail reports a failure and leaves no entry: OUT is only
 # ever a whole build. tests/kernel/test-build-lib.sh runs this cold path with a tiny fake build.
 
-# build_lock DIR WHAT: one build at a time per cache directory (fd 9 holds DIR/.build.lock).
+# build_lock DIR WHAT [NAME]: one build at a time per cache directory and lock name (fd 9 holds
+# DIR/NAME, default .build.lock; build-kernel.sh gives each kernel series its own).
 build_lock() {
-    exec 9>"$1/.build.lock"
+    local lock=$1/${3:-.build.lock}
+    exec 9>"$lock"
     if ! flock -n 9; then
-        say "another $2 build holds $1/.build.lock; waiting for it"
+        say "another $2 build holds $lock; waiting for it"
         flock 9
     fi
 }

@@ -151,11 +151,10 @@ fi
 # The scenario keys that depend on the vIOMMU: allowed to differ in the boot without CANWBS.
 VIOMMU_KEYS='alloc_hwpt_nested|viommu|vdevice|veventq|hw_queue'
 # Differences found by these boots in the emulator (daemon/uapi/emul-*.c), reported, listed here
-# verbatim until it is fixed so that any other difference still fails the suite:
-# - a nested HWPT asked of an SMMUv3 vIOMMU with an unknown data type: arm-smmu-v3's
-#   alloc_domain_nested copies the user data with iommu_copy_struct_from_user(), which gives
-#   EINVAL on a type mismatch; the emulator answers EOPNOTSUPP as it does for a HWPT parent.
-KNOWN_DIFFS=('DIFF alloc_hwpt_nested@arm-smmuv3+nest: kernel "unknown-data-type: got EINVAL expected EOPNOTSUPP"')
+# verbatim until they are fixed so that any other difference still fails the suite; none now.
+# (The last, fixed from 7.2's source: a nested HWPT asked of an SMMUv3 vIOMMU with an unknown
+# data type is EINVAL, arm-smmu-v3 leaving the type test to iommu_copy_struct_from_user().)
+KNOWN_DIFFS=()
 # unexplained BOOT: the DIFF / NO COUNTERPART lines of compare-BOOT.txt that are neither known nor
 # (in the boot without CANWBS) a vIOMMU line
 unexplained() {

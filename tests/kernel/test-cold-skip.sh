@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/build"
 export IFB_HEAVY_TESTS=1 IFB_CHECK_DEADLINE=$(date +%s) IFB_FULLSTACK_DEADLINE=$(date +%s)
 export IFB_KERNEL_CACHE=$tmp/kernel IFB_KERNEL_ARM64_CACHE=$tmp/kernel-arm64
-export IFB_ARM64_SYSROOT_CACHE=$tmp/arm64-sysroot IFB_FULLSTACK_CACHE=$tmp/fullstack
+export IFB_ARM64_SYSROOT_CACHE=$tmp/arm64-sysroot IFB_FULLSTACK_CACHE=$tmp/fullstack IFB_QEMU_CACHE=$tmp/qemu
 fail=0 ran=0
 
 # expect NAME CMD...: exit 77 with a SKIPPED line
@@ -37,6 +37,10 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v mmdebstrap >/dev/nu
 else
     echo "skip kernel-arm64: its tools are not installed (tools/install-deps arm64)"
 fi
+# the x86 Linux 7.2 boots (run.sh --kernel-version 7.2): their budget check comes before any
+# install or download, so they need nothing installed here
+expect kernel-7.2 "$src/tests/kernel/run.sh" "$tmp/build" --kernel-version 7.2 --boots mock
+expect kernel-7.2-vtd "$src/tests/kernel/run.sh" "$tmp/build" --kernel-version 7.2 --boots vtd
 if command -v mmdebstrap >/dev/null && command -v mkfs.ext4 >/dev/null && command -v debugfs >/dev/null &&
    command -v qemu-system-x86_64 >/dev/null && command -v dpkg-buildpackage >/dev/null; then
     expect fullstack "$src/tests/fullstack/run.sh" "$tmp/build"
