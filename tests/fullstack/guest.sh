@@ -471,6 +471,25 @@ s_bad_memory() {
     return $rc
 }
 
+# note_sandbox: evidence, not a step. What the running broker sees of $BDF (on its host driver
+# now) from inside its unit — its mount and network namespaces — and what the same sandbox without
+# the unit's ReadWritePaths= lets a process write, for README "Managed devices" (the rebind's sysfs
+# writes; the host's way out).
+view_cmd='d=/sys/bus/pci/devices/$1
+w() { test -w "$1" && echo writable || echo read-only; }
+echo "net/: [$(ls -A "$d/net/" 2>&1 | tr "\n" " ")]; /proc/net/route: $(cat /proc/net/route 2>/dev/null | wc -l) lines; /proc/1/net/route: $(cat /proc/1/net/route 2>/dev/null | wc -l) lines; drivers_probe: $(w /sys/bus/pci/drivers_probe); driver_override: $(w "$d/driver_override")"'
+note_sandbox() {
+    local p v
+    p=$(broker_pid)
+    if [ -n "$p" ] && [ "$p" != 0 ]; then
+        v=$(nsenter -t "$p" -m -n sh -c "$view_cmd" sh "$BDF" 2>&1 | tr '\n' ' ')
+        echo "IFB-FULLSTACK note=broker-view (pid $p): $v"
+    fi
+    v=$(systemd-run --wait --pipe -q -p ProtectKernelTunables=yes -p PrivateNetwork=yes -p ProcSubset=pid \
+        -p ProtectSystem=strict sh -c "$view_cmd" sh "$BDF" 2>&1 | tr '\n' ' ')
+    echo "IFB-FULLSTACK note=sandbox-without-ReadWritePaths: $v"
+}
+
 # ---- libvirt >= 12.2: libvirt's own iommufd, fed by the broker (README) -----------------------
 # The README's native XML with this guest's device (its <source><address> parts) and accelerator.
 native_xml() {
@@ -603,6 +622,7 @@ step libvirtd-restart needs=start s_libvirtd
 step journal  needs=start s_journal
 step security needs=install s_security
 step destroy  needs=start s_destroy
+[ "${status[destroy]:-}" = ok ] && note_sandbox
 step start-pc needs=configure s_pc
 native_steps
 step bad-socket needs=configure s_bad_socket
