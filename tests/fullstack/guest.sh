@@ -477,7 +477,7 @@ s_bad_memory() {
 # writes; the host's way out).
 view_cmd='d=/sys/bus/pci/devices/$1
 w() { test -w "$1" && echo writable || echo read-only; }
-echo "net/: [$(ls -A "$d/net/" 2>&1 | tr "\n" " ")]; /proc/net/route: $(cat /proc/net/route 2>/dev/null | wc -l) lines; /proc/1/net/route: $(cat /proc/1/net/route 2>/dev/null | wc -l) lines; drivers_probe: $(w /sys/bus/pci/drivers_probe); driver_override: $(w "$d/driver_override")"'
+echo "/dev/vfio: [$(ls -A /dev/vfio 2>&1 | tr "\n" " ")]; net/: [$(ls -A "$d/net/" 2>&1 | tr "\n" " ")]; /proc/net/route: $(cat /proc/net/route 2>/dev/null | wc -l) lines; /proc/1/net/route: $(cat /proc/1/net/route 2>/dev/null | wc -l) lines; drivers_probe: $(w /sys/bus/pci/drivers_probe); driver_override: $(w "$d/driver_override")"'
 note_sandbox() {
     local p v
     p=$(broker_pid)
@@ -610,6 +610,7 @@ step device   s_device
 step install  needs=device s_install
 step access   needs=install s_access
 step configure needs=install s_configure
+note_sandbox
 step start    needs=configure s_start
 workarounds
 step realized needs=start s_realized
@@ -622,8 +623,8 @@ step libvirtd-restart needs=start s_libvirtd
 step journal  needs=start s_journal
 step security needs=install s_security
 step destroy  needs=start s_destroy
-[ "${status[destroy]:-}" = ok ] && note_sandbox
 step start-pc needs=configure s_pc
+note_sandbox
 native_steps
 step bad-socket needs=configure s_bad_socket
 step bad-cgroup needs=configure s_bad_cgroup
