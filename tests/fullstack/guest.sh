@@ -531,7 +531,11 @@ s_native_realized() {
     # itself is recorded as evidence for README's claims (its memlock sizing, the cdev's owner, the
     # hostdev's original states in its status XML: nothing to undo means it leaves the device to
     # the broker)
-    pci_has_device "$NDOM" || { cat "/ifb/out/query-pci-$NDOM.json"; fail "query-pci does not list the device (8086:10d3)"; return 1; }
+    # libvirt puts its hostdev behind a pcie-root-port; query-pci lists what is behind a bridge only
+    # once the guest's firmware has numbered its bus (seconds to minutes under TCG in TCG)
+    local t0=$(date +%s)
+    wait_for 300 pci_has_device "$NDOM" || { cat "/ifb/out/query-pci-$NDOM.json"; fail "query-pci does not list the device (8086:10d3) after $(( $(date +%s) - t0 )) s"; return 1; }
+    echo "query-pci listed it after $(( $(date +%s) - t0 )) s"
     local cmd lim cdev own orig iommufd
     cmd=$(tr '\0' ' ' < "/proc/$NQEMU_PID/cmdline")
     echo "QEMU: $cmd"
