@@ -140,8 +140,8 @@ managed_check (IfbCore *core, IfbVm *vm, const char *name, const char *const *wi
     return FALSE;
   if (!by_address && (netdev = ifb_pci_device_route_out (core->sys_dirfd, name)))
     return g_set_error (error, IFB_ERROR, IFB_ERROR_PERMISSION_DENIED,
-                        "Device %s carries the host's network interface '%s', which is up with an address: taking it "
-                        "could cut the host off; only an entry naming %s itself in [devices] allow allows that",
+                        "Device %s carries %s which may be the host's way out: taking it could cut the host "
+                        "off; only an entry naming %s itself in [devices] allow allows that",
                         name, netdev, name), FALSE;
   e = ifb_ledger_get (name);
   if (e && (e->state == IFB_LEDGER_TAKING || e->state == IFB_LEDGER_RETURNING))

@@ -334,14 +334,27 @@ ifb_pci_group_devices (int sys_dirfd, int group, GError **error)
   return g_steal_pointer (&names);
 }
 
-/* A line of proc/net/route or proc/net/if_inet6 says ifname carries an address. */
+/* The host's routing tables: PID 1's (proc/1/net/FILE), since the daemon may have a network
+ * namespace of its own (the unit's PrivateNetwork=, whose /proc/net shows only its loopback, and
+ * ProcSubset=pid, which hides /proc/net); proc/net/FILE where PID 1's cannot be read. */
+static char *
+read_host_net (int sys_dirfd, const char *file)
+{
+  g_autofree char *pid1 = g_strdup_printf ("../proc/1/net/%s", file);
+  g_autofree char *self = g_strdup_printf ("../proc/net/%s", file);
+  char *text = read_small_file (sys_dirfd, pid1);
+
+  return text ? text : read_small_file (sys_dirfd, self);
+}
+
+/* A line of the host's net/route or net/if_inet6 says ifname carries an address. */
 static gboolean
 netdev_has_address (int sys_dirfd, const char *ifname)
 {
   g_autofree char *route = NULL, *inet6 = NULL;
   g_auto (GStrv) lines = NULL;
 
-  route = read_small_file (sys_dirfd, "../proc/net/route");
+  route = read_host_net (sys_dirfd, "route");
   lines = g_strsplit (route ? route : "", "\n", -1);
   for (char **l = lines; *l; l++) {
     g_auto (GStrv) f = g_strsplit_set (*l, " \t", 2);
@@ -349,7 +362,7 @@ netdev_has_address (int sys_dirfd, const char *ifname)
       return TRUE;   /* a route through it: it has an IPv4 address (or a gateway) */
   }
   g_strfreev (g_steal_pointer (&lines));
-  inet6 = read_small_file (sys_dirfd, "../proc/net/if_inet6");
+  inet6 = read_host_net (sys_dirfd, "if_inet6");
   lines = g_strsplit (inet6 ? inet6 : "", "\n", -1);
   for (char **l = lines; *l; l++) {
     /* address index prefix-length scope flags name; scope 00 is global */
@@ -370,6 +383,7 @@ ifb_pci_device_route_out (int sys_dirfd, const char *bdf)
   g_autofree char *path = NULL;
   struct dirent *de;
   char *found = NULL;
+  gboolean seen = FALSE;
   DIR *d;
   int fd;
 
@@ -385,10 +399,17 @@ ifb_pci_device_route_out (int sys_dirfd, const char *bdf)
     g_autofree char *operstate = NULL;
     if (de->d_name[0] == '.')
       continue;
+    seen = TRUE;
     operstate = read_small_file (dirfd (d), (g_free (path), path = g_strdup_printf ("%s/operstate", de->d_name)));
     if (operstate && strcmp (g_strstrip (operstate), "up") == 0 && netdev_has_address (sys_dirfd, de->d_name))
-      found = g_strdup (de->d_name);
+      found = g_strdup_printf ("the network interface '%s', up with an address,", de->d_name);
   }
   closedir (d);
+  /* net/ without an entry: the kernel removes the directory with its last interface, so its
+   * interfaces live in another network namespace than the one sysfs was mounted in (systemd mounts
+   * a fresh sysfs for a unit with PrivateNetwork=). Unseen is not safe: treat it as the way out. */
+  if (!found && !seen)
+    found = g_strdup ("a network interface in another network namespace than the broker's (its state cannot be "
+                      "read here),");
   return found;
 }

@@ -38,9 +38,10 @@ gboolean ifb_pci_device_lookup (int sys_dirfd, const char *bdf, IfbPciDevice **r
  * error when the group cannot be read. */
 GPtrArray *ifb_pci_group_devices (int sys_dirfd, int group, GError **error);
 
-/* The device's network interface that is up and carries an address — the host may reach the
- * outside through it — or NULL. Interfaces are its net/<ifname>/ with operstate "up"; addresses
- * are those the routing tables show: an IPv4 route through it (proc/net/route) or a global IPv6
- * address on it (proc/net/if_inet6), proc/ being the sysfs root's sibling (../proc: /proc on a
- * host, the emulated root's proc/). */
+/* What makes the device the host's possible way out — its network interface that is up and
+ * carries an address, or an interface this process cannot see (net/ empty: another network
+ * namespace) — as a phrase for a message, or NULL. Interfaces are its net/<ifname>/ with operstate
+ * "up"; addresses are those the host's routing tables show: an IPv4 route through it (route) or a
+ * global IPv6 address on it (if_inet6), read from proc/1/net/ (PID 1's namespace), else proc/net/,
+ * proc/ being the sysfs root's sibling (../proc: /proc on a host, the emulated root's proc/). */
 char *ifb_pci_device_route_out (int sys_dirfd, const char *bdf);

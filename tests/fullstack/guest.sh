@@ -9,14 +9,19 @@
 # failed says so and counts as failed ("not run: ..."). The last line is IFB-GUEST-EXIT=<n>,
 # n = number of failed steps (0: every step held). Then the unit powers the machine off.
 #
+# A step that does not apply to this platform prints `IFB-FULLSTACK step=NAME skipped (0 s) WHY`:
+# neither ok nor failed, and counted apart in the summary.
+#
 # The test disk holds:
 #   debs/iommufd-broker_*.deb, debs/newer/*.deb   the package and its version-bumped rebuild
-#   readme/web1.xml, readme/qemu-system-x86_64     the README's domain XML and wrapper (run.sh
-#                                                  extracts them from README.md)
+#   readme/web1.xml, readme/qemu-system-x86_64,    the README's domain XML, wrapper and broker
+#   readme/broker.conf, readme/web2-native.xml     config, and its libvirt >= 12.2 domain XML
+#                                                  (run.sh extracts them from README.md)
 #   env                                            platform=..., set by run.sh
-# The only changes made to the README's XML: the device address (0000:65:00.0 in the README)
+# The only changes made to the README's files: the device address (0000:65:00.0 in the README)
 # becomes the guest's first e1000e, and type='kvm' becomes type='qemu' where /dev/kvm is absent
-# (TCG inside TCG here).
+# (TCG inside TCG here). The device starts on its host driver (e1000e, with its netdev): the
+# README's domains take it managed, and it must be back there after each guest.
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0
@@ -26,6 +31,7 @@ mkdir -p /ifb/out
 T_START=$(date +%s)
 echo "IFB-GUEST-START uptime=$(cut -d' ' -f1 /proc/uptime)"
 failed=0
+skipped=0
 declare -A status=()
 DETAIL=""
 
@@ -58,6 +64,11 @@ step() {
     fi
     return $rc
 }
+# skip NAME WHY: a step that does not apply here; reported as skipped, never as ok
+skip() {
+    status[$1]=skipped; skipped=$((skipped + 1))
+    echo "IFB-FULLSTACK step=$1 skipped (0 s) $2"
+}
 # say: a line into the step's log; fail MSG: sets DETAIL and returns 1
 say() { echo "+ $*"; }
 fail() { DETAIL=$*; echo "FAIL: $*"; return 1; }
@@ -68,8 +79,10 @@ wait_for() {   # wait_for SECONDS CMD...: until CMD succeeds
 }
 
 DOM=web1
+NDOM=web2     # the README's libvirt >= 12.2 domain
 SOCK=/run/iommufd-broker/rpc.sock
 WRAPPER=/usr/local/libexec/iommufd-broker/qemu-system-x86_64
+CONF=/etc/iommufd-broker/broker.conf
 
 # virsh_err OUTPUT: virsh's error on one line, without QEMU's TCG-only "KVM VFIO device isn't
 # created yet" warning
@@ -96,14 +109,31 @@ whole() {
     [ "$pid" = "$QEMU_PID" ] || { fail "QEMU pid changed: $QEMU_PID -> ${pid:-none}"; return 1; }
     kill -0 "$pid" || { fail "QEMU $pid is gone"; return 1; }
     pci_has_device "$DOM" || { fail "query-pci no longer lists the vfio-pci device"; return 1; }
+    on_vfio || { fail "$BDF left vfio-pci while $DOM runs ($(where))"; return 1; }
     wait_for 20 broker_has "$DOM" || { fail "the broker no longer lists $DOM with $BDF: $(iommufdctl vm list 2>&1 | tr '\n' ' ')"; return 1; }
 }
-holders_of() {        # processes with an fd on the cdev of $BDF or on /dev/iommu (pid:comm:target)
-    local f t
+holders_of() {        # processes with an fd on a VFIO cdev or on /dev/iommu (pid:comm:target); the
+    local f t p       # guest's second e1000e stays on its host driver, so a cdev here is $BDF's
     for f in /proc/[0-9]*/fd/*; do
         t=$(readlink "$f" 2>/dev/null) || continue
-        case "$t" in "$CDEV"|/dev/iommu) p=${f#/proc/}; p=${p%%/*}; echo "$p:$(cat /proc/$p/comm 2>/dev/null):$t" ;; esac
+        case "$t" in /dev/vfio/devices/*|/dev/iommu) p=${f#/proc/}; p=${p%%/*}; echo "$p:$(cat /proc/$p/comm 2>/dev/null):$t" ;; esac
     done | sort -u
+}
+cdev_holders() { holders_of | grep ':/dev/vfio/devices/' | tr '\n' ' '; }
+driver_of() { basename "$(readlink "/sys/bus/pci/devices/$BDF/driver" 2>/dev/null)" 2>/dev/null; }
+netdev_of() { ls "/sys/bus/pci/devices/$BDF/net/" 2>/dev/null | head -n1; }
+# on_host: $BDF is on its host driver (e1000e) with its netdev, as before any guest took it
+on_host() { [ "$(driver_of)" = "$HOST_DRIVER" ] && [ -n "$(netdev_of)" ]; }
+on_vfio() { [ "$(driver_of)" = vfio-pci ] && [ -n "$(ls "/sys/bus/pci/devices/$BDF/vfio-dev/" 2>/dev/null)" ]; }
+where() { echo "driver '$(driver_of)', netdev '$(netdev_of)', override '$(cat "/sys/bus/pci/devices/$BDF/driver_override" 2>/dev/null)'"; }
+# back_home WHAT: wait until $BDF is back on its host driver with its netdev
+back_home() {
+    wait_for 60 on_host || { fail "$1: $BDF is not back on $HOST_DRIVER with its netdev ($(where))"; return 1; }
+}
+# the README's broker.conf with this guest's device, plus any extra lines
+write_conf() {
+    mkdir -p /etc/iommufd-broker
+    { sed "s/0000:65:00\.0/$BDF/g" /ifb/readme/broker.conf; [ $# = 0 ] || printf '%s\n' "$@"; } > "$CONF"
 }
 # the domain XML of the README, with this guest's device and accelerator
 domain_xml() {        # domain_xml NAME MACHINE [EXTRA_DEVICE_XML]
@@ -125,22 +155,26 @@ s_system() {
     DETAIL="systemd $(systemctl --version | awk 'NR==1 {print $2}'), libvirt $(virsh -c qemu:///system version | awk '/library: libvirt/ {print $NF; exit}'), $(qemu-system-x86_64 --version | head -n1 | awk '{print "QEMU " $4}'), kernel $(uname -r), machined active=$(systemctl is-active systemd-machined), pid1=$(cat /proc/1/comm), failed units: $(systemctl --failed --no-legend --plain | awk '{print $1}' | tr '\n' ' ')"
 }
 
-s_bind() {
+s_device() {
+    # README "Managed devices": the device stays on its host driver until a guest takes it. The
+    # e1000e carry no network configuration here (nothing brings them up); the broker's "host's way
+    # out" refusal is for an interface that is up with an address, and the README's allow-list
+    # names the address itself, which is the operator's word that it may be taken.
     local d n=0
     for d in /sys/bus/pci/devices/*; do
         [ "$(cat "$d/vendor")" = 0x8086 ] && [ "$(cat "$d/device")" = 0x10d3 ] || continue
-        echo vfio-pci > "$d/driver_override"
-        [ -e "$d/driver" ] && echo "${d##*/}" > "$d/driver/unbind"
-        echo "${d##*/}" > /sys/bus/pci/drivers_probe
         n=$((n + 1))
         [ -n "${BDF:-}" ] || BDF=${d##*/}
     done
     [ $n -gt 0 ] || { fail "no e1000e (8086:10d3) in the guest"; return 1; }
-    local v
-    v=$(ls "/sys/bus/pci/devices/$BDF/vfio-dev/" 2>/dev/null | head -n1)
-    [ -n "$v" ] && [ -c "/dev/vfio/devices/$v" ] || { fail "$BDF has no vfio cdev"; return 1; }
-    CDEV=/dev/vfio/devices/$v
-    DETAIL="$n e1000e on vfio-pci; the domain gets $BDF ($CDEV); /dev/iommu $( [ -c /dev/iommu ] && echo present || echo MISSING)"
+    HOST_DRIVER=$(driver_of)
+    run ls -l "/sys/bus/pci/devices/$BDF/" | grep -E 'driver|net|iommu_group'
+    [ "$HOST_DRIVER" = e1000e ] || { fail "$BDF is on '$HOST_DRIVER', not e1000e"; return 1; }
+    wait_for 30 sh -c "ls /sys/bus/pci/devices/$BDF/net/ | grep -q ." || { fail "$BDF on e1000e has no netdev"; return 1; }
+    local nd=$(netdev_of)
+    run cat /proc/net/route; run cat /proc/net/if_inet6
+    run cat "/sys/class/net/$nd/operstate"
+    DETAIL="$n e1000e on their host driver; the domain gets $BDF (driver $HOST_DRIVER, netdev $nd, operstate $(cat "/sys/class/net/$nd/operstate"), routes through it: $(awk -v n="$nd" '$1 == n' /proc/net/route | wc -l)); /dev/iommu $( [ -c /dev/iommu ] && echo present || echo MISSING)"
 }
 
 s_install() {
@@ -174,12 +208,13 @@ s_configure() {
     # finds the hook the package installed while it ran.
     run install -D -m 0755 /ifb/readme/qemu-system-x86_64 "$WRAPPER"
     run cat "$WRAPPER"
-    mkdir -p /etc/iommufd-broker
-    printf '[libvirt]\nuri=qemu:///system\n' > /etc/iommufd-broker/broker.conf
-    run cat /etc/iommufd-broker/broker.conf
+    write_conf
+    run cat "$CONF"
+    # the broker reads its configuration when it starts (socket-activated: maybe not yet)
+    run systemctl try-restart iommufd-broker
     run systemctl restart libvirtd || { fail "systemctl restart libvirtd failed"; return 1; }
     run ls -l /etc/libvirt/hooks/qemu.d/
-    DETAIL="wrapper $WRAPPER, [libvirt] uri=qemu:///system, libvirtd restarted for the hook"
+    DETAIL="wrapper $WRAPPER, broker.conf: $(grep -v '^ *$' "$CONF" | tr '\n' ' '), libvirtd restarted for the hook"
 }
 
 # try_start XMLFILE: define and start $DOM; on failure DETAIL has virsh's error
@@ -196,7 +231,8 @@ try_start() {
         return 1
     fi
     QEMU_PID=$(qemu_pid "$DOM")
-    DETAIL="$DOM running, QEMU pid $QEMU_PID as $(ps -o user= -p "$QEMU_PID") in $(cut -d: -f3 /proc/$QEMU_PID/cgroup)"
+    on_vfio || { fail "$DOM runs, but $BDF is not on vfio-pci ($(where))"; return 1; }
+    DETAIL="$DOM running, QEMU pid $QEMU_PID as $(ps -o user= -p "$QEMU_PID") in $(cut -d: -f3 /proc/$QEMU_PID/cgroup); $BDF taken from $HOST_DRIVER to vfio-pci"
 }
 
 s_start() {
@@ -341,8 +377,9 @@ s_destroy() {
     owner=$(iommufdctl devices | awk -v d="$BDF" '$1 == d {print $NF}')
     iommufdctl devices | awk -v d="$BDF" '$1 == d' | grep -qw "$DOM" && { fail "$BDF still owned by $DOM"; return 1; }
     holders=$(holders_of | grep -v ':iommufd-broker' | tr '\n' ' ')
-    [ -z "$(holders_of | grep "$CDEV")" ] || { fail "something still holds $CDEV: $(holders_of | grep "$CDEV" | tr '\n' ' ')"; return 1; }
-    DETAIL="$DOM gone from the broker, $BDF free (owner column '$owner'), nobody holds $CDEV${holders:+; /dev/iommu held by: $holders}; Mlocked $(awk '/^Mlocked/ {print $2 $3}' /proc/meminfo)"
+    back_home "after virsh destroy" || return 1
+    [ -z "$(cdev_holders)" ] || { fail "something still holds a VFIO cdev: $(cdev_holders)"; return 1; }
+    DETAIL="$DOM gone from the broker, $BDF back on $(driver_of) with netdev $(netdev_of) (owner column '$owner'), nobody holds a VFIO cdev${holders:+; /dev/iommu held by: $holders}; Mlocked $(awk '/^Mlocked/ {print $2 $3}' /proc/meminfo)"
 }
 
 s_pc() {
@@ -358,7 +395,8 @@ s_pc() {
     run virsh destroy web1pc
     wait_for 20 sh -c "! iommufdctl vm list | awk '\$1 == \"web1pc\"' | grep -q ."
     run virsh undefine web1pc
-    DETAIL="the README's XML with machine='pc' starts${WORKAROUNDS:+ (workarounds:$WORKAROUNDS)}, query-pci lists the device, destroyed"
+    back_home "pc: after virsh destroy" || return 1
+    DETAIL="the README's XML with machine='pc' starts${WORKAROUNDS:+ (workarounds:$WORKAROUNDS)}, query-pci lists the device, destroyed, $BDF back on $(driver_of)"
 }
 
 # bad_start NAME WHAT PATTERN XML: virsh start must fail with one clear error matching PATTERN
@@ -381,8 +419,9 @@ bad_start() {
     sleep 2
     iommufdctl vm list | awk -v n="$name" '$1 == n' | grep -q . && { fail "$what: the broker still has a guest $name (half-made)"; return 1; }
     iommufdctl devices | awk -v d="$BDF" '$1 == d' | grep -qw "$name" && { fail "$what: $BDF is still reserved for $name"; return 1; }
-    [ -z "$(holders_of | grep "$CDEV")" ] || { fail "$what: $CDEV is still held"; return 1; }
-    DETAIL="refused: $err"
+    [ -z "$(cdev_holders)" ] || { fail "$what: a VFIO cdev is still held: $(cdev_holders)"; return 1; }
+    back_home "$what" || return 1
+    DETAIL="refused: $err; $BDF on $(driver_of)"
 }
 
 s_bad_socket() {
@@ -404,11 +443,13 @@ s_bad_socket() {
 s_bad_cgroup() {
     # The hook registers the guest with libvirt's own layout (/machine/qemu-N-NAME.libvirt-qemu)
     # while libvirt puts QEMU in machined's scope: the launcher is outside the guest's cgroup.
-    printf '[libvirt]\nuri=qemu:///system\ncgroup-layout=manual\n' > /etc/iommufd-broker/broker.conf
+    write_conf
+    sed -i '/^uri=/a cgroup-layout=manual' "$CONF"
+    run cat "$CONF"
     run systemctl restart iommufd-broker || { fail "the broker did not restart with cgroup-layout=manual"; return 1; }
     local rc=0
     bad_start web1cg "VMM outside the guest's cgroup" 'cgroup' "$(domain_xml web1cg q35)" || rc=$?
-    printf '[libvirt]\nuri=qemu:///system\n' > /etc/iommufd-broker/broker.conf
+    write_conf
     systemctl restart iommufd-broker
     return $rc
 }
@@ -420,21 +461,160 @@ s_bad_memory() {
         fail "the broker has no configured ceiling for a guest's memory (no max-guest-memory-mib in the example configuration); nothing to refuse a guest over"
         return 1
     fi
-    printf '[libvirt]\nuri=qemu:///system\n[limits]\nmax-guest-memory-mib=512\n' > /etc/iommufd-broker/broker.conf
+    write_conf '[limits]' 'max-guest-memory-mib=512'
     run systemctl restart iommufd-broker || { fail "the broker did not start with max-guest-memory-mib=512"; return 1; }
     local rc=0
     bad_start web1big "guest memory over the ceiling" 'memory|limit' \
         "$(domain_xml web1big q35 | sed "s|<memory unit='MiB'>[0-9]*</memory>|<memory unit='MiB'>1024</memory>|")" || rc=$?
-    printf '[libvirt]\nuri=qemu:///system\n' > /etc/iommufd-broker/broker.conf
+    write_conf
     systemctl restart iommufd-broker
     return $rc
 }
 
+# note_sandbox: evidence, not a step. What the running broker sees of $BDF (on its host driver
+# now) from inside its unit — its mount and network namespaces — and what the same sandbox without
+# the unit's ReadWritePaths= lets a process write, for README "Managed devices" (the rebind's sysfs
+# writes; the host's way out).
+view_cmd='d=/sys/bus/pci/devices/$1
+w() { test -w "$1" && echo writable || echo read-only; }
+echo "/dev/vfio: [$(ls -A /dev/vfio 2>&1 | tr "\n" " ")]; net/: [$(ls -A "$d/net/" 2>&1 | tr "\n" " ")]; /proc/net/route: $(cat /proc/net/route 2>/dev/null | wc -l) lines; /proc/1/net/route: $(cat /proc/1/net/route 2>/dev/null | wc -l) lines; drivers_probe: $(w /sys/bus/pci/drivers_probe); driver_override: $(w "$d/driver_override")"'
+note_sandbox() {
+    local p v
+    p=$(broker_pid)
+    if [ -n "$p" ] && [ "$p" != 0 ]; then
+        v=$(nsenter -t "$p" -m -n sh -c "$view_cmd" sh "$BDF" 2>&1 | tr '\n' ' ')
+        echo "IFB-FULLSTACK note=broker-view (pid $p): $v"
+    fi
+    v=$(systemd-run --wait --pipe -q -p ProtectKernelTunables=yes -p PrivateNetwork=yes -p ProcSubset=pid \
+        -p ProtectSystem=strict sh -c "$view_cmd" sh "$BDF" 2>&1 | tr '\n' ' ')
+    echo "IFB-FULLSTACK note=sandbox-without-ReadWritePaths: $v"
+}
+
+# ---- libvirt >= 12.2: libvirt's own iommufd, fed by the broker (README) -----------------------
+# The README's native XML with this guest's device (its <source><address> parts) and accelerator.
+native_xml() {
+    local type=kvm dom bus slot fn
+    [ -e /dev/kvm ] || type=qemu
+    IFS=':.' read -r dom bus slot fn <<< "$BDF"
+    sed -e "s/domain='0x0000' bus='0x65' slot='0x00' function='0x0'/domain='0x$dom' bus='0x$bus' slot='0x$slot' function='0x$fn'/" \
+        -e "s/<domain type='kvm'/<domain type='$type'/" /ifb/readme/web2-native.xml
+}
+libvirt_version() { virsh -c qemu:///system version | awk '/library: libvirt/ {print $NF; exit}'; }
+# native_applies: libvirt >= 12.2 (the fd group of <iommufd fdgroup=>)
+native_applies() { [ "$(printf '%s\n12.2.0\n' "$(libvirt_version)" | sort -V | head -n1)" = 12.2.0 ]; }
+hostdev_xml() { sed -n '/<hostdev/,/<\/hostdev>/p' "/run/libvirt/qemu/$NDOM.xml" 2>/dev/null; }
+
+s_native_start() {
+    # README: the domain defined, then `iommufdctl libvirt-start NAME` (it creates the guest,
+    # associates the broker's iommufd under the fd group and starts the domain on that connection)
+    native_xml > /ifb/out/web2.xml
+    run cat /ifb/out/web2.xml
+    run virsh define /ifb/out/web2.xml || { fail "virsh define of the README's native XML failed"; return 1; }
+    on_host || { fail "$BDF is not on $HOST_DRIVER before the start ($(where))"; return 1; }
+    local out rc=0
+    out=$(iommufdctl libvirt-start "$NDOM" 2>&1) || rc=$?
+    echo "$out"
+    if [ $rc != 0 ]; then
+        fail "iommufdctl libvirt-start $NDOM: $(virsh_err "$out")"
+        journalctl -b --no-pager -n 40 -u iommufd-broker -u libvirtd | sed 's/^/journal: /'
+        tail -n 15 "/var/log/libvirt/qemu/$NDOM.log" 2>/dev/null | sed 's/^/qemu log: /'
+        return 1
+    fi
+    NQEMU_PID=$(qemu_pid "$NDOM")
+    [ -n "$NQEMU_PID" ] && kill -0 "$NQEMU_PID" || { fail "libvirt-start said ok, but no QEMU runs for $NDOM"; return 1; }
+    on_vfio || { fail "$NDOM runs, but $BDF is not on vfio-pci ($(where))"; return 1; }
+    DETAIL="$(echo "$out" | tail -n1); QEMU pid $NQEMU_PID as $(ps -o user= -p "$NQEMU_PID"); $BDF taken from $HOST_DRIVER to vfio-pci"
+}
+
+s_native_realized() {
+    # QEMU realized the device libvirt opened, on the iommufd the broker gave; what libvirt did
+    # itself is recorded as evidence for README's claims (its memlock sizing, the cdev's owner, the
+    # hostdev's original states in its status XML: nothing to undo means it leaves the device to
+    # the broker)
+    # libvirt puts its hostdev behind a pcie-root-port; query-pci lists what is behind a bridge only
+    # once the guest's firmware has numbered its bus (seconds to minutes under TCG in TCG)
+    local t0=$(date +%s)
+    wait_for 300 pci_has_device "$NDOM" || { cat "/ifb/out/query-pci-$NDOM.json"; fail "query-pci does not list the device (8086:10d3) after $(( $(date +%s) - t0 )) s"; return 1; }
+    echo "query-pci listed it after $(( $(date +%s) - t0 )) s"
+    local cmd lim cdev own orig iommufd
+    cmd=$(tr '\0' ' ' < "/proc/$NQEMU_PID/cmdline")
+    echo "QEMU: $cmd"
+    iommufd=$(echo "$cmd" | grep -oE -- '"qom-type":"iommufd"[^}]*|iommufd,[^ ]*' | head -n1)
+    lim=$(awk '/^Max locked memory/ {print $4}' "/proc/$NQEMU_PID/limits")
+    cdev=$(ls "/sys/bus/pci/devices/$BDF/vfio-dev/" 2>/dev/null | head -n1)
+    own=$(stat -c '%U:%G %a' "/dev/vfio/devices/$cdev" 2>/dev/null)
+    hostdev_xml
+    orig=$(hostdev_xml | grep -oE '<(unbind|removeslot|reprobe)/>' | tr -d '<>/' | tr '\n' ' ')
+    holders_of
+    DETAIL="query-pci lists 8086:10d3; QEMU's iommufd: ${iommufd:-?}; QEMU's RLIMIT_MEMLOCK $lim; $cdev $own; libvirt's origstates: ${orig:-none}; open (pid:command:node): $(holders_of | tr '\n' ' ')"
+}
+
+s_native_vmlist() {
+    run iommufdctl vm list
+    run iommufdctl devices
+    local cg
+    cg=$(iommufdctl vm list | awk -v n="$NDOM" '$1 == n {print $4}')
+    [ -n "$cg" ] || { fail "iommufdctl vm list has no $NDOM"; return 1; }
+    case "$cg" in
+        /machine.slice/machine-qemu*"$NDOM".scope*) ;;
+        *) fail "$NDOM's cgroup is $cg, not machined's scope (vm.place at prepare)"; return 1 ;;
+    esac
+    iommufdctl devices | awk -v d="$BDF" '$1 == d' | grep -qw "$NDOM" || { fail "the broker does not list $BDF as $NDOM's"; return 1; }
+    DETAIL="$NDOM in $cg, $BDF reserved for it: $(iommufdctl devices | awk -v d="$BDF" '$1 == d' | tr -s ' ')"
+}
+
+s_native_destroy() {
+    local since
+    since=$(date '+%Y-%m-%d %H:%M:%S')
+    run virsh destroy "$NDOM" || { fail "virsh destroy $NDOM failed"; return 1; }
+    wait_for 30 sh -c "! iommufdctl vm list | awk '\$1 == \"$NDOM\"' | grep -q ." ||
+        { fail "the broker still lists $NDOM after virsh destroy: $(iommufdctl vm list | tr '\n' ' ')"; return 1; }
+    back_home "after virsh destroy $NDOM" || return 1
+    [ -z "$(cdev_holders)" ] || { fail "something still holds a VFIO cdev: $(cdev_holders)"; return 1; }
+    journalctl --no-pager --since "$since" | grep -iE "$BDF|$NDOM" | tail -n 20
+    DETAIL="$NDOM gone from the broker, $BDF back on $(driver_of) with netdev $(netdev_of), nobody holds a VFIO cdev"
+}
+
+s_native_refused() {
+    # README: autostart and a plain `virsh start` have no client to associate the fd: the hook
+    # refuses at prepare naming `iommufdctl libvirt-start`, and nothing is left half-made
+    local out rc=0 since
+    since=$(date '+%Y-%m-%d %H:%M:%S')
+    out=$(virsh start "$NDOM" 2>&1) || rc=$?
+    echo "$out"
+    [ $rc != 0 ] || { virsh destroy "$NDOM"; fail "a plain virsh start of $NDOM succeeded"; return 1; }
+    echo "$out" | grep -q 'iommufdctl libvirt-start' || { fail "virsh start failed, but not naming iommufdctl libvirt-start: $(virsh_err "$out")"; return 1; }
+    [ "$(virsh domstate "$NDOM" 2>&1)" = "shut off" ] || { fail "$NDOM is '$(virsh domstate "$NDOM" 2>&1)' after the refusal"; return 1; }
+    iommufdctl vm list | awk -v n="$NDOM" '$1 == n' | grep -q . && { fail "the broker has a guest $NDOM (half-made)"; return 1; }
+    [ -z "$(cdev_holders)" ] || { fail "a VFIO cdev is held: $(cdev_holders)"; return 1; }
+    on_host || { fail "$BDF left $HOST_DRIVER ($(where))"; return 1; }
+    journalctl --no-pager --since "$since" | grep -i 'libvirt-start' | tail -n 3 | sed 's/^/journal: /'
+    run virsh undefine "$NDOM"
+    DETAIL="refused: $(virsh_err "$out"); no guest, $BDF on $(driver_of)"
+}
+
+native_steps() {
+    local s v
+    v=$(libvirt_version)
+    if [ -n "$v" ] && ! native_applies; then
+        for s in native-start native-realized native-vm-list native-destroy native-refused; do
+            skip "$s" "not applicable on libvirt $v: its own iommufd from a client's fd group needs libvirt >= 12.2 (README \"libvirt >= 12.2\")"
+        done
+        return 0
+    fi
+    step native-start    needs=configure s_native_start
+    step native-realized needs=native-start s_native_realized
+    step native-vm-list  needs=native-start s_native_vmlist
+    step native-destroy  needs=native-start s_native_destroy
+    step native-refused  needs=configure s_native_refused
+}
+
 step system   s_system
-step bind     s_bind
-step install  needs=bind s_install
+step device   s_device
+step install  needs=device s_install
 step access   needs=install s_access
 step configure needs=install s_configure
+note_sandbox
 step start    needs=configure s_start
 workarounds
 step realized needs=start s_realized
@@ -448,6 +628,8 @@ step journal  needs=start s_journal
 step security needs=install s_security
 step destroy  needs=start s_destroy
 step start-pc needs=configure s_pc
+note_sandbox
+native_steps
 step bad-socket needs=configure s_bad_socket
 step bad-cgroup needs=configure s_bad_cgroup
 step bad-memory needs=configure s_bad_memory
@@ -455,7 +637,7 @@ step bad-memory needs=configure s_bad_memory
 # what the run leaves for the host: the journal, libvirt's QEMU logs
 journalctl -b --no-pager -o short-monotonic > /ifb/out/journal.txt 2>&1
 cp /var/log/libvirt/qemu/*.log /ifb/out/ 2>/dev/null
-echo "IFB-FULLSTACK summary: $failed step(s) failed, $(( $(date +%s) - T_START )) s in the guest${WORKAROUNDS:+; the steps after start ran with the workarounds:$WORKAROUNDS}"
+echo "IFB-FULLSTACK summary: $failed step(s) failed, $skipped skipped (not applicable here), $(( $(date +%s) - T_START )) s in the guest${WORKAROUNDS:+; the steps after start ran with the workarounds:$WORKAROUNDS}"
 sync
 echo "IFB-GUEST-END uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "IFB-GUEST-EXIT=$failed"

@@ -1,9 +1,11 @@
 #!/bin/sh
-# The README's libvirt example (domain XML and emulator wrapper), the one source of truth:
-#   readme-example.sh extract README.md OUTDIR   write OUTDIR/web1.xml and OUTDIR/qemu-system-x86_64
+# The README's libvirt examples, the one source of truth: the wrapper path's domain XML and
+# emulator wrapper, the broker's configuration, and libvirt >= 12.2's native domain XML.
+#   readme-example.sh extract README.md OUTDIR   write OUTDIR/NAME for each NAME below
 #   readme-example.sh check SOURCE_DIR           fail unless contrib/libvirt/ holds the same files
 # A block is the fenced code block right after a line "<!-- example: contrib/libvirt/NAME -->".
 set -eu
+NAMES="web1.xml qemu-system-x86_64 broker.conf web2-native.xml"
 block() {   # block README NAME: the body of the fenced block after NAME's marker
     awk -v m="<!-- example: contrib/libvirt/$2 -->" '
         $0 == m {found = 1; next}
@@ -15,7 +17,7 @@ case "${1:-}" in
     extract)
         [ $# -eq 3 ] || { echo "usage: $0 extract README.md OUTDIR" >&2; exit 2; }
         mkdir -p "$3"
-        for n in web1.xml qemu-system-x86_64; do
+        for n in $NAMES; do
             block "$2" $n > "$3/$n"
             [ -s "$3/$n" ] || { echo "readme-example: no block after <!-- example: contrib/libvirt/$n --> in $2" >&2; exit 1; }
         done
@@ -27,7 +29,7 @@ case "${1:-}" in
         trap 'rm -rf "$tmp"' EXIT
         "$0" extract "$2/README.md" "$tmp"
         rc=0
-        for n in web1.xml qemu-system-x86_64; do
+        for n in $NAMES; do
             if cmp -s "$tmp/$n" "$2/contrib/libvirt/$n"; then
                 echo "ok   contrib/libvirt/$n is the README's"
             else

@@ -127,7 +127,7 @@ fail=0
 for p in $platforms; do
     say "$p: ${result[$p]} (${times[$p]})"
     say "  $p versions: $(tr '\n' ' ' < "$(dirname "$(ls "$FS_CACHE"/rootfs/$p-*/rootfs.ext4 | head -n1)")/versions")"
-    grep -aoE 'IFB-FULLSTACK (step=|summary).*' "$out/$p/console.log" | sed "s/^/  $p: /" >&2 || true
+    grep -aoE 'IFB-FULLSTACK (step=|note=|summary).*' "$out/$p/console.log" | sed "s/^/  $p: /" >&2 || true
     [ "${result[$p]}" = PASS ] || fail=1
 done
 exit $fail

@@ -247,6 +247,38 @@ def test_host_route_out_refused_unless_named():
             on_vfio(b, UPLINK)
 
 
+def test_host_way_out_seen_from_a_network_namespace_of_its_own():
+    # Under its unit (PrivateNetwork=, ProcSubset=pid) the broker's own /proc/net shows only its
+    # loopback and systemd mounts it a fresh sysfs where the host's interfaces are not listed: the
+    # way out is still refused. Routes are the host's (PID 1's /proc/1/net); a device whose net/
+    # lists nothing has its interfaces in another namespace, which is not taken on an id entry.
+    header = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+    with Cgroup("netns") as cg:
+        tree = managed_tree()
+        with open(os.path.join(tree, "proc/net/route")) as f:
+            _write(os.path.join(tree, "proc/1/net/route"), f.read())
+        _write(os.path.join(tree, "proc/1/net/if_inet6"), "")
+        _write(os.path.join(tree, "proc/net/route"), header)
+        with Broker(config=conf(["8086:10d3"]), template=tree) as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            err = b.client().error("vm.attach", {"vm": "g", "device": UPLINK, "managed": True})
+            assert err["data"]["name"] == "permission-denied" and "'eno1'" in err["message"], err
+            on_host_driver(b, UPLINK, "e1000e")
+        tree = managed_tree()
+        shutil.rmtree(os.path.join(tree, "sys/bus/pci/devices", UPLINK, "net/eno1"))
+        _write(os.path.join(tree, "proc/net/route"), header)
+        with Broker(config=conf(["8086:10d3"]), template=tree) as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            err = b.client().error("vm.attach", {"vm": "g", "device": UPLINK, "managed": True})
+            assert err["data"]["name"] == "permission-denied", err
+            assert UPLINK in err["message"] and "another network namespace" in err["message"], err
+            on_host_driver(b, UPLINK, "e1000e")
+        with Broker(config=conf([UPLINK]), template=tree) as b:
+            b.call("vm.create", {"name": "g", "cgroup": cg.path})
+            b.call("vm.attach", {"vm": "g", "device": UPLINK, "managed": True})
+            on_vfio(b, UPLINK)
+
+
 def test_rebind_timeout_leaves_device_and_guest():
     # A device whose probe never brings up vfio-pci is refused when [devices] bind-timeout-ms runs
     # out, back on its driver by the time the error arrives, and the guest is as before.
@@ -421,6 +453,7 @@ def test_cli_and_unmanaged_unchanged():
 if __name__ == "__main__":
     run([test_managed_attach_takes_and_detach_gives_back, test_allow_list_decides, test_device_on_vfio_before_stays_there,
          test_iommu_group_with_host_driver_endpoint, test_bad_devices_get_one_clear_error,
-         test_host_route_out_refused_unless_named, test_rebind_timeout_leaves_device_and_guest,
+         test_host_route_out_refused_unless_named, test_host_way_out_seen_from_a_network_namespace_of_its_own,
+         test_rebind_timeout_leaves_device_and_guest,
          test_failed_give_back_retried_with_journal_line, test_waiting_device_is_nobody_elses,
          test_device_list_shows_the_ledger, test_crash_then_restart_keeps_or_gives_back, test_restart_reconciles_state_with_sysfs, test_cli_and_unmanaged_unchanged])

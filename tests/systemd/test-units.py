@@ -93,6 +93,48 @@ def test_install_layout():
     assert nofile > store, (nofile, store)
 
 
+def test_managed_devices_writable_in_the_sandbox():
+    # What the rebind worker writes for a managed device (daemon/workers/rebind.c: driver_override,
+    # a driver's unbind, drivers_probe; /sys/bus/pci/devices/BDF links into /sys/devices) stays
+    # writable under the unit: ProtectKernelTunables= makes /sys read-only, so ReadWritePaths= must
+    # give those subtrees back (a tunables-protected /sys refused every managed start with EROFS).
+    root, unitdir = destdir()
+    with open(os.path.join(unitdir, "iommufd-broker.service")) as f:
+        svc = f.read()
+    with open(os.path.join(HERE, "..", "..", "daemon", "workers", "rebind.c")) as f:
+        rebind = f.read()
+    written = re.findall(r'"(bus/pci/[^"]*)"', rebind)
+    assert {"bus/pci/devices/%s/driver_override", "bus/pci/devices/%s/driver/unbind",
+            "bus/pci/drivers_probe"} <= set(written), written
+    if not re.search(r"^ProtectKernelTunables=(yes|true|1)$", svc, re.M):
+        return
+    rw = [p.lstrip("-") for line in re.findall(r"^ReadWritePaths=(.*)$", svc, re.M) for p in line.split()]
+    real = {"bus/pci/devices/%s/driver_override": "/sys/devices/pci0000:00/0000:00:03.0/driver_override",
+            "bus/pci/devices/%s/driver/unbind": "/sys/bus/pci/drivers/e1000e/unbind",
+            "bus/pci/drivers_probe": "/sys/bus/pci/drivers_probe"}
+    for attr, path in real.items():
+        assert any(path.startswith(p.rstrip("/") + "/") for p in rw), \
+            "%s (%s) is read-only under ProtectKernelTunables=; ReadWritePaths=%s" % (attr, path, " ".join(rw))
+
+
+def test_bound_dev_directories_exist_before_the_service():
+    # A directory the unit binds into its private /dev (BindPaths=-/dev/vfio) must exist when the
+    # service starts, or it is skipped and a cdev made later (a managed device bound to vfio-pci
+    # after the broker started) never appears to the broker: tmpfiles.d makes it. Without, the
+    # full-stack tier's managed start timed out waiting for the cdev.
+    root, unitdir = destdir()
+    with open(os.path.join(unitdir, "iommufd-broker.service")) as f:
+        svc = f.read()
+    tmpfiles = [os.path.join(dp, f) for dp, _, fs in os.walk(root) for f in fs if dp.endswith("tmpfiles.d")]
+    with open(tmpfiles[0]) as f:
+        made = re.findall(r"^d\s+(\S+)\s", f.read(), re.M)
+    bound = [p.lstrip("-").split(":")[0] for line in re.findall(r"^BindPaths=(.*)$", svc, re.M) for p in line.split()]
+    dirs = [p for p in bound if p.startswith("/dev/") and p != "/dev/iommu"]
+    assert "/dev/vfio" in dirs, bound
+    for d in dirs:
+        assert d in made, "%s is bound into the unit's /dev but no tmpfiles.d line makes it: %s" % (d, made)
+
+
 def verify_root():
     """systemd-analyze verify --root= needs the targets and slices the units refer to, and finds
     ExecStart= inside the root: the DESTDIR plus copies of the host's targets and slices."""
@@ -145,4 +187,5 @@ def test_security_exposure():
 
 
 if __name__ == "__main__":
-    run([test_install_layout, test_verify, test_verify_catches_a_broken_unit, test_security_exposure])
+    run([test_install_layout, test_managed_devices_writable_in_the_sandbox,
+         test_bound_dev_directories_exist_before_the_service, test_verify, test_verify_catches_a_broken_unit, test_security_exposure])
