@@ -217,6 +217,13 @@ s_configure() {
     DETAIL="wrapper $WRAPPER, broker.conf: $(grep -v '^ *$' "$CONF" | tr '\n' ' '), libvirtd restarted for the hook"
 }
 
+# start_failed DOMAIN MESSAGE: DETAIL says MESSAGE; the log gets the journal's and QEMU's last lines
+start_failed() {
+    fail "$2"
+    journalctl -b --no-pager -n 40 -u iommufd-broker -u libvirtd | sed 's/^/journal: /'
+    tail -n 15 "/var/log/libvirt/qemu/$1.log" 2>/dev/null | sed 's/^/qemu log: /'
+}
+
 # try_start XMLFILE: define and start $DOM; on failure DETAIL has virsh's error
 try_start() {
     virsh domstate "$DOM" >/dev/null 2>&1 && run virsh undefine "$DOM"
@@ -224,12 +231,7 @@ try_start() {
     local out rc=0
     out=$(virsh start "$DOM" 2>&1) || rc=$?
     echo "$out"
-    if [ $rc != 0 ]; then
-        fail "virsh start: $(virsh_err "$out")"
-        journalctl -b --no-pager -n 30 -u iommufd-broker -u libvirtd | sed 's/^/journal: /'
-        tail -n 15 "/var/log/libvirt/qemu/$DOM.log" 2>/dev/null | sed 's/^/qemu log: /'
-        return 1
-    fi
+    [ $rc = 0 ] || { start_failed "$DOM" "virsh start: $(virsh_err "$out")"; return 1; }
     QEMU_PID=$(qemu_pid "$DOM")
     on_vfio || { fail "$DOM runs, but $BDF is not on vfio-pci ($(where))"; return 1; }
     DETAIL="$DOM running, QEMU pid $QEMU_PID as $(ps -o user= -p "$QEMU_PID") in $(cut -d: -f3 /proc/$QEMU_PID/cgroup); $BDF taken from $HOST_DRIVER to vfio-pci"
@@ -514,12 +516,7 @@ s_native_start() {
     local out rc=0
     out=$(iommufdctl libvirt-start "$NDOM" 2>&1) || rc=$?
     echo "$out"
-    if [ $rc != 0 ]; then
-        fail "iommufdctl libvirt-start $NDOM: $(virsh_err "$out")"
-        journalctl -b --no-pager -n 40 -u iommufd-broker -u libvirtd | sed 's/^/journal: /'
-        tail -n 15 "/var/log/libvirt/qemu/$NDOM.log" 2>/dev/null | sed 's/^/qemu log: /'
-        return 1
-    fi
+    [ $rc = 0 ] || { start_failed "$NDOM" "iommufdctl libvirt-start $NDOM: $(virsh_err "$out")"; return 1; }
     NQEMU_PID=$(qemu_pid "$NDOM")
     [ -n "$NQEMU_PID" ] && kill -0 "$NQEMU_PID" || { fail "libvirt-start said ok, but no QEMU runs for $NDOM"; return 1; }
     on_vfio || { fail "$NDOM runs, but $BDF is not on vfio-pci ($(where))"; return 1; }
