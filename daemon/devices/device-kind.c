@@ -92,6 +92,22 @@ ifb_device_kinds_list (IfbCore *core, json_object *arr, gboolean *incomplete, GE
   return TRUE;
 }
 
+json_object *
+ifb_device_kind_entry_new (const char *name, const char *driver, const char *cdev, int iommu_group, gboolean vfio,
+                           const IfbVm *owner, json_object *managed)
+{
+  json_object *dj = json_object_new_object ();
+
+  json_object_object_add (dj, "device", json_object_new_string (name));
+  json_object_object_add (dj, "driver", driver ? json_object_new_string (driver) : NULL);
+  json_object_object_add (dj, "cdev", cdev ? json_object_new_string (cdev) : NULL);
+  json_object_object_add (dj, "iommu_group", iommu_group >= 0 ? json_object_new_int (iommu_group) : NULL);
+  json_object_object_add (dj, "vfio", json_object_new_boolean (vfio));
+  json_object_object_add (dj, "owner", owner ? json_object_new_string (owner->name) : NULL);
+  json_object_object_add (dj, "managed", managed);
+  return dj;
+}
+
 void
 ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw)
 {

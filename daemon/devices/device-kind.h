@@ -97,6 +97,12 @@ void ifb_device_kinds_probe (IfbCore *core);
 gboolean ifb_device_kinds_refresh (IfbCore *core, void (*done) (gpointer data), gpointer data);
 gboolean ifb_device_kinds_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error);
 
+/* A new device.list entry with the fields every kind gives: device, driver, cdev, iommu_group
+ * (< 0: none), vfio, owner (NULL: none) and managed (the managed-device ledger's {state, driver},
+ * NULL for a device not in it; taken). */
+json_object *ifb_device_kind_entry_new (const char *name, const char *driver, const char *cdev, int iommu_group,
+                                        gboolean vfio, const IfbVm *owner, json_object *managed);
+
 /* A hardware description with the fields device.list and vm.show give (ifb_hw_info_to_json()
  * and the summary), appended to the entry dj. */
 void ifb_device_kind_add_hw (json_object *dj, const IfbHwInfo *hw);

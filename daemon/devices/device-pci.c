@@ -271,22 +271,15 @@ pci_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **error)
     IfbVmDevice *vd = owner ? ifb_vm_find_device (owner, bdf) : NULL;
     const IfbHwInfo *hw = NULL;
     const char *probe_error;
-    json_object *dj = json_object_new_object ();
+    /* a device taken from its host driver: which, and where it is on its way back to it */
+    json_object *dj = ifb_device_kind_entry_new (bdf, driver, cdev, ifb_pci_device_get_iommu_group (d),
+                                                 ifb_pci_device_is_vfio (d), owner, ifb_ledger_describe (bdf));
     char id[8];
 
-    json_object_object_add (dj, "device", json_object_new_string (bdf));
-    json_object_object_add (dj, "driver", driver ? json_object_new_string (driver) : NULL);
-    json_object_object_add (dj, "cdev", cdev ? json_object_new_string (cdev) : NULL);
-    json_object_object_add (dj, "iommu_group", ifb_pci_device_get_iommu_group (d) >= 0
-                                                  ? json_object_new_int (ifb_pci_device_get_iommu_group (d)) : NULL);
     g_snprintf (id, sizeof (id), "%04x", ifb_pci_device_get_vendor (d));
     json_object_object_add (dj, "vendor", json_object_new_string (id));
     g_snprintf (id, sizeof (id), "%04x", ifb_pci_device_get_device (d));
     json_object_object_add (dj, "device_id", json_object_new_string (id));
-    json_object_object_add (dj, "vfio", json_object_new_boolean (ifb_pci_device_is_vfio (d)));
-    json_object_object_add (dj, "owner", owner ? json_object_new_string (owner->name) : NULL);
-    /* a device taken from its host driver: which, and where it is on its way back to it */
-    json_object_object_add (dj, "managed", ifb_ledger_describe (bdf));
 
     if (vd && vd->state == IFB_VM_DEVICE_READY)
       hw = &vd->hw;

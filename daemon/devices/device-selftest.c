@@ -160,15 +160,9 @@ selftest_list (IfbCore *core, json_object *arr, gboolean *incomplete, GError **e
     g_autofree char *name = g_strdup_printf (PREFIX "%d", i);
     IfbVm *owner = ifb_registry_device_owner (core->registry, name);
     IfbVmDevice *vd = owner ? ifb_vm_find_device (owner, name) : NULL;
-    json_object *dj = json_object_new_object ();
+    json_object *dj = ifb_device_kind_entry_new (name, NULL, NULL, -1, FALSE, owner, NULL);
 
-    json_object_object_add (dj, "device", json_object_new_string (name));
     json_object_object_add (dj, "kind", json_object_new_string ("selftest"));
-    json_object_object_add (dj, "driver", NULL);
-    json_object_object_add (dj, "cdev", NULL);
-    json_object_object_add (dj, "iommu_group", NULL);
-    json_object_object_add (dj, "vfio", json_object_new_boolean (FALSE));
-    json_object_object_add (dj, "owner", owner ? json_object_new_string (owner->name) : NULL);
     ifb_device_kind_add_hw (dj, vd && vd->state == IFB_VM_DEVICE_READY ? &vd->hw : &mock_hw);
     json_object_array_add (arr, dj);
   }
